@@ -1,0 +1,30 @@
+//! Global settings the kernel reads on every decision.
+
+/// Element 0 of [`crate::maps::CONFIG`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GlobalConfig {
+    /// `CONFIG_FLAG_*` bits.
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+/// Compute and count every verdict, but let every packet pass.
+pub const CONFIG_FLAG_REPORT_ONLY: u32 = 1 << 0;
+
+const _: () = assert!(core::mem::size_of::<GlobalConfig>() == 8);
+
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for GlobalConfig {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout() {
+        assert_eq!(core::mem::size_of::<GlobalConfig>(), 8);
+        assert_eq!(core::mem::align_of::<GlobalConfig>(), 4);
+        assert_eq!(GlobalConfig::default().flags & CONFIG_FLAG_REPORT_ONLY, 0);
+    }
+}

@@ -1,0 +1,141 @@
+//! Per-CPU counter slots. Every packet the programs see ends in exactly one [`Reason`], counted once at
+//! the single exit. In report-only mode a refusal is counted in the report-only half (`would drop`,
+//! `would reject`) and the packet passes; every other reason is counted in the enforced half.
+
+/// Why a packet got its verdict. The discriminant is the counter slot in the enforced half.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reason {
+    // Fail-open passes: the packet is not subject to policy.
+    NotIp = 0,
+    NotTcp,
+    NotSyn,
+    OtherPort,
+    Truncated,
+    Fragment,
+    Unparsable,
+    // A SYN to a protected port was looked up.
+    NoEntry,
+    Expired,
+    Allowed,
+    Blocked,
+    Rejected,
+    RateAllowed,
+    RateRefused,
+    ThrottleOutside,
+    ThrottleRefused,
+    BlockWindowRefused,
+    /// A reject could not be turned into a RST in place (IPv4 options, IPv6 extension headers,
+    /// helper failure): the SYN was dropped instead.
+    RejectFallbackDrop,
+}
+
+/// Number of reasons (slots in one half of the counter array).
+pub const REASON_COUNT: u32 = Reason::RejectFallbackDrop as u32 + 1;
+/// Total slots of `STATS`: enforced half then report-only half.
+pub const COUNTER_SLOTS: u32 = 2 * REASON_COUNT;
+
+/// Every reason in slot order.
+pub const ALL_REASONS: [Reason; REASON_COUNT as usize] = [
+    Reason::NotIp,
+    Reason::NotTcp,
+    Reason::NotSyn,
+    Reason::OtherPort,
+    Reason::Truncated,
+    Reason::Fragment,
+    Reason::Unparsable,
+    Reason::NoEntry,
+    Reason::Expired,
+    Reason::Allowed,
+    Reason::Blocked,
+    Reason::Rejected,
+    Reason::RateAllowed,
+    Reason::RateRefused,
+    Reason::ThrottleOutside,
+    Reason::ThrottleRefused,
+    Reason::BlockWindowRefused,
+    Reason::RejectFallbackDrop,
+];
+
+/// Counter slot for a reason; `report_only` selects the half where would-be refusals are counted.
+pub const fn slot(reason: Reason, report_only: bool) -> u32 {
+    reason as u32 + if report_only { REASON_COUNT } else { 0 }
+}
+
+impl Reason {
+    /// Stable snake_case name used by `enforcer stats --json` and Prometheus labels.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Reason::NotIp => "not_ip",
+            Reason::NotTcp => "not_tcp",
+            Reason::NotSyn => "not_syn",
+            Reason::OtherPort => "other_port",
+            Reason::Truncated => "truncated",
+            Reason::Fragment => "fragment",
+            Reason::Unparsable => "unparsable",
+            Reason::NoEntry => "no_entry",
+            Reason::Expired => "expired",
+            Reason::Allowed => "allowed",
+            Reason::Blocked => "blocked",
+            Reason::Rejected => "rejected",
+            Reason::RateAllowed => "rate_allowed",
+            Reason::RateRefused => "rate_refused",
+            Reason::ThrottleOutside => "throttle_outside",
+            Reason::ThrottleRefused => "throttle_refused",
+            Reason::BlockWindowRefused => "block_window_refused",
+            Reason::RejectFallbackDrop => "reject_fallback_drop",
+        }
+    }
+
+    /// True when the packet was (or, in report-only mode, would have been) refused.
+    pub const fn is_refusal(self) -> bool {
+        matches!(
+            self,
+            Reason::Blocked
+                | Reason::Rejected
+                | Reason::RateRefused
+                | Reason::ThrottleRefused
+                | Reason::BlockWindowRefused
+                | Reason::RejectFallbackDrop
+        )
+    }
+
+    /// True for packets that were never subject to policy (fail open).
+    pub const fn is_bypass(self) -> bool {
+        (self as u32) < Reason::NoEntry as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_dense_and_named_uniquely() {
+        let mut names = std::collections::HashSet::new();
+        for (i, r) in ALL_REASONS.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+            assert!(names.insert(r.name()));
+        }
+        assert_eq!(COUNTER_SLOTS, 2 * ALL_REASONS.len() as u32);
+    }
+
+    #[test]
+    fn slots_split_halves() {
+        assert_eq!(slot(Reason::NotIp, false), 0);
+        assert_eq!(
+            slot(Reason::Blocked, true),
+            Reason::Blocked as u32 + REASON_COUNT
+        );
+        assert!(slot(Reason::RejectFallbackDrop, true) < COUNTER_SLOTS);
+    }
+
+    #[test]
+    fn classes() {
+        assert!(Reason::Truncated.is_bypass());
+        assert!(!Reason::NoEntry.is_bypass());
+        assert!(Reason::ThrottleRefused.is_refusal());
+        assert!(!Reason::ThrottleOutside.is_refusal());
+        assert!(!Reason::Allowed.is_refusal());
+    }
+}

@@ -1,0 +1,50 @@
+//! Map and program names. The kernel side names its statics exactly like these constants (the ELF
+//! test checks every one exists in the built object); userspace only ever uses the constants.
+
+/// Exact IPv4 hosts: `HashMap<[u8; 4], PolicyEntry>` (key = address bytes in network order).
+/// A host entry is the longest possible prefix, so it is consulted before the prefix trie.
+pub const POLICY_V4_HOSTS: &str = "POLICY_V4_HOSTS";
+/// IPv4 prefixes shorter than /32: `LpmTrie<[u8; 4], PolicyEntry>`.
+pub const POLICY_V4_PREFIXES: &str = "POLICY_V4_PREFIXES";
+/// Exact IPv6 hosts: `HashMap<[u8; 16], PolicyEntry>`.
+pub const POLICY_V6_HOSTS: &str = "POLICY_V6_HOSTS";
+/// IPv6 prefixes shorter than /128: `LpmTrie<[u8; 16], PolicyEntry>`.
+pub const POLICY_V6_PREFIXES: &str = "POLICY_V6_PREFIXES";
+/// Token-bucket (GCRA) state per source address: `LruHashMap<RateKey, RateState>`.
+pub const RATE_STATE: &str = "RATE_STATE";
+/// Protected destination ports: `Array<u32>` indexed by port (host order), non-zero = protected.
+pub const PORTS: &str = "PORTS";
+/// Global settings: `Array<GlobalConfig>` with one element at index 0.
+pub const CONFIG: &str = "CONFIG";
+/// Per-CPU packet counters: `PerCpuArray<u64>` indexed by [`crate::counters::slot`].
+pub const STATS: &str = "STATS";
+
+/// Every map, in the order userspace lists, pins and checks them.
+pub const ALL_MAPS: [&str; 8] = [
+    POLICY_V4_HOSTS,
+    POLICY_V4_PREFIXES,
+    POLICY_V6_HOSTS,
+    POLICY_V6_PREFIXES,
+    RATE_STATE,
+    PORTS,
+    CONFIG,
+    STATS,
+];
+
+/// XDP ingress program.
+pub const PROG_XDP: &str = "enforcer_xdp";
+/// TC ingress program (tcx or clsact), same decision code as the XDP one.
+pub const PROG_TC: &str = "enforcer_tc";
+
+pub const ALL_PROGRAMS: [&str; 2] = [PROG_XDP, PROG_TC];
+
+/// Capacities. Host maps are sized for a million senders; prefixes are operator-made and fewer.
+pub const MAX_HOSTS_V4: u32 = 1 << 21;
+pub const MAX_HOSTS_V6: u32 = 1 << 20;
+pub const MAX_PREFIXES_V4: u32 = 1 << 16;
+pub const MAX_PREFIXES_V6: u32 = 1 << 16;
+pub const MAX_RATE_STATE: u32 = 1 << 18;
+pub const PORT_COUNT: u32 = 1 << 16;
+
+/// Default protected ports: SMTP, submissions (implicit TLS), submission.
+pub const DEFAULT_PORTS: [u16; 3] = [25, 465, 587];

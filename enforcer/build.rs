@@ -1,0 +1,31 @@
+//! Builds `enforcer-ebpf` for the BPF target and leaves the object in OUT_DIR, where `src/datapath`
+//! embeds it with `include_bytes_aligned!`. Nobody runs a separate eBPF build step.
+
+use anyhow::{anyhow, Context as _};
+
+fn main() -> anyhow::Result<()> {
+    let metadata_root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or_else(|| anyhow!("enforcer crate has no parent directory"))?
+        .join("enforcer-ebpf");
+    let root_dir = metadata_root
+        .to_str()
+        .context("enforcer-ebpf path is not UTF-8")?;
+    // The eBPF crate is built by the pinned stable toolchain; -Z build-std=core needs RUSTC_BOOTSTRAP
+    // for that nested build only (see ../shared/TOOLCHAIN.md). aya-build passes our environment on.
+    // SAFETY: build scripts are single-threaded at this point.
+    unsafe { std::env::set_var("RUSTC_BOOTSTRAP", "1") };
+    let toolchain = aya_build::Toolchain::Custom(TOOLCHAIN);
+    aya_build::build_ebpf(
+        [aya_build::Package {
+            name: "enforcer-ebpf",
+            root_dir,
+            ..Default::default()
+        }],
+        toolchain,
+    )
+}
+
+/// Must equal `rust-toolchain.toml`'s channel: bpf-linker is built against LLVM 22, which rustc 1.95
+/// uses; rustc >= 1.99 moves to LLVM 23.
+const TOOLCHAIN: &str = "1.95.0";

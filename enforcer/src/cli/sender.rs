@@ -1,0 +1,8 @@
+//! `enforcer sender` (scaffold: its owner replaces this file).
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn execute(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`enforcer sender` is not built yet")
+}
