@@ -1,1 +1,9 @@
-//! Helpers shared by the privileged integration tests.
+//! Helpers shared by the privileged integration tests (root, BPF, network namespaces).
+//! Every resource a helper creates is removed by a `Drop` guard, even when a test panics.
+
+/// Frame builders for BPF_PROG_TEST_RUN (Ethernet/VLAN/IPv4/IPv6/TCP).
+pub mod frames;
+/// Network namespace, veth and pin-directory guards with unique names.
+pub mod netns;
+/// Spawning and killing `enforcer` processes for end-to-end tests.
+pub mod process;

@@ -1,0 +1,1 @@
+//! (scaffold: its owner fills this module)
