@@ -1,0 +1,1 @@
+//! Sending-server classifier (being written).
