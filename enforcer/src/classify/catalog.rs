@@ -168,8 +168,8 @@ pub struct Release {
     pub version: ExVersion,
     pub label: &'static str,
     pub build: Build,
-    /// Release date; rows the source dates by month only count from the 1st of that month, rows without
-    /// a date (some pre-2021 security updates) never count as "released by" a date.
+    /// Release date; rows the source dates by month only count from the last day of that month, rows
+    /// without a date (some pre-2021 security updates) never count as "released by" a date.
     pub released: Option<Date>,
     pub end_of_support: Option<Date>,
     pub kind: Kind,
@@ -219,9 +219,14 @@ impl Catalog {
 
     /// Rows that do not parse are skipped; a unit test proves every shipped row parses.
     fn parse(csv: &'static str) -> Catalog {
-        let mut releases: Vec<Release> = csv.lines().skip(1).filter_map(parse_row).collect();
-        releases.sort_by_key(|r| r.build);
-        Catalog { releases }
+        let mut rows: Vec<(Release, bool)> = csv.lines().skip(1).filter_map(parse_row).collect();
+        // The source lists a few builds twice (`8.2.305.3` and zero-padded `8.2.305.03`): keep the row
+        // dated to the day.
+        rows.sort_by_key(|(r, day)| (r.build, !day));
+        rows.dedup_by_key(|(r, _)| r.build);
+        Catalog {
+            releases: rows.into_iter().map(|(r, _)| r).collect(),
+        }
     }
 
     pub fn exact(&self, b: Build) -> Option<&Release> {
@@ -229,14 +234,13 @@ impl Catalog {
         Some(&self.releases[i])
     }
 
-    /// Exact match, ignoring a missing revision (`15.1.2507` finds nothing, `15.1.2507.39` finds itself).
+    /// Exact match; else a catalog row that lists only the first three parts (`5.5.2653` for
+    /// `5.5.2653.13`, `6.5.7226` for `6.5.7226.0`: the old builds are catalogued without revision).
     pub fn find(&self, b: Build) -> Option<&Release> {
         self.exact(b).or_else(|| {
-            (b.len() < 4).then(|| {
-                self.releases
-                    .iter()
-                    .find(|r| r.build.major() == b.major() && same_prefix(r.build, b))
-            })?
+            let short =
+                Build::parse(format!("{}.{}.{}", b.major(), b.minor(), b.part(2)).as_bytes())?;
+            (b.len() == 4).then(|| self.exact(short))?
         })
     }
 
@@ -257,42 +261,44 @@ impl Catalog {
     }
 }
 
-fn same_prefix(a: Build, b: Build) -> bool {
-    (0..b.len()).all(|i| a.part(i) == b.part(i)) && a.len() == b.len()
-}
-
-fn parse_row(line: &'static str) -> Option<Release> {
+/// A row and whether its release date is given to the day.
+fn parse_row(line: &'static str) -> Option<(Release, bool)> {
     let mut cols = line.split(',');
     let product = cols.next()?;
     let label = cols.next()?.trim();
     let build = Build::parse(cols.next()?.trim().as_bytes())?;
-    let released = cols.next().and_then(parse_date);
+    let released_text = cols.next().unwrap_or_default();
+    let released = parse_date(released_text);
     let end_of_support = cols.next().and_then(parse_date);
     let version = ExVersion::from_catalog(product)?;
-    Some(Release {
+    let release = Release {
         version,
         label,
         build,
         released,
         end_of_support,
         kind: Kind::of_label(label),
-    })
+    };
+    Some((release, released_text.trim().len() == 10))
 }
 
-/// `YYYY-MM-DD`, or `YYYY-MM` read as the 1st of the month.
+/// `YYYY-MM-DD`, or `YYYY-MM` read as the last day of the month: when the source only knows the month,
+/// a release counts from the end of it, so a server is never called outdated before the update that
+/// superseded it can have shipped.
 pub fn parse_date(s: &str) -> Option<Date> {
     let s = s.trim();
     let mut it = s.split('-');
     let y: i32 = it.next()?.parse().ok()?;
     let m: u8 = it.next()?.parse().ok()?;
+    let month = Month::try_from(m).ok()?;
     let d: u8 = match it.next() {
         Some(d) => d.parse().ok()?,
-        None => 1,
+        None => month.length(y),
     };
     if it.next().is_some() || !(1000..=9999).contains(&y) {
         return None;
     }
-    Date::from_calendar_date(y, Month::try_from(m).ok()?, d).ok()
+    Date::from_calendar_date(y, month, d).ok()
 }
 
 #[cfg(test)]
@@ -301,9 +307,21 @@ mod tests {
 
     #[test]
     fn every_row_parses() {
-        let rows = CSV.lines().skip(1).filter(|l| !l.trim().is_empty()).count();
-        assert_eq!(Catalog::get().releases.len(), rows);
-        assert!(rows >= 477);
+        let rows: Vec<&str> = CSV
+            .lines()
+            .skip(1)
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        assert!(rows.len() >= 477);
+        assert_eq!(rows.iter().filter_map(|l| parse_row(l)).count(), rows.len());
+        // Distinct builds after normalisation: two duplicates (8.2.305.3 / 8.2.305.03, 14.2.328.5 twice).
+        assert_eq!(Catalog::get().releases.len(), rows.len() - 2);
+        let r = Catalog::get().exact(Build::new(8, 2, 305, 3)).unwrap();
+        assert_eq!(r.label, "Update Rollup 5 for Exchange Server 2007 SP2");
+        assert!(Catalog::get()
+            .releases
+            .windows(2)
+            .all(|w| w[0].build < w[1].build));
     }
 
     #[test]
@@ -355,7 +373,11 @@ mod tests {
     fn dates_and_ids() {
         assert_eq!(
             parse_date("2020-10"),
-            Date::from_calendar_date(2020, Month::October, 1).ok()
+            Date::from_calendar_date(2020, Month::October, 31).ok()
+        );
+        assert_eq!(
+            parse_date("2024-02"),
+            Date::from_calendar_date(2024, Month::February, 29).ok()
         );
         assert_eq!(
             parse_date("2025-10-14"),

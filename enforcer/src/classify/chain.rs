@@ -62,7 +62,7 @@ pub(crate) fn hop(r: &Received<'_>, raw: &[u8]) -> Hop {
         .clause(ClauseKind::Id)
         .and_then(|c| c.first())
         .and_then(Build::parse)
-        .filter(|b| matches!(b.major(), 6 | 8 | 14 | 15) && b.len() >= 3);
+        .filter(|b| (4..=15).contains(&b.major()) && b.len() >= 3);
     let online_host = by
         .as_deref()
         .is_some_and(|h| is_exchange_online_host(h.as_bytes()));

@@ -123,6 +123,9 @@ pub enum EvidenceKind {
     Received,
     /// Another header field (`X-MimeOLE`, `X-Mailer`).
     Header,
+    /// The conclusion drawn from the build catalog and the support rule; `text` names the build or the
+    /// versions the evidence allows.
+    Catalog,
 }
 
 /// One line of input that mattered, and what it told.

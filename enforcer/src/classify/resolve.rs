@@ -72,7 +72,8 @@ pub(crate) fn resolve(scanned: Scanned, as_of: Date, ov: &SupportOverrides) -> C
         Product::ExchangeOnline => {
             out.status = Status::Supported;
             out.evidence.push(note(
-                "Exchange Online is operated and patched by Microsoft: supported",
+                "Exchange Online",
+                "operated and patched by Microsoft: supported",
             ));
         }
         Product::IisSmtp => {
@@ -84,10 +85,11 @@ pub(crate) fn resolve(scanned: Scanned, as_of: Date, ov: &SupportOverrides) -> C
             if let Some((windows, eos)) = v.and_then(windows_of_iis) {
                 if as_of > eos {
                     out.status = Status::EndOfLife;
-                    out.evidence.push(note(&format!(
-                        "IIS SMTP {} ships with {windows}, out of support since {eos}",
-                        v.map(|b| b.to_string()).unwrap_or_default()
-                    )));
+                    let text = format!("IIS SMTP {}", v.map(|b| b.to_string()).unwrap_or_default());
+                    out.evidence.push(note(
+                        &text,
+                        &format!("ships with {windows}, out of support since {eos}"),
+                    ));
                     out.upgrade_to =
                         Some("a supported mail server (the IIS SMTP service is deprecated)".into());
                 }
@@ -105,11 +107,11 @@ pub(crate) fn resolve(scanned: Scanned, as_of: Date, ov: &SupportOverrides) -> C
     out
 }
 
-fn note(s: &str) -> EvidenceItem {
+fn note(text: &str, finding: &str) -> EvidenceItem {
     EvidenceItem {
-        kind: super::EvidenceKind::Header,
-        text: String::new(),
-        finding: s.to_string(),
+        kind: super::EvidenceKind::Catalog,
+        text: text.to_string(),
+        finding: finding.to_string(),
     }
 }
 
@@ -169,14 +171,14 @@ fn exchange(out: &mut Classification, voters: &[&Candidate], as_of: Date, ov: &S
             .iter()
             .filter_map(|v| end_of_support(*v, ov).map(|(d, _)| format!("{} {d}", v.id())))
             .collect();
-        out.evidence.push(note(&format!(
+        out.evidence.push(note(&format!("Exchange {}", era_text(era)), &format!(
             "no build seen, but every version the evidence allows (Exchange {}) is past end of support as of {as_of} ({})",
             era_text(era),
             ends.join(", ")
         )));
         out.upgrade_to = upgrade_target(None, None, false, as_of, ov);
     } else {
-        out.evidence.push(note(&format!(
+        out.evidence.push(note(&format!("Exchange {}", era_text(era)), &format!(
             "no build seen: the evidence allows Exchange {}; status needs a build (a Received header from this server names it)",
             era_text(era)
         )));
@@ -190,7 +192,7 @@ fn set_build(out: &mut Classification, b: Build, as_of: Date, ov: &SupportOverri
     out.label = a.label;
     out.status = a.status;
     out.upgrade_to = a.upgrade_to;
-    out.evidence.push(note(&a.finding));
+    out.evidence.push(note(&b.to_string(), &a.finding));
 }
 
 /// Windows release of an IIS SMTP service version, and that release's end of extended support.

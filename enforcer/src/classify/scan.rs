@@ -59,6 +59,15 @@ pub(crate) struct Candidate {
     pub evidence: EvidenceItem,
 }
 
+/// What a candidate claims, before its evidence is attached.
+struct Claim {
+    product: Product,
+    version: Option<String>,
+    build: Option<Build>,
+    era: Era,
+    weight: f64,
+}
+
 pub(crate) struct Scanned {
     pub lines: usize,
     /// SMTP items recognised (replies, commands, header fields).
@@ -182,28 +191,26 @@ impl Scanner {
         }
     }
 
-    fn push(
-        &mut self,
-        product: Product,
-        version: Option<String>,
-        build: Option<Build>,
-        era: Era,
-        weight: f64,
-        kind: EvidenceKind,
-        text: &[u8],
-        finding: String,
-    ) {
+    fn push(&mut self, c: Claim, kind: EvidenceKind, text: &[u8], finding: String) {
+        let evidence = EvidenceItem {
+            kind,
+            text: evidence_text(text),
+            finding,
+        };
+        let Claim {
+            product,
+            version,
+            build,
+            era,
+            weight,
+        } = c;
         self.out.candidates.push(Candidate {
             product,
             version,
             build,
             era,
             weight,
-            evidence: EvidenceItem {
-                kind,
-                text: evidence_text(text),
-                finding,
-            },
+            evidence,
         });
     }
 
@@ -222,11 +229,13 @@ impl Scanner {
                 String::from_utf8_lossy(&domain)
             );
             self.push(
-                Product::ExchangeOnline,
-                None,
-                None,
-                0,
-                0.7,
+                Claim {
+                    product: Product::ExchangeOnline,
+                    version: None,
+                    build: None,
+                    era: 0,
+                    weight: 0.7,
+                },
                 EvidenceKind::Ehlo,
                 l,
                 f,
@@ -274,11 +283,13 @@ impl Scanner {
                 String::from_utf8_lossy(host)
             );
             self.push(
-                Product::ExchangeOnline,
-                None,
-                None,
-                0,
-                0.85,
+                Claim {
+                    product: Product::ExchangeOnline,
+                    version: None,
+                    build: None,
+                    era: 0,
+                    weight: 0.85,
+                },
                 EvidenceKind::Banner,
                 text,
                 f,
@@ -297,11 +308,13 @@ impl Scanner {
             Some(MsSignal::Modern) => {
                 let f = format!("{what} of Microsoft's Exchange 2007-or-later transport (no version on the wire): Exchange {}", era_text(ERA_2007_ON));
                 self.push(
-                    Product::Exchange,
-                    None,
-                    None,
-                    ERA_2007_ON,
-                    0.6,
+                    Claim {
+                        product: Product::Exchange,
+                        version: None,
+                        build: None,
+                        era: ERA_2007_ON,
+                        weight: 0.6,
+                    },
                     kind,
                     text,
                     f,
@@ -311,11 +324,13 @@ impl Scanner {
                 let win = v.map(|b| format!(" {b}")).unwrap_or_default();
                 let f = format!("{what} of the Windows IIS SMTP service{win} (the build is Windows', not Exchange's); Exchange 2000/2003 ran on it");
                 self.push(
-                    Product::IisSmtp,
-                    v.map(|b| b.to_string()),
-                    v,
-                    iis_era(v),
-                    0.65,
+                    Claim {
+                        product: Product::IisSmtp,
+                        version: v.map(|b| b.to_string()),
+                        build: v,
+                        era: iis_era(v),
+                        weight: 0.65,
+                    },
                     kind,
                     text,
                     f,
@@ -323,7 +338,18 @@ impl Scanner {
             }
             Some(MsSignal::ExchangeBuild(b)) => {
                 let f = format!("{what} carries Exchange build {b}");
-                self.push(Product::Exchange, None, Some(b), 0, 0.9, kind, text, f);
+                self.push(
+                    Claim {
+                        product: Product::Exchange,
+                        version: None,
+                        build: Some(b),
+                        era: 0,
+                        weight: 0.9,
+                    },
+                    kind,
+                    text,
+                    f,
+                );
             }
             None => {
                 let weight = if hit.version.is_some() {
@@ -337,7 +363,18 @@ impl Scanner {
                     .map(|v| format!(" {v}"))
                     .unwrap_or_default();
                 let f = format!("{what} names {}{v}", hit.product.name());
-                self.push(hit.product, hit.version, None, 0, weight, kind, text, f);
+                self.push(
+                    Claim {
+                        product: hit.product,
+                        version: hit.version,
+                        build: None,
+                        era: 0,
+                        weight,
+                    },
+                    kind,
+                    text,
+                    f,
+                );
             }
         }
     }
@@ -349,11 +386,13 @@ impl Scanner {
                 String::from_utf8_lossy(r.domain)
             );
             self.push(
-                Product::ExchangeOnline,
-                None,
-                None,
-                0,
-                0.85,
+                Claim {
+                    product: Product::ExchangeOnline,
+                    version: None,
+                    build: None,
+                    era: 0,
+                    weight: 0.85,
+                },
                 EvidenceKind::EhloResponse,
                 text,
                 f,
@@ -387,11 +426,13 @@ impl Scanner {
             era_text(e)
         );
         self.push(
-            Product::Exchange,
-            None,
-            None,
-            e,
-            weight,
+            Claim {
+                product: Product::Exchange,
+                version: None,
+                build: None,
+                era: e,
+                weight,
+            },
             EvidenceKind::EhloResponse,
             text,
             f,
@@ -415,33 +456,39 @@ impl Scanner {
                 era_text(e)
             );
             self.push(
-                Product::Exchange,
-                None,
-                None,
-                e,
-                0.55,
+                Claim {
+                    product: Product::Exchange,
+                    version: None,
+                    build: None,
+                    era: e,
+                    weight: 0.55,
+                },
                 EvidenceKind::Reply,
                 text,
                 f,
             );
         } else if has("Ok: queued as ") {
             self.push(
-                Product::Postfix,
-                None,
-                None,
-                0,
-                0.5,
+                Claim {
+                    product: Product::Postfix,
+                    version: None,
+                    build: None,
+                    era: 0,
+                    weight: 0.5,
+                },
                 EvidenceKind::Reply,
                 text,
                 "Postfix's `Ok: queued as` reply".into(),
             );
         } else if t.starts_with("OK id=") {
             self.push(
-                Product::Exim,
-                None,
-                None,
-                0,
-                0.5,
+                Claim {
+                    product: Product::Exim,
+                    version: None,
+                    build: None,
+                    era: 0,
+                    weight: 0.5,
+                },
                 EvidenceKind::Reply,
                 text,
                 "Exim's `OK id=` reply".into(),

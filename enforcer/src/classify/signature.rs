@@ -58,7 +58,7 @@ pub fn version_after(text: &[u8], mut pos: usize) -> Option<String> {
         let skip = SKIP.iter().find(|w| {
             starts_ci(rest, w)
                 && rest.get(w.len()).is_some_and(|b| !b.is_ascii_alphabetic())
-                && !(w.len() == 1 && !rest.get(1).is_some_and(u8::is_ascii_digit))
+                && (w.len() != 1 || rest.get(1).is_some_and(u8::is_ascii_digit))
         });
         match skip {
             Some(w) => pos += w.len(),
@@ -107,7 +107,9 @@ pub fn scan(text: &[u8]) -> Option<Hit> {
     let mut i = 0;
     while i < text.len() {
         let b = text[i];
-        if !b.is_ascii_alphabetic() || (i > 0 && text[i - 1].is_ascii_alphanumeric()) {
+        // Word starts only, and not inside a host name (`zimbra.example.com`, `mx.postfix.org`).
+        let host_char = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_' | b'@');
+        if !b.is_ascii_alphabetic() || (i > 0 && host_char(text[i - 1])) {
             i += 1;
             continue;
         }
@@ -139,7 +141,17 @@ pub fn scan(text: &[u8]) -> Option<Hit> {
             b'z' if starts_ci(rest, b"zimbra") => Some(simple(Product::Zimbra, text, i + 6)),
             _ => None,
         };
-        if hit.is_some() {
+        let token_len = text[i..]
+            .iter()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .count();
+        let in_host = text
+            .get(i + token_len)
+            .is_some_and(|c| matches!(c, b'.' | b'-' | b'_' | b'@'))
+            && text
+                .get(i + token_len + 1)
+                .is_some_and(u8::is_ascii_alphanumeric);
+        if hit.is_some() && !in_host {
             return hit;
         }
         i += 1;

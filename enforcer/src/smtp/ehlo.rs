@@ -160,7 +160,7 @@ pub fn decode_ehlo_response(input: &[u8]) -> Result<Decoded<EhloResponse<'_>>, D
     let mut pos = line_at(input, 0).map_or(0, |l| l.next);
     for text in &d.value.lines[1..] {
         let res: IResult<&[u8], &[u8]> =
-            take_while1(|b: u8| !matches!(b, b' ' | b'\t' | b'='))(*text);
+            take_while1(|b: u8| !matches!(b, b' ' | b'\t' | b'='))(text);
         let Ok((rest, name)) = res else {
             return Err(DecodeError::malformed(
                 item,
