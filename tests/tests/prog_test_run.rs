@@ -164,24 +164,19 @@ impl Datapath {
         (r.return_value, out)
     }
 
-    fn run_tc(&self, frame: &[u8]) -> (u32, Vec<u8>) {
+    fn try_run_tc(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), aya::programs::ProgramError> {
         let mut out = vec![0u8; 4096];
-        let r = self
-            .tc()
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ..Default::default()
-            })
-            .unwrap_or_else(|e| {
-                panic!(
-                    "TC test_run of {} bytes {:02x?}: {e}",
-                    frame.len(),
-                    &frame[..frame.len().min(20)]
-                )
-            });
+        let r = self.tc().test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..Default::default()
+        })?;
         out.truncate(r.data_size_out as usize);
-        (r.return_value, out)
+        Ok((r.return_value, out))
+    }
+
+    fn run_tc(&self, frame: &[u8]) -> (u32, Vec<u8>) {
+        self.try_run_tc(frame).expect("TC test_run")
     }
 
     /// Runs one frame through XDP and asserts the action and that exactly `counter` moved, by one.
@@ -740,21 +735,32 @@ fn frame_table_tc() {
     let mut dp = Datapath::load();
     dp.host4(CLIENT4, entry(ACTION_DROP));
     dp.host6(CLIENT6, entry(ACTION_DROP));
+    let mut skipped = Vec::new();
     for c in table() {
-        // The skb test harness wants more than a bare Ethernet header (EINVAL otherwise).
-        if c.frame.len() <= 14 {
-            continue;
-        }
+        let before = dp.stats();
+        let ret = match dp.try_run_tc(&c.frame) {
+            Ok((ret, _)) => ret,
+            // The skb test harness itself refuses frames whose Ethernet or IP header is cut short
+            // (EINVAL before our program runs); XDP covers those.
+            Err(_) if c.reason == Reason::Truncated => {
+                skipped.push(c.name);
+                continue;
+            }
+            Err(e) => panic!("{}: TC test_run: {e}", c.name),
+        };
         let want = match c.action {
             XDP_PASS => TC_ACT_OK,
             XDP_DROP => TC_ACT_SHOT,
             other => panic!("unexpected action {other}"),
         };
-        let before = dp.stats();
-        let (ret, _) = dp.run_tc(&c.frame);
         assert_eq!(ret, want, "{}: TC action", c.name);
         assert_counted(c.name, &before, &dp.stats(), slot(c.reason, false));
     }
+    eprintln!("skipped by the skb harness: {skipped:?}");
+    assert!(
+        skipped.len() <= 8,
+        "too many frames refused by the harness: {skipped:?}"
+    );
 }
 
 #[track_caller]
