@@ -207,8 +207,10 @@ impl Line {
 }
 
 pub struct Catalog {
-    /// Sorted by build.
+    /// Sorted by build; each version's rows, and within it each line's rows, are contiguous.
     pub releases: Vec<Release>,
+    /// Per version (indexed by `ExVersion as usize`): its rows' index range.
+    by_version: [(usize, usize); ExVersion::ALL.len()],
 }
 
 impl Catalog {
@@ -224,8 +226,20 @@ impl Catalog {
         // dated to the day.
         rows.sort_by_key(|(r, day)| (r.build, !day));
         rows.dedup_by_key(|(r, _)| r.build);
+        let releases: Vec<Release> = rows.into_iter().map(|(r, _)| r).collect();
+        let mut by_version = [(0, 0); ExVersion::ALL.len()];
+        for (i, v) in ExVersion::ALL.into_iter().enumerate() {
+            // Versions follow build order (SE starts at 15.2.2562), so each is one run.
+            let start = releases.iter().position(|r| r.version == v).unwrap_or(0);
+            let len = releases[start..]
+                .iter()
+                .take_while(|r| r.version == v)
+                .count();
+            by_version[i] = (start, start + len);
+        }
         Catalog {
-            releases: rows.into_iter().map(|(r, _)| r).collect(),
+            releases,
+            by_version,
         }
     }
 
@@ -244,18 +258,27 @@ impl Catalog {
         })
     }
 
-    pub fn of_version(&self, v: ExVersion) -> impl Iterator<Item = &Release> + '_ {
-        self.releases.iter().filter(move |r| r.version == v)
+    /// The rows of one version, sorted by build.
+    pub fn of_version(&self, v: ExVersion) -> &[Release] {
+        let (a, b) = self.by_version[v as usize];
+        &self.releases[a..b]
     }
 
-    pub fn of_line(&self, v: ExVersion, line: Line) -> impl Iterator<Item = &Release> + '_ {
-        self.of_version(v)
-            .filter(move |r| Line::of(r.build) == line)
+    /// The rows of one servicing line of `v`, sorted by build.
+    pub fn of_line(&self, v: ExVersion, line: Line) -> &[Release] {
+        let rows = self.of_version(v);
+        let a = rows.partition_point(|r| Line::of(r.build) < line);
+        let n = rows[a..]
+            .iter()
+            .take_while(|r| Line::of(r.build) == line)
+            .count();
+        &rows[a..a + n]
     }
 
     /// The catalog's end of support for a version (blank in the CSV for the oldest ones and for SE).
     pub fn end_of_support(&self, v: ExVersion) -> Option<Date> {
         self.of_version(v)
+            .iter()
             .find_map(|r| r.end_of_support)
             .or(v.builtin_end_of_support())
     }

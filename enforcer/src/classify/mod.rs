@@ -186,13 +186,21 @@ pub fn classify_bytes(
 /// `text` as evidence: lossy UTF-8, control characters shown as spaces, cut at 400 characters.
 pub(crate) fn evidence_text(text: &[u8]) -> String {
     const MAX: usize = 400;
+    // Fast path: printable ASCII (nearly all real evidence) is copied as is.
+    if text.len() <= MAX && text.is_ascii() {
+        let bytes = text
+            .iter()
+            .map(|&b| if b < 0x20 || b == 0x7f { b' ' } else { b })
+            .collect();
+        return String::from_utf8(bytes).unwrap_or_default();
+    }
     let s = String::from_utf8_lossy(&text[..text.len().min(MAX * 4)]);
     let mut out: String = s
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(MAX)
         .collect();
-    if s.chars().count() > MAX {
+    if s.chars().nth(MAX).is_some() || text.len() > MAX * 4 {
         out.push('…');
     }
     out
@@ -200,3 +208,18 @@ pub(crate) fn evidence_text(text: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod text_tests {
+    #[test]
+    fn evidence_text_is_printable_and_bounded() {
+        assert_eq!(super::evidence_text(b"a\tb\r\nc"), "a b  c");
+        assert_eq!(
+            super::evidence_text(b"caf\xc3\xa9 \xff"),
+            "caf\u{e9} \u{fffd}"
+        );
+        let long = super::evidence_text(&[b'x'; 1000]);
+        assert_eq!(long.chars().count(), 401);
+        assert!(long.ends_with('…'));
+    }
+}

@@ -43,18 +43,9 @@ pub(crate) fn resolve(scanned: Scanned, as_of: Date, ov: &SupportOverrides) -> C
         .map_or(best.weight, |c| c.weight);
     let confidence = (base + 0.04 * agree as f64 - 0.12 * disagree as f64).clamp(0.05, 0.99);
     let confidence = (confidence * 100.0).round() / 100.0;
-    // Evidence: the deciding candidates first, then the rest (disagreeing ones and notes).
-    let mut evidence: Vec<EvidenceItem> = voters
-        .iter()
-        .filter(|c| same(c))
-        .map(|c| c.evidence.clone())
-        .collect();
-    evidence.extend(
-        cands
-            .iter()
-            .filter(|c| !(c.weight > 0.0 && same(c)))
-            .map(|c| c.evidence.clone()),
-    );
+    // Evidence: the deciding candidates first, then the rest (disagreeing ones and notes), then the
+    // catalog's conclusion; moved out of the candidates once they are no longer read.
+    let deciding: Vec<bool> = cands.iter().map(|c| c.weight > 0.0 && same(c)).collect();
 
     let mut out = Classification {
         product,
@@ -64,7 +55,7 @@ pub(crate) fn resolve(scanned: Scanned, as_of: Date, ov: &SupportOverrides) -> C
         status: Status::Unknown,
         persistently_vulnerable: false,
         confidence,
-        evidence,
+        evidence: Vec::new(),
         upgrade_to: None,
     };
     match product {
@@ -104,6 +95,16 @@ pub(crate) fn resolve(scanned: Scanned, as_of: Date, ov: &SupportOverrides) -> C
         }
     }
     out.persistently_vulnerable = matches!(out.status, Status::EndOfLife | Status::Outdated);
+    let conclusions = std::mem::take(&mut out.evidence);
+    let mut items: Vec<Option<EvidenceItem>> =
+        cands.into_iter().map(|c| Some(c.evidence)).collect();
+    for (item, deciding) in items.iter_mut().zip(&deciding) {
+        if *deciding {
+            out.evidence.extend(item.take());
+        }
+    }
+    out.evidence.extend(items.into_iter().flatten());
+    out.evidence.extend(conclusions);
     out
 }
 

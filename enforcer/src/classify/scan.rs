@@ -148,7 +148,9 @@ pub(crate) fn scan(input: &[u8]) -> Scanned {
         }
         s.out.lines += 1;
         if s.header_kind.is_some() && matches!(raw[0], b' ' | b'\t') {
-            s.header.extend_from_slice(raw);
+            if s.header_kind != Some(HeaderKind::Other) {
+                s.header.extend_from_slice(raw);
+            }
             continue;
         }
         s.flush_header();
@@ -187,7 +189,9 @@ impl Scanner {
                 HeaderKind::Other
             });
             self.header.clear();
-            self.header.extend_from_slice(&l[name.len() + 1..]);
+            if self.header_kind != Some(HeaderKind::Other) {
+                self.header.extend_from_slice(&l[name.len() + 1..]);
+            }
         }
     }
 

@@ -142,6 +142,7 @@ fn eol_finding(v: ExVersion, as_of: Date, ov: &SupportOverrides) -> Option<Strin
 fn released_lines(v: ExVersion, as_of: Date) -> Vec<Line> {
     let mut lines: Vec<Line> = Catalog::get()
         .of_version(v)
+        .iter()
         .filter(|r| r.kind != Kind::Preview && r.released_by(as_of))
         .map(|r| Line::of(r.build))
         .collect();
@@ -155,6 +156,7 @@ fn released_lines(v: ExVersion, as_of: Date) -> Vec<Line> {
 fn security_rounds(v: ExVersion, as_of: Date) -> Vec<Date> {
     let mut dates: Vec<Date> = Catalog::get()
         .of_version(v)
+        .iter()
         .filter(|r| r.kind == Kind::Security)
         .filter_map(|r| r.released.filter(|d| *d <= as_of))
         .collect();
@@ -166,6 +168,7 @@ fn security_rounds(v: ExVersion, as_of: Date) -> Vec<Date> {
 fn security_releases(v: ExVersion, line: Line, as_of: Date) -> Vec<&'static Release> {
     Catalog::get()
         .of_line(v, line)
+        .iter()
         .filter(|r| matches!(r.kind, Kind::Base | Kind::Security) && r.released_by(as_of))
         .collect()
 }
@@ -173,8 +176,9 @@ fn security_releases(v: ExVersion, line: Line, as_of: Date) -> Vec<&'static Rele
 fn line_name(v: ExVersion, line: Line) -> String {
     let base = Catalog::get()
         .of_line(v, line)
+        .iter()
         .find(|r| r.kind == Kind::Base)
-        .or_else(|| Catalog::get().of_line(v, line).next());
+        .or_else(|| Catalog::get().of_line(v, line).iter().next());
     match base {
         Some(r) => format!("{} ({}.{}.{})", r.label, line.major, line.minor, line.cu),
         None => format!(
@@ -191,6 +195,7 @@ fn line_name(v: ExVersion, line: Line) -> String {
 fn latest_in_line(v: ExVersion, line: Line, as_of: Date) -> Option<&'static Release> {
     Catalog::get()
         .of_line(v, line)
+        .iter()
         .filter(|r| r.kind != Kind::Preview && r.released_by(as_of))
         .max_by_key(|r| r.build)
 }
@@ -230,8 +235,33 @@ pub fn upgrade_target(
     }
 }
 
-/// Applies the rule above to one build.
+/// Applies the rule above to one build. Results are memoised per thread (a daemon sees the same few
+/// builds all day); the memo is keyed by build, date and the overrides, and bounded.
 pub fn assess(build: Build, as_of: Date, ov: &SupportOverrides) -> Assessment {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::hash::{Hash, Hasher};
+    thread_local! {
+        static MEMO: RefCell<HashMap<(Build, Date, u64), Assessment>> = RefCell::new(HashMap::new());
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ov.end_of_support.hash(&mut h);
+    let key = (build, as_of, h.finish());
+    if let Some(a) = MEMO.with(|m| m.borrow().get(&key).cloned()) {
+        return a;
+    }
+    let a = assess_uncached(build, as_of, ov);
+    MEMO.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= 1024 {
+            m.clear();
+        }
+        m.insert(key, a.clone());
+    });
+    a
+}
+
+fn assess_uncached(build: Build, as_of: Date, ov: &SupportOverrides) -> Assessment {
     let cat = Catalog::get();
     let exact = cat.find(build);
     let label = exact.map(|r| r.label.to_string());
@@ -257,7 +287,7 @@ pub fn assess(build: Build, as_of: Date, ov: &SupportOverrides) -> Assessment {
         };
     }
     let lines = released_lines(v, as_of);
-    let known_line = cat.of_line(v, line).next().is_some();
+    let known_line = cat.of_line(v, line).iter().next().is_some();
     let outdated = |finding: String, serviced: bool| Assessment {
         status: Status::Outdated,
         label: label.clone(),
@@ -265,7 +295,7 @@ pub fn assess(build: Build, as_of: Date, ov: &SupportOverrides) -> Assessment {
         upgrade_to: upgrade_target(Some(v), Some(line), serviced, as_of, ov),
     };
     if !known_line {
-        let newest_known = cat.of_version(v).map(|r| r.build).max();
+        let newest_known = cat.of_version(v).iter().map(|r| r.build).max();
         if newest_known.is_some_and(|n| build > n) {
             return Assessment {
                 status: Status::Supported,
@@ -334,10 +364,12 @@ pub fn assess(build: Build, as_of: Date, ov: &SupportOverrides) -> Assessment {
     let placement = if exact.is_none() {
         let below = cat
             .of_line(v, line)
+            .iter()
             .filter(|r| r.build < build)
             .max_by_key(|r| r.build);
         let above = cat
             .of_line(v, line)
+            .iter()
             .filter(|r| r.build > build)
             .min_by_key(|r| r.build);
         match (below, above) {

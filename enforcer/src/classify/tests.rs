@@ -443,6 +443,7 @@ Received: from a.sender.example (10.0.0.1) by ex.sender.example (10.0.0.2) with 
         // On its release day a build of the newest update line of a supported version is supported.
         let newest_line = Catalog::get()
             .of_version(r.version)
+            .iter()
             .filter(|x| x.kind != catalog::Kind::Preview && x.released_by(as_of))
             .map(|x| catalog::Line::of(x.build))
             .max();
