@@ -11,6 +11,8 @@ mod header;
 mod line;
 mod received;
 mod reply;
+#[cfg(test)]
+mod tests;
 
 pub use ehlo::{
     decode_ehlo_command, decode_ehlo_response, EhloKeyword, EhloResponse, HeloCommand, HeloVerb,
