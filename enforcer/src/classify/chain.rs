@@ -40,9 +40,10 @@ pub(crate) struct Hop {
 }
 
 fn host(r: &Received<'_>, k: ClauseKind) -> Option<String> {
-    r.clause(k)
-        .and_then(|c| c.first())
-        .map(|h| String::from_utf8_lossy(h).into_owned())
+    r.clause(k).and_then(|c| c.first()).map(|h| {
+        std::str::from_utf8(h)
+            .map_or_else(|_| String::from_utf8_lossy(h).into_owned(), str::to_string)
+    })
 }
 
 pub(crate) fn hop(r: &Received<'_>, raw: &[u8]) -> Hop {

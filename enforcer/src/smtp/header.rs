@@ -129,10 +129,9 @@ pub fn unfold(value: &[u8]) -> Vec<u8> {
 /// [`unfold`] into a reusable buffer (cleared first).
 pub fn unfold_into(value: &[u8], out: &mut Vec<u8>) {
     out.clear();
-    for &b in value.trim_ascii() {
-        if b != b'\r' && b != b'\n' {
-            out.push(b);
-        }
+    // Copy the runs between line breaks whole rather than byte by byte.
+    for run in value.trim_ascii().split(|b| *b == b'\r' || *b == b'\n') {
+        out.extend_from_slice(run);
     }
 }
 
