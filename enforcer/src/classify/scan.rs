@@ -268,7 +268,7 @@ impl Scanner {
         match r.code {
             220 | 554 if r.enhanced.is_none() && !self.greeted => {
                 self.greeted = true;
-                self.greeting(first, text);
+                self.greeting(first, &r.lines, text);
             }
             250 if r.lines.len() > 1 => {
                 if let Ok(e) = smtp::decode_ehlo_response(buf) {
@@ -279,7 +279,7 @@ impl Scanner {
         }
     }
 
-    fn greeting(&mut self, first: &[u8], text: &[u8]) {
+    fn greeting(&mut self, first: &[u8], lines: &[&[u8]], text: &[u8]) {
         let host = first.split(|b| *b == b' ').next().unwrap_or_default();
         if signature::is_exchange_online_host(host) {
             let f = format!(
@@ -300,7 +300,8 @@ impl Scanner {
             );
             return;
         }
-        let Some(hit) = signature::scan(first) else {
+        // A multi-line greeting may name the product on any line.
+        let Some(hit) = lines.iter().find_map(|l| signature::scan(l)) else {
             return;
         };
         self.hit(hit, EvidenceKind::Banner, text, 0.8, "greeting");

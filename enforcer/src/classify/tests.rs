@@ -201,6 +201,7 @@ fn banners_of_every_product() {
         ("220 mx.example.com ESMTP Haraka 3.0.3 ready", Product::Haraka, Some("3.0.3")),
         ("220 zimbra.example.com ESMTP Zimbra 8.8.15", Product::Zimbra, Some("8.8.15")),
         ("220 smtp.example.com ESMTP mail server ready", Product::Unknown, None),
+        ("220-mx.example.org ESMTP\r\n220-Exim 4.97.1 at your service\r\n220 no UCE", Product::Exim, Some("4.97.1")),
     ];
     for (banner, product, version) in cases {
         let c = classify(&format!("{banner}\r\n"), "2024-06-05");
