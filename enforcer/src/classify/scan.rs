@@ -140,7 +140,14 @@ pub(crate) fn scan(input: &[u8]) -> Scanned {
         scratch: Vec::new(),
         greeted: false,
     };
-    for raw in input.split(|b| *b == b'\n') {
+    let mut pos = 0;
+    while pos < input.len() {
+        let rest = &input[pos..];
+        let (raw, next) = match crate::smtp::line::find_lf(rest) {
+            Some(i) => (&rest[..i], pos + i + 1),
+            None => (rest, input.len()),
+        };
+        pos = next;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         if raw.is_empty() {
             s.flush_header();

@@ -8,7 +8,7 @@
 
 mod ehlo;
 mod header;
-mod line;
+pub(crate) mod line;
 mod received;
 mod reply;
 #[cfg(test)]
