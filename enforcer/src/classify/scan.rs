@@ -99,6 +99,19 @@ fn is_reply_line(l: &[u8]) -> bool {
         && matches!(l.get(3), None | Some(b' ' | b'-'))
 }
 
+/// Not a header field, reply, EHLO/HELO command or mbox separator: text that can only be the rest of
+/// the field above it.
+fn is_stray_continuation(raw: &[u8]) -> bool {
+    let l = strip_prefix(raw);
+    !l.is_empty()
+        && header_name(l).is_none()
+        && !is_reply_line(l)
+        && !(l.len() >= 5
+            && (l[..5].eq_ignore_ascii_case(b"EHLO ")
+                || l[..5].eq_ignore_ascii_case(b"HELO ")
+                || l.starts_with(b"From ")))
+}
+
 /// A header field line: `Name:` with a printable-ASCII name.
 fn header_name(l: &[u8]) -> Option<&[u8]> {
     let n = l
@@ -158,6 +171,13 @@ pub(crate) fn scan(input: &[u8]) -> Scanned {
             if s.header_kind != Some(HeaderKind::Other) {
                 s.header.extend_from_slice(raw);
             }
+            continue;
+        }
+        // Headers pasted from mail clients or web pages often lose the indentation of folded lines.
+        // While a Received field is open, a line that cannot start anything else continues it.
+        if s.header_kind == Some(HeaderKind::Received) && is_stray_continuation(raw) {
+            s.header.push(b' ');
+            s.header.extend_from_slice(raw);
             continue;
         }
         s.flush_header();

@@ -538,3 +538,22 @@ fn emergency_updates_for_unserviced_lines_stay_outdated() {
         Status::Supported
     ); // CU9 on its day
 }
+
+#[test]
+fn folded_lines_that_lost_their_indentation_still_continue_received() {
+    // As pasted from a web mail "show original" view that trimmed leading white space.
+    let h = "Received: from mail.sender.example (mail.sender.example [203.0.113.5])
+by mx.receiver.example (Postfix) with ESMTPS id 4VtX
+for <u@receiver.example>; Tue, 4 Jun 2024 10:11:14 +0000 (UTC)
+Received: from EX01.corp.sender.example (10.1.2.3) by mail.sender.example
+(10.1.2.4) with Microsoft SMTP Server (version=TLS1_2,
+cipher=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) id 15.1.2507.39 via Frontend
+Transport; Tue, 4 Jun 2024 10:11:12 +0000
+Subject: x
+";
+    let c = classify(h, "2024-06-05");
+    assert_eq!(c.build.as_deref(), Some("15.1.2507.39"), "{:?}", c.evidence);
+    assert!(c.evidence[0]
+        .finding
+        .contains("hand-off to mx.receiver.example"));
+}
