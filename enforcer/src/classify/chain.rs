@@ -122,6 +122,40 @@ fn is_ms(h: &Hop) -> bool {
     h.kind != HopKind::Other
 }
 
+/// Whether `next` (the later hop) is still inside `prev`'s organisation: Exchange handing mail to
+/// another organisation's Exchange is a hand-off too. Host names are compared by their registrable
+/// domain (the last two labels, three under a short second level such as `co.uk`); single-label names
+/// (`EX01`, `Pickup`) and address literals never split a run. Exchange Online continues any run: a
+/// hybrid organisation relays through its own tenant.
+fn same_org(prev: &Hop, next: &Hop) -> bool {
+    if next.kind == HopKind::Online {
+        return true;
+    }
+    match (
+        prev.by.as_deref().and_then(org_domain),
+        next.by.as_deref().and_then(org_domain),
+    ) {
+        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+        _ => true,
+    }
+}
+
+pub(crate) fn org_domain(host: &str) -> Option<&str> {
+    let host = host.trim_end_matches('.');
+    if host.starts_with('[') || host.parse::<std::net::IpAddr>().is_ok() {
+        return None;
+    }
+    let labels: Vec<&str> = host.rsplitn(4, '.').collect();
+    let keep = match labels.len() {
+        0..=1 => return None,
+        2 => 2,
+        _ if labels[1].len() <= 3 && labels[0].len() == 2 => 3, // example.co.uk, example.com.au
+        _ => 2,
+    };
+    let cut: usize = labels[..keep].iter().map(|l| l.len() + 1).sum::<usize>() - 1;
+    Some(&host[host.len() - cut..])
+}
+
 fn name(h: &Option<String>) -> &str {
     h.as_deref().unwrap_or("an unnamed host")
 }
@@ -139,7 +173,8 @@ pub(crate) fn attribute(hops: &[Hop]) -> Vec<Candidate> {
     while i < chrono.len() {
         if is_ms(chrono[i]) {
             let start = i;
-            while i + 1 < chrono.len() && is_ms(chrono[i + 1]) {
+            while i + 1 < chrono.len() && is_ms(chrono[i + 1]) && same_org(chrono[i], chrono[i + 1])
+            {
                 i += 1;
             }
             runs.push((start, i));

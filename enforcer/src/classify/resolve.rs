@@ -31,6 +31,8 @@ pub(crate) fn resolve(scanned: Scanned, as_of: Date, ov: &SupportOverrides) -> C
     let same = |c: &Candidate| {
         c.product == product
             || (product == Product::Exchange && c.product == Product::IisSmtp && c.era != 0)
+            // Zimbra's MTA is Postfix.
+            || (product == Product::Zimbra && c.product == Product::Postfix)
     };
     let agree = voters.iter().filter(|c| same(c)).count() - 1;
     let disagree = voters

@@ -562,7 +562,9 @@ impl Scanner {
                             hit,
                             EvidenceKind::Header,
                             &text,
-                            0.5,
+                            // Zimbra's web client names its server; it outweighs the Postfix stamp
+                            // Zimbra's own MTA leaves in Received, but not a greeting.
+                            0.6,
                             name.trim_end_matches([':', ' ']),
                         );
                     }

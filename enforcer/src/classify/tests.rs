@@ -557,3 +557,50 @@ Subject: x
         .finding
         .contains("hand-off to mx.receiver.example"));
 }
+
+#[test]
+fn exchange_to_exchange_across_organisations() {
+    // The receiving organisation's own Exchange wrote the top hop; the sender's Exchange is below.
+    let h = "\
+Received: from EX01.sender.example (203.0.113.5) by EXR.receiver.example (10.9.9.9) with Microsoft SMTP Server (version=TLS1_2, cipher=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) id 15.2.1748.39; Tue
+Received: from EX02.sender.example (10.0.0.2) by EX01.sender.example (10.0.0.1) with Microsoft SMTP Server id 15.0.1497.2; Tue
+";
+    let c = classify(h, "2024-06-05");
+    assert_eq!(c.build.as_deref(), Some("15.0.1497.2"), "{:?}", c.evidence);
+    assert_eq!(c.status, Status::EndOfLife);
+    assert!(c.evidence[0]
+        .finding
+        .contains("hand-off to EXR.receiver.example"));
+    assert!(c
+        .evidence
+        .iter()
+        .any(|e| e.finding.contains("receiving side")));
+}
+
+#[test]
+fn organisation_domains() {
+    use super::chain::org_domain;
+    assert_eq!(org_domain("EX01.corp.example.com"), Some("example.com"));
+    assert_eq!(org_domain("mx.example.co.uk"), Some("example.co.uk"));
+    assert_eq!(org_domain("EX01"), None);
+    assert_eq!(org_domain("[10.0.0.1]"), None);
+    assert_eq!(org_domain("10.0.0.1"), None);
+    assert_eq!(org_domain("example.com."), Some("example.com"));
+}
+
+#[test]
+fn zimbra_headers_beat_its_postfix_stamp() {
+    let h = "\
+Received: from zimbra.sender.example (zimbra.sender.example [198.51.100.9]) by mx.receiver.example (Postfix) with ESMTPS id 4Vq; Tue
+Received: from zimbra.sender.example (localhost [127.0.0.1]) by zimbra.sender.example (Postfix) with ESMTP id 7A1B2; Tue
+X-Mailer: Zimbra 9.0.0_GA_4546 (ZimbraWebClient - GC120 (Win)/9.0.0_GA_4546)
+Subject: hi
+
+";
+    let c = classify(h, "2024-06-05");
+    assert_eq!(
+        (c.product, c.version.as_deref()),
+        (Product::Zimbra, Some("9.0.0"))
+    );
+    assert!(c.confidence > 0.6);
+}
