@@ -368,6 +368,21 @@ impl Scanner {
                     f,
                 );
             }
+            // `V6.5` alone is a version, not a build: it narrows the era only.
+            Some(MsSignal::ExchangeBuild(b)) if b.len() < 3 => {
+                let Some(v) = ExVersion::of_build(b) else {
+                    return;
+                };
+                let f = format!("{what} names Exchange version {b} (Exchange {})", v.id());
+                let claim = Claim {
+                    product: Product::Exchange,
+                    version: None,
+                    build: None,
+                    era: era(&[v]),
+                    weight: 0.8,
+                };
+                self.push(claim, kind, text, f);
+            }
             Some(MsSignal::ExchangeBuild(b)) => {
                 let f = format!("{what} carries Exchange build {b}");
                 self.push(

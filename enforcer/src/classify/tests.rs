@@ -604,3 +604,21 @@ Subject: hi
     );
     assert!(c.confidence > 0.6);
 }
+
+#[test]
+fn exchange_2003_smtpsvc_hop_and_short_mimeole() {
+    let h = "\
+Received: from mail.sender.example ([203.0.113.5]) by mx.receiver.example (Postfix) with ESMTP id X1; Tue, 4 Jun 2024
+Received: from EXCH03.sender.local ([10.0.0.3]) by mail.sender.example with Microsoft SMTPSVC(6.0.3790.4675);
+\t Tue, 4 Jun 2024 12:11:13 +0200
+X-MimeOLE: Produced By Microsoft Exchange V6.5
+Subject: old
+
+";
+    let c = classify(h, "2024-06-05");
+    assert_eq!(
+        (c.product, c.version.as_deref(), c.build.as_deref()),
+        (Product::Exchange, Some("2003"), None)
+    );
+    assert_eq!(c.status, Status::EndOfLife);
+}
