@@ -64,6 +64,11 @@ pub(crate) fn resolve(scanned: Scanned, as_of: Date, ov: &SupportOverrides) -> C
         Product::Exchange => exchange(&mut out, &voters, as_of, ov),
         Product::ExchangeOnline => {
             out.status = Status::Supported;
+            out.build = voters
+                .iter()
+                .filter(|c| c.product == Product::ExchangeOnline)
+                .find_map(|c| c.build)
+                .map(|b| b.to_string());
             out.evidence.push(note(
                 "Exchange Online",
                 "operated and patched by Microsoft: supported",

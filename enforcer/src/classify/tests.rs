@@ -112,6 +112,7 @@ Received: from AM0PR01MB1234.eurprd01.prod.exchangelabs.com ([fe80::1]) by
 ";
     let c = classify(h, "2024-06-05");
     assert_eq!(c.product, Product::ExchangeOnline);
+    assert_eq!(c.build.as_deref(), Some("15.20.7633.34"));
     assert_eq!(c.status, Status::Supported);
     assert!(!c.persistently_vulnerable);
     // 15.1 builds on prod.outlook.com hosts are Exchange Online too.
