@@ -52,7 +52,16 @@ pub fn decide_v4(src: &[u8; 4]) -> Decision {
             .get(Key::new(32, *src))
             .map(|e| e as *const _)
     };
-    apply(host, prefix, || RateKey::v4(*src))
+    apply(host, prefix, || rate_key_v4(src))
+}
+
+/// The bytes of [`RateKey::v4`], built from two words: LLVM lowers that array literal to a call to
+/// `memset` for the ten zero bytes.
+#[inline(always)]
+fn rate_key_v4(src: &[u8; 4]) -> RateKey {
+    let mapped = u64::from_ne_bytes([0, 0, 0xff, 0xff, src[0], src[1], src[2], src[3]]);
+    // SAFETY: RateKey is a repr(C) 16-byte array of bytes; every bit pattern is valid.
+    unsafe { core::mem::transmute::<[u64; 2], RateKey>([0, mapped]) }
 }
 
 /// Decides for an IPv6 source.

@@ -14,7 +14,7 @@ use enforcer_common::{
     policy::{
         ACTION_DROP, ACTION_PASS, ACTION_RATE_LIMIT, ACTION_REJECT, ACTION_THROTTLE, ENTRY_FLAG_RST,
     },
-    GlobalConfig, PolicyEntry, Reason,
+    GlobalConfig, PolicyEntry, RateKey, RateState, Reason,
 };
 use tests::frames::{self, Ext, Tcp, ACK, ETH_P_8021AD, ETH_P_8021Q, FIN, PSH, RST, SYN};
 
@@ -1099,6 +1099,11 @@ fn rate_limit_burst_then_refusal() {
             false,
         );
     }
+    // The state is keyed the way userspace reads it: IPv4 as v4-mapped IPv6.
+    let state: HashMap<_, RateKey, RateState> =
+        HashMap::try_from(dp.ebpf.map(maps::RATE_STATE).unwrap()).unwrap();
+    let tat = state.get(&RateKey::v4(CLIENT4), 0).expect("rate state for CLIENT4").tat_ns;
+    assert!(tat > boottime_ns(), "theoretical arrival time lies ahead after the burst");
     // Non-SYNs of admitted connections never touch the bucket.
     let ack = frames::tcp_v4(&[], CLIENT4, SERVER4, &Tcp::syn(40000, 25).flags(ACK));
     dp.expect("ack", &ack, XDP_PASS, Reason::NotSyn, false);
