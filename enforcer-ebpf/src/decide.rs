@@ -166,7 +166,7 @@ fn rate_admit(key: &RateKey, now: u64, rate_per_min: u32, burst: u32) -> bool {
                 return false;
             };
             // BPF_NOEXIST: if another CPU created the state first, go round and race on it instead.
-            match RATE_STATE.insert(key, &RateState { tat_ns: tat }, BPF_NOEXIST) {
+            match RATE_STATE.insert(key, RateState { tat_ns: tat }, BPF_NOEXIST) {
                 Ok(()) => return true,
                 Err(_) => continue,
             }
