@@ -206,8 +206,8 @@ impl Ext {
     /// Fragment header: offset in 8-byte units, more-fragments flag.
     pub fn fragment(offset: u16, more: bool) -> Self {
         let field = (offset << 3) | more as u16;
-        let mut body = vec![0];
-        body.extend(field.to_be_bytes());
+        // After the (next, reserved) prefix: offset/flags and the identification, 8 bytes in all.
+        let mut body = field.to_be_bytes().to_vec();
         body.extend(0xabcd_0001u32.to_be_bytes());
         Self {
             kind: EXT_FRAGMENT,
