@@ -38,9 +38,9 @@ impl Decision {
     }
 }
 
-/// Compare-and-swap attempts on one source's rate state. Every failed attempt means another CPU
-/// admitted a SYN from that source, so running out (only possible with more CPUs racing than this)
-/// refuses: the limiter never admits more than the bucket allows.
+/// Compare-and-swap attempts on one source's rate state. A failed attempt means another CPU admitted
+/// a SYN from that source in between; running out refuses, so contention can only err toward
+/// refusing, never toward admitting more than the bucket allows.
 const RATE_CAS_ATTEMPTS: usize = 8;
 
 /// Decides for an IPv4 source (address bytes in network order, possibly pointing into the packet).
