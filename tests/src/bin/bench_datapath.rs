@@ -3,6 +3,8 @@
 //! can be subtracted. Prints a Markdown section on stdout; progress goes to stderr.
 //!
 //! Run with `cargo xtask bench datapath` (= `cargo run --release -p tests --bin bench-datapath`).
+//! `BENCH_OBJECT=path/to/object` times another build of the eBPF object instead of the embedded one
+//! (e.g. to compare codegen options).
 
 use std::{process::ExitCode, time::Instant};
 
@@ -64,8 +66,9 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<()> {
+    let object = std::env::var_os("BENCH_OBJECT").map(std::fs::read).transpose()?;
     let mut ebpf = EbpfLoader::new()
-        .load(enforcer::EBPF_OBJECT)
+        .load(object.as_deref().unwrap_or(enforcer::EBPF_OBJECT))
         .context("loading the eBPF object (run as root)")?;
     for name in [maps::PROG_XDP, PROG_EMPTY, PROG_HASH_ONLY] {
         let p: &mut Xdp = ebpf
