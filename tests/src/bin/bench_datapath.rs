@@ -66,7 +66,9 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<()> {
-    let object = std::env::var_os("BENCH_OBJECT").map(std::fs::read).transpose()?;
+    let object = std::env::var_os("BENCH_OBJECT")
+        .map(std::fs::read)
+        .transpose()?;
     let mut ebpf = EbpfLoader::new()
         .load(object.as_deref().unwrap_or(enforcer::EBPF_OBJECT))
         .context("loading the eBPF object (run as root)")?;
