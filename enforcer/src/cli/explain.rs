@@ -72,9 +72,22 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
         .and_then(|s| s.rules())
         .unwrap_or_default();
     let raw = maps.candidates(ip)?;
-    let entries: Vec<_> = raw.iter().map(|(_, _, e)| *e).collect();
+    let host = raw.iter().position(|(_, t, _)| *t == Table::Hosts);
+    // The kernel consults only the longest prefix.
+    let longest = raw.iter().position(|(_, t, _)| *t == Table::Prefixes);
     let report_only = control.report_only()?;
-    let d = decide(&entries, rate.get(ip)?, clock.boot_ns(), report_only);
+    let d = decide(
+        host.map(|i| &raw[i].2),
+        longest.map(|i| &raw[i].2),
+        rate.get(ip)?,
+        clock.boot_ns(),
+        report_only,
+    );
+    let matched = match d.matched {
+        Some(Table::Hosts) => host,
+        Some(Table::Prefixes) => longest,
+        None => None,
+    };
     let candidates: Vec<Candidate> = raw
         .iter()
         .map(|(p, t, e)| Candidate {
@@ -103,7 +116,7 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
         candidates,
     };
     let ex = Explanation {
-        matched: d.matched.map(|i| {
+        matched: matched.map(|i| {
             let c = &ex.candidates[i];
             Candidate {
                 prefix: c.prefix,

@@ -1,6 +1,6 @@
 //! Loading, attaching, pinning, adopting and detaching the datapath.
 //!
-//! Maps are pinned under `<pin-dir>/maps/` and links under `<pin-dir>/links/<kind>.<iface>`, so
+//! Maps are pinned under `<pin-dir>/maps/` and links under `<pin-dir>/links/<kind>_<iface>`, so
 //! enforcement outlives the daemon. A restarted daemon loads the new programs against the SAME pinned
 //! maps (aya reuses a map whose pin exists) and swaps its program into each existing link atomically
 //! (`bpf_link_update`): no gap, no lost entry, never attached twice.
@@ -62,16 +62,20 @@ impl Kind {
         }
     }
 
-    /// Pin file name: `<kind>.<iface>` (interface names may contain dots, kinds never do).
+    /// Pin file name: `<kind>_<iface>`, with `.` and `%` in the interface name percent-encoded
+    /// because bpffs refuses names containing a dot (EPERM).
     pub fn pin_name(self, iface: &str) -> String {
-        format!("{}.{iface}", self.as_str())
+        let enc = iface.replace('%', "%25").replace('.', "%2E");
+        format!("{}_{enc}", self.as_str())
     }
 
     /// Splits a pin file name back into kind and interface.
-    pub fn parse_pin_name(name: &str) -> Option<(Kind, &str)> {
-        let (k, iface) = name.split_once('.')?;
-        let kind = Kind::ALL.into_iter().find(|c| c.as_str() == k)?;
-        (!iface.is_empty()).then_some((kind, iface))
+    pub fn parse_pin_name(name: &str) -> Option<(Kind, String)> {
+        Kind::ALL.into_iter().find_map(|k| {
+            let enc = name.strip_prefix(k.as_str())?.strip_prefix('_')?;
+            let iface = enc.replace("%2E", ".").replace("%25", "%");
+            (!iface.is_empty()).then_some((k, iface))
+        })
     }
 }
 
@@ -109,6 +113,7 @@ pub fn pinned_attachments(pins: &PinDir) -> anyhow::Result<Vec<PinnedAttachment>
         let Some((kind, iface)) = name.to_str().and_then(Kind::parse_pin_name) else {
             continue;
         };
+        let iface = iface.as_str();
         let path = ent.path();
         let live = match kind {
             Kind::XdpDrv | Kind::XdpSkb | Kind::Tcx => {
@@ -146,6 +151,19 @@ impl Datapath {
     /// Loads the embedded object, reusing every map already pinned under `pin_dir`.
     pub fn load(pin_dir: &Path) -> anyhow::Result<Self> {
         let pins = PinDir::new(pin_dir);
+        if pin_dir.starts_with(sys::BPFFS_ROOT) {
+            match sys::ensure_bpffs_root() {
+                Ok(true) => info!("mounted a BPF filesystem at {}", sys::BPFFS_ROOT),
+                Ok(false) => {}
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                    return Err(super::OpenError::Permission(pin_dir.to_path_buf()).into())
+                }
+                Err(e) => warn!(
+                    "could not mount a BPF filesystem at {}: {e}",
+                    sys::BPFFS_ROOT
+                ),
+            }
+        }
         for d in [pins.maps(), pins.links()] {
             std::fs::create_dir_all(&d).map_err(|e| {
                 if e.kind() == io::ErrorKind::PermissionDenied {
@@ -454,14 +472,19 @@ mod tests {
     #[test]
     fn pin_names_round_trip() {
         for kind in Kind::ALL {
-            for iface in ["eth0", "eth0.100", "veth-a.b"] {
+            for iface in ["eth0", "eth0.100", "veth-a.b", "x%2E_y"] {
                 let n = kind.pin_name(iface);
-                assert_eq!(Kind::parse_pin_name(&n), Some((kind, iface)));
+                assert!(!n.contains('.'), "{n}");
+                assert_eq!(Kind::parse_pin_name(&n), Some((kind, iface.to_string())));
             }
         }
-        assert_eq!(Kind::parse_pin_name("bogus.eth0"), None);
-        assert_eq!(Kind::parse_pin_name("xdp."), None);
+        assert_eq!(Kind::parse_pin_name("bogus_eth0"), None);
+        assert_eq!(Kind::parse_pin_name("xdp_"), None);
         assert_eq!(Kind::parse_pin_name("xdp"), None);
+        assert_eq!(
+            Kind::parse_pin_name("xdp-skb_eth0"),
+            Some((Kind::XdpSkb, "eth0".to_string()))
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use enforcer_common::{GlobalConfig, PolicyEntry, RateKey, RateState};
 
 use crate::net::Prefix;
 
-/// Layout of a pin directory: `<pin-dir>/maps/<MAP>` and `<pin-dir>/links/<kind>.<iface>`.
+/// Layout of a pin directory: `<pin-dir>/maps/<MAP>` and `<pin-dir>/links/<kind>_<iface>`.
 #[derive(Clone, Debug)]
 pub struct PinDir(PathBuf);
 

@@ -96,3 +96,33 @@ pub fn ifindex(name: &str) -> Option<u32> {
     let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
     (i != 0).then_some(i)
 }
+
+/// The conventional bpffs mount point.
+pub const BPFFS_ROOT: &str = "/sys/fs/bpf";
+
+/// Mounts a BPF filesystem at `/sys/fs/bpf` if nothing is mounted there yet (as systemd does at
+/// boot; minimal systems and containers often lack it). Returns whether it mounted one.
+pub fn ensure_bpffs_root() -> io::Result<bool> {
+    let root = Path::new(BPFFS_ROOT);
+    if !root.is_dir() || is_bpffs(root)? {
+        return Ok(false);
+    }
+    let c = |s: &str| CString::new(s).expect("static string");
+    let (src, target, fstype) = (c("bpf"), c(BPFFS_ROOT), c("bpf"));
+    // SAFETY: NUL-terminated strings; no data argument.
+    let r = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // Pins are for root only, as systemd mounts it.
+    let _ = std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    Ok(true)
+}
