@@ -172,6 +172,17 @@ impl Daemon {
         d
     }
 
+    /// The address the daemon serves /metrics on (from its log; `--metrics-addr 127.0.0.1:0`).
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        let log = self.log_text();
+        let line = log
+            .lines()
+            .rev()
+            .find_map(|l| l.split("metrics on http://").nth(1))
+            .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"));
+        line.split('/').next().unwrap().parse().unwrap()
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -211,4 +222,37 @@ impl Drop for Daemon {
             let _ = c.wait();
         }
     }
+}
+
+/// `GET /metrics` from inside `ns`; returns the body.
+pub fn scrape(ns: &Netns, addr: std::net::SocketAddr) -> String {
+    ns.run(move || {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            .expect("connecting to /metrics");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        out
+    })
+}
+
+/// Runs `enforcer <args> <dirs>` as the unprivileged user `nobody`.
+pub fn cli_as_nobody(dirs: &Dirs, args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(enforcer_bin())
+        .args(args)
+        .args(dirs.args())
+        .output()
+        .expect("running setpriv enforcer")
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tests::netns::{
     connect, Connect, Server, Topology, CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6,
 };
-use tests::process::{cli, cli_ok, Daemon, Dirs};
+use tests::process::{cli, cli_as_nobody, cli_ok, scrape, Daemon, Dirs};
 
 const PORTS: [u16; 2] = [25, 587];
 /// Long enough for a handshake across a veth, short enough that a dropped SYN is not retransmitted
@@ -298,6 +298,17 @@ fn report_only_passes_but_counts() {
         (ex["verdict"].as_str(), ex["would"].as_str()),
         (Some("pass"), Some("drop"))
     );
+    // The same counters on /metrics, read from the kernel at scrape time.
+    let d = s.daemon.as_ref().unwrap();
+    let body = scrape(&s.t.server, d.metrics_addr());
+    assert!(body.contains("enforcer_kernel_report_only 1"), "{body}");
+    let want = r#"enforcer_kernel_packets_total{reason="blocked",action="would_drop",mode="report_only"} "#;
+    let line = body
+        .lines()
+        .find(|l| l.starts_with(want))
+        .unwrap_or_else(|| panic!("{body}"));
+    let n: u64 = line[want.len()..].trim().parse().unwrap();
+    assert!(n >= 4, "{line}");
 }
 
 #[test]
@@ -396,6 +407,22 @@ fn bad_input_exits_2_and_changes_nothing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("enforcer run --iface"), "{err}");
+    // Missing privileges: exit 2 and say so, for reads, writes and run.
+    for args in [
+        &["list"][..],
+        &["block", "192.0.2.1"],
+        &["run", "--iface", "lo"],
+    ] {
+        let out = cli_as_nobody(&s.dirs, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "as nobody: enforcer {args:?}: {err}"
+        );
+        assert!(err.contains("root"), "{err}");
+    }
+    assert_eq!(s.list(), before);
     // Unknown interface: exit 2 before anything is loaded.
     let out = cli(&other, &["run", "--iface", "nosuchif0"]);
     assert_eq!(out.status.code(), Some(2));

@@ -132,6 +132,16 @@ pub fn open_policy(dirs: &Dirs) -> anyhow::Result<PolicyMaps> {
     PolicyMaps::open_pinned(&dirs.pin_dir).map_err(operator_error)
 }
 
+/// Writes one line to stdout. When the reader has gone (`enforcer list | head`), stop quietly
+/// instead of panicking on the broken pipe.
+pub fn emit(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{args}").is_err() {
+        std::process::exit(0);
+    }
+}
+
 /// RFC 3339 UTC time of a Unix timestamp.
 pub fn fmt_time(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
@@ -218,7 +228,7 @@ fn run(c: Common<'_>, verdict: Verdict, verb: &str) -> anyhow::Result<()> {
     if replaced {
         line.push_str(" (replaced the previous entry)");
     }
-    println!("{line}");
+    emit(format_args!("{line}"));
     Ok(())
 }
 
@@ -300,7 +310,7 @@ pub fn execute_unset(a: UnsetArgs) -> anyhow::Result<()> {
             "there is no entry for exactly {prefix} (see `enforcer list`)"
         ));
     }
-    println!("removed the entry for {prefix}");
+    emit(format_args!("removed the entry for {prefix}"));
     Ok(())
 }
 

@@ -117,6 +117,59 @@ impl Settings {
     }
 }
 
+/// Held for the daemon's lifetime: one `enforcer run` per state directory.
+pub struct DaemonLock(#[allow(dead_code)] std::fs::File);
+
+impl DaemonLock {
+    pub fn acquire(state_dir: &std::path::Path) -> anyhow::Result<Self> {
+        use std::io::{Read as _, Seek as _, Write as _};
+        use std::os::fd::AsRawFd as _;
+        if let Err(e) = std::fs::create_dir_all(state_dir) {
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                return usage(format!(
+                    "permission denied creating {}: `enforcer run` needs root; run it as root",
+                    state_dir.display()
+                ));
+            }
+            return Err(anyhow::Error::from(e).context(format!(
+                "creating the state directory {} (pass --state-dir to use another)",
+                state_dir.display()
+            )));
+        }
+        let path = state_dir.join("daemon.lock");
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .or_else(|e| {
+                if e.kind() == std::io::ErrorKind::PermissionDenied {
+                    usage(format!(
+                        "permission denied opening {}: `enforcer run` needs root (CAP_BPF and CAP_NET_ADMIN); run it as root",
+                        path.display()
+                    ))
+                } else {
+                    Err(anyhow::Error::from(e).context(format!("opening {}", path.display())))
+                }
+            })?;
+        // SAFETY: flock on a file we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let mut pid = String::new();
+            let _ = f.read_to_string(&mut pid);
+            return usage(format!(
+                "another `enforcer run` (pid {}) already uses {}; stop it first",
+                pid.trim(),
+                state_dir.display()
+            ));
+        }
+        f.set_len(0)?;
+        f.rewind()?;
+        write!(f, "{}", std::process::id())?;
+        Ok(Self(f))
+    }
+}
+
 /// The running daemon.
 pub struct Daemon {
     pub settings: Settings,
@@ -249,9 +302,9 @@ impl Daemon {
                 if a.adopted { ", adopted" } else { "" }
             );
         }
+        let metrics_addr = listener.local_addr().unwrap_or(self.settings.metrics_addr);
         info!(
-            "metrics on http://{}/metrics; maps and links pinned under {}",
-            self.settings.metrics_addr,
+            "metrics on http://{metrics_addr}/metrics; maps and links pinned under {}",
             self.settings.dirs.pin_dir.display()
         );
         let registry = Arc::new(std::mem::take(&mut self.registry));
@@ -292,6 +345,7 @@ impl Daemon {
 
 pub fn execute(args: Args) -> anyhow::Result<()> {
     let settings = Settings::from_args(args)?;
+    let _lock = DaemonLock::acquire(&settings.dirs.state_dir)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -319,6 +373,21 @@ mod tests {
         let e = r.unwrap_err();
         assert!(e.downcast_ref::<UsageError>().is_some(), "{e:#}");
         e.to_string()
+    }
+
+    #[test]
+    fn one_daemon_per_state_dir() {
+        let dir = std::env::temp_dir().join(format!("enforcer-lock-{}", std::process::id()));
+        let a = DaemonLock::acquire(&dir).unwrap();
+        let e = DaemonLock::acquire(&dir).err().unwrap();
+        assert!(e.downcast_ref::<UsageError>().is_some());
+        assert!(
+            e.to_string().contains(&std::process::id().to_string()),
+            "{e}"
+        );
+        drop(a);
+        drop(DaemonLock::acquire(&dir).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
