@@ -132,6 +132,12 @@ pub struct Daemon {
 impl Daemon {
     /// Starts the daemon on `iface` in `ns` and waits until it reports enforcing.
     pub fn start(ns: &Netns, iface: &str, dirs: &Dirs, extra: &[&str]) -> Self {
+        Self::start_on(ns, &[iface], dirs, extra)
+    }
+
+    /// Starts the daemon on several interfaces (`--iface A --iface B`) and waits until each one
+    /// reports enforcing.
+    pub fn start_on(ns: &Netns, ifaces: &[&str], dirs: &Dirs, extra: &[&str]) -> Self {
         std::fs::create_dir_all(&dirs.state_dir).unwrap();
         let log = dirs.state_dir.join(format!(
             "daemon-{}.log",
@@ -141,7 +147,9 @@ impl Daemon {
         let child = Command::new("nsenter")
             .arg(format!("--net={}", ns.path()))
             .arg(enforcer_bin())
-            .args(["run", "--iface", iface, "--metrics-addr", "127.0.0.1:0"])
+            .arg("run")
+            .args(ifaces.iter().flat_map(|i| ["--iface", i]))
+            .args(["--metrics-addr", "127.0.0.1:0"])
             .args(extra)
             .args(dirs.args())
             .env("RUST_LOG", "info")
@@ -157,7 +165,7 @@ impl Daemon {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let text = d.log_text();
-            if text.contains("enforcing on") {
+            if text.matches("enforcing on").count() >= ifaces.len() && text.contains("metrics on") {
                 break;
             }
             if let Some(status) = d.child.as_mut().unwrap().try_wait().unwrap() {

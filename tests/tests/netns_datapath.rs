@@ -472,3 +472,34 @@ fn tc_mode_enforces_too() {
         );
     }
 }
+
+#[test]
+fn several_interfaces_are_enforced_and_detached() {
+    let mut t = Topology::new("two");
+    let (srv2, _cli2) = t.add_second_pair();
+    let _server = Server::start(&t.server, &PORTS);
+    let dirs = Dirs::new("two");
+    let daemon = Daemon::start_on(&t.server, &[&t.server_if, &srv2], &dirs, &[]);
+    let dst2: SocketAddr = "10.200.2.1:25".parse().unwrap();
+    cli_ok(&dirs, &["block", CLIENT_V4]);
+    cli_ok(&dirs, &["block", "10.200.2.2"]);
+    assert_eq!(
+        connect(&t.client, None, server(false, 25), BLOCKED_WAIT),
+        Connect::TimedOut
+    );
+    assert_eq!(
+        connect(&t.client, None, dst2, BLOCKED_WAIT),
+        Connect::TimedOut
+    );
+    assert!(daemon.stop());
+    let out = cli_ok(&dirs, &["detach"]);
+    assert_eq!(out.matches("detached").count(), 2, "{out}");
+    assert_eq!(
+        connect(&t.client, None, dst2, BLOCKED_WAIT),
+        Connect::Connected
+    );
+    assert_eq!(
+        connect(&t.client, None, server(false, 25), BLOCKED_WAIT),
+        Connect::Connected
+    );
+}
