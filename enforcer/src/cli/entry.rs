@@ -402,6 +402,32 @@ mod tests {
     }
 
     #[test]
+    fn operator_commands_parse() {
+        for cmd in ["block", "reject", "allow"] {
+            let c = parse(&[cmd, "192.0.2.0/24", "--ttl", "1h", "--reason", "r"]).unwrap();
+            let (Command::Block(a) | Command::Reject(a) | Command::Allow(a)) = c.command else {
+                panic!("{cmd}")
+            };
+            assert_eq!(
+                (a.target.as_str(), a.ttl.as_deref(), a.reason.as_deref()),
+                ("192.0.2.0/24", Some("1h"), Some("r"))
+            );
+            assert_eq!(
+                a.dirs.pin_dir,
+                PathBuf::from(crate::datapath::DEFAULT_PIN_DIR)
+            );
+            assert!(parse(&[cmd]).is_err(), "{cmd} needs a target");
+        }
+        let c = parse(&["unset", "2001:db8::1", "--pin-dir", "/sys/fs/bpf/x"]).unwrap();
+        let Command::Unset(u) = c.command else {
+            panic!()
+        };
+        assert_eq!(u.dirs.pin_dir, PathBuf::from("/sys/fs/bpf/x"));
+        // unset takes no TTL.
+        assert!(parse(&["unset", "2001:db8::1", "--ttl", "1h"]).is_err());
+    }
+
+    #[test]
     fn bad_rules_are_usage_errors_before_any_write() {
         // A pin dir that does not exist: if validation did not come first we would see NotPinned.
         let dirs = Dirs {
