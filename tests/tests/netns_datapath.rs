@@ -335,7 +335,32 @@ fn sigkill_keeps_enforcing_and_restart_adopts() {
     s.ok(&["block", "198.51.100.7"]);
     s.ok(&["unset", "198.51.100.7"]);
     assert_eq!(s.list(), before, "entries without a daemon");
-    let d = Daemon::start(&s.t.server, &s.t.server_if, &s.dirs, &[]);
+    // Restart while a client keeps trying: the program swap is atomic, so no SYN gets through.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (d, tries, leaks) = std::thread::scope(|sc| {
+        let prober = sc.spawn(|| {
+            let (mut tries, mut leaks) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && tries < 500 {
+                tries += 1;
+                if s.connect(false, 25, Duration::from_millis(150)) == Connect::Connected {
+                    leaks += 1;
+                }
+            }
+            (tries, leaks)
+        });
+        let d = Daemon::start(&s.t.server, &s.t.server_if, &s.dirs, &[]);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (tries, leaks) = prober.join().unwrap();
+        (d, tries, leaks)
+    });
+    assert!(
+        tries > 2,
+        "the prober ran during the restart ({tries} tries)"
+    );
+    assert_eq!(
+        leaks, 0,
+        "{leaks} of {tries} connects got through during the restart"
+    );
     let log = d.log_text();
     assert!(log.contains("adopted 8 pinned maps"), "{log}");
     assert!(log.contains("adopted the pinned"), "{log}");
