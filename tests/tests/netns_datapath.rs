@@ -459,6 +459,12 @@ fn detach_removes_programs_links_and_pins() {
     let mut s = Setup::new("det", &[]);
     s.ok(&["block", CLIENT_V4]);
     assert_blocked(&s, false, "blocked before detach");
+    // A second daemon on the same state directory is refused, and changes nothing.
+    let out = cli(&s.dirs, &["run", "--iface", "lo"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("already uses"), "{err}");
+    assert_blocked(&s, false, "still blocked");
     assert!(s.daemon.take().unwrap().stop());
     let out = s.ok(&["detach"]);
     assert!(out.contains("detached"), "{out}");
