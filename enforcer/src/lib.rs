@@ -3,9 +3,13 @@
 
 pub mod classify;
 pub mod cli;
+pub mod datapath;
 pub mod duration;
+pub mod metrics;
 pub mod net;
+pub mod rule;
 pub mod smtp;
+pub mod store;
 
 /// The eBPF object built by `build.rs` from `enforcer-ebpf`.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/enforcer"));
