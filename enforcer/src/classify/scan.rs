@@ -129,6 +129,7 @@ struct Scanner {
     header_kind: Option<HeaderKind>,
     scratch: Vec<u8>,
     greeted: bool,
+    chain_closed: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -152,6 +153,7 @@ pub(crate) fn scan(input: &[u8]) -> Scanned {
         header_kind: None,
         scratch: Vec::new(),
         greeted: false,
+        chain_closed: false,
     };
     let mut pos = 0;
     while pos < input.len() {
@@ -164,6 +166,9 @@ pub(crate) fn scan(input: &[u8]) -> Scanned {
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         if raw.is_empty() {
             s.flush_header();
+            // The first header block that has Received fields is the message's route; Received
+            // fields further down belong to quoted or forwarded messages (bounces, attachments).
+            s.chain_closed |= !s.out.hops.is_empty();
             continue;
         }
         s.out.lines += 1;
@@ -556,6 +561,7 @@ impl Scanner {
         smtp::unfold_into(&value, &mut self.scratch);
         std::mem::swap(&mut value, &mut self.scratch);
         match kind {
+            HeaderKind::Received if self.chain_closed => {}
             HeaderKind::Received => {
                 if let Ok(r) = smtp::parse_received(&value) {
                     self.out.hops.push(chain::hop(&r, &value));

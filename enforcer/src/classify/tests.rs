@@ -623,3 +623,23 @@ Subject: old
     );
     assert_eq!(c.status, Status::EndOfLife);
 }
+
+#[test]
+fn received_fields_of_quoted_messages_are_not_the_route() {
+    // A bounce or forward quotes another message's headers below the first header block.
+    let m = "From alice@sender.example Tue Jun  4 10:11:15 2024
+Received: from mail.sender.example ([203.0.113.5]) by mx.receiver.example (Postfix) with ESMTP id X1; Tue
+Received: from EX01.sender.example (10.0.0.1) by mail.sender.example (10.0.0.2) with Microsoft SMTP Server id 15.1.2507.39; Tue
+Subject: Fwd: old thread
+
+---------- Forwarded message ----------
+Received: from mx.other.example (192.0.2.9) by EXOLD.other.example (10.9.0.1) with Microsoft SMTP Server id 8.3.298.1; Mon
+Received: from EXOLD2.other.example (10.9.0.2) by mx.other.example (10.9.0.3) with Microsoft SMTP Server id 8.3.298.1; Mon
+";
+    let c = classify(m, "2024-06-05");
+    assert_eq!(c.build.as_deref(), Some("15.1.2507.39"), "{:?}", c.evidence);
+    assert!(c.evidence.iter().all(|e| !e.text.contains("other.example")));
+    // Headers, then a transcript after an empty line: both are read.
+    let t = "Subject: x\n\n220 mx.example.org ESMTP Exim 4.96\n";
+    assert_eq!(classify(t, "2024-06-05").product, Product::Exim);
+}
