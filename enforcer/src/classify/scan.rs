@@ -290,22 +290,25 @@ impl Scanner {
     }
 
     fn reply_block(&mut self, buf: &[u8]) {
+        let text = buf.strip_suffix(b"\n").unwrap_or(buf);
+        // A multi-line 250 is almost always an EHLO response: decode it as one directly.
+        if buf.starts_with(b"250-") {
+            if let Ok(e) = smtp::decode_ehlo_response(buf) {
+                self.out.items += 1;
+                self.ehlo_response(&e.value, text);
+                return;
+            }
+        }
         let Ok(d) = smtp::decode_reply(buf) else {
             return;
         };
         self.out.items += 1;
         let r = d.value;
         let first = r.lines[0];
-        let text = buf.strip_suffix(b"\n").unwrap_or(buf);
         match r.code {
             220 | 554 if r.enhanced.is_none() && !self.greeted => {
                 self.greeted = true;
                 self.greeting(first, &r.lines, text);
-            }
-            250 if r.lines.len() > 1 => {
-                if let Ok(e) = smtp::decode_ehlo_response(buf) {
-                    self.ehlo_response(&e.value, text);
-                }
             }
             _ => self.reply_text(&r.text(), text),
         }
