@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod duration;
 pub mod net;
+pub mod policy;
 
 /// The eBPF object built by `build.rs` from `enforcer-ebpf`.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/enforcer"));
