@@ -2,6 +2,7 @@
 //! enforcement, and enforce verdicts on TCP SYNs in XDP/TC.
 
 pub mod cli;
+pub mod config;
 pub mod duration;
 pub mod net;
 pub mod policy;
