@@ -6,6 +6,7 @@ pub mod config;
 pub mod duration;
 pub mod net;
 pub mod policy;
+pub mod store;
 
 /// The eBPF object built by `build.rs` from `enforcer-ebpf`.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/enforcer"));

@@ -1,0 +1,3 @@
+//! Durable state (redb). Sender records: [`senders`].
+
+pub mod senders;
