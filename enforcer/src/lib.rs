@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod duration;
 pub mod net;
 pub mod policy;
