@@ -96,6 +96,73 @@ pub const fn emission_interval_ns(rate_per_min: u32) -> u64 {
     }
 }
 
+const NS_PER_SEC: u64 = 1_000_000_000;
+
+/// Where an instant falls in a throttle entry's period (see [`PolicyEntry`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Window {
+    Outside,
+    Throttle,
+    Block,
+}
+
+impl PolicyEntry {
+    /// True once `now_ns` (CLOCK_BOOTTIME) has reached `expires_ns`; 0 never expires.
+    pub const fn is_expired(&self, now_ns: u64) -> bool {
+        self.expires_ns != 0 && now_ns >= self.expires_ns
+    }
+
+    /// The throttle window `now_ns` falls in. Periods repeat in both directions from `anchor_ns`, so an
+    /// anchor in the future works too; the block window wins where the two overlap. A zero period never
+    /// refuses. The kernel and `enforcer explain` both use this.
+    pub const fn window_at(&self, now_ns: u64) -> Window {
+        let period = self.period_secs as u64 * NS_PER_SEC;
+        if period == 0 {
+            return Window::Outside;
+        }
+        let pos = if now_ns >= self.anchor_ns {
+            (now_ns - self.anchor_ns) % period
+        } else {
+            let before = (self.anchor_ns - now_ns) % period;
+            if before == 0 {
+                0
+            } else {
+                period - before
+            }
+        };
+        let block_start = self.block_offset_secs as u64 * NS_PER_SEC;
+        let block_end = block_start + self.block_secs as u64 * NS_PER_SEC;
+        if pos >= block_start && pos < block_end {
+            Window::Block
+        } else if pos < self.throttle_secs as u64 * NS_PER_SEC {
+            Window::Throttle
+        } else {
+            Window::Outside
+        }
+    }
+}
+
+/// One GCRA step for a rate-limit entry: given the stored theoretical arrival time (0 for a new
+/// source), `Some(new_tat)` admits the SYN and `None` refuses it (the state is then left unchanged).
+/// Tolerance is `(burst - 1)` emission intervals, so `burst` SYNs pass back to back. A rate of 0
+/// admits nothing (userspace refuses to write one).
+pub const fn gcra(tat_ns: u64, now_ns: u64, rate_per_min: u32, burst: u32) -> Option<u64> {
+    if rate_per_min == 0 {
+        return None;
+    }
+    let interval = emission_interval_ns(rate_per_min);
+    let burst = if burst == 0 { 1 } else { burst };
+    let tat = if tat_ns > now_ns { tat_ns } else { now_ns };
+    // Refuse when the backlog exceeds the tolerance: `backlog > (burst - 1) * interval`, written with
+    // a division because the product can overflow u64 and BPF has no 128-bit multiply.
+    let backlog = tat - now_ns;
+    if backlog > 0 && (backlog - 1) / interval >= burst as u64 - 1 {
+        None
+    } else {
+        Some(tat.saturating_add(interval))
+    }
+}
+
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for PolicyEntry {}
 #[cfg(feature = "user")]
@@ -143,6 +210,84 @@ mod tests {
         assert_eq!(emission_interval_ns(60), 1_000_000_000);
         assert_eq!(emission_interval_ns(3), 20_000_000_000);
         assert_eq!(emission_interval_ns(0), u64::MAX);
+    }
+
+    fn throttle(period: u32, throttle: u32, off: u32, block: u32, anchor_ns: u64) -> PolicyEntry {
+        PolicyEntry {
+            action: ACTION_THROTTLE,
+            period_secs: period,
+            throttle_secs: throttle,
+            block_offset_secs: off,
+            block_secs: block,
+            anchor_ns,
+            ..Default::default()
+        }
+    }
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn window_after_anchor() {
+        let e = throttle(3600, 300, 0, 0, 1000 * S);
+        assert_eq!(e.window_at(1000 * S), Window::Throttle);
+        assert_eq!(e.window_at(1299 * S), Window::Throttle);
+        assert_eq!(e.window_at(1300 * S), Window::Outside);
+        assert_eq!(e.window_at(4599 * S), Window::Outside);
+        assert_eq!(e.window_at(4600 * S), Window::Throttle);
+    }
+
+    #[test]
+    fn window_before_anchor_uses_modular_arithmetic() {
+        // Anchor in the future: the period that contains `now` started at anchor - k * period.
+        let e = throttle(3600, 300, 0, 0, 10 * 3600 * S);
+        assert_eq!(e.window_at(9 * 3600 * S), Window::Throttle);
+        assert_eq!(e.window_at(9 * 3600 * S + 299 * S), Window::Throttle);
+        assert_eq!(e.window_at(9 * 3600 * S + 300 * S), Window::Outside);
+        assert_eq!(e.window_at(10 * 3600 * S - 1), Window::Outside);
+        assert_eq!(e.window_at(0), Window::Throttle);
+        assert_eq!(e.window_at(1), Window::Throttle);
+    }
+
+    #[test]
+    fn block_window_wins_and_zero_period_never_refuses() {
+        let e = throttle(600, 60, 30, 120, 0);
+        assert_eq!(e.window_at(10 * S), Window::Throttle);
+        assert_eq!(e.window_at(30 * S), Window::Block);
+        assert_eq!(e.window_at(149 * S), Window::Block);
+        assert_eq!(e.window_at(150 * S), Window::Outside);
+        assert_eq!(throttle(0, 60, 0, 0, 0).window_at(5), Window::Outside);
+        // Extreme values must not overflow.
+        let big = throttle(u32::MAX, u32::MAX, u32::MAX, u32::MAX, u64::MAX);
+        let _ = big.window_at(0);
+        let _ = big.window_at(u64::MAX);
+    }
+
+    #[test]
+    fn expiry() {
+        let mut e = PolicyEntry::default();
+        assert!(!e.is_expired(u64::MAX));
+        e.expires_ns = 100;
+        assert!(!e.is_expired(99));
+        assert!(e.is_expired(100));
+    }
+
+    #[test]
+    fn gcra_burst_then_rate() {
+        let now = 1_000 * S;
+        let mut tat = 0;
+        // 3/min, burst 3: three back to back, then refused until one interval (20 s) has passed.
+        for _ in 0..3 {
+            tat = gcra(tat, now, 3, 3).expect("within burst");
+        }
+        assert_eq!(gcra(tat, now, 3, 3), None);
+        assert_eq!(gcra(tat, now + 20 * S - 1, 3, 3), None);
+        assert!(gcra(tat, now + 20 * S, 3, 3).is_some());
+        // Burst 0 behaves like 1; rate 0 admits nothing; huge values saturate instead of wrapping.
+        let t = gcra(0, now, 60, 0).unwrap();
+        assert_eq!(gcra(t, now, 60, 0), None);
+        assert_eq!(gcra(0, now, 0, 5), None);
+        let t = gcra(0, u64::MAX - 1, 1, u32::MAX).unwrap();
+        assert_eq!(t, u64::MAX);
     }
 
     #[test]

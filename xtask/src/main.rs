@@ -1,1 +1,43 @@
-fn main() {}
+//! Developer workflows. Every command first ensures the prerequisites (idempotent, prints what it
+//! installs), so the README's commands work on a fresh machine.
+
+mod bench;
+mod run;
+mod setup;
+mod test;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", about = "enforcer developer workflows")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what building and testing need (rust-src, llvm-22-dev, pinned bpf-linker); idempotent.
+    Setup,
+    /// Build (release), then run `enforcer` as root with the given arguments: `cargo xtask run -- run --iface eth0`.
+    Run(run::Args),
+    /// Every test: unprivileged unit tests, then the privileged `tests` crate (root, BPF, netns).
+    Test(test::Args),
+    /// Benchmarks; results are spliced into BENCHMARKS.md.
+    Bench(bench::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Setup => setup::ensure(),
+        Cmd::Run(a) => run::run(a),
+        Cmd::Test(a) => test::run(a),
+        Cmd::Bench(a) => bench::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,186 @@
+//! Policy for a SYN to a protected port: find the source's entry (exact host first, then the
+//! longest prefix), apply its action at the current CLOCK_BOOTTIME instant, and name the reason.
+
+use aya_ebpf::{helpers::bpf_ktime_get_boot_ns, maps::lpm_trie::Key};
+use enforcer_common::{
+    policy::{
+        gcra, Window, ACTION_DROP, ACTION_PASS, ACTION_RATE_LIMIT, ACTION_REJECT, ACTION_THROTTLE,
+        ENTRY_FLAG_RST,
+    },
+    PolicyEntry, RateKey, RateState, Reason,
+};
+
+use crate::maps::{
+    POLICY_V4_HOSTS, POLICY_V4_PREFIXES, POLICY_V6_HOSTS, POLICY_V6_PREFIXES, RATE_STATE,
+};
+
+/// How a refused SYN is refused.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    None,
+    Drop,
+    Rst,
+}
+
+#[derive(Clone, Copy)]
+pub struct Decision {
+    pub reason: Reason,
+    pub refusal: Refusal,
+}
+
+impl Decision {
+    #[inline(always)]
+    pub const fn pass(reason: Reason) -> Self {
+        Self {
+            reason,
+            refusal: Refusal::None,
+        }
+    }
+}
+
+/// Compare-and-swap attempts on one source's rate state. Every failed attempt means another CPU
+/// admitted a SYN from that source, so running out (only possible with more CPUs racing than this)
+/// refuses: the limiter never admits more than the bucket allows.
+const RATE_CAS_ATTEMPTS: usize = 8;
+
+/// Decides for an IPv4 source (address bytes in network order, possibly pointing into the packet).
+#[inline(always)]
+pub fn decide_v4(src: &[u8; 4]) -> Decision {
+    let host = POLICY_V4_HOSTS.get_ptr(src);
+    let prefix = || {
+        POLICY_V4_PREFIXES
+            .get(Key::new(32, *src))
+            .map(|e| e as *const _)
+    };
+    apply(host, prefix, || RateKey::v4(*src))
+}
+
+/// Decides for an IPv6 source.
+#[inline(always)]
+pub fn decide_v6(src: &[u8; 16]) -> Decision {
+    let host = POLICY_V6_HOSTS.get_ptr(src);
+    let prefix = || {
+        POLICY_V6_PREFIXES
+            .get(Key::new(128, *src))
+            .map(|e| e as *const _)
+    };
+    apply(host, prefix, || RateKey::v6(*src))
+}
+
+/// An expired host entry falls through to the prefix trie (as if the daemon had already swept it);
+/// an expired prefix entry passes the SYN (`Expired`) without consulting shorter prefixes, which a
+/// single LPM lookup cannot do.
+#[inline(always)]
+fn apply(
+    host: Option<*const PolicyEntry>,
+    prefix: impl FnOnce() -> Option<*const PolicyEntry>,
+    rate_key: impl FnOnce() -> RateKey,
+) -> Decision {
+    if let Some(e) = host {
+        let e = unsafe { &*e };
+        if !expired(e) {
+            return act(e, rate_key);
+        }
+        return match prefix() {
+            Some(p) => judge(unsafe { &*p }, rate_key),
+            None => Decision::pass(Reason::Expired),
+        };
+    }
+    match prefix() {
+        Some(p) => judge(unsafe { &*p }, rate_key),
+        None => Decision::pass(Reason::NoEntry),
+    }
+}
+
+/// Reading the clock costs a helper call: only entries with an expiry (and the timed actions) pay it.
+#[inline(always)]
+fn expired(e: &PolicyEntry) -> bool {
+    e.expires_ns != 0 && e.is_expired(now())
+}
+
+#[inline(always)]
+fn now() -> u64 {
+    unsafe { bpf_ktime_get_boot_ns() }
+}
+
+#[inline(always)]
+fn judge(e: &PolicyEntry, rate_key: impl FnOnce() -> RateKey) -> Decision {
+    if expired(e) {
+        Decision::pass(Reason::Expired)
+    } else {
+        act(e, rate_key)
+    }
+}
+
+#[inline(always)]
+fn act(e: &PolicyEntry, rate_key: impl FnOnce() -> RateKey) -> Decision {
+    let refusal = if e.flags & ENTRY_FLAG_RST != 0 {
+        Refusal::Rst
+    } else {
+        Refusal::Drop
+    };
+    let refuse = |reason| Decision { reason, refusal };
+    match e.action {
+        ACTION_PASS => Decision::pass(Reason::Allowed),
+        ACTION_DROP => Decision {
+            reason: Reason::Blocked,
+            refusal: Refusal::Drop,
+        },
+        ACTION_REJECT => Decision {
+            reason: Reason::Rejected,
+            refusal: Refusal::Rst,
+        },
+        ACTION_RATE_LIMIT => {
+            if rate_admit(&rate_key(), now(), e.rate_per_min, e.burst) {
+                Decision::pass(Reason::RateAllowed)
+            } else {
+                refuse(Reason::RateRefused)
+            }
+        }
+        ACTION_THROTTLE => match e.window_at(now()) {
+            Window::Outside => Decision::pass(Reason::ThrottleOutside),
+            Window::Throttle => refuse(Reason::ThrottleRefused),
+            Window::Block => refuse(Reason::BlockWindowRefused),
+        },
+        // An action this kernel program does not know (newer userspace): fail open.
+        _ => Decision::pass(Reason::NoEntry),
+    }
+}
+
+/// GCRA with the state updated by compare-and-swap, so concurrent SYNs from one source on several
+/// CPUs each see and advance the latest theoretical arrival time.
+#[inline(always)]
+fn rate_admit(key: &RateKey, now: u64, rate_per_min: u32, burst: u32) -> bool {
+    for _ in 0..RATE_CAS_ATTEMPTS {
+        let Some(state) = RATE_STATE.get_ptr_mut(key) else {
+            let Some(tat) = gcra(0, now, rate_per_min, burst) else {
+                return false;
+            };
+            // BPF_NOEXIST: if another CPU created the state first, go round and race on it instead.
+            match RATE_STATE.insert(key, &RateState { tat_ns: tat }, BPF_NOEXIST) {
+                Ok(()) => return true,
+                Err(_) => continue,
+            }
+        };
+        let tat_ptr = unsafe { core::ptr::addr_of_mut!((*state).tat_ns) };
+        // A plain volatile load: BPF has no atomic load instruction the backend selects here, and
+        // the compare-and-swap below catches any value that changed since.
+        let old = unsafe { core::ptr::read_volatile(tat_ptr) };
+        let Some(new) = gcra(old, now, rate_per_min, burst) else {
+            return false;
+        };
+        let (_, swapped) = unsafe {
+            core::intrinsics::atomic_cxchg::<
+                u64,
+                { core::intrinsics::AtomicOrdering::SeqCst },
+                { core::intrinsics::AtomicOrdering::SeqCst },
+            >(tat_ptr, old, new)
+        };
+        if swapped {
+            return true;
+        }
+    }
+    false
+}
+
+const BPF_NOEXIST: u64 = aya_ebpf::bindings::BPF_NOEXIST as u64;

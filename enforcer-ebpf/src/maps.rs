@@ -1,0 +1,52 @@
+//! The map statics, named exactly like the constants in `enforcer_common::maps` (the ELF test checks).
+//!
+//! Maps are declared unpinned on purpose: the daemon pins each one through
+//! `EbpfLoader::map_pin_path(NAME, <pin-dir>/maps/NAME)`, which creates-or-adopts the pin and overrides
+//! the declared pinning; a by-name declaration would make every plain load (tests, benchmarks) pin into
+//! `/sys/fs/bpf` by default.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
+};
+use enforcer_common::{
+    counters::COUNTER_SLOTS,
+    maps::{
+        MAX_HOSTS_V4, MAX_HOSTS_V6, MAX_PREFIXES_V4, MAX_PREFIXES_V6, MAX_RATE_STATE, PORT_COUNT,
+    },
+    GlobalConfig, PolicyEntry, RateKey, RateState,
+};
+
+/// `BPF_F_NO_PREALLOC` for the host maps too: a million-entry preallocated hash would pin ~100 MB of
+/// kernel memory on every host whatever the list size.
+const NO_PREALLOC: u32 = aya_ebpf::bindings::BPF_F_NO_PREALLOC;
+
+#[map]
+pub static POLICY_V4_HOSTS: HashMap<[u8; 4], PolicyEntry> =
+    HashMap::with_max_entries(MAX_HOSTS_V4, NO_PREALLOC);
+
+/// `LpmTrie` always adds `BPF_F_NO_PREALLOC` (the kernel requires it).
+#[map]
+pub static POLICY_V4_PREFIXES: LpmTrie<[u8; 4], PolicyEntry> =
+    LpmTrie::with_max_entries(MAX_PREFIXES_V4, 0);
+
+#[map]
+pub static POLICY_V6_HOSTS: HashMap<[u8; 16], PolicyEntry> =
+    HashMap::with_max_entries(MAX_HOSTS_V6, NO_PREALLOC);
+
+#[map]
+pub static POLICY_V6_PREFIXES: LpmTrie<[u8; 16], PolicyEntry> =
+    LpmTrie::with_max_entries(MAX_PREFIXES_V6, 0);
+
+#[map]
+pub static RATE_STATE: LruHashMap<RateKey, RateState> =
+    LruHashMap::with_max_entries(MAX_RATE_STATE, 0);
+
+#[map]
+pub static PORTS: Array<u32> = Array::with_max_entries(PORT_COUNT, 0);
+
+#[map]
+pub static CONFIG: Array<GlobalConfig> = Array::with_max_entries(1, 0);
+
+#[map]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);

@@ -1,0 +1,50 @@
+//! `cargo xtask bench datapath|classify|all`: each benchmark prints a Markdown section on stdout; it is
+//! spliced into BENCHMARKS.md between `<!-- bench:NAME:start -->` and `<!-- bench:NAME:end -->`.
+
+use crate::util::{cargo, output, require_root, workspace_root};
+use anyhow::{Context as _, Result};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(value_enum)]
+    which: Which,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Which {
+    /// ns/packet of the XDP program via BPF_PROG_TEST_RUN (root).
+    Datapath,
+    /// Classifier lines/s against a regex::RegexSet baseline.
+    Classify,
+    All,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    crate::setup::ensure()?;
+    if matches!(args.which, Which::Datapath | Which::All) {
+        require_root("the datapath benchmark")?;
+        let md = output(cargo().args(["run", "--release", "-p", "tests", "--bin", "bench-datapath"]))?;
+        splice("datapath", &md)?;
+    }
+    if matches!(args.which, Which::Classify | Which::All) {
+        let md = output(cargo().args(["bench", "-p", "enforcer", "--bench", "classify"]))?;
+        splice("classify", &md)?;
+    }
+    Ok(())
+}
+
+fn splice(name: &str, section: &str) -> Result<()> {
+    let path = workspace_root().join("BENCHMARKS.md");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".to_string());
+    let start = format!("<!-- bench:{name}:start -->");
+    let end = format!("<!-- bench:{name}:end -->");
+    let block = format!("{start}\n{}\n{end}", section.trim());
+    let new = match (text.find(&start), text.find(&end)) {
+        (Some(s), Some(e)) if e > s => format!("{}{block}{}", &text[..s], &text[e + end.len()..]),
+        _ => format!("{}\n{block}\n", text.trim_end()),
+    };
+    std::fs::write(&path, new).with_context(|| format!("writing {}", path.display()))?;
+    println!("{}", section.trim());
+    eprintln!("xtask: results written to {}", path.display());
+    Ok(())
+}

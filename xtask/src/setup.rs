@@ -1,0 +1,113 @@
+//! Prerequisites, checked in well under 5 s when present (see ../shared/TOOLCHAIN.md for the recipe):
+//! rust-src for the pinned toolchain (the eBPF crate builds core with -Z build-std), Debian's
+//! llvm-22-dev, and bpf-linker pinned and built against LLVM 22 (rustc 1.95 uses LLVM 22).
+
+use crate::util::{is_root, run};
+use anyhow::{bail, Context as _, Result};
+use std::path::Path;
+use std::process::Command;
+
+/// Must equal rust-toolchain.toml's channel.
+pub const TOOLCHAIN: &str = "1.95.0";
+pub const BPF_LINKER_VERSION: &str = "0.13.0";
+const LLVM_PACKAGE: &str = "llvm-22-dev";
+const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
+
+pub fn ensure() -> Result<()> {
+    ensure_rust_src()?;
+    ensure_llvm()?;
+    ensure_bpf_linker()?;
+    ensure_debian_tools()?;
+    Ok(())
+}
+
+fn ensure_rust_src() -> Result<()> {
+    let sysroot = Command::new("rustc")
+        .args([&format!("+{TOOLCHAIN}"), "--print", "sysroot"])
+        .output()
+        .context("rustc (rustup) is not installed; install rustup first")?;
+    let missing_toolchain = !sysroot.status.success();
+    let src = Path::new(String::from_utf8_lossy(&sysroot.stdout).trim())
+        .join("lib/rustlib/src/rust/library/core");
+    if missing_toolchain || !src.exists() {
+        eprintln!("xtask: installing toolchain {TOOLCHAIN} with rust-src (the eBPF crate builds core from source)");
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            TOOLCHAIN,
+            "--profile",
+            "minimal",
+            "--component",
+            "rust-src,rustfmt,clippy",
+        ]))?;
+    }
+    Ok(())
+}
+
+fn ensure_llvm() -> Result<()> {
+    if Path::new(LLVM_BIN).join("llvm-config").exists() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!("{LLVM_PACKAGE} is missing and installing it needs root: `sudo apt-get install -y {LLVM_PACKAGE}`");
+    }
+    eprintln!("xtask: installing Debian {LLVM_PACKAGE} (bpf-linker links against LLVM 22)");
+    apt_install(&[LLVM_PACKAGE])
+}
+
+fn ensure_bpf_linker() -> Result<()> {
+    let current = Command::new("bpf-linker").arg("--version").output();
+    if let Ok(out) = &current {
+        if String::from_utf8_lossy(&out.stdout).contains(BPF_LINKER_VERSION) {
+            return Ok(());
+        }
+    }
+    eprintln!("xtask: installing bpf-linker {BPF_LINKER_VERSION} built against LLVM 22 (about a minute)");
+    let path = format!("{LLVM_BIN}:{}", std::env::var("PATH").unwrap_or_default());
+    run(Command::new("cargo")
+        .env("PATH", path)
+        .args([
+            &format!("+{TOOLCHAIN}"),
+            "install",
+            &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+            "--locked",
+            "--force",
+            "--no-default-features",
+            "--features",
+            "llvm-22",
+        ]))
+}
+
+/// Tools the privileged tests drive: iproute2 for namespaces and veth.
+fn ensure_debian_tools() -> Result<()> {
+    let wanted = [("ip", "iproute2")];
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(bin, _)| which(bin).is_none())
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!("missing Debian packages {missing:?}; install them as root");
+    }
+    eprintln!("xtask: installing Debian packages {missing:?}");
+    apt_install(&missing)
+}
+
+fn apt_install(pkgs: &[&str]) -> Result<()> {
+    run(Command::new("apt-get").args(["update", "-q"]))?;
+    run(Command::new("apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-q"])
+        .args(pkgs))
+}
+
+pub fn which(bin: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(bin))
+            .find(|p| p.is_file())
+    })
+}
