@@ -28,7 +28,20 @@ pub enum ClientError {
 
 /// Whether a daemon is listening on `socket`.
 pub fn daemon_running(socket: &Path) -> bool {
-    matches!(request(socket, &Request::Ping {}), Ok(_))
+    request(socket, &Request::Ping {}).is_ok()
+}
+
+/// Whether a daemon listens on `socket` and owns `state_dir` (then it holds the database open and
+/// operator changes must go through it).
+pub fn daemon_owning(socket: &Path, state_dir: &Path) -> bool {
+    let Ok(v) = request(socket, &Request::Ping {}) else {
+        return false;
+    };
+    let Some(theirs) = v.get("state_dir").and_then(|s| s.as_str()) else {
+        return false;
+    };
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    canon(Path::new(theirs)) == canon(state_dir)
 }
 
 /// Sends one request and returns the reply's `result`.

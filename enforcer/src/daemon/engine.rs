@@ -30,6 +30,9 @@ pub struct EngineSettings {
     pub overrides: SupportOverrides,
     /// The datapath only counts; shown in `enforcer sender` ("would be refused").
     pub report_only: bool,
+    /// Reported by `ping`, so the CLI routes operator commands only to the daemon that owns the
+    /// state directory it was pointed at.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// What start-up reconciliation did.
@@ -48,6 +51,7 @@ pub struct Engine<K: Kernel> {
     policy: Policy,
     overrides: SupportOverrides,
     report_only: bool,
+    state_dir: Option<std::path::PathBuf>,
     store: Store,
     kernel: K,
     records: BTreeMap<Prefix, Record>,
@@ -74,6 +78,7 @@ impl<K: Kernel> Engine<K> {
             policy: settings.policy,
             overrides: settings.overrides,
             report_only: settings.report_only,
+            state_dir: settings.state_dir,
             store,
             kernel,
             records: BTreeMap::new(),
@@ -180,6 +185,16 @@ impl<K: Kernel> Engine<K> {
             }
             self.timers.pop_first();
             self.due.remove(&p);
+            if self.operator.get(&p).is_some_and(|r| r.is_expired(now)) {
+                // Expired operator rules leave the store too, as `enforcer run` does without the engine.
+                match self.store.remove_rule(&p) {
+                    Ok(_) => {
+                        self.operator.remove(&p);
+                        log::info!("operator rule for {p} expired and was removed");
+                    }
+                    Err(err) => log::error!("removing the expired operator rule for {p}: {err:#}"),
+                }
+            }
             if let Some(rec) = self.records.get(&p) {
                 let mut rec = rec.clone();
                 if catch_up(&self.policy, &mut rec, now) {
@@ -226,7 +241,11 @@ impl<K: Kernel> Engine<K> {
 
     fn dispatch(&mut self, req: Request, now: i64) -> Reply {
         match req {
-            Request::Ping {} => Reply::ok("pong"),
+            Request::Ping {} => Reply::ok(serde_json::json!({
+                "pong": true,
+                "state_dir": self.state_dir,
+                "senders": self.records.len(),
+            })),
             Request::Senders => {
                 let list: Vec<_> = self
                     .records

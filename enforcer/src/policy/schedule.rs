@@ -391,7 +391,8 @@ mod tests {
     #[test]
     fn rejects_each_bad_schedule() {
         use ScheduleError::*;
-        let cases: Vec<(Vec<Stage>, fn(&ScheduleError) -> bool)> = vec![
+        type Check = fn(&ScheduleError) -> bool;
+        let cases: Vec<(Vec<Stage>, Check)> = vec![
             (vec![], |e| matches!(e, Empty)),
             (vec![stage("1d", Action::Report)], |e| {
                 matches!(e, FirstNotZero(_))
