@@ -153,10 +153,17 @@ pub const fn gcra(tat_ns: u64, now_ns: u64, rate_per_min: u32, burst: u32) -> Op
     let interval = emission_interval_ns(rate_per_min);
     let burst = if burst == 0 { 1 } else { burst };
     let tat = if tat_ns > now_ns { tat_ns } else { now_ns };
-    // Refuse when the backlog exceeds the tolerance: `backlog > (burst - 1) * interval`, written with
-    // a division because the product can overflow u64 and BPF has no 128-bit multiply.
+    // Refuse when the backlog exceeds the tolerance, `(burst - 1) * interval`. interval < 2^36, so
+    // the product fits u64 for bursts below 2^28; larger ones compare by division instead (BPF has
+    // no 128-bit multiply for `saturating_mul`, and a division costs more than the rest of this).
     let backlog = tat - now_ns;
-    if backlog > 0 && (backlog - 1) / interval >= burst as u64 - 1 {
+    let extra = burst as u64 - 1;
+    let over = if extra < 1 << 28 {
+        backlog > extra * interval
+    } else {
+        backlog > 0 && (backlog - 1) / interval >= extra
+    };
+    if over {
         None
     } else {
         Some(tat.saturating_add(interval))
@@ -288,6 +295,14 @@ mod tests {
         assert_eq!(gcra(0, now, 0, 5), None);
         let t = gcra(0, u64::MAX - 1, 1, u32::MAX).unwrap();
         assert_eq!(t, u64::MAX);
+        // Both sides of the multiply/divide split agree: burst 2^28 + 1 at 60/min tolerates exactly
+        // 2^28 one-second intervals of backlog.
+        let b = (1u32 << 28) + 1;
+        let tol = (1u64 << 28) * S;
+        assert!(gcra(now + tol, now, 60, b).is_some());
+        assert_eq!(gcra(now + tol + 1, now, 60, b), None);
+        assert!(gcra(now + 2 * S, now, 60, 3).is_some());
+        assert_eq!(gcra(now + 2 * S + 1, now, 60, 3), None);
     }
 
     #[test]

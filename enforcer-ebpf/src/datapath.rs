@@ -66,7 +66,9 @@ pub fn hash_only(ctx: &aya_ebpf::programs::XdpContext) -> u32 {
     if unsafe { (*eth).proto } != crate::parse::ETH_P_IPV4.to_be() {
         return xdp_action::XDP_PASS;
     }
-    match crate::maps::POLICY_V4_HOSTS.get_ptr(unsafe { &(*ip).src }) {
+    // Key straight from the packet, as `decide_v4` does.
+    let src: &[u8; 4] = unsafe { &(*ip).src };
+    match crate::maps::POLICY_V4_HOSTS.get_ptr(src) {
         Some(_) => xdp_action::XDP_DROP,
         None => xdp_action::XDP_PASS,
     }

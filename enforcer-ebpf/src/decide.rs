@@ -38,9 +38,9 @@ impl Decision {
     }
 }
 
-/// Compare-and-swap attempts on one source's rate state. Every failed attempt means another CPU
-/// admitted a SYN from that source, so running out (only possible with more CPUs racing than this)
-/// refuses: the limiter never admits more than the bucket allows.
+/// Compare-and-swap attempts on one source's rate state. A failed attempt means another CPU admitted
+/// a SYN from that source in between; running out refuses, so contention can only err toward
+/// refusing, never toward admitting more than the bucket allows.
 const RATE_CAS_ATTEMPTS: usize = 8;
 
 /// Decides for an IPv4 source (address bytes in network order, possibly pointing into the packet).
@@ -52,7 +52,16 @@ pub fn decide_v4(src: &[u8; 4]) -> Decision {
             .get(Key::new(32, *src))
             .map(|e| e as *const _)
     };
-    apply(host, prefix, || RateKey::v4(*src))
+    apply(host, prefix, || rate_key_v4(src))
+}
+
+/// The bytes of [`RateKey::v4`], built from two words: LLVM lowers that array literal to a call to
+/// `memset` for the ten zero bytes.
+#[inline(always)]
+fn rate_key_v4(src: &[u8; 4]) -> RateKey {
+    let mapped = u64::from_ne_bytes([0, 0, 0xff, 0xff, src[0], src[1], src[2], src[3]]);
+    // SAFETY: RateKey is a repr(C) 16-byte array of bytes; every bit pattern is valid.
+    unsafe { core::mem::transmute::<[u64; 2], RateKey>([0, mapped]) }
 }
 
 /// Decides for an IPv6 source.
@@ -157,7 +166,7 @@ fn rate_admit(key: &RateKey, now: u64, rate_per_min: u32, burst: u32) -> bool {
                 return false;
             };
             // BPF_NOEXIST: if another CPU created the state first, go round and race on it instead.
-            match RATE_STATE.insert(key, &RateState { tat_ns: tat }, BPF_NOEXIST) {
+            match RATE_STATE.insert(key, RateState { tat_ns: tat }, BPF_NOEXIST) {
                 Ok(()) => return true,
                 Err(_) => continue,
             }

@@ -115,7 +115,7 @@ impl FileConfig {
     /// Parses and validates configuration text; `file` names it in errors.
     pub fn parse(file: &str, src: &str) -> Result<Self, ConfigError> {
         let ctx = Ctx { file, src };
-        let raw: Raw = toml::from_str(src).map_err(|e| ctx.from_toml(&e))?;
+        let raw: Raw = toml::from_str(src).map_err(|e| ctx.toml_error(&e))?;
         let mut cfg = FileConfig {
             interfaces: None,
             ports: None,
@@ -194,10 +194,28 @@ impl FileConfig {
                         format!("`{}` is not a date; write YYYY-MM-DD", date.get_ref()),
                     )
                 })?;
+                if let Err(e) = crate::classify::SupportOverrides::new().set(&product, d) {
+                    return Err(ctx.err(
+                        date.span(),
+                        &format!("classifier.end_of_support.{product}"),
+                        e,
+                    ));
+                }
                 cfg.end_of_support.insert(product, d);
             }
         }
         Ok(cfg)
+    }
+}
+
+impl FileConfig {
+    /// The classifier's support overrides (keys were checked when the file was parsed).
+    pub fn support_overrides(&self) -> Result<crate::classify::SupportOverrides, String> {
+        let mut o = crate::classify::SupportOverrides::new();
+        for (version, date) in &self.end_of_support {
+            o.set(version, *date)?;
+        }
+        Ok(o)
     }
 }
 
@@ -221,7 +239,7 @@ impl Ctx<'_> {
     }
 
     /// A serde/TOML error: the key is the one written on the offending line (qualified by its table).
-    fn from_toml(&self, e: &toml::de::Error) -> ConfigError {
+    fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
         let offset = e.span().map(|s| s.start).unwrap_or(0);
         let line = self.line(offset);
         ConfigError {

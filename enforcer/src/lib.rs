@@ -1,12 +1,18 @@
 //! enforcer: classify sending mail servers from SMTP evidence, run Exchange Online–style progressive
 //! enforcement, and enforce verdicts on TCP SYNs in XDP/TC.
 
+pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod daemon;
+pub mod datapath;
 pub mod duration;
+pub mod metrics;
 pub mod net;
 pub mod policy;
+pub mod rule;
+pub mod smtp;
 pub mod store;
 
 /// The eBPF object built by `build.rs` from `enforcer-ebpf`.

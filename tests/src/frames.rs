@@ -114,7 +114,7 @@ impl Tcp {
 
     pub fn encode(&self, src: IpAddr, dst: IpAddr) -> Vec<u8> {
         let mut opts = self.options.clone();
-        while opts.len() % 4 != 0 {
+        while !opts.len().is_multiple_of(4) {
             opts.push(0);
         }
         let doff = (20 + opts.len()) / 4;
@@ -166,7 +166,7 @@ pub fn ipv4(
     payload: &[u8],
 ) -> Vec<u8> {
     let mut opts = options.to_vec();
-    while opts.len() % 4 != 0 {
+    while !opts.len().is_multiple_of(4) {
         opts.push(0);
     }
     let hlen = 20 + opts.len();
@@ -206,8 +206,8 @@ impl Ext {
     /// Fragment header: offset in 8-byte units, more-fragments flag.
     pub fn fragment(offset: u16, more: bool) -> Self {
         let field = (offset << 3) | more as u16;
-        let mut body = vec![0];
-        body.extend(field.to_be_bytes());
+        // After the (next, reserved) prefix: offset/flags and the identification, 8 bytes in all.
+        let mut body = field.to_be_bytes().to_vec();
         body.extend(0xabcd_0001u32.to_be_bytes());
         Self {
             kind: EXT_FRAGMENT,
@@ -222,7 +222,7 @@ pub fn ipv6(src: [u8; 16], dst: [u8; 16], exts: &[Ext], proto: u8, payload: &[u8
     for (i, e) in exts.iter().enumerate() {
         let next = exts.get(i + 1).map_or(proto, |n| n.kind);
         let mut body = e.body.clone();
-        while (body.len() + 2) % 8 != 0 {
+        while !(body.len() + 2).is_multiple_of(8) {
             body.push(0);
         }
         let len = if e.kind == EXT_FRAGMENT {

@@ -14,7 +14,7 @@ use enforcer_common::{
     policy::{
         ACTION_DROP, ACTION_PASS, ACTION_RATE_LIMIT, ACTION_REJECT, ACTION_THROTTLE, ENTRY_FLAG_RST,
     },
-    GlobalConfig, PolicyEntry, Reason,
+    GlobalConfig, PolicyEntry, RateKey, RateState, Reason,
 };
 use tests::frames::{self, Ext, Tcp, ACK, ETH_P_8021AD, ETH_P_8021Q, FIN, PSH, RST, SYN};
 
@@ -564,7 +564,7 @@ fn table() -> Vec<Case> {
         ),
         case(
             "v6 SYN after HBH",
-            frames::tcp_v6(&[], CLIENT6, SERVER6, &[hbh.clone()], &syn),
+            frames::tcp_v6(&[], CLIENT6, SERVER6, std::slice::from_ref(&hbh), &syn),
             XDP_DROP,
             Blocked,
         ),
@@ -640,7 +640,7 @@ fn table() -> Vec<Case> {
         case(
             "v6 UDP after dstopts",
             ipv6_frame(
-                &[dstopts.clone()],
+                std::slice::from_ref(&dstopts),
                 frames::PROTO_UDP,
                 &frames::udp(CLIENT6.into(), SERVER6.into(), 1, 25, b"x"),
             ),
@@ -649,7 +649,7 @@ fn table() -> Vec<Case> {
         ),
         case(
             "v6 no next header",
-            ipv6_frame(&[hbh.clone()], 59, &[]),
+            ipv6_frame(std::slice::from_ref(&hbh), 59, &[]),
             XDP_PASS,
             NotTcp,
         ),
@@ -1099,6 +1099,17 @@ fn rate_limit_burst_then_refusal() {
             false,
         );
     }
+    // The state is keyed the way userspace reads it: IPv4 as v4-mapped IPv6.
+    let state: HashMap<_, RateKey, RateState> =
+        HashMap::try_from(dp.ebpf.map(maps::RATE_STATE).unwrap()).unwrap();
+    let tat = state
+        .get(&RateKey::v4(CLIENT4), 0)
+        .expect("rate state for CLIENT4")
+        .tat_ns;
+    assert!(
+        tat > boottime_ns(),
+        "theoretical arrival time lies ahead after the burst"
+    );
     // Non-SYNs of admitted connections never touch the bucket.
     let ack = frames::tcp_v4(&[], CLIENT4, SERVER4, &Tcp::syn(40000, 25).flags(ACK));
     dp.expect("ack", &ack, XDP_PASS, Reason::NotSyn, false);

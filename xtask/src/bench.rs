@@ -23,7 +23,8 @@ pub fn run(args: Args) -> Result<()> {
     crate::setup::ensure()?;
     if matches!(args.which, Which::Datapath | Which::All) {
         require_root("the datapath benchmark")?;
-        let md = output(cargo().args(["run", "--release", "-p", "tests", "--bin", "bench-datapath"]))?;
+        let md =
+            output(cargo().args(["run", "--release", "-p", "tests", "--bin", "bench-datapath"]))?;
         splice("datapath", &md)?;
     }
     if matches!(args.which, Which::Classify | Which::All) {

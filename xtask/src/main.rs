@@ -10,7 +10,11 @@ mod util;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", bin_name = "cargo xtask", about = "enforcer developer workflows")]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "enforcer developer workflows"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,

@@ -62,20 +62,20 @@ fn ensure_bpf_linker() -> Result<()> {
             return Ok(());
         }
     }
-    eprintln!("xtask: installing bpf-linker {BPF_LINKER_VERSION} built against LLVM 22 (about a minute)");
+    eprintln!(
+        "xtask: installing bpf-linker {BPF_LINKER_VERSION} built against LLVM 22 (about a minute)"
+    );
     let path = format!("{LLVM_BIN}:{}", std::env::var("PATH").unwrap_or_default());
-    run(Command::new("cargo")
-        .env("PATH", path)
-        .args([
-            &format!("+{TOOLCHAIN}"),
-            "install",
-            &format!("bpf-linker@{BPF_LINKER_VERSION}"),
-            "--locked",
-            "--force",
-            "--no-default-features",
-            "--features",
-            "llvm-22",
-        ]))
+    run(Command::new("cargo").env("PATH", path).args([
+        &format!("+{TOOLCHAIN}"),
+        "install",
+        &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+        "--locked",
+        "--force",
+        "--no-default-features",
+        "--features",
+        "llvm-22",
+    ]))
 }
 
 /// Tools the privileged tests drive: iproute2 for namespaces and veth.

@@ -1,8 +1,40 @@
-//! `enforcer detach` (scaffold: its owner replaces this file).
+//! `enforcer detach`: removes every attachment, the map pins and the pin directory. The state
+//! database is kept, so a later `enforcer run` restores the operator entries.
+
+use super::entry::Dirs;
+use crate::datapath;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    pub dirs: Dirs,
+}
 
-pub fn execute(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`enforcer detach` is not built yet")
+pub fn execute(args: Args) -> anyhow::Result<()> {
+    let pin_dir = &args.dirs.pin_dir;
+    match std::fs::metadata(pin_dir) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!("nothing to detach: {} does not exist", pin_dir.display());
+            return Ok(());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return super::usage(format!(
+                "permission denied reading {}: run `enforcer detach` as root",
+                pin_dir.display()
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let report = datapath::detach(pin_dir)?;
+    for (iface, kind) in &report.detached {
+        println!("detached {} from {iface}", kind.as_str());
+    }
+    println!(
+        "removed {} map pins and {}; operator entries stay in {} for the next `enforcer run`",
+        report.maps_removed,
+        pin_dir.display(),
+        args.dirs.state_dir.display()
+    );
+    Ok(())
 }

@@ -1,24 +1,475 @@
-//! `enforcer block|reject|throttle|allow|unset` (scaffold: its owner replaces this file).
+//! `enforcer block|reject|throttle|allow|unset`: operator entries, written to the pinned maps and the
+//! store (the store is what a restarted daemon puts back). Every argument is checked before anything
+//! is written, so bad input changes nothing.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use super::usage;
+use crate::datapath::{Clock, OpenError, PolicyMaps, RateMap};
+use crate::duration::Span;
+use crate::net::Prefix;
+use crate::rule::{Rule, RuleSource, Verdict};
+use crate::store::Store;
+
+/// Where the pinned datapath and the state database live (every datapath command takes these).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Dirs {
+    /// bpffs directory holding the pinned maps and links.
+    #[arg(long, value_name = "DIR", default_value = crate::datapath::DEFAULT_PIN_DIR, env = "ENFORCER_PIN_DIR")]
+    pub pin_dir: PathBuf,
+    /// Directory of the state database (enforcer.redb).
+    #[arg(long, value_name = "DIR", default_value = crate::store::DEFAULT_STATE_DIR, env = "ENFORCER_STATE_DIR")]
+    pub state_dir: PathBuf,
+    /// Control socket of a running daemon: while the daemon that owns --state-dir runs, changes go
+    /// through it (it holds the database).
+    #[arg(long, value_name = "PATH", default_value = crate::config::DEFAULT_SOCKET, env = "ENFORCER_SOCKET")]
+    pub socket: PathBuf,
+}
 
 #[derive(Debug, clap::Args)]
-pub struct TargetArgs {}
-#[derive(Debug, clap::Args)]
-pub struct ThrottleArgs {}
-#[derive(Debug, clap::Args)]
-pub struct UnsetArgs {}
+pub struct TargetArgs {
+    /// Source address (a host) or prefix: 192.0.2.7, 192.0.2.0/24, 2001:db8::/32.
+    #[arg(value_name = "IP|CIDR")]
+    pub target: String,
+    /// Remove the entry after this long (e.g. 45s, 10m, 1h, 30d).
+    #[arg(long, value_name = "DURATION")]
+    pub ttl: Option<String>,
+    /// Free text kept with the entry and shown by `list` and `explain`.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    #[command(flatten)]
+    pub dirs: Dirs,
+}
 
-pub fn execute_block(_a: TargetArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("how").required(true).args(["rate", "window"])))]
+pub struct ThrottleArgs {
+    /// Source address (a host) or prefix: 192.0.2.7, 192.0.2.0/24, 2001:db8::/32.
+    #[arg(value_name = "IP|CIDR")]
+    pub target: String,
+    /// Token bucket per source address: sustained connects per minute, e.g. 3/min.
+    #[arg(long, value_name = "N/min", conflicts_with_all = ["window", "period", "phase"])]
+    pub rate: Option<String>,
+    /// Connects allowed back to back with --rate (default: the per-minute rate).
+    #[arg(long, value_name = "N", requires = "rate")]
+    pub burst: Option<u32>,
+    /// Refuse connects during this long of every --period (e.g. 5m).
+    #[arg(long, value_name = "DURATION", requires = "period")]
+    pub window: Option<String>,
+    /// Length of the duty cycle, aligned to wall-clock multiples since the Unix epoch (1h = every
+    /// UTC hour).
+    #[arg(long, value_name = "DURATION", requires = "window")]
+    pub period: Option<String>,
+    /// Start the window this long after each period start (default 0s).
+    #[arg(long, value_name = "DURATION", requires = "window")]
+    pub phase: Option<String>,
+    /// Refuse with a TCP RST (connection refused) instead of a silent drop.
+    #[arg(long)]
+    pub reject: bool,
+    /// Remove the entry after this long (e.g. 45s, 10m, 1h, 30d).
+    #[arg(long, value_name = "DURATION")]
+    pub ttl: Option<String>,
+    /// Free text kept with the entry and shown by `list` and `explain`.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    #[command(flatten)]
+    pub dirs: Dirs,
 }
-pub fn execute_reject(_a: TargetArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+
+#[derive(Debug, clap::Args)]
+pub struct UnsetArgs {
+    /// Exactly the address or prefix the entry was made for.
+    #[arg(value_name = "IP|CIDR")]
+    pub target: String,
+    #[command(flatten)]
+    pub dirs: Dirs,
 }
-pub fn execute_allow(_a: TargetArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+
+/// Parses an operator target; the error is one line for exit status 2.
+pub fn parse_target(s: &str) -> anyhow::Result<Prefix> {
+    match s.parse::<Prefix>() {
+        Ok(p) => Ok(p),
+        Err(e) => usage(format!("invalid address or prefix: {e}")),
+    }
 }
-pub fn execute_throttle(_a: ThrottleArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+
+/// Parses a `--flag DURATION` value.
+pub fn parse_span(flag: &str, s: &str) -> anyhow::Result<Span> {
+    match s.parse::<Span>() {
+        Ok(v) => Ok(v),
+        Err(e) => usage(format!("--{flag}: {e}")),
+    }
 }
-pub fn execute_unset(_a: UnsetArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+
+/// Parses `--rate N/min`.
+pub fn parse_rate(s: &str) -> anyhow::Result<u32> {
+    let t = s.trim();
+    // A bare number is read per minute too: a rate has no other natural unit here.
+    let n = t
+        .strip_suffix("/min")
+        .or_else(|| t.strip_suffix("/m"))
+        .unwrap_or(t);
+    match n.parse::<u32>() {
+        Ok(0) => {
+            usage("--rate must be at least 1/min (to refuse every connect use `enforcer block`)")
+        }
+        Ok(v) => Ok(v),
+        Err(_) => usage(format!(
+            "--rate `{s}` must be connects per minute like 3/min"
+        )),
+    }
+}
+
+/// Maps datapath and store errors the operator can fix to exit status 2.
+pub fn operator_error(e: anyhow::Error) -> anyhow::Error {
+    if let Some(o) = e.downcast_ref::<OpenError>() {
+        return super::UsageError(o.to_string()).into();
+    }
+    e
+}
+
+/// Opens the pinned policy maps, with operator-fixable failures as usage errors.
+pub fn open_policy(dirs: &Dirs) -> anyhow::Result<PolicyMaps> {
+    PolicyMaps::open_pinned(&dirs.pin_dir).map_err(operator_error)
+}
+
+/// RFC 3339 UTC time of a Unix timestamp.
+pub fn fmt_time(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
+struct Common<'a> {
+    target: &'a str,
+    ttl: Option<&'a str>,
+    reason: Option<&'a str>,
+    dirs: &'a Dirs,
+}
+
+fn make_rule(c: &Common<'_>, verdict: Verdict, clock: &Clock) -> anyhow::Result<Rule> {
+    let prefix = parse_target(c.target)?;
+    let now = clock.unix_secs();
+    let expires_at = match c.ttl {
+        None => None,
+        Some(t) => {
+            let ttl = parse_span("ttl", t)?;
+            if ttl.0 == Duration::ZERO {
+                return usage("--ttl must be longer than 0s (e.g. --ttl 1h)");
+            }
+            Some(now + ttl.secs() as i64)
+        }
+    };
+    let rule = Rule {
+        prefix,
+        verdict,
+        expires_at,
+        reason: c.reason.map(str::to_string),
+        created_at: now,
+        source: RuleSource::Operator,
+    };
+    if let Err(e) = rule.validate() {
+        return usage(e);
+    }
+    Ok(rule)
+}
+
+/// Writes a validated rule to the store and the pinned maps; undoes the store write if the map
+/// write fails, so the two never disagree.
+pub fn apply(dirs: &Dirs, rule: &Rule, clock: &Clock) -> anyhow::Result<bool> {
+    let mut maps = open_policy(dirs)?;
+    let store = Store::open(&dirs.state_dir)?;
+    let before = store.rule(&rule.prefix)?;
+    let replaced = before.is_some() || maps.get(&rule.prefix)?.is_some();
+    store.put_rule(rule)?;
+    if let Err(e) = maps.upsert(&rule.prefix, &rule.to_kernel(clock)) {
+        let undo = match &before {
+            Some(old) => store.put_rule(old),
+            None => store.remove_rule(&rule.prefix).map(|_| ()),
+        };
+        if let Err(u) = undo {
+            log::error!("could not undo the store write for {}: {u:#}", rule.prefix);
+        }
+        return Err(e);
+    }
+    // A changed rate starts with a full bucket rather than the old entry's debt.
+    if matches!(rule.verdict, Verdict::RateLimit { .. }) {
+        if let Ok(mut rate) = RateMap::open_pinned(&dirs.pin_dir) {
+            let _ = rate.forget_prefix(&rule.prefix);
+        }
+    }
+    Ok(replaced)
+}
+
+/// Stores and applies a rule through the running daemon (which holds the database); `None` when no
+/// daemon owns the state directory, so the caller writes the maps and the store itself.
+fn via_daemon(
+    dirs: &Dirs,
+    req: crate::control::Request,
+) -> anyhow::Result<Option<serde_json::Value>> {
+    if !crate::control::client::daemon_owning(&dirs.socket, &dirs.state_dir) {
+        return Ok(None);
+    }
+    crate::control::request(&dirs.socket, &req)
+        .map(Some)
+        .map_err(crate::control::client::to_cli_error)
+}
+
+fn run(c: Common<'_>, verdict: Verdict, verb: &str) -> anyhow::Result<()> {
+    let clock = Clock::now();
+    let rule = make_rule(&c, verdict, &clock)?;
+    let req = crate::control::Request::PutRule {
+        rule: serde_json::to_value(&rule)?,
+    };
+    let replaced = match via_daemon(c.dirs, req)? {
+        Some(_) => false,
+        None => apply(c.dirs, &rule, &clock)?,
+    };
+    let mut line = format!("{verb} {}", rule.prefix);
+    if let Verdict::RateLimit { .. } | Verdict::Throttle { .. } = rule.verdict {
+        line.push_str(&format!(": {}", rule.verdict.describe()));
+    }
+    if let Some(exp) = rule.expires_at {
+        line.push_str(&format!(" until {}", fmt_time(exp)));
+    }
+    if replaced {
+        line.push_str(" (replaced the previous entry)");
+    }
+    println!("{line}");
+    Ok(())
+}
+
+fn common(a: &TargetArgs) -> Common<'_> {
+    Common {
+        target: &a.target,
+        ttl: a.ttl.as_deref(),
+        reason: a.reason.as_deref(),
+        dirs: &a.dirs,
+    }
+}
+
+pub fn execute_block(a: TargetArgs) -> anyhow::Result<()> {
+    run(common(&a), Verdict::Drop, "blocked")
+}
+
+pub fn execute_reject(a: TargetArgs) -> anyhow::Result<()> {
+    run(common(&a), Verdict::Reject, "rejecting")
+}
+
+pub fn execute_allow(a: TargetArgs) -> anyhow::Result<()> {
+    run(common(&a), Verdict::Pass, "allowed")
+}
+
+/// The throttle verdict the arguments describe (checked, not yet validated as a rule).
+pub fn throttle_verdict(a: &ThrottleArgs) -> anyhow::Result<Verdict> {
+    if let Some(rate) = &a.rate {
+        let per_min = parse_rate(rate)?;
+        let burst = a.burst.unwrap_or(per_min);
+        if burst == 0 {
+            return usage("--burst must be at least 1");
+        }
+        return Ok(Verdict::RateLimit {
+            per_min,
+            burst,
+            rst: a.reject,
+        });
+    }
+    let (Some(window), Some(period)) = (&a.window, &a.period) else {
+        return usage("throttle needs either --rate N/min or --window DURATION --period DURATION");
+    };
+    Ok(Verdict::Throttle {
+        period: parse_span("period", period)?,
+        window: parse_span("window", window)?,
+        phase: match &a.phase {
+            Some(p) => parse_span("phase", p)?,
+            None => Span::default(),
+        },
+        block_offset: Span::default(),
+        block: Span::default(),
+        rst: a.reject,
+    })
+}
+
+pub fn execute_throttle(a: ThrottleArgs) -> anyhow::Result<()> {
+    let verdict = throttle_verdict(&a)?;
+    run(
+        Common {
+            target: &a.target,
+            ttl: a.ttl.as_deref(),
+            reason: a.reason.as_deref(),
+            dirs: &a.dirs,
+        },
+        verdict,
+        "throttling",
+    )
+}
+
+pub fn execute_unset(a: UnsetArgs) -> anyhow::Result<()> {
+    let prefix = parse_target(&a.target)?;
+    let req = crate::control::Request::RemoveRule {
+        prefix: prefix.to_string(),
+    };
+    if let Some(v) = via_daemon(&a.dirs, req)? {
+        if v.get("removed").is_none_or(|r| r.is_null()) {
+            return usage(format!(
+                "there is no operator entry for exactly {prefix} (see `enforcer list`)"
+            ));
+        }
+        println!("removed the entry for {prefix}");
+        return Ok(());
+    }
+    let mut maps = open_policy(&a.dirs)?;
+    let store = Store::open(&a.dirs.state_dir)?;
+    let in_store = store.remove_rule(&prefix)?.is_some();
+    let in_maps = maps
+        .remove(&prefix)
+        .with_context(|| format!("removing {prefix} from the kernel maps"))?;
+    if !in_store && !in_maps {
+        return usage(format!(
+            "there is no entry for exactly {prefix} (see `enforcer list`)"
+        ));
+    }
+    println!("removed the entry for {prefix}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command, UsageError};
+    use clap::Parser as _;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("enforcer").chain(args.iter().copied()))
+    }
+
+    fn is_usage(r: anyhow::Result<impl std::fmt::Debug>) -> String {
+        let e = r.unwrap_err();
+        assert!(e.downcast_ref::<UsageError>().is_some(), "{e:#}");
+        let msg = e.to_string();
+        assert!(!msg.contains('\n'), "one line: {msg}");
+        msg
+    }
+
+    #[test]
+    fn bad_targets_are_usage_errors() {
+        for bad in [
+            "10.0.0.0/33",
+            "::1/129",
+            "300.1.1.1",
+            "10.1.2.3/16",
+            "mail.example",
+        ] {
+            let msg = is_usage(parse_target(bad));
+            assert!(msg.contains("invalid address or prefix"), "{msg}");
+        }
+        assert_eq!(parse_target("10.0.0.0/8").unwrap().len(), 8);
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("3/min").unwrap(), 3);
+        assert_eq!(parse_rate("60/m").unwrap(), 60);
+        assert_eq!(parse_rate("10").unwrap(), 10);
+        assert!(is_usage(parse_rate("0/min")).contains("at least 1/min"));
+        is_usage(parse_rate("3/hour"));
+        is_usage(parse_rate("-1/min"));
+        is_usage(parse_rate("x/min"));
+    }
+
+    fn throttle_args(args: &[&str]) -> ThrottleArgs {
+        match parse(args).unwrap().command {
+            Command::Throttle(t) => t,
+            c => panic!("{c:?}"),
+        }
+    }
+
+    #[test]
+    fn throttle_forms() {
+        let t = throttle_args(&[
+            "throttle",
+            "192.0.2.0/24",
+            "--rate",
+            "3/min",
+            "--burst",
+            "5",
+        ]);
+        assert_eq!(
+            throttle_verdict(&t).unwrap(),
+            Verdict::RateLimit {
+                per_min: 3,
+                burst: 5,
+                rst: false
+            }
+        );
+        let t = throttle_args(&[
+            "throttle",
+            "2001:db8::/32",
+            "--window",
+            "5m",
+            "--period",
+            "1h",
+            "--reject",
+        ]);
+        let v = throttle_verdict(&t).unwrap();
+        assert_eq!(v.describe(), "throttle 5m every 1h phase 0s reject");
+        // Rate and window together, neither, or a window without a period: clap refuses (exit 2).
+        assert!(parse(&["throttle", "1.2.3.4", "--rate", "3/min", "--window", "5m"]).is_err());
+        assert!(parse(&["throttle", "1.2.3.4"]).is_err());
+        assert!(parse(&["throttle", "1.2.3.4", "--window", "5m"]).is_err());
+        assert!(parse(&["throttle", "1.2.3.4", "--burst", "5"]).is_err());
+    }
+
+    #[test]
+    fn bad_rules_are_usage_errors_before_any_write() {
+        // A pin dir that does not exist: if validation did not come first we would see NotPinned.
+        let dirs = Dirs {
+            pin_dir: "/nonexistent/enforcer-test".into(),
+            state_dir: "/nonexistent/enforcer-state".into(),
+            socket: "/nonexistent/enforcer.sock".into(),
+        };
+        let clock = Clock::now();
+        let c = |target, ttl| Common {
+            target,
+            ttl,
+            reason: None,
+            dirs: &dirs,
+        };
+        is_usage(make_rule(&c("10.0.0.0/33", None), Verdict::Drop, &clock));
+        is_usage(make_rule(&c("10.0.0.1", Some("0s")), Verdict::Drop, &clock));
+        is_usage(make_rule(&c("10.0.0.1", Some("30")), Verdict::Drop, &clock));
+        let t = throttle_args(&["throttle", "10.0.0.1", "--window", "2h", "--period", "1h"]);
+        let v = throttle_verdict(&t).unwrap();
+        assert!(
+            is_usage(make_rule(&c("10.0.0.1", None), v, &clock)).contains("longer than --period")
+        );
+        let t = throttle_args(&["throttle", "10.0.0.1", "--rate", "5/min", "--burst", "0"]);
+        is_usage(throttle_verdict(&t));
+        let t = throttle_args(&["throttle", "10.0.0.1", "--window", "5x", "--period", "1h"]);
+        is_usage(throttle_verdict(&t));
+    }
+
+    #[test]
+    fn missing_datapath_is_a_usage_error_naming_the_fix() {
+        let dirs = Dirs {
+            pin_dir: std::env::temp_dir().join(format!("enforcer-nopin-{}", std::process::id())),
+            state_dir: std::env::temp_dir().join("unused"),
+            socket: "/nonexistent/enforcer.sock".into(),
+        };
+        let msg = match open_policy(&dirs) {
+            Ok(_) => panic!("opened a datapath that does not exist"),
+            Err(e) => {
+                assert!(e.downcast_ref::<UsageError>().is_some(), "{e:#}");
+                e.to_string()
+            }
+        };
+        assert!(msg.contains("enforcer run --iface"), "{msg}");
+    }
 }

@@ -1,0 +1,497 @@
+//! Loading, attaching, pinning, adopting and detaching the datapath.
+//!
+//! Maps are pinned under `<pin-dir>/maps/` and links under `<pin-dir>/links/<kind>_<iface>`, so
+//! enforcement outlives the daemon. A restarted daemon loads the new programs against the SAME pinned
+//! maps (aya reuses a map whose pin exists) and swaps its program into each existing link atomically
+//! (`bpf_link_update`): no gap, no lost entry, never attached twice.
+
+use std::io;
+use std::path::Path;
+
+use anyhow::{bail, Context as _};
+use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::tc::{self, NlOptions, TcAttachOptions};
+use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode};
+use aya::{Ebpf, EbpfLoader};
+use enforcer_common::maps as names;
+use log::{info, warn};
+
+use super::maps::{check_spec, io_error_of, PinDir, SPECS};
+use super::sys;
+
+/// What the operator asked for with `--mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Native XDP, then generic XDP, then TC.
+    Auto,
+    /// Native (driver) XDP only.
+    Xdp,
+    /// Generic (skb) XDP only.
+    XdpSkb,
+    /// TC ingress only (tcx where the kernel has it, clsact otherwise).
+    Tc,
+}
+
+/// How a program is attached to one interface; the prefix of its pin name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    XdpDrv,
+    XdpSkb,
+    Tcx,
+    Clsact,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::XdpDrv, Kind::XdpSkb, Kind::Tcx, Kind::Clsact];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::XdpDrv => "xdp",
+            Kind::XdpSkb => "xdp-skb",
+            Kind::Tcx => "tcx",
+            Kind::Clsact => "clsact",
+        }
+    }
+
+    fn fits(self, mode: Mode) -> bool {
+        match mode {
+            Mode::Auto => true,
+            Mode::Xdp => self == Kind::XdpDrv,
+            Mode::XdpSkb => self == Kind::XdpSkb,
+            Mode::Tc => matches!(self, Kind::Tcx | Kind::Clsact),
+        }
+    }
+
+    /// Pin file name: `<kind>_<iface>`, with `.` and `%` in the interface name percent-encoded
+    /// because bpffs refuses names containing a dot (EPERM).
+    pub fn pin_name(self, iface: &str) -> String {
+        let enc = iface.replace('%', "%25").replace('.', "%2E");
+        format!("{}_{enc}", self.as_str())
+    }
+
+    /// Splits a pin file name back into kind and interface.
+    pub fn parse_pin_name(name: &str) -> Option<(Kind, String)> {
+        Kind::ALL.into_iter().find_map(|k| {
+            let enc = name.strip_prefix(k.as_str())?.strip_prefix('_')?;
+            let iface = enc.replace("%2E", ".").replace("%25", "%");
+            (!iface.is_empty()).then_some((k, iface))
+        })
+    }
+}
+
+/// The result of attaching to one interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attached {
+    pub iface: String,
+    pub kind: Kind,
+    /// An existing pinned attachment was taken over (its program replaced atomically).
+    pub adopted: bool,
+}
+
+/// A pinned attachment found under `<pin-dir>/links/`.
+#[derive(Clone, Debug)]
+pub struct PinnedAttachment {
+    pub iface: String,
+    pub kind: Kind,
+    pub path: std::path::PathBuf,
+    /// Still attached to the interface of that name (false once it was deleted or recreated).
+    pub live: bool,
+}
+
+/// Every attachment pinned under `pins`.
+pub fn pinned_attachments(pins: &PinDir) -> anyhow::Result<Vec<PinnedAttachment>> {
+    let dir = pins.links();
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    let mut out = Vec::new();
+    for ent in rd {
+        let ent = ent?;
+        let name = ent.file_name();
+        let Some((kind, iface)) = name.to_str().and_then(Kind::parse_pin_name) else {
+            continue;
+        };
+        let iface = iface.as_str();
+        let path = ent.path();
+        let live = match kind {
+            Kind::XdpDrv | Kind::XdpSkb | Kind::Tcx => {
+                let want = if kind == Kind::Tcx {
+                    sys::LINK_TYPE_TCX
+                } else {
+                    sys::LINK_TYPE_XDP
+                };
+                match sys::obj_get(&path).and_then(|fd| sys::link_info(&fd)) {
+                    Ok(i) => i.link_type == want && Some(i.ifindex) == sys::ifindex(iface),
+                    Err(_) => false,
+                }
+            }
+            // A netlink filter has no link object; the program pin marks it while the interface lives.
+            Kind::Clsact => sys::ifindex(iface).is_some(),
+        };
+        out.push(PinnedAttachment {
+            iface: iface.to_string(),
+            kind,
+            path,
+            live,
+        });
+    }
+    out.sort_by(|a, b| a.iface.cmp(&b.iface));
+    Ok(out)
+}
+
+/// The loaded object, its maps pinned (new or adopted) under the pin directory.
+pub struct Datapath {
+    ebpf: Ebpf,
+    pins: PinDir,
+}
+
+impl Datapath {
+    /// Loads the embedded object, reusing every map already pinned under `pin_dir`.
+    pub fn load(pin_dir: &Path) -> anyhow::Result<Self> {
+        let pins = PinDir::new(pin_dir);
+        if pin_dir.starts_with(sys::BPFFS_ROOT) {
+            match sys::ensure_bpffs_root() {
+                Ok(true) => info!("mounted a BPF filesystem at {}", sys::BPFFS_ROOT),
+                Ok(false) => {}
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                    return Err(super::OpenError::Permission(pin_dir.to_path_buf()).into())
+                }
+                Err(e) => warn!(
+                    "could not mount a BPF filesystem at {}: {e}",
+                    sys::BPFFS_ROOT
+                ),
+            }
+        }
+        for d in [pins.maps(), pins.links()] {
+            std::fs::create_dir_all(&d).map_err(|e| {
+                if e.kind() == io::ErrorKind::PermissionDenied {
+                    anyhow::Error::from(super::OpenError::Permission(d.clone()))
+                } else {
+                    anyhow::Error::from(e).context(format!(
+                        "creating {} (is bpffs mounted? `mount -t bpf bpf /sys/fs/bpf`)",
+                        d.display()
+                    ))
+                }
+            })?;
+        }
+        if !sys::is_bpffs(pin_dir).unwrap_or(false) {
+            bail!(
+                "{} is not on a BPF filesystem: pass a --pin-dir under /sys/fs/bpf (mount it with `mount -t bpf bpf /sys/fs/bpf`)",
+                pin_dir.display()
+            );
+        }
+        // Check maps left by an earlier run before the loader silently reuses them.
+        let mut adopted = 0;
+        for spec in &SPECS {
+            let path = pins.map(spec.name);
+            match aya::maps::MapData::from_pin(&path) {
+                Ok(data) => {
+                    check_spec(&data, &path, spec)?;
+                    adopted += 1;
+                }
+                Err(e)
+                    if io_error_of(&e).is_some_and(|io| io.kind() == io::ErrorKind::NotFound) => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("opening pinned map {}", path.display()))
+                }
+            }
+        }
+        let mut loader = EbpfLoader::new();
+        let paths: Vec<_> = names::ALL_MAPS.iter().map(|n| (*n, pins.map(n))).collect();
+        for (name, path) in &paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let ebpf = loader.load(crate::EBPF_OBJECT).map_err(|e| {
+            let perm = matches!(&e, aya::EbpfError::MapError(m) if io_error_of(m).is_some_and(|io| io.kind() == io::ErrorKind::PermissionDenied))
+                || e.to_string().contains("Operation not permitted");
+            if perm {
+                anyhow::Error::from(super::OpenError::Permission(pin_dir.to_path_buf()))
+            } else {
+                anyhow::Error::from(e).context("loading the eBPF object")
+            }
+        })?;
+        if adopted > 0 {
+            info!(
+                "adopted {adopted} pinned maps under {} (entries kept)",
+                pins.maps().display()
+            );
+        } else {
+            info!("created and pinned maps under {}", pins.maps().display());
+        }
+        Ok(Self { ebpf, pins })
+    }
+
+    pub fn pins(&self) -> &PinDir {
+        &self.pins
+    }
+
+    fn xdp(&mut self) -> anyhow::Result<&mut Xdp> {
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(names::PROG_XDP)
+            .with_context(|| format!("the eBPF object has no program {}", names::PROG_XDP))?
+            .try_into()?;
+        if prog.fd().is_err() {
+            prog.load().context("loading the XDP program")?;
+        }
+        Ok(prog)
+    }
+
+    fn tc(&mut self) -> anyhow::Result<&mut SchedClassifier> {
+        let prog: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(names::PROG_TC)
+            .with_context(|| format!("the eBPF object has no program {}", names::PROG_TC))?
+            .try_into()?;
+        if prog.fd().is_err() {
+            prog.load().context("loading the TC program")?;
+        }
+        Ok(prog)
+    }
+
+    /// Attaches to `iface`, adopting a live pinned attachment when there is one that fits `mode`.
+    pub fn attach(&mut self, iface: &str, mode: Mode) -> anyhow::Result<Attached> {
+        let existing: Vec<_> = pinned_attachments(&self.pins)?
+            .into_iter()
+            .filter(|a| a.iface == iface)
+            .collect();
+        let mut live = None;
+        for a in existing {
+            if a.live && live.is_none() {
+                live = Some(a);
+            } else {
+                info!(
+                    "removing stale pin {} (its interface was deleted or recreated)",
+                    a.path.display()
+                );
+                let _ = std::fs::remove_file(&a.path);
+            }
+        }
+        if let Some(a) = live {
+            if !a.kind.fits(mode) {
+                bail!(
+                    "{iface} already has enforcer attached as {}; run `enforcer detach` first to change --mode",
+                    a.kind.as_str()
+                );
+            }
+            self.adopt(&a)?;
+            info!(
+                "{iface}: adopted the pinned {} attachment, program replaced atomically",
+                a.kind.as_str()
+            );
+            return Ok(Attached {
+                iface: iface.to_string(),
+                kind: a.kind,
+                adopted: true,
+            });
+        }
+        let order: &[Kind] = match mode {
+            Mode::Auto => &[Kind::XdpDrv, Kind::XdpSkb, Kind::Tcx, Kind::Clsact],
+            Mode::Xdp => &[Kind::XdpDrv],
+            Mode::XdpSkb => &[Kind::XdpSkb],
+            Mode::Tc => &[Kind::Tcx, Kind::Clsact],
+        };
+        let mut errors = Vec::new();
+        for &kind in order {
+            match self.attach_new(iface, kind) {
+                Ok(()) => {
+                    if errors.is_empty() {
+                        info!("{iface}: attached as {}", kind.as_str());
+                    } else {
+                        info!(
+                            "{iface}: attached as {} ({})",
+                            kind.as_str(),
+                            errors.join("; ")
+                        );
+                    }
+                    return Ok(Attached {
+                        iface: iface.to_string(),
+                        kind,
+                        adopted: false,
+                    });
+                }
+                Err(e) => errors.push(format!("{} failed: {e:#}", kind.as_str())),
+            }
+        }
+        bail!(
+            "could not attach to {iface}: {} (another XDP program on the interface? remove it with `ip link set dev {iface} xdp off`, or try another --mode)",
+            errors.join("; ")
+        )
+    }
+
+    fn adopt(&mut self, a: &PinnedAttachment) -> anyhow::Result<()> {
+        match a.kind {
+            Kind::XdpDrv | Kind::XdpSkb => {
+                let link: FdLink = PinnedLink::from_pin(&a.path)?.into();
+                let prog = self.xdp()?;
+                let id = prog.attach_to_link(link.try_into()?)?;
+                // The pin keeps the link; dropping our fd must not detach it.
+                drop(FdLink::try_from(prog.take_link(id)?)?);
+            }
+            Kind::Tcx => {
+                let link: FdLink = PinnedLink::from_pin(&a.path)?.into();
+                let prog = self.tc()?;
+                let id = prog.attach_to_link(link.try_into()?)?;
+                drop(FdLink::try_from(prog.take_link(id)?)?);
+            }
+            Kind::Clsact => {
+                // Netlink filters cannot be swapped atomically and a second filter would run the
+                // rate limiter twice: replace it (a gap of one netlink round trip; only kernels
+                // without tcx, < 6.6, get here).
+                match tc::qdisc_detach_program(&a.iface, TcAttachType::Ingress, names::PROG_TC) {
+                    Ok(()) => {}
+                    Err(tc::TcError::IoError(e)) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e).context("removing the old TC filter"),
+                }
+                let _ = std::fs::remove_file(&a.path);
+                self.attach_clsact(&a.iface, &a.path)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn attach_new(&mut self, iface: &str, kind: Kind) -> anyhow::Result<()> {
+        let path = self.pins.links().join(kind.pin_name(iface));
+        match kind {
+            Kind::XdpDrv | Kind::XdpSkb => {
+                let mode = if kind == Kind::XdpDrv {
+                    XdpMode::Driver
+                } else {
+                    XdpMode::Skb
+                };
+                let prog = self.xdp()?;
+                let id = prog.attach(iface, mode)?;
+                let link = prog.take_link(id)?;
+                let fd = FdLink::try_from(link).context(
+                    "the kernel attached XDP through netlink (no bpf_link), which cannot be pinned",
+                )?;
+                fd.pin(&path)
+                    .with_context(|| format!("pinning {}", path.display()))?;
+            }
+            Kind::Tcx => {
+                let prog = self.tc()?;
+                let id = prog.attach_with_options(
+                    iface,
+                    TcAttachType::Ingress,
+                    TcAttachOptions::TcxOrder(LinkOrder::default()),
+                )?;
+                let fd = FdLink::try_from(prog.take_link(id)?)?;
+                fd.pin(&path)
+                    .with_context(|| format!("pinning {}", path.display()))?;
+            }
+            Kind::Clsact => self.attach_clsact(iface, &path)?,
+        }
+        Ok(())
+    }
+
+    fn attach_clsact(&mut self, iface: &str, path: &Path) -> anyhow::Result<()> {
+        if let Err(e) = tc::qdisc_add_clsact(iface) {
+            // EEXIST: the qdisc is already there, which is fine.
+            let exists =
+                matches!(&e, tc::TcError::NetlinkError(n) if n.to_string().contains("exists"));
+            if !exists {
+                warn!("{iface}: adding the clsact qdisc: {e}");
+            }
+        }
+        let prog = self.tc()?;
+        let id = prog.attach_with_options(
+            iface,
+            TcAttachType::Ingress,
+            TcAttachOptions::Netlink(NlOptions::default()),
+        )?;
+        // A netlink filter stays until removed; forgetting the link keeps aya from removing it.
+        std::mem::forget(prog.take_link(id)?);
+        if !path.exists() {
+            prog.pin(path)
+                .with_context(|| format!("pinning {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// What `detach` removed.
+#[derive(Debug, Default)]
+pub struct DetachReport {
+    pub detached: Vec<(String, Kind)>,
+    pub maps_removed: usize,
+}
+
+/// Removes every attachment pinned under `pin_dir`, then the map pins and the directories.
+pub fn detach(pin_dir: &Path) -> anyhow::Result<DetachReport> {
+    let pins = PinDir::new(pin_dir);
+    let mut report = DetachReport::default();
+    for a in pinned_attachments(&pins)? {
+        match a.kind {
+            Kind::XdpDrv | Kind::XdpSkb | Kind::Tcx => {
+                // Removing the last reference (the pin) detaches the link.
+                std::fs::remove_file(&a.path)
+                    .with_context(|| format!("removing {}", a.path.display()))?;
+            }
+            Kind::Clsact => {
+                if a.live {
+                    match tc::qdisc_detach_program(&a.iface, TcAttachType::Ingress, names::PROG_TC)
+                    {
+                        Ok(()) => {}
+                        Err(tc::TcError::IoError(e)) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err(e)
+                                .with_context(|| format!("removing the TC filter on {}", a.iface))
+                        }
+                    }
+                }
+                std::fs::remove_file(&a.path)
+                    .with_context(|| format!("removing {}", a.path.display()))?;
+            }
+        }
+        report.detached.push((a.iface, a.kind));
+    }
+    for name in names::ALL_MAPS {
+        let p = pins.map(name);
+        match std::fs::remove_file(&p) {
+            Ok(()) => report.maps_removed += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", p.display())),
+        }
+    }
+    for d in [pins.links(), pins.maps(), pins.root().to_path_buf()] {
+        match std::fs::remove_dir(&d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => warn!("leaving {}: {e}", d.display()),
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pin_names_round_trip() {
+        for kind in Kind::ALL {
+            for iface in ["eth0", "eth0.100", "veth-a.b", "x%2E_y"] {
+                let n = kind.pin_name(iface);
+                assert!(!n.contains('.'), "{n}");
+                assert_eq!(Kind::parse_pin_name(&n), Some((kind, iface.to_string())));
+            }
+        }
+        assert_eq!(Kind::parse_pin_name("bogus_eth0"), None);
+        assert_eq!(Kind::parse_pin_name("xdp_"), None);
+        assert_eq!(Kind::parse_pin_name("xdp"), None);
+        assert_eq!(
+            Kind::parse_pin_name("xdp-skb_eth0"),
+            Some((Kind::XdpSkb, "eth0".to_string()))
+        );
+    }
+
+    #[test]
+    fn modes_accept_kinds() {
+        assert!(Kind::XdpSkb.fits(Mode::Auto));
+        assert!(!Kind::XdpSkb.fits(Mode::Xdp));
+        assert!(Kind::Clsact.fits(Mode::Tc));
+        assert!(!Kind::Tcx.fits(Mode::XdpSkb));
+    }
+}

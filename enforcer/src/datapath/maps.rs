@@ -1,0 +1,495 @@
+//! Typed access to the pinned maps: the only code that names a map (always through the
+//! `enforcer_common::maps` constants). Every open checks the pinned map's type and sizes against the
+//! contract, so a map left by an incompatible build is reported instead of misread.
+
+use std::io;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use aya::maps::lpm_trie::Key;
+use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, MapError, MapType, PerCpuArray};
+use enforcer_common::config::CONFIG_FLAG_REPORT_ONLY;
+use enforcer_common::counters::COUNTER_SLOTS;
+use enforcer_common::maps as names;
+use enforcer_common::{GlobalConfig, PolicyEntry, RateKey, RateState};
+
+use crate::net::Prefix;
+
+/// Layout of a pin directory: `<pin-dir>/maps/<MAP>` and `<pin-dir>/links/<kind>_<iface>`.
+#[derive(Clone, Debug)]
+pub struct PinDir(PathBuf);
+
+impl PinDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self(root.into())
+    }
+    pub fn root(&self) -> &Path {
+        &self.0
+    }
+    pub fn maps(&self) -> PathBuf {
+        self.0.join("maps")
+    }
+    pub fn map(&self, name: &str) -> PathBuf {
+        self.maps().join(name)
+    }
+    pub fn links(&self) -> PathBuf {
+        self.0.join("links")
+    }
+}
+
+/// Why the pinned datapath could not be opened; each message says how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(
+        "no enforcer datapath is pinned at {0}: run `enforcer run --iface IFACE` first (or pass the --pin-dir it used)"
+    )]
+    NotPinned(PathBuf),
+    #[error(
+        "permission denied opening {0}: enforcer needs root (CAP_BPF and CAP_NET_ADMIN); run it as root"
+    )]
+    Permission(PathBuf),
+    #[error(
+        "pinned map {path} is {found}, this enforcer expects {expected}: it was made by another version; run `enforcer detach` and start `enforcer run` again"
+    )]
+    Incompatible {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+}
+
+/// What the contract says a map looks like.
+#[derive(Clone, Copy, Debug)]
+pub struct MapSpec {
+    pub name: &'static str,
+    pub ty: MapType,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+}
+
+const fn spec(name: &'static str, ty: MapType, k: usize, v: usize, max: u32) -> MapSpec {
+    MapSpec {
+        name,
+        ty,
+        key_size: k as u32,
+        value_size: v as u32,
+        max_entries: max,
+    }
+}
+
+const ENTRY: usize = size_of::<PolicyEntry>();
+
+/// Every map in the contract, in `ALL_MAPS` order.
+pub const SPECS: [MapSpec; 8] = [
+    spec(
+        names::POLICY_V4_HOSTS,
+        MapType::Hash,
+        4,
+        ENTRY,
+        names::MAX_HOSTS_V4,
+    ),
+    spec(
+        names::POLICY_V4_PREFIXES,
+        MapType::LpmTrie,
+        8,
+        ENTRY,
+        names::MAX_PREFIXES_V4,
+    ),
+    spec(
+        names::POLICY_V6_HOSTS,
+        MapType::Hash,
+        16,
+        ENTRY,
+        names::MAX_HOSTS_V6,
+    ),
+    spec(
+        names::POLICY_V6_PREFIXES,
+        MapType::LpmTrie,
+        20,
+        ENTRY,
+        names::MAX_PREFIXES_V6,
+    ),
+    spec(
+        names::RATE_STATE,
+        MapType::LruHash,
+        size_of::<RateKey>(),
+        size_of::<RateState>(),
+        names::MAX_RATE_STATE,
+    ),
+    spec(names::PORTS, MapType::Array, 4, 4, names::PORT_COUNT),
+    spec(
+        names::CONFIG,
+        MapType::Array,
+        4,
+        size_of::<GlobalConfig>(),
+        1,
+    ),
+    spec(names::STATS, MapType::PerCpuArray, 4, 8, COUNTER_SLOTS),
+];
+
+fn spec_of(name: &str) -> &'static MapSpec {
+    SPECS
+        .iter()
+        .find(|s| s.name == name)
+        .expect("every map name has a spec")
+}
+
+/// The `io::Error` inside a map error, if any.
+pub(crate) fn io_error_of(e: &MapError) -> Option<&io::Error> {
+    match e {
+        MapError::SyscallError(s) => Some(&s.io_error),
+        MapError::PinError {
+            error: aya::pin::PinError::SyscallError(s),
+            ..
+        } => Some(&s.io_error),
+        _ => None,
+    }
+}
+
+fn is_enoent(e: &MapError) -> bool {
+    matches!(e, MapError::KeyNotFound | MapError::ElementNotFound)
+        || io_error_of(e).is_some_and(|io| io.raw_os_error() == Some(libc::ENOENT))
+}
+
+/// Checks a map's kernel description against its spec.
+pub(crate) fn check_spec(data: &MapData, path: &Path, spec: &MapSpec) -> anyhow::Result<()> {
+    let info = data
+        .info()
+        .with_context(|| format!("reading map info of {}", path.display()))?;
+    let ty = info.map_type().ok();
+    let found = (ty, info.key_size(), info.value_size(), info.max_entries());
+    let expected = (
+        Some(spec.ty),
+        spec.key_size,
+        spec.value_size,
+        spec.max_entries,
+    );
+    if found != expected {
+        let show = |(t, k, v, m): (Option<MapType>, u32, u32, u32)| {
+            format!("{t:?} key {k} B value {v} B max {m}")
+        };
+        return Err(OpenError::Incompatible {
+            path: path.to_path_buf(),
+            found: show(found),
+            expected: show(expected),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Opens one pinned map after checking it against the contract.
+fn open(pins: &PinDir, name: &str) -> anyhow::Result<Map> {
+    let path = pins.map(name);
+    let data = MapData::from_pin(&path).map_err(|e| {
+        let io = io_error_of(&e);
+        match io.map(|io| io.kind()) {
+            Some(io::ErrorKind::NotFound) => {
+                anyhow::Error::from(OpenError::NotPinned(pins.root().to_path_buf()))
+            }
+            Some(io::ErrorKind::PermissionDenied) => OpenError::Permission(path.clone()).into(),
+            _ => anyhow::Error::from(e).context(format!("opening pinned map {}", path.display())),
+        }
+    })?;
+    check_spec(&data, &path, spec_of(name))?;
+    Map::from_map_data(data).with_context(|| format!("opening pinned map {}", path.display()))
+}
+
+type V4Hosts = HashMap<MapData, [u8; 4], PolicyEntry>;
+type V6Hosts = HashMap<MapData, [u8; 16], PolicyEntry>;
+type V4Prefixes = LpmTrie<MapData, [u8; 4], PolicyEntry>;
+type V6Prefixes = LpmTrie<MapData, [u8; 16], PolicyEntry>;
+
+/// The four policy maps: exact hosts in hash maps, shorter prefixes in LPM tries.
+pub struct PolicyMaps {
+    v4_hosts: V4Hosts,
+    v4_prefixes: V4Prefixes,
+    v6_hosts: V6Hosts,
+    v6_prefixes: V6Prefixes,
+}
+
+/// Where an entry lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Table {
+    Hosts,
+    Prefixes,
+}
+
+impl PolicyMaps {
+    pub fn open_pinned(pin_dir: &Path) -> anyhow::Result<Self> {
+        let pins = PinDir::new(pin_dir);
+        Ok(Self {
+            v4_hosts: open(&pins, names::POLICY_V4_HOSTS)?.try_into()?,
+            v4_prefixes: open(&pins, names::POLICY_V4_PREFIXES)?.try_into()?,
+            v6_hosts: open(&pins, names::POLICY_V6_HOSTS)?.try_into()?,
+            v6_prefixes: open(&pins, names::POLICY_V6_PREFIXES)?.try_into()?,
+        })
+    }
+
+    /// Inserts or replaces the entry for exactly `prefix`.
+    pub fn upsert(&mut self, prefix: &Prefix, entry: &PolicyEntry) -> anyhow::Result<()> {
+        let len = u32::from(prefix.len());
+        let r = match (prefix.addr(), prefix.is_host()) {
+            (IpAddr::V4(a), true) => self.v4_hosts.insert(a.octets(), entry, 0),
+            (IpAddr::V4(a), false) => self
+                .v4_prefixes
+                .insert(&Key::new(len, a.octets()), entry, 0),
+            (IpAddr::V6(a), true) => self.v6_hosts.insert(a.octets(), entry, 0),
+            (IpAddr::V6(a), false) => self
+                .v6_prefixes
+                .insert(&Key::new(len, a.octets()), entry, 0),
+        };
+        r.map_err(|e| {
+            let full = io_error_of(&e).is_some_and(|io| io.raw_os_error() == Some(libc::E2BIG)
+                || io.raw_os_error() == Some(libc::ENOSPC));
+            if full {
+                anyhow::anyhow!("the policy map for {prefix} is full; remove entries with `enforcer unset` first")
+            } else {
+                anyhow::Error::from(e).context(format!("writing the entry for {prefix}"))
+            }
+        })
+    }
+
+    /// Removes the entry for exactly `prefix`; false when there was none.
+    pub fn remove(&mut self, prefix: &Prefix) -> anyhow::Result<bool> {
+        let len = u32::from(prefix.len());
+        let r = match (prefix.addr(), prefix.is_host()) {
+            (IpAddr::V4(a), true) => self.v4_hosts.remove(&a.octets()),
+            (IpAddr::V4(a), false) => self.v4_prefixes.remove(&Key::new(len, a.octets())),
+            (IpAddr::V6(a), true) => self.v6_hosts.remove(&a.octets()),
+            (IpAddr::V6(a), false) => self.v6_prefixes.remove(&Key::new(len, a.octets())),
+        };
+        match r {
+            Ok(()) => Ok(true),
+            Err(e) if is_enoent(&e) => Ok(false),
+            Err(e) => {
+                Err(anyhow::Error::from(e).context(format!("removing the entry for {prefix}")))
+            }
+        }
+    }
+
+    /// The entry for exactly `prefix`, if any.
+    pub fn get(&self, prefix: &Prefix) -> anyhow::Result<Option<PolicyEntry>> {
+        let len = u32::from(prefix.len());
+        let r = match (prefix.addr(), prefix.is_host()) {
+            (IpAddr::V4(a), true) => self.v4_hosts.get(&a.octets(), 0),
+            (IpAddr::V4(a), false) => self.v4_prefixes.get(&Key::new(len, a.octets()), 0),
+            (IpAddr::V6(a), true) => self.v6_hosts.get(&a.octets(), 0),
+            (IpAddr::V6(a), false) => self.v6_prefixes.get(&Key::new(len, a.octets()), 0),
+        };
+        match r {
+            // The trie's lookup is longest-prefix, so check it returned exactly this prefix.
+            Ok(e) if prefix.is_host() => Ok(Some(e)),
+            Ok(e) => Ok(self
+                .entries()?
+                .into_iter()
+                .find(|(p, _)| p == prefix)
+                .map(|_| e)),
+            Err(e) if is_enoent(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every entry, hosts and prefixes of both families, sorted by prefix.
+    pub fn entries(&self) -> anyhow::Result<Vec<(Prefix, PolicyEntry)>> {
+        let mut out = Vec::new();
+        for r in self.v4_hosts.iter() {
+            let (k, v) = r?;
+            out.push((Prefix::host(IpAddr::from(k)), v));
+        }
+        for r in self.v6_hosts.iter() {
+            let (k, v) = r?;
+            out.push((Prefix::host(IpAddr::from(k)), v));
+        }
+        for r in self.v4_prefixes.iter() {
+            let (k, v) = r?;
+            out.push((
+                Prefix::containing(IpAddr::from(k.data()), k.prefix_len() as u8),
+                v,
+            ));
+        }
+        for r in self.v6_prefixes.iter() {
+            let (k, v) = r?;
+            out.push((
+                Prefix::containing(IpAddr::from(k.data()), k.prefix_len() as u8),
+                v,
+            ));
+        }
+        out.sort_by_key(|a| a.0);
+        Ok(out)
+    }
+
+    /// The entries the kernel would consult for `ip`, most specific first: the host entry (if any)
+    /// then every prefix containing it by decreasing length.
+    pub fn candidates(&self, ip: IpAddr) -> anyhow::Result<Vec<(Prefix, Table, PolicyEntry)>> {
+        let mut out = Vec::new();
+        let host = Prefix::host(ip);
+        let hit = match ip {
+            IpAddr::V4(a) => self.v4_hosts.get(&a.octets(), 0),
+            IpAddr::V6(a) => self.v6_hosts.get(&a.octets(), 0),
+        };
+        match hit {
+            Ok(e) => out.push((host, Table::Hosts, e)),
+            Err(e) if is_enoent(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let mut prefixes: Vec<_> = self
+            .entries()?
+            .into_iter()
+            .filter(|(p, _)| !p.is_host() && p.contains(ip))
+            .collect();
+        prefixes.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        out.extend(prefixes.into_iter().map(|(p, e)| (p, Table::Prefixes, e)));
+        Ok(out)
+    }
+}
+
+/// Protected ports and global settings.
+pub struct ControlMaps {
+    ports: Array<MapData, u32>,
+    config: Array<MapData, GlobalConfig>,
+}
+
+impl ControlMaps {
+    pub fn open_pinned(pin_dir: &Path) -> anyhow::Result<Self> {
+        let pins = PinDir::new(pin_dir);
+        Ok(Self {
+            ports: open(&pins, names::PORTS)?.try_into()?,
+            config: open(&pins, names::CONFIG)?.try_into()?,
+        })
+    }
+
+    /// Protected ports, ascending.
+    pub fn ports(&self) -> anyhow::Result<Vec<u16>> {
+        let mut out = Vec::new();
+        for (i, v) in self.ports.iter().enumerate() {
+            if v? != 0 {
+                out.push(i as u16);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Makes exactly `ports` protected: new ports are added before old ones are removed, so a port in
+    /// both sets is never unprotected in between.
+    pub fn set_ports(&mut self, ports: &[u16]) -> anyhow::Result<()> {
+        for p in ports {
+            self.ports.set(u32::from(*p), 1, 0)?;
+        }
+        for old in self.ports()? {
+            if !ports.contains(&old) {
+                self.ports.set(u32::from(old), 0, 0)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn report_only(&self) -> anyhow::Result<bool> {
+        Ok(self.config.get(&0, 0)?.flags & CONFIG_FLAG_REPORT_ONLY != 0)
+    }
+
+    pub fn set_report_only(&mut self, on: bool) -> anyhow::Result<()> {
+        let mut c = self.config.get(&0, 0)?;
+        if on {
+            c.flags |= CONFIG_FLAG_REPORT_ONLY;
+        } else {
+            c.flags &= !CONFIG_FLAG_REPORT_ONLY;
+        }
+        self.config.set(0, c, 0)?;
+        Ok(())
+    }
+}
+
+/// Per-source rate-limiter state (read-only from userspace: `explain` shows whether a SYN would pass).
+pub struct RateMap(HashMap<MapData, RateKey, RateState>);
+
+impl RateMap {
+    pub fn open_pinned(pin_dir: &Path) -> anyhow::Result<Self> {
+        Ok(Self(
+            open(&PinDir::new(pin_dir), names::RATE_STATE)?.try_into()?,
+        ))
+    }
+
+    pub fn get(&self, ip: IpAddr) -> anyhow::Result<Option<RateState>> {
+        let key = match ip {
+            IpAddr::V4(a) => RateKey::v4(a.octets()),
+            IpAddr::V6(a) => RateKey::v6(a.octets()),
+        };
+        match self.0.get(&key, 0) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if is_enoent(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Forgets a source's bucket (used when its entry changes so the new rate starts full).
+    pub fn forget_prefix(&mut self, prefix: &Prefix) -> anyhow::Result<()> {
+        let keys: Vec<RateKey> = self.0.keys().filter_map(Result::ok).collect();
+        for k in keys {
+            let ip = rate_key_ip(&k);
+            if prefix.contains(ip) {
+                let _ = self.0.remove(&k);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn rate_key_ip(k: &RateKey) -> IpAddr {
+    let v6 = std::net::Ipv6Addr::from(k.addr);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+/// The per-CPU counters.
+pub struct StatsMap(PerCpuArray<MapData, u64>);
+
+impl StatsMap {
+    pub fn open_pinned(pin_dir: &Path) -> anyhow::Result<Self> {
+        Ok(Self(open(&PinDir::new(pin_dir), names::STATS)?.try_into()?))
+    }
+
+    /// Every slot summed over CPUs, in slot order.
+    pub fn sums(&self) -> anyhow::Result<Vec<u64>> {
+        let mut out = Vec::with_capacity(COUNTER_SLOTS as usize);
+        for slot in 0..COUNTER_SLOTS {
+            let per_cpu = self.0.get(&slot, 0)?;
+            out.push(per_cpu.iter().fold(0u64, |a, v| a.wrapping_add(*v)));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_cover_every_map_in_order() {
+        let names: Vec<_> = SPECS.iter().map(|s| s.name).collect();
+        assert_eq!(names, names::ALL_MAPS);
+    }
+
+    #[test]
+    fn rate_keys_map_back() {
+        let ip: IpAddr = "10.200.0.2".parse().unwrap();
+        assert_eq!(rate_key_ip(&RateKey::v4([10, 200, 0, 2])), ip);
+        let ip6: IpAddr = "fd00:200::2".parse().unwrap();
+        let IpAddr::V6(a) = ip6 else { unreachable!() };
+        assert_eq!(rate_key_ip(&RateKey::v6(a.octets())), ip6);
+    }
+
+    #[test]
+    fn pin_layout() {
+        let p = PinDir::new("/sys/fs/bpf/enforcer");
+        assert_eq!(
+            p.map(names::STATS),
+            PathBuf::from("/sys/fs/bpf/enforcer/maps/STATS")
+        );
+        assert_eq!(p.links(), PathBuf::from("/sys/fs/bpf/enforcer/links"));
+    }
+}

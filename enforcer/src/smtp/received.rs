@@ -1,0 +1,335 @@
+//! `Received:` field values (RFC 5321 §4.4 time stamp lines, plus the forms real MTAs write).
+//!
+//! The grammar in practice is looser than the RFC: Exchange writes multi-word protocols (`with Microsoft
+//! SMTP Server (version=TLS1_2, cipher=…) id 15.1.2507.39 via Frontend Transport`), Exim puts extra words
+//! after `with` (`with esmtps (TLS1.3) tls TLS_AES_256_GCM_SHA384 (Exim 4.96)`), qmail starts with a bare
+//! comment. So a value is read as a sequence of clauses: a clause keyword (`from`, `by`, `via`, `with`,
+//! `id`, `for`) followed by the words and comments up to the next keyword, then an optional `; date`.
+
+use nom::bytes::complete::take_while1;
+use nom::IResult;
+
+use super::{DecodeError, Item};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClauseKind {
+    From,
+    By,
+    Via,
+    With,
+    Id,
+    For,
+}
+
+impl ClauseKind {
+    fn keyword(self) -> &'static str {
+        match self {
+            ClauseKind::From => "from",
+            ClauseKind::By => "by",
+            ClauseKind::Via => "via",
+            ClauseKind::With => "with",
+            ClauseKind::Id => "id",
+            ClauseKind::For => "for",
+        }
+    }
+
+    fn of(word: &[u8]) -> Option<Self> {
+        const ALL: [ClauseKind; 6] = [
+            ClauseKind::From,
+            ClauseKind::By,
+            ClauseKind::Via,
+            ClauseKind::With,
+            ClauseKind::Id,
+            ClauseKind::For,
+        ];
+        if word.len() > 4 {
+            return None;
+        }
+        ALL.into_iter()
+            .find(|k| word.eq_ignore_ascii_case(k.keyword().as_bytes()))
+    }
+}
+
+/// One clause: its words (`Microsoft`, `SMTP`, `Server`) and its comments without the outer parentheses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Clause<'a> {
+    pub kind: ClauseKind,
+    pub words: Vec<&'a [u8]>,
+    pub comments: Vec<&'a [u8]>,
+}
+
+impl<'a> Clause<'a> {
+    /// The first word (host name, protocol, id), if any.
+    pub fn first(&self) -> Option<&'a [u8]> {
+        self.words.first().copied()
+    }
+
+    /// All words joined by one space (lossy UTF-8).
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        for w in &self.words {
+            if !s.is_empty() {
+                s.push(' ');
+            }
+            s.push_str(&String::from_utf8_lossy(w));
+        }
+        s
+    }
+}
+
+/// A parsed `Received:` value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received<'a> {
+    /// Words and comments before the first clause (qmail's `(qmail 1234 invoked from network)`).
+    pub preamble: Vec<&'a [u8]>,
+    pub clauses: Vec<Clause<'a>>,
+    /// The date-time after the `;`, trimmed.
+    pub date: Option<&'a [u8]>,
+}
+
+impl<'a> Received<'a> {
+    pub fn clause(&self, kind: ClauseKind) -> Option<&Clause<'a>> {
+        self.clauses.iter().find(|c| c.kind == kind)
+    }
+
+    /// The value as written by [`Received::render`]: preamble, clauses (words, then comments), `; date`.
+    pub fn render(&self) -> Vec<u8> {
+        let mut parts: Vec<Vec<u8>> = Vec::new();
+        for p in &self.preamble {
+            parts.push(p.to_vec());
+        }
+        for c in &self.clauses {
+            parts.push(c.kind.keyword().as_bytes().to_vec());
+            parts.extend(c.words.iter().map(|w| w.to_vec()));
+            for cm in &c.comments {
+                let mut v = b"(".to_vec();
+                v.extend_from_slice(cm);
+                v.push(b')');
+                parts.push(v);
+            }
+        }
+        let mut out = parts.join(&b' ');
+        if let Some(d) = self.date {
+            out.extend_from_slice(b"; ");
+            out.extend_from_slice(d);
+        }
+        out
+    }
+}
+
+/// Parses an unfolded `Received:` value (see [`super::unfold`]). Errors: an empty value, or a comment
+/// whose `(` is never closed.
+pub fn parse_received(value: &[u8]) -> Result<Received<'_>, DecodeError> {
+    let item = Item::Received;
+    if value.trim_ascii().is_empty() {
+        return Err(DecodeError::malformed(
+            item,
+            0,
+            "a Received field is not empty",
+        ));
+    }
+    let mut r = Received {
+        preamble: Vec::new(),
+        clauses: Vec::new(),
+        date: None,
+    };
+    let mut pos = 0;
+    while pos < value.len() {
+        let b = value[pos];
+        if b.is_ascii_whitespace() {
+            pos += 1;
+        } else if b == b';' {
+            let d = value[pos + 1..].trim_ascii();
+            r.date = (!d.is_empty()).then_some(d);
+            break;
+        } else if b == b'(' {
+            let end = comment_end(value, pos).ok_or(DecodeError::malformed(
+                item,
+                pos,
+                "a comment `(` is never closed",
+            ))?;
+            let inner = &value[pos + 1..end - 1];
+            match r.clauses.last_mut() {
+                Some(c) => c.comments.push(inner),
+                None => r.preamble.push(&value[pos..end]),
+            }
+            pos = end;
+        } else {
+            let (_, w) = word(&value[pos..])
+                .map_err(|_| DecodeError::malformed(item, pos, "unexpected byte"))?;
+            pos += w.len();
+            match ClauseKind::of(w) {
+                Some(kind) => r.clauses.push(Clause {
+                    kind,
+                    words: Vec::new(),
+                    comments: Vec::new(),
+                }),
+                None => match r.clauses.last_mut() {
+                    Some(c) => c.words.push(w),
+                    None => r.preamble.push(w),
+                },
+            }
+        }
+    }
+    Ok(r)
+}
+
+/// A run of bytes up to white space, `(` or `;` (a stray `)` is kept as part of a word).
+fn word(i: &[u8]) -> IResult<&[u8], &[u8]> {
+    take_while1(|b: u8| !b.is_ascii_whitespace() && b != b'(' && b != b';')(i)
+}
+
+/// Index one past the `)` closing the comment opened at `start`; nesting and `\` quoting honoured.
+fn comment_end(v: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = start;
+    while i < v.len() {
+        match v[i] {
+            b'\\' => i += 1,
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(c: &Clause<'_>) -> Vec<String> {
+        c.words
+            .iter()
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn exchange_frontend_transport() {
+        let v = b"from EX01.corp.example.com (10.1.2.3) by EX02.corp.example.com (10.1.2.4) with Microsoft SMTP \
+Server (version=TLS1_2, cipher=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) id 15.1.2507.39 via Frontend Transport; \
+Tue, 4 Jun 2024 10:11:12 +0000";
+        let r = parse_received(v).unwrap();
+        assert_eq!(
+            r.clause(ClauseKind::From).unwrap().first(),
+            Some(&b"EX01.corp.example.com"[..])
+        );
+        assert_eq!(
+            r.clause(ClauseKind::From).unwrap().comments,
+            vec![&b"10.1.2.3"[..]]
+        );
+        assert_eq!(
+            r.clause(ClauseKind::By).unwrap().first(),
+            Some(&b"EX02.corp.example.com"[..])
+        );
+        let with = r.clause(ClauseKind::With).unwrap();
+        assert_eq!(words(with), ["Microsoft", "SMTP", "Server"]);
+        assert!(with.comments[0].starts_with(b"version=TLS1_2"));
+        assert_eq!(
+            r.clause(ClauseKind::Id).unwrap().first(),
+            Some(&b"15.1.2507.39"[..])
+        );
+        assert_eq!(
+            r.clause(ClauseKind::Via).unwrap().text(),
+            "Frontend Transport"
+        );
+        assert_eq!(r.date, Some(&b"Tue, 4 Jun 2024 10:11:12 +0000"[..]));
+    }
+
+    #[test]
+    fn exchange_short_forms() {
+        let r = parse_received(
+            b"from a (1.2.3.4) by b (5.6.7.8) with Microsoft SMTP Server (TLS) id 15.0.1497.18; d",
+        )
+        .unwrap();
+        assert_eq!(
+            r.clause(ClauseKind::With).unwrap().comments,
+            vec![&b"TLS"[..]]
+        );
+        assert_eq!(
+            r.clause(ClauseKind::Id).unwrap().first(),
+            Some(&b"15.0.1497.18"[..])
+        );
+        let r = parse_received(b"from EX01.corp ([fe80::1]) by EX01.corp ([fe80::1%12]) with mapi id 15.00.1497.040; x").unwrap();
+        assert_eq!(r.clause(ClauseKind::With).unwrap().text(), "mapi");
+        assert_eq!(
+            r.clause(ClauseKind::Id).unwrap().first(),
+            Some(&b"15.00.1497.040"[..])
+        );
+        let r = parse_received(
+            b"from localhost by Pickup with Microsoft SMTP Server id 8.3.298.1; Mon",
+        )
+        .unwrap();
+        assert_eq!(
+            r.clause(ClauseKind::By).unwrap().first(),
+            Some(&b"Pickup"[..])
+        );
+        assert_eq!(
+            r.clause(ClauseKind::Id).unwrap().first(),
+            Some(&b"8.3.298.1"[..])
+        );
+    }
+
+    #[test]
+    fn postfix_exim_sendmail_qmail() {
+        let r = parse_received(b"from mail.sender.example (mail.sender.example [192.0.2.7]) (using TLSv1.3 with cipher \
+TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519) (No client certificate requested) by mx.example.com \
+(Postfix) with ESMTPS id 4VtXyZ1abcz9sWR for <u@example.com>; Tue, 4 Jun 2024 10:11:12 +0200 (CEST)").unwrap();
+        let from = r.clause(ClauseKind::From).unwrap();
+        assert_eq!(from.comments.len(), 3);
+        assert_eq!(
+            r.clause(ClauseKind::By).unwrap().comments,
+            vec![&b"Postfix"[..]]
+        );
+        assert_eq!(r.clause(ClauseKind::With).unwrap().text(), "ESMTPS");
+        assert_eq!(
+            r.clause(ClauseKind::For).unwrap().first(),
+            Some(&b"<u@example.com>"[..])
+        );
+
+        let r = parse_received(b"from [192.0.2.9] (helo=relay.example) by mx.example.org with esmtps (TLS1.3) tls \
+TLS_AES_256_GCM_SHA384 (Exim 4.96) (envelope-from <a@relay.example>) id 1rXyZa-000Abc-2B for b@example.org; Tue").unwrap();
+        let with = r.clause(ClauseKind::With).unwrap();
+        assert_eq!(with.first(), Some(&b"esmtps"[..]));
+        assert!(with.comments.contains(&&b"Exim 4.96"[..]));
+
+        let r = parse_received(b"from host.example (host.example [192.0.2.1]) by mx.example (8.15.2/8.15.2) with ESMTP id x4ABC; d").unwrap();
+        assert_eq!(
+            r.clause(ClauseKind::By).unwrap().comments,
+            vec![&b"8.15.2/8.15.2"[..]]
+        );
+
+        let r = parse_received(b"(qmail 1234 invoked from network); 4 Jun 2024 10:11:12 -0000")
+            .unwrap();
+        assert_eq!(r.preamble, vec![&b"(qmail 1234 invoked from network)"[..]]);
+        assert!(r.clauses.is_empty());
+    }
+
+    #[test]
+    fn errors() {
+        assert!(matches!(
+            parse_received(b"  "),
+            Err(DecodeError::Malformed { offset: 0, .. })
+        ));
+        assert!(matches!(
+            parse_received(b"from a (b (c) by x"),
+            Err(DecodeError::Malformed { offset: 7, .. })
+        ));
+        // A stray `)` and 8-bit bytes are tolerated.
+        assert!(parse_received(b"from a) \xff\xfe by b").is_ok());
+    }
+
+    #[test]
+    fn render_round_trips() {
+        let v = b"from a (x (nested) y) by b with Microsoft SMTP Server (TLS) id 15.1.2.3 for <c@d>; Mon, 1 Jan 2024";
+        let r = parse_received(v).unwrap();
+        assert_eq!(r.render(), v.to_vec());
+    }
+}

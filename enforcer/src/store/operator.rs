@@ -1,0 +1,128 @@
+//! Operator rules keyed by prefix (`192.0.2.0/24`), value = the rule as JSON.
+
+use anyhow::Context as _;
+use redb::{ReadableDatabase as _, ReadableTable as _, TableDefinition};
+
+use super::Store;
+use crate::net::Prefix;
+use crate::rule::Rule;
+
+pub(crate) const TABLE: TableDefinition<&str, &str> = TableDefinition::new("operator_rules");
+
+impl Store {
+    /// Inserts or replaces the rule for its prefix.
+    pub fn put_rule(&self, rule: &Rule) -> anyhow::Result<()> {
+        let key = rule.prefix.to_string();
+        let value = serde_json::to_string(rule)?;
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(TABLE)?;
+            t.insert(key.as_str(), value.as_str())?;
+        }
+        tx.commit().context("committing the rule")?;
+        Ok(())
+    }
+
+    /// Removes the rule for exactly `prefix`; returns it if there was one.
+    pub fn remove_rule(&self, prefix: &Prefix) -> anyhow::Result<Option<Rule>> {
+        let key = prefix.to_string();
+        let tx = self.db.begin_write()?;
+        let old = {
+            let mut t = tx.open_table(TABLE)?;
+            let old = t.remove(key.as_str())?;
+            old.map(|v| serde_json::from_str::<Rule>(v.value()))
+                .transpose()
+                .ok()
+                .flatten()
+        };
+        tx.commit().context("committing the removal")?;
+        Ok(old)
+    }
+
+    /// The rule for exactly `prefix`.
+    pub fn rule(&self, prefix: &Prefix) -> anyhow::Result<Option<Rule>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(TABLE)?;
+        let key = prefix.to_string();
+        Ok(match t.get(key.as_str())? {
+            Some(v) => serde_json::from_str(v.value()).ok(),
+            None => None,
+        })
+    }
+
+    /// Every operator rule, sorted by prefix. A row that no longer parses is skipped with a warning
+    /// rather than making every command fail.
+    pub fn rules(&self) -> anyhow::Result<Vec<Rule>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(TABLE)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            match serde_json::from_str::<Rule>(v.value()) {
+                Ok(r) => out.push(r),
+                Err(e) => log::warn!("skipping unreadable operator rule {}: {e}", k.value()),
+            }
+        }
+        out.sort_by_key(|a| a.prefix);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rule::{RuleSource, Verdict};
+
+    fn rule(p: &str, v: Verdict) -> Rule {
+        Rule {
+            prefix: p.parse().unwrap(),
+            verdict: v,
+            expires_at: Some(2_000_000_000),
+            reason: Some("test".into()),
+            created_at: 1_700_000_000,
+            source: RuleSource::Operator,
+        }
+    }
+
+    fn tempdir(tag: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("enforcer-store-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn rules_survive_reopen() {
+        let dir = tempdir("reopen");
+        {
+            let s = Store::open(&dir).unwrap();
+            assert!(s.rules().unwrap().is_empty());
+            s.put_rule(&rule("192.0.2.0/24", Verdict::Drop)).unwrap();
+            s.put_rule(&rule("2001:db8::1", Verdict::Reject)).unwrap();
+            s.put_rule(&rule("192.0.2.0/24", Verdict::Pass)).unwrap();
+        }
+        let s = Store::open(&dir).unwrap();
+        let rules = s.rules().unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].verdict, Verdict::Pass);
+        let p: Prefix = "2001:db8::1".parse().unwrap();
+        assert_eq!(s.rule(&p).unwrap().unwrap().verdict, Verdict::Reject);
+        assert!(s.remove_rule(&p).unwrap().is_some());
+        assert!(s.remove_rule(&p).unwrap().is_none());
+        assert_eq!(s.rules().unwrap().len(), 1);
+        drop(s);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn second_open_waits_then_reports_lock() {
+        let dir = tempdir("lock");
+        let s = Store::open(&dir).unwrap();
+        let err = Store::open(&dir).err().unwrap();
+        assert!(
+            err.downcast_ref::<super::super::Locked>().is_some(),
+            "{err:#}"
+        );
+        drop(s);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
