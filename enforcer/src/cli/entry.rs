@@ -222,6 +222,15 @@ fn via_daemon(
         .map_err(crate::control::client::to_cli_error)
 }
 
+/// The stored rules, for annotating kernel entries: from the running daemon that owns the store
+/// (operator rules and engine entries), else from the store itself.
+pub fn stored_rules(dirs: &Dirs) -> anyhow::Result<Vec<Rule>> {
+    match via_daemon(dirs, crate::control::Request::Rules {})? {
+        Some(v) => Ok(serde_json::from_value(v)?),
+        None => Store::open(&dirs.state_dir)?.rules(),
+    }
+}
+
 fn run(c: Common<'_>, verdict: Verdict, verb: &str) -> anyhow::Result<()> {
     let clock = Clock::now();
     let rule = make_rule(&c, verdict, &clock)?;

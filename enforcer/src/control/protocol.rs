@@ -43,6 +43,8 @@ pub enum Request {
     RemoveRule {
         prefix: String,
     },
+    /// Every rule the daemon keeps in the kernel: operator rules and engine entries.
+    Rules {},
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -268,6 +268,15 @@ impl<K: Kernel> Engine<K> {
             Request::Forget { target } => self.forget(&target, now),
             Request::PutRule { rule } => self.put_rule(rule, now),
             Request::RemoveRule { prefix } => self.remove_rule(&prefix, now),
+            Request::Rules {} => {
+                let mut rules: Vec<&Rule> = self.operator.values().collect();
+                rules.extend(
+                    self.applied
+                        .values()
+                        .filter(|r| !self.operator.contains_key(&r.prefix)),
+                );
+                Reply::ok(rules)
+            }
         }
     }
 
@@ -648,5 +657,6 @@ fn op_name(r: &Request) -> &'static str {
         Request::Forget { .. } => "forget",
         Request::PutRule { .. } => "put_rule",
         Request::RemoveRule { .. } => "remove_rule",
+        Request::Rules {} => "rules",
     }
 }

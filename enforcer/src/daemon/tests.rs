@@ -246,6 +246,16 @@ fn operator_rules_win_and_the_engine_entry_returns() {
         T0 + 101,
     ));
     assert_eq!(entry(&e, "192.0.2.0/24"), Some(Verdict::Drop));
+    // `rules` lists operator rules and engine entries, so `list` can annotate every kernel entry.
+    let rules: Vec<Rule> =
+        serde_json::from_value(ok(e.handle(Request::Rules {}, T0 + 101))).unwrap();
+    assert_eq!(rules.len(), 2);
+    assert!(rules
+        .iter()
+        .any(|r| r.source == RuleSource::Operator && r.prefix == host("192.0.2.0/24")));
+    assert!(rules
+        .iter()
+        .any(|r| r.source == RuleSource::Engine { stage: 3 }));
     ok(e.handle(
         Request::RemoveRule {
             prefix: "192.0.2.0/24".into(),
