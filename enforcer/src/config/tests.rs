@@ -200,6 +200,12 @@ fn bad_scalars() {
         "YYYY-MM-DD",
     );
     assert_err("ports = [25\n", 1, "ports", "");
+    assert_err(
+        "[classifier.end_of_support]\nexchange-1999 = \"2030-01-01\"\n",
+        2,
+        "classifier.end_of_support.exchange-1999",
+        "unknown Exchange version",
+    );
 }
 
 #[test]
