@@ -21,6 +21,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const SERVER_IP: &str = "10.200.44.1";
 const CLIENT_IP: &str = "10.200.44.2";
+const SERVER_V6: &str = "fd00:200::1";
+const CLIENT_V6: &str = "fd00:200::2";
 const PORT: u16 = 25;
 /// Stage 2 refuses during [0, 2 s) of every 4 s period (periods aligned to the Unix epoch).
 const PERIOD: f64 = 4.0;
@@ -80,9 +82,9 @@ impl Net {
         ]);
         must(&["ip", "link", "set", &n.server_if, "netns", &n.server]);
         must(&["ip", "link", "set", &client_if, "netns", &n.client]);
-        for (ns, ifname, ip) in [
-            (&n.server, &n.server_if, SERVER_IP),
-            (&n.client, &client_if, CLIENT_IP),
+        for (ns, ifname, ip, ip6) in [
+            (&n.server, &n.server_if, SERVER_IP, SERVER_V6),
+            (&n.client, &client_if, CLIENT_IP, CLIENT_V6),
         ] {
             must(&[
                 "ip",
@@ -93,6 +95,17 @@ impl Net {
                 &format!("{ip}/24"),
                 "dev",
                 ifname,
+            ]);
+            must(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{ip6}/64"),
+                "dev",
+                ifname,
+                "nodad",
             ]);
             must(&["ip", "-n", ns, "link", "set", ifname, "up"]);
             must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
@@ -119,7 +132,8 @@ fn enter_netns(name: &str) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A TCP listener on port 25 inside the server namespace that accepts and closes, until dropped.
+/// TCP listeners on port 25 (IPv4 and IPv6) inside the server namespace that accept and close,
+/// until dropped.
 struct Server {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -133,13 +147,21 @@ impl Server {
         let s2 = stop.clone();
         let thread = std::thread::spawn(move || {
             enter_netns(&ns).unwrap();
-            let l = TcpListener::bind((SERVER_IP, PORT)).unwrap();
-            l.set_nonblocking(true).unwrap();
+            let v4 = TcpListener::bind((SERVER_IP, PORT)).unwrap();
+            let v6 = TcpListener::bind(format!("[{SERVER_V6}]:{PORT}")).unwrap();
+            v4.set_nonblocking(true).unwrap();
+            v6.set_nonblocking(true).unwrap();
             tx.send(()).unwrap();
             while !s2.load(Ordering::Relaxed) {
-                match l.accept() {
-                    Ok((s, _)) => drop(s),
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                let mut idle = true;
+                for l in [&v4, &v6] {
+                    if let Ok((s, _)) = l.accept() {
+                        drop(s);
+                        idle = false;
+                    }
+                }
+                if idle {
+                    std::thread::sleep(Duration::from_millis(5));
                 }
             }
         });
@@ -170,10 +192,19 @@ enum Connect {
 /// One connect from the client namespace. A RST ("connection refused") or no answer both count as a
 /// refusal; a completed handshake as passed.
 fn connect(client_ns: &str) -> Connect {
+    connect_to(client_ns, format!("{SERVER_IP}:{PORT}"))
+}
+
+/// The same over IPv6.
+fn connect6(client_ns: &str) -> Connect {
+    connect_to(client_ns, format!("[{SERVER_V6}]:{PORT}"))
+}
+
+fn connect_to(client_ns: &str, addr: String) -> Connect {
     let ns = client_ns.to_string();
     std::thread::spawn(move || {
         enter_netns(&ns).unwrap();
-        let addr: SocketAddr = format!("{SERVER_IP}:{PORT}").parse().unwrap();
+        let addr: SocketAddr = addr.parse().unwrap();
         match TcpStream::connect_timeout(&addr, Duration::from_millis(600)) {
             Ok(_) => Connect::Passed,
             Err(_) => Connect::Refused,
@@ -424,6 +455,19 @@ refusal = "reject"
     let start = fed["record"]["episode"]["started_at"].as_f64().unwrap();
     let stage2 = start + STAGE2_AT as f64;
     let stage3 = start + STAGE3_AT as f64;
+    // The same build seen from an IPv6 sender: a second record, one second later at most.
+    let fed6 = json(cli_stdin(
+        &d,
+        &["evidence", CLIENT_V6, "-", "--json"],
+        EX2013,
+    ));
+    assert_eq!(fed6["prefix"], format!("{CLIENT_V6}/128"), "{fed6}");
+    let stage3_v6 = fed6["record"]["episode"]["started_at"].as_f64().unwrap() + STAGE3_AT as f64;
+    assert_eq!(
+        connect6(&net.client),
+        Connect::Passed,
+        "IPv6: stage 1 is report only"
+    );
     for _ in 0..3 {
         assert!(now_f() < stage2 - 0.5);
         assert_eq!(
@@ -470,6 +514,25 @@ refusal = "reject"
         now_f() < stage3 - 2.0,
         "the test ran too slowly to see stage 2 after the restart"
     );
+    // An operator entry made while the daemon runs goes through its socket (it holds the store).
+    let out = cli(
+        &d,
+        &[
+            "block",
+            "10.200.44.77",
+            "--reason",
+            "e2e",
+            "--pin-dir",
+            d.pin.to_str().unwrap(),
+            "--state-dir",
+            d.state.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "block while the daemon runs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     at_phase(WINDOW + (PERIOD - WINDOW) / 2.0, 0.0);
     assert_eq!(
         connect(&net.client),
@@ -493,6 +556,8 @@ refusal = "reject"
     );
     at_phase(WINDOW / 2.0, 0.0);
     assert_eq!(connect(&net.client), Connect::Refused, "blocked");
+    at_phase(WINDOW + (PERIOD - WINDOW) / 2.0, stage3_v6 + 0.3);
+    assert_eq!(connect6(&net.client), Connect::Refused, "IPv6: blocked");
 
     // Simulated reboot: daemon gone, programs, links and pins removed; a new daemon rebuilds the maps.
     daemon.kill9();
@@ -514,20 +579,34 @@ refusal = "reject"
     );
     let daemon = Daemon::start(&net, &d);
     assert_eq!(sender(&d)["stage"], 3);
-    let listed = Command::new(enforcer_bin())
-        .args(["list", "--json", "--pin-dir"])
-        .arg(&d.pin)
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&listed.stdout).contains(&format!("{CLIENT_IP}/32")),
-        "the rebuilt maps hold the engine entry: {}",
-        String::from_utf8_lossy(&listed.stdout)
+    let listed = cli(
+        &d,
+        &[
+            "list",
+            "--json",
+            "--pin-dir",
+            d.pin.to_str().unwrap(),
+            "--state-dir",
+            d.state.to_str().unwrap(),
+        ],
     );
+    let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+    for p in [
+        format!("{CLIENT_IP}/32"),
+        format!("{CLIENT_V6}/128"),
+        "10.200.44.77/32".to_string(),
+    ] {
+        assert!(listed.contains(&p), "the rebuilt maps hold {p}: {listed}");
+    }
     assert_eq!(
         connect(&net.client),
         Connect::Refused,
         "blocked again from the store"
+    );
+    assert_eq!(
+        connect6(&net.client),
+        Connect::Refused,
+        "IPv6: blocked again"
     );
 
     // A supported build leaves enforcement at once.
@@ -537,6 +616,29 @@ refusal = "reject"
         connect(&net.client),
         Connect::Passed,
         "a supported build connects again"
+    );
+
+    // A change the CLI was told succeeded survives kill -9 right after the reply.
+    let out = cli(&d, &["forget", CLIENT_V6]);
+    assert!(
+        out.status.success(),
+        "forget: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    daemon.kill9();
+    let daemon = Daemon::start(&net, &d);
+    let all = json(cli(&d, &["senders", "--json"]));
+    let prefixes: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["prefix"].as_str().unwrap())
+        .collect();
+    assert_eq!(prefixes, vec![format!("{CLIENT_IP}/32")], "{all}");
+    assert_eq!(
+        connect6(&net.client),
+        Connect::Passed,
+        "IPv6: forgotten, connects"
     );
     drop(daemon);
 }
