@@ -18,8 +18,10 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 
-/// Ingress XDP program (`enforcer_common::maps::PROG_XDP`).
-#[xdp]
+/// Ingress XDP program (`enforcer_common::maps::PROG_XDP`). Declared frags-aware so it also attaches
+/// natively to jumbo-MTU (multi-buffer) interfaces: headers are read from the first buffer only, and a
+/// SYN is always a single buffer.
+#[xdp(frags)]
 pub fn enforcer_xdp(ctx: XdpContext) -> u32 {
     datapath::run(&ctx)
 }
@@ -39,8 +41,9 @@ pub fn enforcer_tc(ctx: TcContext) -> i32 {
 /// Enough for Ethernet, two VLAN tags, IPv6 with a few extension headers and TCP with options.
 const PULL_BYTES: u32 = 256;
 
-/// Passes everything: the baseline the benchmark subtracts (harness cost).
-#[xdp]
+/// Passes everything: the baseline the benchmark subtracts (harness cost). Frags-aware like
+/// `enforcer_xdp`, so it can also stand in on jumbo-MTU interfaces.
+#[xdp(frags)]
 pub fn enforcer_xdp_empty(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }

@@ -51,7 +51,7 @@ struct Topology {
 }
 
 impl Topology {
-    fn new(tag: &str) -> Self {
+    fn new(tag: &str, mtu: u32) -> Self {
         let pid = std::process::id();
         let t = Topology {
             server_ns: format!("enf-rs-{pid}-{tag}"),
@@ -93,6 +93,7 @@ impl Topology {
         ] {
             ip(&["-n", ns, "addr", "add", v4, "dev", dev]);
             ip(&["-n", ns, "addr", "add", v6, "dev", dev, "nodad"]);
+            ip(&["-n", ns, "link", "set", dev, "mtu", &mtu.to_string()]);
             ip(&["-n", ns, "link", "set", dev, "up"]);
             ip(&["-n", ns, "link", "set", "lo", "up"]);
         }
@@ -209,8 +210,8 @@ fn connect(topo: &Topology, to: SocketAddr) -> (std::io::Result<TcpStream>, Dura
     })
 }
 
-fn check_mode(mode: Mode, tag: &str) {
-    let topo = Topology::new(tag);
+fn check_mode(mode: Mode, tag: &str, mtu: u32) {
+    let topo = Topology::new(tag, mtu);
     let listeners: Vec<TcpListener> = in_ns(&topo.server_ns, || {
         vec![
             TcpListener::bind(("10.200.99.1", PORT)).expect("listen v4"),
@@ -253,15 +254,21 @@ fn check_mode(mode: Mode, tag: &str) {
 
 #[test]
 fn reject_with_generic_xdp() {
-    check_mode(Mode::XdpSkb, "g");
+    check_mode(Mode::XdpSkb, "g", 1500);
 }
 
 #[test]
 fn reject_with_native_xdp() {
-    check_mode(Mode::XdpNative, "n");
+    check_mode(Mode::XdpNative, "n", 1500);
 }
 
 #[test]
 fn reject_with_tc() {
-    check_mode(Mode::Tc, "t");
+    check_mode(Mode::Tc, "t", 1500);
+}
+
+/// Native XDP on a jumbo-MTU veth needs a frags-aware (multi-buffer) program.
+#[test]
+fn reject_with_native_xdp_on_jumbo_mtu() {
+    check_mode(Mode::XdpNative, "j", 9000);
 }

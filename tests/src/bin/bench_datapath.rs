@@ -3,6 +3,8 @@
 //! can be subtracted. Prints a Markdown section on stdout; progress goes to stderr.
 //!
 //! Run with `cargo xtask bench datapath` (= `cargo run --release -p tests --bin bench-datapath`).
+//! `BENCH_OBJECT=path/to/object` times another build of the eBPF object instead of the embedded one
+//! (e.g. to compare codegen options).
 
 use std::{process::ExitCode, time::Instant};
 
@@ -64,8 +66,11 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<()> {
+    let object = std::env::var_os("BENCH_OBJECT")
+        .map(std::fs::read)
+        .transpose()?;
     let mut ebpf = EbpfLoader::new()
-        .load(enforcer::EBPF_OBJECT)
+        .load(object.as_deref().unwrap_or(enforcer::EBPF_OBJECT))
         .context("loading the eBPF object (run as root)")?;
     for name in [maps::PROG_XDP, PROG_EMPTY, PROG_HASH_ONLY] {
         let p: &mut Xdp = ebpf
@@ -75,6 +80,7 @@ fn run() -> Result<()> {
         p.load().with_context(|| format!("loading {name}"))?;
     }
     fill(&mut ebpf)?;
+    pin_to_last_cpu();
 
     let syn = Tcp::syn(40000, 25).with_typical_options();
     let hit4 = host(HOSTS / 2);
@@ -141,6 +147,8 @@ fn run() -> Result<()> {
         // machine state; take the median of each.
         let mut empty = Vec::new();
         let mut ours = Vec::new();
+        // Warm caches and the map's hot entries before timing.
+        time(&ebpf, case.program, &case.frame)?;
         for _ in 0..ROUNDS {
             empty.push(time(&ebpf, PROG_EMPTY, &case.frame)?);
             ours.push(time(&ebpf, case.program, &case.frame)?);
@@ -193,6 +201,19 @@ fn fill(ebpf: &mut Ebpf) -> Result<()> {
     Ok(())
 }
 
+/// test_run executes on the calling CPU: staying on one CPU keeps rounds comparable.
+fn pin_to_last_cpu() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // SAFETY: cpu_set_t is plain data; affects only this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpus - 1, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) != 0 {
+            eprintln!("could not pin to CPU {}: timing on any CPU", cpus - 1);
+        }
+    }
+}
+
 /// Average ns per run of `repeat` runs, as the kernel measured it.
 fn time(ebpf: &Ebpf, program: &str, frame: &[u8]) -> Result<f64> {
     let p: &Xdp = ebpf
@@ -213,16 +234,17 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn print_markdown(rows: &[(&Case, f64, f64)]) {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map_or_else(|| "unknown CPU".into(), |m| m.trim().to_string());
+    // Counted from /proc/cpuinfo: this thread's affinity is pinned to one CPU by now.
+    let cores = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into());
@@ -230,7 +252,7 @@ fn print_markdown(rows: &[(&Case, f64, f64)]) {
 
     println!("## Datapath (XDP, BPF_PROG_TEST_RUN)\n");
     println!(
-        "ns per packet as the kernel times it, repeat {REPEAT}, median of {ROUNDS} rounds; \"above empty\" \
+        "ns per packet as the kernel times it, repeat {REPEAT}, median of {ROUNDS} rounds on one pinned CPU after a warm-up run; \"above empty\" \
          subtracts an empty XDP program (`{PROG_EMPTY}`) timed in the same rounds. \
          1,000,000 IPv4 host entries and {PREFIXES} /24 prefixes are loaded for every case. \
          The comparison rows run `{PROG_HASH_ONLY}`: a fixed-offset IPv4 source lookup in the same \
