@@ -194,6 +194,8 @@ impl<K: Kernel> Engine<K> {
                     }
                     Err(err) => log::error!("removing the expired operator rule for {p}: {err:#}"),
                 }
+                // Engine entries it covered come back.
+                self.resync_under(p, now);
             }
             if let Some(rec) = self.records.get(&p) {
                 let mut rec = rec.clone();
@@ -250,7 +252,7 @@ impl<K: Kernel> Engine<K> {
                 let list: Vec<_> = self
                     .records
                     .values()
-                    .map(|r| views::view(&self.policy, r, self.operator.get(&r.prefix), now))
+                    .map(|r| views::view(&self.policy, r, self.operator_for(&r.prefix, now), now))
                     .collect();
                 Reply::ok(list)
             }
@@ -285,7 +287,7 @@ impl<K: Kernel> Engine<K> {
         views::detail(
             &self.policy,
             rec,
-            self.operator.get(&p),
+            self.operator_for(&p, now),
             self.report_only,
             now,
         )
@@ -410,6 +412,7 @@ impl<K: Kernel> Engine<K> {
         let kernel = self.sync(p, now);
         self.schedule(p, now);
         self.relabel(p, now);
+        self.resync_under(p, now);
         match kernel {
             Ok(()) => Reply::ok(rule),
             Err(e) => Reply::internal(format!(
@@ -433,6 +436,7 @@ impl<K: Kernel> Engine<K> {
         let kernel = self.sync(p, now);
         self.schedule(p, now);
         self.relabel(p, now);
+        self.resync_under(p, now);
         if let Err(e) = kernel {
             return Reply::internal(format!("the rule for {p} is removed from the store, but the kernel entry could not be updated: {e}"));
         }
@@ -479,7 +483,41 @@ impl<K: Kernel> Engine<K> {
             return Some(r.clone());
         }
         let rec = self.records.get(p)?;
+        // An operator rule on a covering prefix wins too: a host entry would otherwise be the longest
+        // match in the kernel and override, say, an operator block of the whole /24.
+        if self.operator_for(p, now).is_some() {
+            return None;
+        }
         self.policy.desired_one(rec, now).map(|d| engine_rule(&d))
+    }
+
+    /// The live operator rule that decides for `p`: one for exactly `p`, else the most specific one
+    /// covering it. Operator rules are few (typed by hand), so a scan is fine.
+    fn operator_for(&self, p: &Prefix, now: i64) -> Option<&Rule> {
+        if let Some(r) = self.operator.get(p).filter(|r| !r.is_expired(now)) {
+            return Some(r);
+        }
+        self.operator
+            .values()
+            .filter(|r| {
+                !r.is_expired(now) && r.prefix.len() < p.len() && r.prefix.contains(p.addr())
+            })
+            .max_by_key(|r| r.prefix.len())
+    }
+
+    /// Re-applies the engine entries of every sender inside `q` after an operator rule for `q`
+    /// changed (only on operator changes, which are rare; never on the timer path).
+    fn resync_under(&mut self, q: Prefix, now: i64) {
+        let inside: Vec<Prefix> = self
+            .records
+            .keys()
+            .filter(|p| **p != q && q.len() < p.len() && q.contains(p.addr()))
+            .copied()
+            .collect();
+        for p in inside {
+            let _ = self.sync(p, now); // failures are logged and retried
+            self.schedule(p, now);
+        }
     }
 
     /// Makes the kernel entry for one prefix match what it should be; a failure is retried later.

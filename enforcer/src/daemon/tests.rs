@@ -459,3 +459,73 @@ fn aggregated_senders_share_one_entry_and_metrics_count_them() {
         "{text}"
     );
 }
+
+#[test]
+fn an_operator_rule_on_a_covering_prefix_wins() {
+    let dir = TmpDir::new("covering");
+    let (mut e, _) = start(&dir, MemKernel::default(), T0);
+    ok(e.handle(evidence("10.200.0.2", EX2013), T0));
+    e.tick(T0 + 10);
+    assert!(matches!(
+        entry(&e, "10.200.0.2"),
+        Some(Verdict::Throttle { .. })
+    ));
+    // The operator blocks the whole /24: the engine's host entry (which the kernel would prefer as
+    // the longest match) steps aside so the block applies to this sender too.
+    let block = Rule {
+        prefix: host("10.200.0.0/24"),
+        verdict: Verdict::Drop,
+        expires_at: Some(T0 + 20),
+        reason: None,
+        created_at: T0 + 11,
+        source: RuleSource::Operator,
+    };
+    ok(e.handle(
+        Request::PutRule {
+            rule: serde_json::to_value(&block).unwrap(),
+        },
+        T0 + 11,
+    ));
+    assert_eq!(entry(&e, "10.200.0.2"), None);
+    assert_eq!(entry(&e, "10.200.0.0/24"), Some(Verdict::Drop));
+    let d = ok(e.handle(
+        Request::Sender {
+            target: "10.200.0.2".into(),
+        },
+        T0 + 12,
+    ));
+    assert!(
+        d["connect_now"].as_str().unwrap().contains("10.200.0.0/24"),
+        "{d}"
+    );
+    assert_eq!(d["operator_rule"], "drop (on 10.200.0.0/24)");
+    // It expires: the engine entry comes back at once.
+    e.tick(T0 + 20);
+    assert_eq!(entry(&e, "10.200.0.0/24"), None);
+    assert!(matches!(
+        entry(&e, "10.200.0.2"),
+        Some(Verdict::Throttle { .. })
+    ));
+    // Removed by the operator: same.
+    ok(e.handle(
+        Request::PutRule {
+            rule: serde_json::to_value(Rule {
+                expires_at: None,
+                ..block
+            })
+            .unwrap(),
+        },
+        T0 + 21,
+    ));
+    assert_eq!(entry(&e, "10.200.0.2"), None);
+    ok(e.handle(
+        Request::RemoveRule {
+            prefix: "10.200.0.0/24".into(),
+        },
+        T0 + 22,
+    ));
+    assert!(matches!(
+        entry(&e, "10.200.0.2"),
+        Some(Verdict::Throttle { .. })
+    ));
+}

@@ -30,7 +30,7 @@ pub struct SenderView {
     pub build: Option<String>,
     /// Support status of the latest evidence: supported, outdated, end-of-life, unknown.
     pub status: Option<String>,
-    /// An operator rule for the same prefix overrides the engine's entry.
+    /// An operator rule for this prefix or a covering one overrides the engine's entry.
     pub operator_rule: Option<String>,
 }
 
@@ -88,7 +88,13 @@ pub fn view(policy: &Policy, rec: &Record, operator: Option<&Rule>, now: i64) ->
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default()
         }),
-        operator_rule: operator.map(|r| r.verdict.describe()),
+        operator_rule: operator.map(|r| {
+            if r.prefix == rec.prefix {
+                r.verdict.describe()
+            } else {
+                format!("{} (on {})", r.verdict.describe(), r.prefix)
+            }
+        }),
     }
 }
 
@@ -101,7 +107,7 @@ pub fn detail(
 ) -> SenderDetail {
     let standing = policy.stage_at(rec, now);
     let why = standing.stage().map(|s| policy.why(rec, s));
-    let (connect_now, refused_now) = connect_now(policy, rec, operator, standing, report_only, now);
+    let (connect_now, refused_now) = connect_now(policy, operator, standing, report_only, now);
     SenderDetail {
         view: view(policy, rec, operator, now),
         why,
@@ -116,7 +122,6 @@ pub fn detail(
 
 fn connect_now(
     policy: &Policy,
-    rec: &Record,
     operator: Option<&Rule>,
     standing: Standing,
     report_only: bool,
@@ -133,7 +138,7 @@ fn connect_now(
         return (
             format!(
                 "operator rule for {} wins over the engine: {}",
-                rec.prefix,
+                r.prefix,
                 r.verdict.describe()
             ),
             !matches!(r.verdict, crate::rule::Verdict::Pass),
