@@ -8,6 +8,11 @@ fn main() -> anyhow::Result<()> {
         .parent()
         .ok_or_else(|| anyhow!("enforcer crate has no parent directory"))?
         .join("enforcer-ebpf");
+    // aya-build watches the eBPF crate only; the kernel programs also compile enforcer-common.
+    println!(
+        "cargo:rerun-if-changed={}",
+        metadata_root.with_file_name("enforcer-common").display()
+    );
     let root_dir = metadata_root
         .to_str()
         .context("enforcer-ebpf path is not UTF-8")?;

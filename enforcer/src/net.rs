@@ -69,6 +69,8 @@ impl Prefix {
         self.addr
     }
 
+    /// The prefix length in bits (not a container size, hence no `is_empty`).
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> u8 {
         self.len
     }

@@ -78,6 +78,7 @@ pub fn unique(tag: &str) -> String {
 pub struct Topology {
     /// Declared first so it is dropped (detached) before the namespaces go.
     _peer_xdp: Option<aya::Ebpf>,
+    _peer_xdp2: Option<aya::Ebpf>,
     pub server: Netns,
     pub client: Netns,
     pub server_if: String,
@@ -149,11 +150,48 @@ impl Topology {
         let peer = client.run(move || attach_pass_xdp(&ifname));
         Self {
             _peer_xdp: Some(peer),
+            _peer_xdp2: None,
             server,
             client,
             server_if,
             client_if,
         }
+    }
+
+    /// A second veth pair between the same namespaces (server 10.200.2.1, client 10.200.2.2),
+    /// with a pass-everything XDP program on its client end like the first. Returns
+    /// `(server_if, client_if)`; the pair goes away with the namespaces.
+    pub fn add_second_pair(&mut self) -> (String, String) {
+        let server_if = format!("{}2", self.server_if);
+        let client_if = format!("{}2", self.client_if);
+        assert!(
+            server_if.len() <= 15,
+            "interface name too long: {server_if}"
+        );
+        ip(&[
+            "-n",
+            &self.server.name,
+            "link",
+            "add",
+            &server_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &client_if,
+            "netns",
+            &self.client.name,
+        ]);
+        for (ns, ifname, addr) in [
+            (&self.server, &server_if, "10.200.2.1/24"),
+            (&self.client, &client_if, "10.200.2.2/24"),
+        ] {
+            ip(&["-n", &ns.name, "addr", "add", addr, "dev", ifname]);
+            ip(&["-n", &ns.name, "link", "set", ifname, "up"]);
+        }
+        let ifname = client_if.clone();
+        self._peer_xdp2 = Some(self.client.run(move || attach_pass_xdp(&ifname)));
+        (server_if, client_if)
     }
 
     /// Adds another client address (for sources inside/outside a prefix).

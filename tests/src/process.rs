@@ -132,6 +132,12 @@ pub struct Daemon {
 impl Daemon {
     /// Starts the daemon on `iface` in `ns` and waits until it reports enforcing.
     pub fn start(ns: &Netns, iface: &str, dirs: &Dirs, extra: &[&str]) -> Self {
+        Self::start_on(ns, &[iface], dirs, extra)
+    }
+
+    /// Starts the daemon on several interfaces (`--iface A --iface B`) and waits until each one
+    /// reports enforcing.
+    pub fn start_on(ns: &Netns, ifaces: &[&str], dirs: &Dirs, extra: &[&str]) -> Self {
         std::fs::create_dir_all(&dirs.state_dir).unwrap();
         let log = dirs.state_dir.join(format!(
             "daemon-{}.log",
@@ -141,7 +147,9 @@ impl Daemon {
         let child = Command::new("nsenter")
             .arg(format!("--net={}", ns.path()))
             .arg(enforcer_bin())
-            .args(["run", "--iface", iface, "--metrics-addr", "127.0.0.1:0"])
+            .arg("run")
+            .args(ifaces.iter().flat_map(|i| ["--iface", i]))
+            .args(["--metrics-addr", "127.0.0.1:0"])
             .args(extra)
             .args(dirs.args())
             .env("RUST_LOG", "info")
@@ -157,7 +165,7 @@ impl Daemon {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let text = d.log_text();
-            if text.contains("enforcing on") {
+            if text.matches("enforcing on").count() >= ifaces.len() && text.contains("metrics on") {
                 break;
             }
             if let Some(status) = d.child.as_mut().unwrap().try_wait().unwrap() {
@@ -170,6 +178,17 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(50));
         }
         d
+    }
+
+    /// The address the daemon serves /metrics on (from its log; `--metrics-addr 127.0.0.1:0`).
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        let log = self.log_text();
+        let line = log
+            .lines()
+            .rev()
+            .find_map(|l| l.split("metrics on http://").nth(1))
+            .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"));
+        line.split('/').next().unwrap().parse().unwrap()
     }
 
     pub fn log_text(&self) -> String {
@@ -211,4 +230,37 @@ impl Drop for Daemon {
             let _ = c.wait();
         }
     }
+}
+
+/// `GET /metrics` from inside `ns`; returns the body.
+pub fn scrape(ns: &Netns, addr: std::net::SocketAddr) -> String {
+    ns.run(move || {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            .expect("connecting to /metrics");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        out
+    })
+}
+
+/// Runs `enforcer <args> <dirs>` as the unprivileged user `nobody`.
+pub fn cli_as_nobody(dirs: &Dirs, args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(enforcer_bin())
+        .args(args)
+        .args(dirs.args())
+        .output()
+        .expect("running setpriv enforcer")
 }

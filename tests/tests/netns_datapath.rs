@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tests::netns::{
     connect, Connect, Server, Topology, CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6,
 };
-use tests::process::{cli, cli_ok, Daemon, Dirs};
+use tests::process::{cli, cli_as_nobody, cli_ok, scrape, Daemon, Dirs};
 
 const PORTS: [u16; 2] = [25, 587];
 /// Long enough for a handshake across a veth, short enough that a dropped SYN is not retransmitted
@@ -298,6 +298,17 @@ fn report_only_passes_but_counts() {
         (ex["verdict"].as_str(), ex["would"].as_str()),
         (Some("pass"), Some("drop"))
     );
+    // The same counters on /metrics, read from the kernel at scrape time.
+    let d = s.daemon.as_ref().unwrap();
+    let body = scrape(&s.t.server, d.metrics_addr());
+    assert!(body.contains("enforcer_kernel_report_only 1"), "{body}");
+    let want = r#"enforcer_kernel_packets_total{reason="blocked",action="would_drop",mode="report_only"} "#;
+    let line = body
+        .lines()
+        .find(|l| l.starts_with(want))
+        .unwrap_or_else(|| panic!("{body}"));
+    let n: u64 = line[want.len()..].trim().parse().unwrap();
+    assert!(n >= 4, "{line}");
 }
 
 #[test]
@@ -324,7 +335,32 @@ fn sigkill_keeps_enforcing_and_restart_adopts() {
     s.ok(&["block", "198.51.100.7"]);
     s.ok(&["unset", "198.51.100.7"]);
     assert_eq!(s.list(), before, "entries without a daemon");
-    let d = Daemon::start(&s.t.server, &s.t.server_if, &s.dirs, &[]);
+    // Restart while a client keeps trying: the program swap is atomic, so no SYN gets through.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (d, tries, leaks) = std::thread::scope(|sc| {
+        let prober = sc.spawn(|| {
+            let (mut tries, mut leaks) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && tries < 500 {
+                tries += 1;
+                if s.connect(false, 25, Duration::from_millis(150)) == Connect::Connected {
+                    leaks += 1;
+                }
+            }
+            (tries, leaks)
+        });
+        let d = Daemon::start(&s.t.server, &s.t.server_if, &s.dirs, &[]);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (tries, leaks) = prober.join().unwrap();
+        (d, tries, leaks)
+    });
+    assert!(
+        tries > 2,
+        "the prober ran during the restart ({tries} tries)"
+    );
+    assert_eq!(
+        leaks, 0,
+        "{leaks} of {tries} connects got through during the restart"
+    );
     let log = d.log_text();
     assert!(log.contains("adopted 8 pinned maps"), "{log}");
     assert!(log.contains("adopted the pinned"), "{log}");
@@ -396,6 +432,22 @@ fn bad_input_exits_2_and_changes_nothing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("enforcer run --iface"), "{err}");
+    // Missing privileges: exit 2 and say so, for reads, writes and run.
+    for args in [
+        &["list"][..],
+        &["block", "192.0.2.1"],
+        &["run", "--iface", "lo"],
+    ] {
+        let out = cli_as_nobody(&s.dirs, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "as nobody: enforcer {args:?}: {err}"
+        );
+        assert!(err.contains("root"), "{err}");
+    }
+    assert_eq!(s.list(), before);
     // Unknown interface: exit 2 before anything is loaded.
     let out = cli(&other, &["run", "--iface", "nosuchif0"]);
     assert_eq!(out.status.code(), Some(2));
@@ -407,6 +459,12 @@ fn detach_removes_programs_links_and_pins() {
     let mut s = Setup::new("det", &[]);
     s.ok(&["block", CLIENT_V4]);
     assert_blocked(&s, false, "blocked before detach");
+    // A second daemon on the same state directory is refused, and changes nothing.
+    let out = cli(&s.dirs, &["run", "--iface", "lo"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("already uses"), "{err}");
+    assert_blocked(&s, false, "still blocked");
     assert!(s.daemon.take().unwrap().stop());
     let out = s.ok(&["detach"]);
     assert!(out.contains("detached"), "{out}");
@@ -444,4 +502,35 @@ fn tc_mode_enforces_too() {
             "rejected via TC (v6={v6})"
         );
     }
+}
+
+#[test]
+fn several_interfaces_are_enforced_and_detached() {
+    let mut t = Topology::new("two");
+    let (srv2, _cli2) = t.add_second_pair();
+    let _server = Server::start(&t.server, &PORTS);
+    let dirs = Dirs::new("two");
+    let daemon = Daemon::start_on(&t.server, &[&t.server_if, &srv2], &dirs, &[]);
+    let dst2: SocketAddr = "10.200.2.1:25".parse().unwrap();
+    cli_ok(&dirs, &["block", CLIENT_V4]);
+    cli_ok(&dirs, &["block", "10.200.2.2"]);
+    assert_eq!(
+        connect(&t.client, None, server(false, 25), BLOCKED_WAIT),
+        Connect::TimedOut
+    );
+    assert_eq!(
+        connect(&t.client, None, dst2, BLOCKED_WAIT),
+        Connect::TimedOut
+    );
+    assert!(daemon.stop());
+    let out = cli_ok(&dirs, &["detach"]);
+    assert_eq!(out.matches("detached").count(), 2, "{out}");
+    assert_eq!(
+        connect(&t.client, None, dst2, BLOCKED_WAIT),
+        Connect::Connected
+    );
+    assert_eq!(
+        connect(&t.client, None, server(false, 25), BLOCKED_WAIT),
+        Connect::Connected
+    );
 }

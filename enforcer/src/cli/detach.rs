@@ -1,7 +1,7 @@
 //! `enforcer detach`: removes every attachment, the map pins and the pin directory. The state
 //! database is kept, so a later `enforcer run` restores the operator entries.
 
-use super::entry::Dirs;
+use super::entry::{emit, Dirs};
 use crate::datapath;
 
 #[derive(Debug, clap::Args)]
@@ -15,7 +15,10 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
     match std::fs::metadata(pin_dir) {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            println!("nothing to detach: {} does not exist", pin_dir.display());
+            emit(format_args!(
+                "nothing to detach: {} does not exist",
+                pin_dir.display()
+            ));
             return Ok(());
         }
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
@@ -28,13 +31,13 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
     }
     let report = datapath::detach(pin_dir)?;
     for (iface, kind) in &report.detached {
-        println!("detached {} from {iface}", kind.as_str());
+        emit(format_args!("detached {} from {iface}", kind.as_str()));
     }
-    println!(
+    emit(format_args!(
         "removed {} map pins and {}; operator entries stay in {} for the next `enforcer run`",
         report.maps_removed,
         pin_dir.display(),
         args.dirs.state_dir.display()
-    );
+    ));
     Ok(())
 }

@@ -136,6 +136,16 @@ pub fn open_policy(dirs: &Dirs) -> anyhow::Result<PolicyMaps> {
     PolicyMaps::open_pinned(&dirs.pin_dir).map_err(operator_error)
 }
 
+/// Writes one line to stdout. When the reader has gone (`enforcer list | head`), stop quietly
+/// instead of panicking on the broken pipe.
+pub fn emit(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{args}").is_err() {
+        std::process::exit(0);
+    }
+}
+
 /// RFC 3339 UTC time of a Unix timestamp.
 pub fn fmt_time(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
@@ -251,7 +261,7 @@ fn run(c: Common<'_>, verdict: Verdict, verb: &str) -> anyhow::Result<()> {
     if replaced {
         line.push_str(" (replaced the previous entry)");
     }
-    println!("{line}");
+    emit(format_args!("{line}"));
     Ok(())
 }
 
@@ -345,7 +355,7 @@ pub fn execute_unset(a: UnsetArgs) -> anyhow::Result<()> {
             "there is no entry for exactly {prefix} (see `enforcer list`)"
         ));
     }
-    println!("removed the entry for {prefix}");
+    emit(format_args!("removed the entry for {prefix}"));
     Ok(())
 }
 
@@ -434,6 +444,32 @@ mod tests {
         assert!(parse(&["throttle", "1.2.3.4"]).is_err());
         assert!(parse(&["throttle", "1.2.3.4", "--window", "5m"]).is_err());
         assert!(parse(&["throttle", "1.2.3.4", "--burst", "5"]).is_err());
+    }
+
+    #[test]
+    fn operator_commands_parse() {
+        for cmd in ["block", "reject", "allow"] {
+            let c = parse(&[cmd, "192.0.2.0/24", "--ttl", "1h", "--reason", "r"]).unwrap();
+            let (Command::Block(a) | Command::Reject(a) | Command::Allow(a)) = c.command else {
+                panic!("{cmd}")
+            };
+            assert_eq!(
+                (a.target.as_str(), a.ttl.as_deref(), a.reason.as_deref()),
+                ("192.0.2.0/24", Some("1h"), Some("r"))
+            );
+            assert_eq!(
+                a.dirs.pin_dir,
+                PathBuf::from(crate::datapath::DEFAULT_PIN_DIR)
+            );
+            assert!(parse(&[cmd]).is_err(), "{cmd} needs a target");
+        }
+        let c = parse(&["unset", "2001:db8::1", "--pin-dir", "/sys/fs/bpf/x"]).unwrap();
+        let Command::Unset(u) = c.command else {
+            panic!()
+        };
+        assert_eq!(u.dirs.pin_dir, PathBuf::from("/sys/fs/bpf/x"));
+        // unset takes no TTL.
+        assert!(parse(&["unset", "2001:db8::1", "--ttl", "1h"]).is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::entry::{fmt_time, open_policy, operator_error, Dirs};
+use super::entry::{emit, fmt_time, open_policy, operator_error, Dirs};
 use super::usage;
 use crate::datapath::eval::{decide, expired};
 use crate::datapath::maps::Table;
@@ -127,7 +127,7 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
         ..ex
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&ex)?);
+        emit(format_args!("{}", serde_json::to_string_pretty(&ex)?));
         return Ok(());
     }
     match &ex.matched {
@@ -139,22 +139,22 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
             if let Some(r) = &m.reason {
                 line.push_str(&format!(", reason: {r}"));
             }
-            println!("{line}");
+            emit(format_args!("{line}"));
         }
-        None if ex.candidates.is_empty() => println!("{ip}: no entry matches"),
-        None => println!("{ip}: every matching entry has expired"),
+        None if ex.candidates.is_empty() => emit(format_args!("{ip}: no entry matches")),
+        None => emit(format_args!("{ip}: every matching entry has expired")),
     }
     for c in ex
         .candidates
         .iter()
         .filter(|c| Some(c.prefix) != ex.matched.as_ref().map(|m| m.prefix))
     {
-        println!(
+        emit(format_args!(
             "  also inside {} ({}{})",
             c.prefix,
             c.verdict.describe(),
             if c.expired { ", expired" } else { "" }
-        );
+        ));
     }
     let ports: Vec<String> = ex.ports.iter().map(u16::to_string).collect();
     let mut line = format!(
@@ -166,6 +166,6 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
     if ex.report_only && ex.would != ex.verdict {
         line.push_str(&format!(", report-only: would {}", ex.would));
     }
-    println!("{line}");
+    emit(format_args!("{line}"));
     Ok(())
 }

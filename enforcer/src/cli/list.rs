@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::entry::{fmt_time, open_policy, Dirs};
+use super::entry::{emit, fmt_time, open_policy, Dirs};
 use crate::datapath::eval::expired;
 use crate::datapath::Clock;
 use crate::net::Prefix;
@@ -111,23 +111,23 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
     let clock = Clock::now();
     let (rows, note) = rows(&args.dirs, &clock)?;
     if args.json {
-        println!(
+        emit(format_args!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "entries": rows }))?
-        );
+        ));
         return Ok(());
     }
     if let Some(n) = note {
         eprintln!("note: {n}");
     }
     if rows.is_empty() {
-        println!("no entries");
+        emit(format_args!("no entries"));
         return Ok(());
     }
-    println!(
+    emit(format_args!(
         "{:<28} {:<44} {:<22} {:<9} REASON",
         "PREFIX", "VERDICT", "EXPIRES", "SOURCE"
-    );
+    ));
     for r in rows {
         let expires = match (r.expires_at, r.expired) {
             (None, _) => "never".to_string(),
@@ -138,14 +138,14 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
         if !r.in_kernel {
             verdict.push_str(" [not in kernel]");
         }
-        println!(
+        emit(format_args!(
             "{:<28} {:<44} {:<22} {:<9} {}",
             r.prefix.to_string(),
             verdict,
             expires,
             r.source,
             r.reason.unwrap_or_default()
-        );
+        ));
     }
     Ok(())
 }

@@ -26,6 +26,7 @@ use crate::datapath::metrics::KernelCollector;
 use crate::datapath::{sys, Attached, Clock, ControlMaps, Datapath, Mode, PinDir, PolicyMaps};
 use crate::store::Store;
 use enforcer_common::maps::DEFAULT_PORTS;
+use enforcer_common::PolicyEntry;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -184,6 +185,85 @@ impl Settings {
     }
 }
 
+/// Held for the daemon's lifetime: one `enforcer run` per state directory.
+pub struct DaemonLock(#[allow(dead_code)] std::fs::File);
+
+impl DaemonLock {
+    pub fn acquire(state_dir: &std::path::Path) -> anyhow::Result<Self> {
+        use std::io::{Read as _, Seek as _, Write as _};
+        use std::os::fd::AsRawFd as _;
+        if let Err(e) = std::fs::create_dir_all(state_dir) {
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                return usage(format!(
+                    "permission denied creating {}: `enforcer run` needs root; run it as root",
+                    state_dir.display()
+                ));
+            }
+            return Err(anyhow::Error::from(e).context(format!(
+                "creating the state directory {} (pass --state-dir to use another)",
+                state_dir.display()
+            )));
+        }
+        let path = state_dir.join("daemon.lock");
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .or_else(|e| {
+                if e.kind() == std::io::ErrorKind::PermissionDenied {
+                    usage(format!(
+                        "permission denied opening {}: `enforcer run` needs root (CAP_BPF and CAP_NET_ADMIN); run it as root",
+                        path.display()
+                    ))
+                } else {
+                    Err(anyhow::Error::from(e).context(format!("opening {}", path.display())))
+                }
+            })?;
+        // SAFETY: flock on a file we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let mut pid = String::new();
+            let _ = f.read_to_string(&mut pid);
+            return usage(format!(
+                "another `enforcer run` (pid {}) already uses {}; stop it first",
+                pid.trim(),
+                state_dir.display()
+            ));
+        }
+        f.set_len(0)?;
+        f.rewind()?;
+        write!(f, "{}", std::process::id())?;
+        Ok(Self(f))
+    }
+}
+
+/// True when two entries for the same rule differ only because the clocks moved apart by more
+/// than a second (anchors are compared modulo the period).
+pub(crate) fn drifted(have: &PolicyEntry, want: &PolicyEntry) -> bool {
+    const SLACK: u64 = 1_000_000_000;
+    let same_shape = PolicyEntry {
+        anchor_ns: 0,
+        expires_ns: 0,
+        ..*have
+    } == PolicyEntry {
+        anchor_ns: 0,
+        expires_ns: 0,
+        ..*want
+    };
+    if !same_shape {
+        return false;
+    }
+    let expiry_moved = (have.expires_ns == 0) != (want.expires_ns == 0)
+        || have.expires_ns.abs_diff(want.expires_ns) > SLACK;
+    let period = u64::from(want.period_secs) * 1_000_000_000;
+    let anchor_moved = period > 0 && {
+        let d = have.anchor_ns.abs_diff(want.anchor_ns) % period;
+        d.min(period - d) > SLACK
+    };
+    expiry_moved || anchor_moved
+}
+
 /// The running daemon.
 pub struct Daemon {
     pub settings: Settings,
@@ -294,9 +374,9 @@ impl Daemon {
                 if a.adopted { ", adopted" } else { "" }
             );
         }
+        let metrics_addr = listener.local_addr().unwrap_or(self.settings.metrics_addr);
         info!(
-            "metrics on http://{}/metrics; maps and links pinned under {}",
-            self.settings.metrics_addr,
+            "metrics on http://{metrics_addr}/metrics; maps and links pinned under {}",
             self.settings.dirs.pin_dir.display()
         );
         info!("control socket {}", control.path().display());
@@ -344,6 +424,7 @@ impl Daemon {
 
 pub fn execute(args: Args) -> anyhow::Result<()> {
     let settings = Settings::from_args(args)?;
+    let _lock = DaemonLock::acquire(&settings.dirs.state_dir)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -371,6 +452,63 @@ mod tests {
         let e = r.unwrap_err();
         assert!(e.downcast_ref::<UsageError>().is_some(), "{e:#}");
         e.to_string()
+    }
+
+    #[test]
+    fn one_daemon_per_state_dir() {
+        let dir = std::env::temp_dir().join(format!("enforcer-lock-{}", std::process::id()));
+        let a = DaemonLock::acquire(&dir).unwrap();
+        let e = DaemonLock::acquire(&dir).err().unwrap();
+        assert!(e.downcast_ref::<UsageError>().is_some());
+        assert!(
+            e.to_string().contains(&std::process::id().to_string()),
+            "{e}"
+        );
+        drop(a);
+        drop(DaemonLock::acquire(&dir).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn drift_is_detected_modulo_the_period() {
+        let base = PolicyEntry {
+            action: enforcer_common::policy::ACTION_THROTTLE,
+            period_secs: 3600,
+            throttle_secs: 300,
+            anchor_ns: 10_000_000_000_000,
+            expires_ns: 20_000_000_000_000,
+            ..Default::default()
+        };
+        let s = 1_000_000_000u64;
+        let shifted = |a: u64, e: u64| PolicyEntry {
+            anchor_ns: a,
+            expires_ns: e,
+            ..base
+        };
+        assert!(!drifted(&base, &base));
+        // A whole period later is the same alignment.
+        assert!(!drifted(
+            &base,
+            &shifted(base.anchor_ns + 3600 * s, base.expires_ns)
+        ));
+        assert!(!drifted(
+            &base,
+            &shifted(base.anchor_ns + s / 2, base.expires_ns)
+        ));
+        assert!(drifted(
+            &base,
+            &shifted(base.anchor_ns + 5 * s, base.expires_ns)
+        ));
+        assert!(drifted(
+            &base,
+            &shifted(base.anchor_ns, base.expires_ns + 5 * s)
+        ));
+        // A different rule is not drift: reconcile handles that.
+        let other = PolicyEntry {
+            throttle_secs: 60,
+            ..base
+        };
+        assert!(!drifted(&base, &other));
     }
 
     #[test]

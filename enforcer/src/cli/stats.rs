@@ -1,6 +1,6 @@
 //! `enforcer stats`: kernel counters summed over CPUs, by reason, action and mode.
 
-use super::entry::{operator_error, Dirs};
+use super::entry::{emit, operator_error, Dirs};
 use crate::datapath::stats::{label, totals};
 use crate::datapath::{ControlMaps, StatsMap};
 
@@ -29,28 +29,28 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
             "totals": totals,
             "counters": counters,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        emit(format_args!("{}", serde_json::to_string_pretty(&v)?));
         return Ok(());
     }
-    println!(
+    emit(format_args!(
         "mode: {}",
         if report_only {
             "report-only (verdicts counted, every packet passes)"
         } else {
             "enforcing"
         }
-    );
+    ));
     let totals_line: Vec<String> = totals.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    println!("totals: {}", totals_line.join(", "));
-    println!(
+    emit(format_args!("totals: {}", totals_line.join(", ")));
+    emit(format_args!(
         "{:<22} {:<13} {:<12} {:>14}",
         "REASON", "ACTION", "MODE", "PACKETS"
-    );
+    ));
     for c in counters.iter().filter(|c| args.all || c.packets > 0) {
-        println!(
+        emit(format_args!(
             "{:<22} {:<13} {:<12} {:>14}",
             c.reason, c.action, c.mode, c.packets
-        );
+        ));
     }
     Ok(())
 }

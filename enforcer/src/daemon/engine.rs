@@ -62,6 +62,8 @@ pub struct Engine<K: Kernel> {
     due: HashMap<Prefix, i64>,
     labels: HashMap<Prefix, Vec<(String, String)>>,
     metrics: EngineMetrics,
+    /// Wall clock minus boot clock (ns) when the kernel entries were last converted.
+    clock_offset: Option<i128>,
 }
 
 impl<K: Kernel> Engine<K> {
@@ -88,6 +90,7 @@ impl<K: Kernel> Engine<K> {
             due: HashMap::new(),
             labels: HashMap::new(),
             metrics,
+            clock_offset: None,
         };
         let mut changed = Vec::new();
         for mut rec in db::senders(&e.store.db)? {
@@ -175,6 +178,36 @@ impl<K: Kernel> Engine<K> {
     /// When the engine next needs to run [`Engine::tick`]; `None` = only on requests.
     pub fn next_wakeup(&self) -> Option<i64> {
         self.timers.first().map(|(t, _)| *t)
+    }
+
+    /// Kernel entries hold boot-clock times converted from the wall clock when written. When the wall
+    /// clock steps (NTP at boot, an operator) by more than a second, every entry is re-converted so
+    /// throttle windows stay on wall-clock boundaries. O(1) unless the clock stepped.
+    pub fn check_clock(&mut self, unix_ns: i128, boot_ns: u64) {
+        let offset = unix_ns - boot_ns as i128;
+        let stepped = self
+            .clock_offset
+            .is_some_and(|last| (offset - last).abs() > 1_000_000_000);
+        if stepped {
+            let rules: Vec<Rule> = self.applied.values().cloned().collect();
+            let mut moved = 0;
+            for rule in &rules {
+                self.metrics.kernel_writes.inc();
+                match self.kernel.realign(rule) {
+                    Ok(true) => moved += 1,
+                    Ok(false) => {}
+                    Err(err) => {
+                        self.metrics.kernel_errors.inc();
+                        log::error!("re-aligning {} to the wall clock: {err:#}", rule.prefix);
+                    }
+                }
+            }
+            log::info!(
+                "the wall clock stepped; re-aligned {moved} of {} kernel entries",
+                rules.len()
+            );
+        }
+        self.clock_offset = Some(offset);
     }
 
     /// Applies every change due at or before `now`: only the senders whose timer fired are touched.

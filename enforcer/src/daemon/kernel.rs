@@ -11,6 +11,11 @@ pub trait Kernel {
     fn remove(&mut self, prefix: &Prefix) -> anyhow::Result<bool>;
     /// Every prefix that has an entry.
     fn prefixes(&self) -> anyhow::Result<Vec<Prefix>>;
+    /// Rewrites the entry if its boot-clock times no longer match the wall clock (after a step of
+    /// the wall clock); true when it was rewritten.
+    fn realign(&mut self, rule: &Rule) -> anyhow::Result<bool> {
+        self.upsert(rule).map(|()| true)
+    }
 }
 
 /// The pinned maps of a running datapath. Wall-clock times convert to the kernel's boot clock at the
@@ -28,6 +33,14 @@ impl Kernel for PinnedKernel {
 
     fn prefixes(&self) -> anyhow::Result<Vec<Prefix>> {
         Ok(self.0.entries()?.into_iter().map(|(p, _)| p).collect())
+    }
+
+    fn realign(&mut self, rule: &Rule) -> anyhow::Result<bool> {
+        let want = rule.to_kernel(&Clock::now());
+        match self.0.get(&rule.prefix)? {
+            Some(have) if !crate::cli::run::drifted(&have, &want) => Ok(false),
+            _ => self.0.upsert(&rule.prefix, &want).map(|()| true),
+        }
     }
 }
 

@@ -39,6 +39,8 @@ pub async fn run<K: Kernel>(
     tokio::pin!(shutdown);
     engine.tick(unix_now());
     loop {
+        let clock = crate::datapath::Clock::now();
+        engine.check_clock(clock.unix_ns(), clock.boot_ns());
         let sleep = async {
             match engine.next_wakeup() {
                 Some(at) => tokio::time::sleep(until(at)).await,

@@ -529,3 +529,23 @@ fn an_operator_rule_on_a_covering_prefix_wins() {
         Some(Verdict::Throttle { .. })
     ));
 }
+
+#[test]
+fn a_wall_clock_step_rewrites_every_entry_once() {
+    let dir = TmpDir::new("clock");
+    let (mut e, _) = start(&dir, MemKernel::default(), T0);
+    ok(e.handle(evidence("10.200.0.2", EX2013), T0));
+    ok(e.handle(evidence("10.200.0.3", EX2013), T0));
+    e.tick(T0 + 10);
+    let ns = |s: i64| s as i128 * 1_000_000_000;
+    e.check_clock(ns(T0 + 10), 5_000_000_000);
+    let w = e.kernel().writes;
+    // Both clocks advance together: nothing to do.
+    e.check_clock(ns(T0 + 70), 65_000_000_000);
+    assert_eq!(e.kernel().writes, w);
+    // The wall clock jumps an hour ahead of the boot clock: both entries are rewritten, once.
+    e.check_clock(ns(T0 + 3_700), 70_000_000_000);
+    assert_eq!(e.kernel().writes, w + 2);
+    e.check_clock(ns(T0 + 3_760), 130_000_000_000);
+    assert_eq!(e.kernel().writes, w + 2);
+}

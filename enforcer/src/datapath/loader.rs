@@ -297,6 +297,11 @@ impl Datapath {
         for &kind in order {
             match self.attach_new(iface, kind) {
                 Ok(()) => {
+                    if kind == Kind::XdpDrv && sys::driver_name(iface).as_deref() == Some("veth") {
+                        warn!(
+                            "{iface} is a veth: the RST of reject entries (XDP_TX) only reaches the peer if the peer runs an XDP program; otherwise use --mode xdp-skb or --mode tc"
+                        );
+                    }
                     if errors.is_empty() {
                         info!("{iface}: attached as {}", kind.as_str());
                     } else {

@@ -69,3 +69,17 @@ impl Collector for KernelCollector {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_datapath_scrapes_as_down() {
+        let mut reg = crate::metrics::registry();
+        KernelCollector::new("/nonexistent/enforcer-pins").register(&mut reg);
+        let text = crate::metrics::render(&reg);
+        assert!(text.contains("enforcer_kernel_datapath_up 0"), "{text}");
+        assert!(!text.contains("enforcer_kernel_packets_total"), "{text}");
+    }
+}

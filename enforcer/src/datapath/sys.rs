@@ -126,3 +126,55 @@ pub fn ensure_bpffs_root() -> io::Result<bool> {
     let _ = std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o700));
     Ok(true)
 }
+
+/// The driver behind an interface (`veth`, `virtio_net`, ...), from the ETHTOOL_GDRVINFO ioctl.
+pub fn driver_name(iface: &str) -> Option<String> {
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; 16],
+        data: *mut u8,
+        _pad: [u8; 16],
+    }
+    const ETHTOOL_GDRVINFO: u32 = 0x3;
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    if iface.len() >= 16 {
+        return None;
+    }
+    // struct ethtool_drvinfo is 196 bytes: cmd, then `char driver[32]`.
+    let mut info = [0u8; 196];
+    info[..4].copy_from_slice(&ETHTOOL_GDRVINFO.to_ne_bytes());
+    let mut req = IfReq {
+        name: [0; 16],
+        data: info.as_mut_ptr(),
+        _pad: [0; 16],
+    };
+    req.name[..iface.len()].copy_from_slice(iface.as_bytes());
+    // SAFETY: a plain datagram socket; the ioctl writes into `info`, which outlives the call.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return None;
+        }
+        let r = libc::ioctl(fd, SIOCETHTOOL, &mut req);
+        libc::close(fd);
+        if r < 0 {
+            return None;
+        }
+    }
+    let d = &info[4..36];
+    let end = d.iter().position(|b| *b == 0).unwrap_or(d.len());
+    Some(String::from_utf8_lossy(&d[..end]).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_has_no_ifindex_surprises() {
+        assert!(ifindex("lo").is_some());
+        assert!(ifindex("nosuchif0").is_none());
+        assert!(ifindex("bad\0name").is_none());
+        assert_eq!(driver_name("nosuchif0"), None);
+    }
+}
