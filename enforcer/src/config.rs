@@ -17,8 +17,19 @@ use toml::Spanned;
 
 /// Default location of the configuration file (read only when `--config` is given).
 pub const DEFAULT_CONFIG: &str = "/etc/enforcer/enforcer.toml";
-/// Default control socket.
+/// Default control socket (of the daemon using the default state directory).
 pub const DEFAULT_SOCKET: &str = "/run/enforcer/enforcer.sock";
+
+/// The control socket when none is given: [`DEFAULT_SOCKET`] for the default state directory, else
+/// `<state-dir>/enforcer.sock`, so daemons with their own state directories (one daemon per state
+/// directory) never fight over one socket and the CLI finds each one from `--state-dir`.
+pub fn default_socket_for(state_dir: &Path) -> PathBuf {
+    if state_dir == Path::new(crate::store::DEFAULT_STATE_DIR) {
+        PathBuf::from(DEFAULT_SOCKET)
+    } else {
+        state_dir.join("enforcer.sock")
+    }
+}
 
 /// A validated configuration file. `None` = not set in the file.
 #[derive(Clone, Debug, Default, PartialEq)]

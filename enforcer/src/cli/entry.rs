@@ -24,9 +24,19 @@ pub struct Dirs {
     #[arg(long, value_name = "DIR", default_value = crate::store::DEFAULT_STATE_DIR, env = "ENFORCER_STATE_DIR")]
     pub state_dir: PathBuf,
     /// Control socket of a running daemon: while the daemon that owns --state-dir runs, changes go
-    /// through it (it holds the database).
-    #[arg(long, value_name = "PATH", default_value = crate::config::DEFAULT_SOCKET, env = "ENFORCER_SOCKET")]
-    pub socket: PathBuf,
+    /// through it (it holds the database) [default: /run/enforcer/enforcer.sock, or
+    /// <state-dir>/enforcer.sock for another --state-dir].
+    #[arg(long, value_name = "PATH", env = "ENFORCER_SOCKET")]
+    pub socket: Option<PathBuf>,
+}
+
+impl Dirs {
+    /// The control socket: `--socket`, else the one that goes with the state directory.
+    pub fn socket(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(|| crate::config::default_socket_for(&self.state_dir))
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -224,10 +234,11 @@ fn via_daemon(
     dirs: &Dirs,
     req: crate::control::Request,
 ) -> anyhow::Result<Option<serde_json::Value>> {
-    if !crate::control::client::daemon_owning(&dirs.socket, &dirs.state_dir) {
+    let socket = dirs.socket();
+    if !crate::control::client::daemon_owning(&socket, &dirs.state_dir) {
         return Ok(None);
     }
-    crate::control::request(&dirs.socket, &req)
+    crate::control::request(&socket, &req)
         .map(Some)
         .map_err(crate::control::client::to_cli_error)
 }
@@ -478,7 +489,7 @@ mod tests {
         let dirs = Dirs {
             pin_dir: "/nonexistent/enforcer-test".into(),
             state_dir: "/nonexistent/enforcer-state".into(),
-            socket: "/nonexistent/enforcer.sock".into(),
+            socket: None,
         };
         let clock = Clock::now();
         let c = |target, ttl| Common {
@@ -506,7 +517,7 @@ mod tests {
         let dirs = Dirs {
             pin_dir: std::env::temp_dir().join(format!("enforcer-nopin-{}", std::process::id())),
             state_dir: std::env::temp_dir().join("unused"),
-            socket: "/nonexistent/enforcer.sock".into(),
+            socket: None,
         };
         let msg = match open_policy(&dirs) {
             Ok(_) => panic!("opened a datapath that does not exist"),

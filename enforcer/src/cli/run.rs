@@ -55,7 +55,8 @@ pub struct Args {
     /// Directory of the state database enforcer.redb [default: /var/lib/enforcer].
     #[arg(long, value_name = "DIR", env = "ENFORCER_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Control socket for the CLI [default: /run/enforcer/enforcer.sock].
+    /// Control socket for the CLI [default: /run/enforcer/enforcer.sock, or <state-dir>/enforcer.sock
+    /// for another --state-dir].
     #[arg(long, value_name = "PATH", env = "ENFORCER_SOCKET")]
     pub socket: Option<PathBuf>,
 }
@@ -150,20 +151,21 @@ impl Settings {
                 ifaces.push(i);
             }
         }
+        let state_dir: PathBuf = a
+            .state_dir
+            .or(file.state_dir.clone())
+            .unwrap_or_else(|| crate::store::DEFAULT_STATE_DIR.into());
         let socket = a
             .socket
             .or(file.socket.clone())
-            .unwrap_or_else(|| crate::config::DEFAULT_SOCKET.into());
+            .unwrap_or_else(|| crate::config::default_socket_for(&state_dir));
         let dirs = Dirs {
-            socket: socket.clone(),
+            socket: Some(socket.clone()),
             pin_dir: a
                 .pin_dir
                 .or(file.pin_dir.clone())
                 .unwrap_or_else(|| crate::datapath::DEFAULT_PIN_DIR.into()),
-            state_dir: a
-                .state_dir
-                .or(file.state_dir.clone())
-                .unwrap_or_else(|| crate::store::DEFAULT_STATE_DIR.into()),
+            state_dir,
         };
         let report_only = a.report_only || file.report_only.unwrap_or(false);
         let engine = EngineSettings {
@@ -577,6 +579,12 @@ mod tests {
         assert_eq!(s.ports, vec![25]);
         assert_eq!(s.mode, Mode::XdpSkb);
         assert_eq!(s.socket, PathBuf::from("/tmp/y.sock"));
+        // Without a socket anywhere, it follows the state directory.
+        let s =
+            Settings::from_args(run_args(&["--iface", "lo", "--state-dir", "/tmp/st2"])).unwrap();
+        assert_eq!(s.socket, PathBuf::from("/tmp/st2/enforcer.sock"));
+        let s = Settings::from_args(run_args(&["--iface", "lo"])).unwrap();
+        assert_eq!(s.socket, PathBuf::from(crate::config::DEFAULT_SOCKET));
         // A bad file stops start-up with file, line and key, exit status 2.
         std::fs::write(&cfg, "interfaces = [\"lo\"]\n[[enforcement.stages]]\nafter = \"0s\"\nperiod = \"1h\"\nthrottle = \"2h\"\n").unwrap();
         let msg = usage_msg(Settings::from_args(run_args(&["--config", c])));
