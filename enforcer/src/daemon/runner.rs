@@ -52,7 +52,15 @@ pub async fn run<K: Kernel>(
             _ = &mut serve => break,
             inc = rx.recv() => match inc {
                 Some(inc) => {
-                    let reply = engine.handle(inc.request, unix_now());
+                    // A bug reached by one request must not take the control plane down with it;
+                    // the store stays the truth, and a restart rebuilds everything from it.
+                    let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        engine.handle(inc.request, unix_now())
+                    }))
+                    .unwrap_or_else(|_| {
+                        log::error!("a control request panicked; the daemon carries on");
+                        crate::control::Reply::internal("internal error while serving the request (see the daemon log)")
+                    });
                     let _ = inc.reply.send(reply);
                 }
                 None => break,
