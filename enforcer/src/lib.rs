@@ -14,6 +14,7 @@ pub mod policy;
 pub mod rule;
 pub mod smtp;
 pub mod store;
+mod text_serde;
 
 /// The eBPF object built by `build.rs` from `enforcer-ebpf`.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/enforcer"));
