@@ -3,13 +3,18 @@
 
 pub mod classify;
 pub mod cli;
+pub mod config;
+pub mod control;
+pub mod daemon;
 pub mod datapath;
 pub mod duration;
 pub mod metrics;
 pub mod net;
+pub mod policy;
 pub mod rule;
 pub mod smtp;
 pub mod store;
+mod text_serde;
 
 /// The eBPF object built by `build.rs` from `enforcer-ebpf`.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/enforcer"));

@@ -23,6 +23,20 @@ pub struct Dirs {
     /// Directory of the state database (enforcer.redb).
     #[arg(long, value_name = "DIR", default_value = crate::store::DEFAULT_STATE_DIR, env = "ENFORCER_STATE_DIR")]
     pub state_dir: PathBuf,
+    /// Control socket of a running daemon: while the daemon that owns --state-dir runs, changes go
+    /// through it (it holds the database) [default: /run/enforcer/enforcer.sock, or
+    /// <state-dir>/enforcer.sock for another --state-dir].
+    #[arg(long, value_name = "PATH", env = "ENFORCER_SOCKET")]
+    pub socket: Option<PathBuf>,
+}
+
+impl Dirs {
+    /// The control socket: `--socket`, else the one that goes with the state directory.
+    pub fn socket(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(|| crate::config::default_socket_for(&self.state_dir))
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -214,10 +228,40 @@ pub fn apply(dirs: &Dirs, rule: &Rule, clock: &Clock) -> anyhow::Result<bool> {
     Ok(replaced)
 }
 
+/// Stores and applies a rule through the running daemon (which holds the database); `None` when no
+/// daemon owns the state directory, so the caller writes the maps and the store itself.
+fn via_daemon(
+    dirs: &Dirs,
+    req: crate::control::Request,
+) -> anyhow::Result<Option<serde_json::Value>> {
+    let socket = dirs.socket();
+    if !crate::control::client::daemon_owning(&socket, &dirs.state_dir) {
+        return Ok(None);
+    }
+    crate::control::request(&socket, &req)
+        .map(Some)
+        .map_err(crate::control::client::to_cli_error)
+}
+
+/// The stored rules, for annotating kernel entries: from the running daemon that owns the store
+/// (operator rules and engine entries), else from the store itself.
+pub fn stored_rules(dirs: &Dirs) -> anyhow::Result<Vec<Rule>> {
+    match via_daemon(dirs, crate::control::Request::Rules {})? {
+        Some(v) => Ok(serde_json::from_value(v)?),
+        None => Store::open(&dirs.state_dir)?.rules(),
+    }
+}
+
 fn run(c: Common<'_>, verdict: Verdict, verb: &str) -> anyhow::Result<()> {
     let clock = Clock::now();
     let rule = make_rule(&c, verdict, &clock)?;
-    let replaced = apply(c.dirs, &rule, &clock)?;
+    let req = crate::control::Request::PutRule {
+        rule: serde_json::to_value(&rule)?,
+    };
+    let replaced = match via_daemon(c.dirs, req)? {
+        Some(_) => false,
+        None => apply(c.dirs, &rule, &clock)?,
+    };
     let mut line = format!("{verb} {}", rule.prefix);
     if let Verdict::RateLimit { .. } | Verdict::Throttle { .. } = rule.verdict {
         line.push_str(&format!(": {}", rule.verdict.describe()));
@@ -299,6 +343,18 @@ pub fn execute_throttle(a: ThrottleArgs) -> anyhow::Result<()> {
 
 pub fn execute_unset(a: UnsetArgs) -> anyhow::Result<()> {
     let prefix = parse_target(&a.target)?;
+    let req = crate::control::Request::RemoveRule {
+        prefix: prefix.to_string(),
+    };
+    if let Some(v) = via_daemon(&a.dirs, req)? {
+        if v.get("removed").is_none_or(|r| r.is_null()) {
+            return usage(format!(
+                "there is no operator entry for exactly {prefix} (see `enforcer list`)"
+            ));
+        }
+        println!("removed the entry for {prefix}");
+        return Ok(());
+    }
     let mut maps = open_policy(&a.dirs)?;
     let store = Store::open(&a.dirs.state_dir)?;
     let in_store = store.remove_rule(&prefix)?.is_some();
@@ -433,6 +489,7 @@ mod tests {
         let dirs = Dirs {
             pin_dir: "/nonexistent/enforcer-test".into(),
             state_dir: "/nonexistent/enforcer-state".into(),
+            socket: None,
         };
         let clock = Clock::now();
         let c = |target, ttl| Common {
@@ -460,6 +517,7 @@ mod tests {
         let dirs = Dirs {
             pin_dir: std::env::temp_dir().join(format!("enforcer-nopin-{}", std::process::id())),
             state_dir: std::env::temp_dir().join("unused"),
+            socket: None,
         };
         let msg = match open_policy(&dirs) {
             Ok(_) => panic!("opened a datapath that does not exist"),

@@ -12,7 +12,6 @@ use crate::datapath::maps::Table;
 use crate::datapath::{Clock, ControlMaps, RateMap};
 use crate::net::Prefix;
 use crate::rule::{expiry_from_kernel, Verdict};
-use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -68,9 +67,7 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
     let maps = open_policy(&args.dirs)?;
     let control = ControlMaps::open_pinned(&args.dirs.pin_dir).map_err(operator_error)?;
     let rate = RateMap::open_pinned(&args.dirs.pin_dir).map_err(operator_error)?;
-    let rules = Store::open(&args.dirs.state_dir)
-        .and_then(|s| s.rules())
-        .unwrap_or_default();
+    let rules = super::entry::stored_rules(&args.dirs).unwrap_or_default();
     let raw = maps.candidates(ip)?;
     let host = raw.iter().position(|(_, t, _)| *t == Table::Hosts);
     // The kernel consults only the longest prefix.

@@ -8,7 +8,6 @@ use crate::datapath::eval::expired;
 use crate::datapath::Clock;
 use crate::net::Prefix;
 use crate::rule::{expiry_from_kernel, Rule, RuleSource, Verdict};
-use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -43,7 +42,7 @@ pub struct Row {
 pub fn rows(dirs: &Dirs, clock: &Clock) -> anyhow::Result<(Vec<Row>, Option<String>)> {
     let maps = open_policy(dirs)?;
     let entries = maps.entries()?;
-    let (rules, note) = match Store::open(&dirs.state_dir).and_then(|s| s.rules()) {
+    let (rules, note) = match super::entry::stored_rules(dirs) {
         Ok(r) => (r, None),
         Err(e) => (
             Vec::new(),

@@ -1,16 +1,61 @@
-//! `enforcer pause|resume|forget` (scaffold: its owner replaces this file).
+//! `enforcer pause <IP> --days N`, `enforcer resume <IP>`, `enforcer forget <IP>`.
+
+use super::senders::SocketArg;
+use crate::control::Request;
 
 #[derive(Debug, clap::Args)]
-pub struct PauseArgs {}
-#[derive(Debug, clap::Args)]
-pub struct AddrArgs {}
+pub struct PauseArgs {
+    /// Sender address (or the aggregated prefix of its record).
+    #[arg(value_name = "IP")]
+    pub target: String,
+    /// Days to pause, counted against the sender's yearly pause budget.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=366))]
+    pub days: u64,
+    #[command(flatten)]
+    pub socket: SocketArg,
+    /// Print the updated record as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn execute_pause(_a: PauseArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+#[derive(Debug, clap::Args)]
+pub struct AddrArgs {
+    /// Sender address (or the aggregated prefix of its record).
+    #[arg(value_name = "IP")]
+    pub target: String,
+    #[command(flatten)]
+    pub socket: SocketArg,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
-pub fn execute_resume(_a: AddrArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+
+pub fn execute_pause(a: PauseArgs) -> anyhow::Result<()> {
+    let v = a.socket.call(&Request::Pause {
+        target: a.target,
+        days: a.days,
+    })?;
+    super::sender::print_detail(v, a.json)
 }
-pub fn execute_forget(_a: AddrArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+
+pub fn execute_resume(a: AddrArgs) -> anyhow::Result<()> {
+    let v = a.socket.call(&Request::Resume { target: a.target })?;
+    super::sender::print_detail(v, a.json)
+}
+
+pub fn execute_forget(a: AddrArgs) -> anyhow::Result<()> {
+    let v = a.socket.call(&Request::Forget {
+        target: a.target.clone(),
+    })?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "forgot {}: record deleted, its engine entry removed",
+            v.get("forgotten")
+                .and_then(|p| p.as_str())
+                .unwrap_or(&a.target)
+        );
+    }
+    Ok(())
 }

@@ -1,11 +1,10 @@
-//! `enforcer run`: load and attach the datapath (adopting pinned state), put the store's operator
-//! rules into the kernel, serve metrics, and keep entries tidy until SIGINT/SIGTERM. Exiting leaves
-//! enforcement in place.
+//! `enforcer run`: load and attach the datapath (adopting pinned state), start the progressive
+//! enforcement engine (which makes the kernel maps equal to the store: operator rules and sender
+//! stages), serve the control socket and metrics until SIGINT/SIGTERM. Exiting leaves enforcement in
+//! place.
 //!
-//! Extending: resolve more settings into [`Settings`] (e.g. from `--config`), register metrics in
-//! `Daemon::registry` and spawn long-running tasks (control socket, engine) with [`Daemon::spawn`]
-//! before [`Daemon::run`]; add engine entries to what [`Daemon::reconcile`] keeps via
-//! [`Daemon::desired_entries`].
+//! Settings come from the flags, then `--config FILE`, then the defaults, in that order. Everything
+//! is validated before anything is attached.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,32 +18,47 @@ use tokio::task::JoinSet;
 
 use super::entry::{operator_error, Dirs};
 use super::usage;
+use crate::config::FileConfig;
+use crate::control::ControlServer;
+use crate::daemon::{runner, Engine, EngineMetrics, EngineSettings, PinnedKernel};
 use crate::datapath::loader::pinned_attachments;
 use crate::datapath::metrics::KernelCollector;
 use crate::datapath::{sys, Attached, Clock, ControlMaps, Datapath, Mode, PinDir, PolicyMaps};
-use crate::net::Prefix;
 use crate::store::Store;
+use enforcer_common::maps::DEFAULT_PORTS;
 use enforcer_common::PolicyEntry;
+use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Interface to protect (repeat for several).
-    #[arg(long = "iface", value_name = "IFACE", required = true)]
+    /// TOML configuration (see enforcer.example.toml); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Interface to protect (repeat for several) [config: interfaces].
+    #[arg(long = "iface", value_name = "IFACE")]
     pub ifaces: Vec<String>,
-    /// Protected TCP destination ports, comma separated.
-    #[arg(long, value_name = "PORTS", default_value = "25,465,587")]
-    pub ports: String,
-    /// auto tries native XDP, then generic XDP, then TC (tcx, or clsact on old kernels).
-    #[arg(long, value_enum, default_value_t = Mode::Auto)]
-    pub mode: Mode,
+    /// Protected TCP destination ports, comma separated [default: 25,465,587].
+    #[arg(long, value_name = "PORTS")]
+    pub ports: Option<String>,
+    /// auto tries native XDP, then generic XDP, then TC (tcx, or clsact on old kernels) [default: auto].
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
     /// Compute and count every verdict but let every packet pass.
     #[arg(long)]
     pub report_only: bool,
-    /// Where to serve Prometheus metrics (GET /metrics).
-    #[arg(long, value_name = "ADDR", default_value = crate::metrics::DEFAULT_ADDR)]
-    pub metrics_addr: String,
-    #[command(flatten)]
-    pub dirs: Dirs,
+    /// Where to serve Prometheus metrics (GET /metrics) [default: 127.0.0.1:9925].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
+    /// bpffs directory holding the pinned maps and links [default: /sys/fs/bpf/enforcer].
+    #[arg(long, value_name = "DIR", env = "ENFORCER_PIN_DIR")]
+    pub pin_dir: Option<PathBuf>,
+    /// Directory of the state database enforcer.redb [default: /var/lib/enforcer].
+    #[arg(long, value_name = "DIR", env = "ENFORCER_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Control socket for the CLI [default: /run/enforcer/enforcer.sock, or <state-dir>/enforcer.sock
+    /// for another --state-dir].
+    #[arg(long, value_name = "PATH", env = "ENFORCER_SOCKET")]
+    pub socket: Option<PathBuf>,
 }
 
 /// Everything `run` needs, resolved and checked.
@@ -56,6 +70,9 @@ pub struct Settings {
     pub report_only: bool,
     pub metrics_addr: SocketAddr,
     pub dirs: Dirs,
+    pub socket: PathBuf,
+    /// Schedule, aggregation, allow-list, pause budget, classifier overrides.
+    pub engine: EngineSettings,
 }
 
 /// Parses `--ports 25,465,587`.
@@ -83,20 +100,48 @@ pub fn parse_ports(s: &str) -> anyhow::Result<Vec<u16>> {
 }
 
 impl Settings {
-    /// Checks the arguments before anything is touched (exit status 2 on bad input).
+    /// Checks the arguments and the configuration file before anything is touched (exit status 2
+    /// on bad input).
     pub fn from_args(a: Args) -> anyhow::Result<Self> {
-        let ports = parse_ports(&a.ports)?;
-        let metrics_addr: SocketAddr = match a.metrics_addr.parse() {
-            Ok(s) => s,
-            Err(_) => {
-                return usage(format!(
-                    "--metrics-addr `{}` is not an address:port like 127.0.0.1:9925",
-                    a.metrics_addr
-                ))
-            }
+        let file = match &a.config {
+            Some(path) => FileConfig::load(path).map_err(|e| super::UsageError(e.to_string()))?,
+            None => FileConfig::default(),
         };
+        let ports = match (&a.ports, &file.ports) {
+            (Some(p), _) => parse_ports(p)?,
+            (None, Some(p)) => {
+                parse_ports(&p.iter().map(u16::to_string).collect::<Vec<_>>().join(","))?
+            }
+            (None, None) => DEFAULT_PORTS.to_vec(),
+        };
+        let mode = match (a.mode, &file.mode) {
+            (Some(m), _) => m,
+            (None, Some(m)) => <Mode as clap::ValueEnum>::from_str(m, false)
+                .map_err(|e| super::UsageError(format!("config `mode`: {e}")))?,
+            (None, None) => Mode::Auto,
+        };
+        let metrics_addr: SocketAddr = match (&a.metrics_addr, file.metrics_addr) {
+            (Some(s), _) => match s.parse() {
+                Ok(s) => s,
+                Err(_) => {
+                    return usage(format!(
+                        "--metrics-addr `{s}` is not an address:port like 127.0.0.1:9925"
+                    ))
+                }
+            },
+            (None, Some(addr)) => addr,
+            (None, None) => crate::metrics::DEFAULT_ADDR.parse()?,
+        };
+        let requested = if a.ifaces.is_empty() {
+            file.interfaces.clone().unwrap_or_default()
+        } else {
+            a.ifaces
+        };
+        if requested.is_empty() {
+            return usage("no interface to protect: pass --iface IFACE (or set `interfaces` in the config file)");
+        }
         let mut ifaces = Vec::new();
-        for i in a.ifaces {
+        for i in requested {
             if sys::ifindex(&i).is_none() {
                 return usage(format!(
                     "unknown interface `{i}`: pass an existing one (see `ip link`)"
@@ -106,13 +151,38 @@ impl Settings {
                 ifaces.push(i);
             }
         }
+        let state_dir: PathBuf = a
+            .state_dir
+            .or(file.state_dir.clone())
+            .unwrap_or_else(|| crate::store::DEFAULT_STATE_DIR.into());
+        let socket = a
+            .socket
+            .or(file.socket.clone())
+            .unwrap_or_else(|| crate::config::default_socket_for(&state_dir));
+        let dirs = Dirs {
+            socket: Some(socket.clone()),
+            pin_dir: a
+                .pin_dir
+                .or(file.pin_dir.clone())
+                .unwrap_or_else(|| crate::datapath::DEFAULT_PIN_DIR.into()),
+            state_dir,
+        };
+        let report_only = a.report_only || file.report_only.unwrap_or(false);
+        let engine = EngineSettings {
+            overrides: file.support_overrides().map_err(super::UsageError)?,
+            policy: file.policy,
+            report_only,
+            state_dir: Some(dirs.state_dir.clone()),
+        };
         Ok(Self {
             ifaces,
             ports,
-            mode: a.mode,
-            report_only: a.report_only,
+            mode,
+            report_only,
             metrics_addr,
-            dirs: a.dirs,
+            dirs,
+            socket,
+            engine,
         })
     }
 }
@@ -172,7 +242,7 @@ impl DaemonLock {
 
 /// True when two entries for the same rule differ only because the clocks moved apart by more
 /// than a second (anchors are compared modulo the period).
-fn drifted(have: &PolicyEntry, want: &PolicyEntry) -> bool {
+pub(crate) fn drifted(have: &PolicyEntry, want: &PolicyEntry) -> bool {
     const SLACK: u64 = 1_000_000_000;
     let same_shape = PolicyEntry {
         anchor_ns: 0,
@@ -202,6 +272,9 @@ pub struct Daemon {
     /// Top-level metrics registry (`enforcer_` prefix); components add sub-registries.
     pub registry: Registry,
     tasks: JoinSet<anyhow::Result<()>>,
+    /// Built by `start_datapath` (it reconciles the maps before the programs attach).
+    engine: Option<Engine<PinnedKernel>>,
+    engine_metrics: EngineMetrics,
 }
 
 /// How often expired operator rules are pruned from the maps and the store.
@@ -211,10 +284,14 @@ impl Daemon {
     pub fn new(settings: Settings) -> Self {
         let mut registry = crate::metrics::registry();
         KernelCollector::new(&settings.dirs.pin_dir).register(&mut registry);
+        let engine_metrics = EngineMetrics::default();
+        engine_metrics.register(registry.sub_registry_with_prefix("engine"));
         Self {
             settings,
             registry,
             tasks: JoinSet::new(),
+            engine: None,
+            engine_metrics,
         }
     }
 
@@ -240,8 +317,26 @@ impl Daemon {
                 ""
             }
         );
-        let (kept, removed) = self.reconcile(&Clock::now())?;
-        info!("kernel entries reconciled with the store: {kept} kept, {removed} stale removed");
+        // The engine owns the store from here on and makes the maps equal to it: rebuilt when the
+        // pins were gone (after a reboot), reconciled when they were adopted (after a restart).
+        let store = Store::open(&s.dirs.state_dir)?;
+        let maps = PolicyMaps::open_pinned(&s.dirs.pin_dir)?;
+        let (engine, rep) = Engine::start(
+            s.engine.clone(),
+            store,
+            PinnedKernel(maps),
+            self.engine_metrics.clone(),
+            Clock::now().unix_secs(),
+        )?;
+        info!(
+            "kernel entries reconciled with the store: {} senders, {} operator rules, {} entries written, {} stale removed{}",
+            rep.senders,
+            rep.operator_rules,
+            rep.written,
+            rep.removed,
+            if rep.failed > 0 { format!(", {} failed (retrying)", rep.failed) } else { String::new() }
+        );
+        self.engine = Some(engine);
         let mut out = Vec::new();
         for iface in &s.ifaces {
             out.push(dp.attach(iface, s.mode)?);
@@ -249,69 +344,9 @@ impl Daemon {
         Ok(out)
     }
 
-    /// What the kernel maps should hold: the store's live operator rules. The engine adds its own
-    /// entries here.
-    pub fn desired_entries(
-        &self,
-        store: &Store,
-        clock: &Clock,
-    ) -> anyhow::Result<Vec<(Prefix, PolicyEntry)>> {
-        let mut out = Vec::new();
-        for r in store.rules()? {
-            if r.is_expired(clock.unix_secs()) {
-                store.remove_rule(&r.prefix)?;
-                info!("dropped expired operator rule for {}", r.prefix);
-                continue;
-            }
-            out.push((r.prefix, r.to_kernel(clock)));
-        }
-        Ok(out)
-    }
-
-    /// Makes the kernel maps equal to [`Self::desired_entries`] (the store wins). Entries are
-    /// upserted in place, never removed and re-added, so there is no moment without them.
-    pub fn reconcile(&self, clock: &Clock) -> anyhow::Result<(usize, usize)> {
-        let store = Store::open(&self.settings.dirs.state_dir)?;
-        let desired = self.desired_entries(&store, clock)?;
-        drop(store);
-        let mut maps = PolicyMaps::open_pinned(&self.settings.dirs.pin_dir)?;
-        for (p, e) in &desired {
-            maps.upsert(p, e)?;
-        }
-        let mut removed = 0;
-        for (p, _) in maps.entries()? {
-            if !desired.iter().any(|(d, _)| *d == p) {
-                maps.remove(&p)?;
-                removed += 1;
-            }
-        }
-        Ok((desired.len(), removed))
-    }
-
-    /// Removes expired operator rules from the store and the maps; warns about attachments whose
-    /// interface disappeared.
+    /// Warns about attachments whose interface disappeared. (Expired operator rules are removed by
+    /// the engine at their expiry time.)
     fn housekeeping(&self) -> anyhow::Result<()> {
-        let clock = Clock::now();
-        let store = Store::open(&self.settings.dirs.state_dir)?;
-        let mut maps = PolicyMaps::open_pinned(&self.settings.dirs.pin_dir)?;
-        for r in store.rules()? {
-            if r.is_expired(clock.unix_secs()) {
-                maps.remove(&r.prefix)?;
-                store.remove_rule(&r.prefix)?;
-                info!("operator rule for {} expired and was removed", r.prefix);
-                continue;
-            }
-            // Wall-clock times were converted to CLOCK_BOOTTIME when written; if the wall clock was
-            // stepped since (NTP at boot, an operator), re-convert so windows stay on wall-clock
-            // boundaries and expiries stay at the stated time.
-            let want = r.to_kernel(&clock);
-            if let Some(have) = maps.get(&r.prefix)? {
-                if drifted(&have, &want) {
-                    maps.upsert(&r.prefix, &want)?;
-                    info!("re-aligned {} to the wall clock", r.prefix);
-                }
-            }
-        }
         for a in pinned_attachments(&PinDir::new(&self.settings.dirs.pin_dir))? {
             if !a.live {
                 warn!(
@@ -330,6 +365,8 @@ impl Daemon {
         let listener = crate::metrics::bind(self.settings.metrics_addr)
             .await
             .map_err(|e| super::UsageError(format!("{e:#}")))?;
+        let control = ControlServer::bind(&self.settings.socket)
+            .map_err(|e| super::UsageError(format!("{e:#}")))?;
         let attached = tokio::task::block_in_place(|| self.start_datapath())?;
         for a in &attached {
             info!(
@@ -344,6 +381,13 @@ impl Daemon {
             "metrics on http://{metrics_addr}/metrics; maps and links pinned under {}",
             self.settings.dirs.pin_dir.display()
         );
+        info!("control socket {}", control.path().display());
+        if let Some(engine) = self.engine.take() {
+            self.tasks.spawn(async move {
+                runner::run(engine, control, std::future::pending()).await;
+                Ok(())
+            });
+        }
         let registry = Arc::new(std::mem::take(&mut self.registry));
         self.tasks.spawn(async move {
             crate::metrics::serve(listener, registry).await;
@@ -495,9 +539,64 @@ mod tests {
             "--metrics-addr",
             "localhost",
         ])));
-        assert!(Cli::try_parse_from(["enforcer", "run"]).is_err());
+        let msg = usage_msg(Settings::from_args(run_args(&[])));
+        assert!(msg.contains("no interface to protect"), "{msg}");
         assert!(
             Cli::try_parse_from(["enforcer", "run", "--iface", "lo", "--mode", "fast"]).is_err()
         );
+    }
+
+    #[test]
+    fn config_file_fills_in_and_flags_override() {
+        let dir = std::env::temp_dir().join(format!("enforcer-runcfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("enforcer.toml");
+        std::fs::write(
+            &cfg,
+            "interfaces = [\"lo\"]\nports = [2525]\nmode = \"tc\"\nreport_only = true\nsocket = \"/tmp/x.sock\"\nstate_dir = \"/tmp/st\"\n[enforcement]\npause_budget = \"10d\"\n",
+        )
+        .unwrap();
+        let c = cfg.to_str().unwrap();
+        let s = Settings::from_args(run_args(&["--config", c])).unwrap();
+        assert_eq!(s.ifaces, vec!["lo".to_string()]);
+        assert_eq!(s.ports, vec![2525]);
+        assert_eq!(s.mode, Mode::Tc);
+        assert!(s.report_only && s.engine.report_only);
+        assert_eq!(s.socket, PathBuf::from("/tmp/x.sock"));
+        assert_eq!(s.dirs.state_dir, PathBuf::from("/tmp/st"));
+        assert_eq!(s.engine.policy.pause_budget.secs(), 10 * 86_400);
+        let s = Settings::from_args(run_args(&[
+            "--config",
+            c,
+            "--ports",
+            "25",
+            "--mode",
+            "xdp-skb",
+            "--socket",
+            "/tmp/y.sock",
+        ]))
+        .unwrap();
+        assert_eq!(s.ports, vec![25]);
+        assert_eq!(s.mode, Mode::XdpSkb);
+        assert_eq!(s.socket, PathBuf::from("/tmp/y.sock"));
+        // Without a socket anywhere, it follows the state directory.
+        let s =
+            Settings::from_args(run_args(&["--iface", "lo", "--state-dir", "/tmp/st2"])).unwrap();
+        assert_eq!(s.socket, PathBuf::from("/tmp/st2/enforcer.sock"));
+        let s = Settings::from_args(run_args(&["--iface", "lo"])).unwrap();
+        assert_eq!(s.socket, PathBuf::from(crate::config::DEFAULT_SOCKET));
+        // A bad file stops start-up with file, line and key, exit status 2.
+        std::fs::write(&cfg, "interfaces = [\"lo\"]\n[[enforcement.stages]]\nafter = \"0s\"\nperiod = \"1h\"\nthrottle = \"2h\"\n").unwrap();
+        let msg = usage_msg(Settings::from_args(run_args(&["--config", c])));
+        assert!(
+            msg.contains(&format!("{c}:5: `enforcement.stages[1].throttle`")),
+            "{msg}"
+        );
+        let msg = usage_msg(Settings::from_args(run_args(&[
+            "--config",
+            "/nonexistent/enforcer.toml",
+        ])));
+        assert!(msg.contains("cannot read"), "{msg}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

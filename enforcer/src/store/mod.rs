@@ -1,5 +1,6 @@
 //! Durable state: one redb database `<state-dir>/enforcer.redb`. Every write is one committed
-//! transaction. Tables live in their own files (`operator.rs`: operator rules).
+//! transaction. Tables live in their own files (`operator.rs`: operator rules, `senders.rs`: sender
+//! records of the progressive enforcement engine).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -7,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 pub mod operator;
+pub mod senders;
 
 /// Default state directory.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/enforcer";

@@ -1,0 +1,453 @@
+//! The configuration file (`enforcer run --config /etc/enforcer/enforcer.toml`). Every key is optional:
+//! a missing key takes the command-line flag or the built-in default, and command-line flags override
+//! the file. Everything is validated before anything is attached; the first problem is reported as one
+//! line naming the file, the line and the key (exit status 2).
+//!
+//! `enforcer.example.toml` at the repository root documents every key.
+
+use crate::duration::Span;
+use crate::net::Prefix;
+use crate::policy::{Action, Aggregation, Policy, Refusal, Schedule, ScheduleError, Stage};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// Default location of the configuration file (read only when `--config` is given).
+pub const DEFAULT_CONFIG: &str = "/etc/enforcer/enforcer.toml";
+/// Default control socket (of the daemon using the default state directory).
+pub const DEFAULT_SOCKET: &str = "/run/enforcer/enforcer.sock";
+
+/// The control socket when none is given: [`DEFAULT_SOCKET`] for the default state directory, else
+/// `<state-dir>/enforcer.sock`, so daemons with their own state directories (one daemon per state
+/// directory) never fight over one socket and the CLI finds each one from `--state-dir`.
+pub fn default_socket_for(state_dir: &Path) -> PathBuf {
+    if state_dir == Path::new(crate::store::DEFAULT_STATE_DIR) {
+        PathBuf::from(DEFAULT_SOCKET)
+    } else {
+        state_dir.join("enforcer.sock")
+    }
+}
+
+/// A validated configuration file. `None` = not set in the file.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FileConfig {
+    pub interfaces: Option<Vec<String>>,
+    pub ports: Option<Vec<u16>>,
+    pub mode: Option<String>,
+    pub report_only: Option<bool>,
+    pub pin_dir: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub socket: Option<PathBuf>,
+    pub metrics_addr: Option<SocketAddr>,
+    /// Schedule, aggregation, allow-list and pause budget (defaults: Exchange Online's).
+    pub policy: Policy,
+    /// Per-product end of support overrides (classifier product id -> date), e.g. an ESU contract.
+    pub end_of_support: BTreeMap<String, time::Date>,
+}
+
+/// A configuration problem: file, line, key and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: `{key}`: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub key: String,
+    pub message: String,
+}
+
+pub const MODES: [&str; 4] = ["auto", "xdp", "xdp-skb", "tc"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    interfaces: Option<Spanned<Vec<String>>>,
+    ports: Option<Spanned<Vec<Spanned<i64>>>>,
+    mode: Option<Spanned<String>>,
+    report_only: Option<bool>,
+    pin_dir: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    metrics_addr: Option<Spanned<String>>,
+    enforcement: Option<RawEnforcement>,
+    classifier: Option<RawClassifier>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnforcement {
+    aggregation: Option<RawAggregation>,
+    allow: Option<Vec<Spanned<Prefix>>>,
+    pause_budget: Option<Spanned<Span>>,
+    stages: Option<Spanned<Vec<Spanned<RawStage>>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAggregation {
+    v4: Option<Spanned<i64>>,
+    v6: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStage {
+    after: Spanned<Span>,
+    action: Option<Spanned<String>>,
+    period: Option<Spanned<Span>>,
+    throttle: Option<Spanned<Span>>,
+    block: Option<Spanned<Span>>,
+    block_at: Option<Spanned<Span>>,
+    refusal: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClassifier {
+    end_of_support: Option<BTreeMap<String, Spanned<String>>>,
+}
+
+impl FileConfig {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let src = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: 0,
+            key: "(file)".into(),
+            message: format!(
+                "cannot read the configuration file: {e}; pass an existing file to --config"
+            ),
+        })?;
+        Self::parse(&path.display().to_string(), &src)
+    }
+
+    /// Parses and validates configuration text; `file` names it in errors.
+    pub fn parse(file: &str, src: &str) -> Result<Self, ConfigError> {
+        let ctx = Ctx { file, src };
+        let raw: Raw = toml::from_str(src).map_err(|e| ctx.toml_error(&e))?;
+        let mut cfg = FileConfig {
+            interfaces: None,
+            ports: None,
+            mode: None,
+            report_only: raw.report_only,
+            pin_dir: raw.pin_dir,
+            state_dir: raw.state_dir,
+            socket: raw.socket,
+            metrics_addr: None,
+            policy: Policy::default(),
+            end_of_support: BTreeMap::new(),
+        };
+        if let Some(ifaces) = raw.interfaces {
+            let span = ifaces.span();
+            let list = ifaces.into_inner();
+            if let Some(bad) = list
+                .iter()
+                .find(|i| i.is_empty() || i.len() > 15 || i.contains(['/', ' ']))
+            {
+                return Err(ctx.err(span, "interfaces", format!("`{bad}` is not a valid interface name (at most 15 characters, no `/` or spaces)")));
+            }
+            cfg.interfaces = Some(list);
+        }
+        if let Some(ports) = raw.ports {
+            let mut out = Vec::new();
+            for p in ports.into_inner() {
+                let v = *p.get_ref();
+                if !(1..=65535).contains(&v) {
+                    return Err(ctx.err(
+                        p.span(),
+                        "ports",
+                        format!("{v} is not a TCP port (1-65535)"),
+                    ));
+                }
+                out.push(v as u16);
+            }
+            cfg.ports = Some(out);
+        }
+        if let Some(mode) = raw.mode {
+            if !MODES.contains(&mode.get_ref().as_str()) {
+                return Err(ctx.err(
+                    mode.span(),
+                    "mode",
+                    format!(
+                        "`{}` is not a mode; use one of {}",
+                        mode.get_ref(),
+                        MODES.join(", ")
+                    ),
+                ));
+            }
+            cfg.mode = Some(mode.into_inner());
+        }
+        if let Some(addr) = raw.metrics_addr {
+            let parsed = addr.get_ref().parse().map_err(|_| {
+                ctx.err(
+                    addr.span(),
+                    "metrics_addr",
+                    format!(
+                        "`{}` is not an address:port (example: 127.0.0.1:9925)",
+                        addr.get_ref()
+                    ),
+                )
+            })?;
+            cfg.metrics_addr = Some(parsed);
+        }
+        if let Some(e) = raw.enforcement {
+            ctx.enforcement(e, &mut cfg.policy)?;
+        }
+        if let Some(c) = raw.classifier {
+            for (product, date) in c.end_of_support.unwrap_or_default() {
+                let fmt = time::macros::format_description!("[year]-[month]-[day]");
+                let d = time::Date::parse(date.get_ref(), fmt).map_err(|_| {
+                    ctx.err(
+                        date.span(),
+                        &format!("classifier.end_of_support.{product}"),
+                        format!("`{}` is not a date; write YYYY-MM-DD", date.get_ref()),
+                    )
+                })?;
+                if let Err(e) = crate::classify::SupportOverrides::new().set(&product, d) {
+                    return Err(ctx.err(
+                        date.span(),
+                        &format!("classifier.end_of_support.{product}"),
+                        e,
+                    ));
+                }
+                cfg.end_of_support.insert(product, d);
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+impl FileConfig {
+    /// The classifier's support overrides (keys were checked when the file was parsed).
+    pub fn support_overrides(&self) -> Result<crate::classify::SupportOverrides, String> {
+        let mut o = crate::classify::SupportOverrides::new();
+        for (version, date) in &self.end_of_support {
+            o.set(version, *date)?;
+        }
+        Ok(o)
+    }
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    src: &'a str,
+}
+
+impl Ctx<'_> {
+    fn line(&self, offset: usize) -> usize {
+        self.src[..offset.min(self.src.len())].matches('\n').count() + 1
+    }
+
+    fn err(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.to_string(),
+            line: self.line(span.start),
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// A serde/TOML error: the key is the one written on the offending line (qualified by its table).
+    fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
+        let offset = e.span().map(|s| s.start).unwrap_or(0);
+        let line = self.line(offset);
+        ConfigError {
+            file: self.file.to_string(),
+            line,
+            key: self.key_on_line(line),
+            message: e.message().trim().replace('\n', "; "),
+        }
+    }
+
+    fn key_on_line(&self, line: usize) -> String {
+        let lines: Vec<&str> = self.src.lines().collect();
+        let table = lines[..line.saturating_sub(1).min(lines.len())]
+            .iter()
+            .rev()
+            .map(|l| l.trim())
+            .find(|l| l.starts_with('['))
+            .map(|l| l.trim_matches(['[', ']']).trim().to_string());
+        let text = lines
+            .get(line.saturating_sub(1))
+            .map(|l| l.trim())
+            .unwrap_or("");
+        if text.starts_with('[') {
+            return text.trim_matches(['[', ']']).trim().to_string();
+        }
+        let key = text
+            .split('=')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches('"');
+        match (table, key.is_empty()) {
+            (Some(t), false) => format!("{t}.{key}"),
+            (Some(t), true) => t,
+            (None, false) => key.to_string(),
+            (None, true) => "(document)".into(),
+        }
+    }
+
+    fn enforcement(&self, e: RawEnforcement, policy: &mut Policy) -> Result<(), ConfigError> {
+        if let Some(a) = e.aggregation {
+            let mut agg = Aggregation::default();
+            if let Some(v4) = a.v4 {
+                agg.v4 = match *v4.get_ref() {
+                    n @ (24 | 32) => n as u8,
+                    n => {
+                        return Err(self.err(
+                            v4.span(),
+                            "enforcement.aggregation.v4",
+                            format!("{n} is not supported; use 32 (per host) or 24 (per /24)"),
+                        ))
+                    }
+                };
+            }
+            if let Some(v6) = a.v6 {
+                agg.v6 = match *v6.get_ref() {
+                    n @ (64 | 128) => n as u8,
+                    n => {
+                        return Err(self.err(
+                            v6.span(),
+                            "enforcement.aggregation.v6",
+                            format!("{n} is not supported; use 128 (per host) or 64 (per /64)"),
+                        ))
+                    }
+                };
+            }
+            policy.aggregation = agg;
+        }
+        if let Some(allow) = e.allow {
+            policy.allow = allow.into_iter().map(Spanned::into_inner).collect();
+        }
+        if let Some(b) = e.pause_budget {
+            if b.get_ref().secs() > 366 * 86_400 {
+                return Err(self.err(
+                    b.span(),
+                    "enforcement.pause_budget",
+                    format!("{} is more than a calendar year", b.get_ref()),
+                ));
+            }
+            policy.pause_budget = b.into_inner();
+        }
+        if let Some(stages) = e.stages {
+            let list_span = stages.span();
+            let raw = stages.into_inner();
+            let mut built = Vec::new();
+            for (i, st) in raw.iter().enumerate() {
+                built.push(self.stage(i + 1, st)?);
+            }
+            policy.schedule =
+                Schedule::new(built).map_err(|err| self.schedule_err(list_span, &raw, err))?;
+        }
+        Ok(())
+    }
+
+    fn stage(&self, n: usize, st: &Spanned<RawStage>) -> Result<Stage, ConfigError> {
+        let key = |k: &str| format!("enforcement.stages[{n}].{k}");
+        let s = st.get_ref();
+        let windows =
+            s.period.is_some() || s.throttle.is_some() || s.block.is_some() || s.block_at.is_some();
+        let action = match s.action.as_ref().map(|a| (a.get_ref().as_str(), a.span())) {
+            Some(("report", _)) | Some(("block", _)) if windows => {
+                return Err(self.err(st.span(), &key("action"), "period/throttle/block/block_at only apply to `action = \"windows\"`; remove them or change the action"));
+            }
+            Some(("report", _)) => Action::Report,
+            Some(("block", _)) => Action::Block,
+            Some(("windows", _)) | None if windows => {
+                let Some(period) = &s.period else {
+                    return Err(self.err(
+                        st.span(),
+                        &key("period"),
+                        "a windows stage needs `period` (e.g. \"1h\")",
+                    ));
+                };
+                let zero = Span::default();
+                let throttle = s.throttle.as_ref().map(|t| *t.get_ref()).unwrap_or(zero);
+                Action::Windows {
+                    period: *period.get_ref(),
+                    throttle,
+                    block_at: s
+                        .block_at
+                        .as_ref()
+                        .map(|b| *b.get_ref())
+                        .unwrap_or(throttle),
+                    block: s.block.as_ref().map(|b| *b.get_ref()).unwrap_or(zero),
+                }
+            }
+            Some(("windows", _)) | None => {
+                return Err(self.err(st.span(), &key("action"), "say what the stage does: action = \"report\", \"block\", or \"windows\" with period, throttle and/or block"));
+            }
+            Some((other, span)) => {
+                return Err(self.err(
+                    span,
+                    &key("action"),
+                    format!("`{other}` is not an action; use report, windows or block"),
+                ));
+            }
+        };
+        let refusal = match s.refusal.as_ref().map(|r| (r.get_ref().as_str(), r.span())) {
+            None | Some(("drop", _)) => Refusal::Drop,
+            Some(("reject", _)) => Refusal::Reject,
+            Some((other, span)) => {
+                return Err(self.err(
+                    span,
+                    &key("refusal"),
+                    format!("`{other}` is not a refusal; use drop (silent) or reject (TCP RST)"),
+                ));
+            }
+        };
+        Ok(Stage {
+            after: *s.after.get_ref(),
+            action,
+            refusal,
+        })
+    }
+
+    /// Points a schedule error at the key that causes it.
+    fn schedule_err(
+        &self,
+        list: Range<usize>,
+        raw: &[Spanned<RawStage>],
+        err: ScheduleError,
+    ) -> ConfigError {
+        use ScheduleError::*;
+        let stage = match &err {
+            Empty => return self.err(list, "enforcement.stages", err.to_string()),
+            FirstNotZero(_) => 1,
+            NotIncreasing { stage, .. }
+            | ZeroPeriod { stage }
+            | ThrottleLongerThanPeriod { stage, .. }
+            | BlockBeyondPeriod { stage, .. }
+            | Overlap { stage, .. }
+            | EmptyWindows { stage }
+            | FullPeriod { stage }
+            | TooLong { stage } => *stage,
+        };
+        let Some(st) = raw.get(stage - 1) else {
+            return self.err(list, "enforcement.stages", err.to_string());
+        };
+        let s = st.get_ref();
+        let pick = |k: &'static str, f: &Option<Spanned<Span>>| f.as_ref().map(|v| (k, v.span()));
+        let (k, span) = match &err {
+            FirstNotZero(_) | NotIncreasing { .. } => Some(("after", s.after.span())),
+            ZeroPeriod { .. } => pick("period", &s.period),
+            ThrottleLongerThanPeriod { .. } => pick("throttle", &s.throttle),
+            BlockBeyondPeriod { .. } => pick("block", &s.block),
+            Overlap { .. } => pick("block_at", &s.block_at),
+            _ => None,
+        }
+        .unwrap_or(("", st.span()));
+        let key = if k.is_empty() {
+            format!("enforcement.stages[{stage}]")
+        } else {
+            format!("enforcement.stages[{stage}].{k}")
+        };
+        self.err(span, &key, err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests;

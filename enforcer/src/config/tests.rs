@@ -1,0 +1,236 @@
+//! One test per class of bad input, each checking the reported line and key.
+
+use super::*;
+
+fn err(src: &str) -> ConfigError {
+    FileConfig::parse("t.toml", src).expect_err(src)
+}
+
+fn assert_err(src: &str, line: usize, key: &str, says: &str) {
+    let e = err(src);
+    assert_eq!((e.line, e.key.as_str()), (line, key), "{e}");
+    assert!(e.to_string().contains(says), "{e} should say {says:?}");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("t.toml:{line}: `{key}`")),
+        "{e}"
+    );
+}
+
+#[test]
+fn example_file_is_valid_and_equals_the_defaults() {
+    let cfg = FileConfig::parse(
+        "enforcer.example.toml",
+        include_str!("../../../enforcer.example.toml"),
+    )
+    .unwrap();
+    assert_eq!(cfg.policy.schedule, Schedule::default());
+    assert_eq!(cfg.policy.pause_budget, Policy::default().pause_budget);
+    assert_eq!(cfg.ports, Some(vec![25, 465, 587]));
+    assert_eq!(cfg.mode.as_deref(), Some("auto"));
+    assert_eq!(cfg.socket, Some(PathBuf::from(DEFAULT_SOCKET)));
+    assert_eq!(cfg.policy.allow.len(), 2);
+}
+
+#[test]
+fn empty_file_is_all_defaults() {
+    let cfg = FileConfig::parse("t.toml", "").unwrap();
+    assert_eq!(cfg, FileConfig::default());
+}
+
+#[test]
+fn unknown_keys() {
+    assert_err(
+        "ports = [25]\ninterface = [\"eth0\"]\n",
+        2,
+        "interface",
+        "unknown field",
+    );
+    assert_err(
+        "[enforcement]\npause_budget = \"9d\"\nbudget = 3\n",
+        3,
+        "enforcement.budget",
+        "unknown field",
+    );
+    assert_err(
+        "[[enforcement.stages]]\nafter = \"0s\"\naction = \"report\"\nwindow = \"5m\"\n",
+        4,
+        "enforcement.stages.window",
+        "unknown field",
+    );
+    assert_err("[daemon]\nx = 1\n", 1, "daemon", "unknown field");
+}
+
+#[test]
+fn bad_durations() {
+    assert_err(
+        "[enforcement]\npause_budget = \"90\"\n",
+        2,
+        "enforcement.pause_budget",
+        "not a duration",
+    );
+    assert_err(
+        "[[enforcement.stages]]\nafter = \"0s\"\naction = \"report\"\n[[enforcement.stages]]\nafter = \"3x\"\naction = \"block\"\n",
+        5,
+        "enforcement.stages.after",
+        "unknown unit",
+    );
+}
+
+#[test]
+fn overlapping_windows() {
+    let src = "[[enforcement.stages]]\nafter = \"0s\"\naction = \"windows\"\nperiod = \"1h\"\nthrottle = \"10m\"\nblock_at = \"5m\"\nblock = \"10m\"\n";
+    assert_err(
+        src,
+        6,
+        "enforcement.stages[1].block_at",
+        "overlaps the throttle window",
+    );
+}
+
+#[test]
+fn window_longer_than_period() {
+    let src = "[[enforcement.stages]]\nafter = \"0s\"\naction = \"report\"\n\n[[enforcement.stages]]\nafter = \"10s\"\nperiod = \"4s\"\nthrottle = \"5s\"\n";
+    assert_err(
+        src,
+        8,
+        "enforcement.stages[2].throttle",
+        "longer than its period",
+    );
+    let src = "[[enforcement.stages]]\nafter = \"0s\"\nperiod = \"1h\"\nthrottle = \"10m\"\nblock = \"55m\"\n";
+    assert_err(
+        src,
+        5,
+        "enforcement.stages[1].block",
+        "after the end of its period",
+    );
+}
+
+#[test]
+fn stages_out_of_order_or_not_starting_at_zero() {
+    assert_err(
+        "[[enforcement.stages]]\nafter = \"1d\"\naction = \"report\"\n",
+        2,
+        "enforcement.stages[1].after",
+        "must start",
+    );
+    let src = "[[enforcement.stages]]\nafter = \"0s\"\naction = \"report\"\n[[enforcement.stages]]\nafter = \"5d\"\naction = \"block\"\n[[enforcement.stages]]\nafter = \"5d\"\naction = \"block\"\n";
+    assert_err(src, 8, "enforcement.stages[3].after", "increasing");
+    assert_err(
+        "[enforcement]\nstages = []\n",
+        2,
+        "enforcement.stages",
+        "no stages",
+    );
+}
+
+#[test]
+fn bad_stage_shapes() {
+    assert_err(
+        "[[enforcement.stages]]\nafter = \"0s\"\n",
+        1,
+        "enforcement.stages[1].action",
+        "say what the stage does",
+    );
+    assert_err(
+        "[[enforcement.stages]]\nafter = \"0s\"\naction = \"nap\"\n",
+        3,
+        "enforcement.stages[1].action",
+        "not an action",
+    );
+    assert_err(
+        "[[enforcement.stages]]\nafter = \"0s\"\naction = \"block\"\nperiod = \"1h\"\n",
+        1,
+        "enforcement.stages[1].action",
+        "only apply",
+    );
+    assert_err(
+        "[[enforcement.stages]]\nafter = \"0s\"\nthrottle = \"1m\"\n",
+        1,
+        "enforcement.stages[1].period",
+        "needs `period`",
+    );
+    assert_err(
+        "[[enforcement.stages]]\nafter = \"0s\"\naction = \"block\"\nrefusal = \"rst\"\n",
+        4,
+        "enforcement.stages[1].refusal",
+        "not a refusal",
+    );
+    assert_err(
+        "[[enforcement.stages]]\nafter = \"0s\"\naction = \"windows\"\nperiod = \"1h\"\n",
+        1,
+        "enforcement.stages[1]",
+        "both windows are empty",
+    );
+}
+
+#[test]
+fn bad_scalars() {
+    assert_err("ports = [25, 70000]\n", 1, "ports", "not a TCP port");
+    assert_err("mode = \"fast\"\n", 1, "mode", "not a mode");
+    assert_err(
+        "metrics_addr = \"localhost\"\n",
+        1,
+        "metrics_addr",
+        "not an address:port",
+    );
+    assert_err(
+        "interfaces = [\"eth0\", \"a/b\"]\n",
+        1,
+        "interfaces",
+        "not a valid interface name",
+    );
+    assert_err("report_only = \"yes\"\n", 1, "report_only", "invalid type");
+    assert_err(
+        "[enforcement]\nallow = [\"10.0.0.0/33\"]\n",
+        2,
+        "enforcement.allow",
+        "prefix length",
+    );
+    assert_err(
+        "[enforcement.aggregation]\nv4 = 16\n",
+        2,
+        "enforcement.aggregation.v4",
+        "use 32",
+    );
+    assert_err(
+        "[classifier.end_of_support]\nexchange-2016 = \"next year\"\n",
+        2,
+        "classifier.end_of_support.exchange-2016",
+        "YYYY-MM-DD",
+    );
+    assert_err("ports = [25\n", 1, "ports", "");
+    assert_err(
+        "[classifier.end_of_support]\nexchange-1999 = \"2030-01-01\"\n",
+        2,
+        "classifier.end_of_support.exchange-1999",
+        "unknown Exchange version",
+    );
+}
+
+#[test]
+fn compressed_schedule_parses() {
+    let src = r#"
+[enforcement]
+aggregation = { v4 = 24, v6 = 64 }
+pause_budget = "2d"
+[[enforcement.stages]]
+after = "0s"
+action = "report"
+[[enforcement.stages]]
+after = "4s"
+period = "4s"
+throttle = "2s"
+refusal = "reject"
+[[enforcement.stages]]
+after = "12s"
+action = "block"
+[classifier.end_of_support]
+exchange-2016 = "2026-10-14"
+"#;
+    let cfg = FileConfig::parse("t.toml", src).unwrap();
+    assert_eq!(cfg.policy.schedule.len(), 3);
+    assert_eq!(cfg.policy.schedule.stage(2).refusal, Refusal::Reject);
+    assert_eq!(cfg.policy.aggregation, Aggregation { v4: 24, v6: 64 });
+    assert_eq!(cfg.end_of_support.len(), 1);
+}

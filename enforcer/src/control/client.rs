@@ -1,0 +1,103 @@
+//! CLI side of the control socket: one request, one reply, blocking, with timeouts.
+
+use super::protocol::{Reply, Request, MAX_LINE};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Evidence classification and a durable commit take well under a second; this only catches a hung daemon.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("the enforcer daemon is not running (nothing listens on {0}); start it with `enforcer run --iface IFACE`, or pass --socket PATH if it uses another socket")]
+    NotRunning(PathBuf),
+    #[error(
+        "permission denied on the control socket {0}: it is root only; run this command as root"
+    )]
+    Denied(PathBuf),
+    #[error("talking to the daemon on {path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
+    #[error("the daemon sent a reply that is not valid JSON: {0}")]
+    BadReply(String),
+    /// The daemon refused the request; `usage` = bad input.
+    #[error("{msg}")]
+    Refused { usage: bool, msg: String },
+}
+
+/// Whether a daemon is listening on `socket`.
+pub fn daemon_running(socket: &Path) -> bool {
+    request(socket, &Request::Ping {}).is_ok()
+}
+
+/// Whether a daemon listens on `socket` and owns `state_dir` (then it holds the database open and
+/// operator changes must go through it).
+pub fn daemon_owning(socket: &Path, state_dir: &Path) -> bool {
+    let Ok(v) = request(socket, &Request::Ping {}) else {
+        return false;
+    };
+    let Some(theirs) = v.get("state_dir").and_then(|s| s.as_str()) else {
+        return false;
+    };
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    canon(Path::new(theirs)) == canon(state_dir)
+}
+
+/// Sends one request and returns the reply's `result`.
+pub fn request(socket: &Path, req: &Request) -> Result<serde_json::Value, ClientError> {
+    let io = |err| ClientError::Io {
+        path: socket.to_path_buf(),
+        err,
+    };
+    let mut stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+            ClientError::NotRunning(socket.to_path_buf())
+        }
+        std::io::ErrorKind::PermissionDenied => ClientError::Denied(socket.to_path_buf()),
+        _ => io(e),
+    })?;
+    stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
+    stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
+    let mut line = serde_json::to_string(req).map_err(|e| ClientError::BadReply(e.to_string()))?;
+    if line.len() > MAX_LINE {
+        return Err(ClientError::Refused {
+            usage: true,
+            msg: format!(
+                "the request is {} bytes, more than the {} bytes the daemon accepts; feed a shorter transcript",
+                line.len(),
+                MAX_LINE
+            ),
+        });
+    }
+    line.push('\n');
+    stream.write_all(line.as_bytes()).map_err(io)?;
+    let mut reply = Vec::new();
+    BufReader::new(stream.take(MAX_LINE as u64 * 4))
+        .read_until(b'\n', &mut reply)
+        .map_err(io)?;
+    let reply: Reply = serde_json::from_slice(&reply).map_err(|e| {
+        ClientError::BadReply(format!(
+            "{e}: {}",
+            String::from_utf8_lossy(&reply[..reply.len().min(200)])
+        ))
+    })?;
+    if reply.ok {
+        Ok(reply.result.unwrap_or(serde_json::Value::Null))
+    } else {
+        Err(ClientError::Refused {
+            usage: reply.usage,
+            msg: reply
+                .error
+                .unwrap_or_else(|| "the daemon refused the request".into()),
+        })
+    }
+}
+
+/// Maps a client error into the CLI's error kinds (bad input => exit status 2).
+pub fn to_cli_error(e: ClientError) -> anyhow::Error {
+    match e {
+        ClientError::Refused { usage: true, msg } => crate::cli::UsageError(msg).into(),
+        other => anyhow::anyhow!(other),
+    }
+}

@@ -1,0 +1,169 @@
+//! The control protocol: one JSON object per line each way over the daemon's Unix socket.
+//!
+//! Request: `{"op":"senders"}`, `{"op":"sender","target":"192.0.2.7"}`,
+//! `{"op":"evidence","target":"192.0.2.7","text":"220 mail.example.com Microsoft ESMTP ..."}`,
+//! `{"op":"pause","target":"192.0.2.7","days":7}`, `{"op":"resume","target":...}`,
+//! `{"op":"forget","target":...}`, `{"op":"put_rule","rule":{...}}`, `{"op":"remove_rule","prefix":"..."}`,
+//! `{"op":"ping"}`.
+//! Reply: `{"ok":true,"result":...}` or `{"ok":false,"usage":true|false,"error":"..."}`; `usage` marks
+//! bad input (the CLI exits 2) as opposed to a failure inside the daemon (exit 1).
+
+use serde::{Deserialize, Serialize};
+
+/// Longest request line accepted (an evidence transcript or header block is the largest payload).
+pub const MAX_LINE: usize = 4 << 20;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    Ping {},
+    Senders,
+    Sender {
+        target: String,
+    },
+    Evidence {
+        target: String,
+        text: String,
+    },
+    Pause {
+        target: String,
+        days: u64,
+    },
+    Resume {
+        target: String,
+    },
+    Forget {
+        target: String,
+    },
+    /// Store an operator rule durably and apply it (a `crate::rule::Rule` as JSON).
+    PutRule {
+        rule: serde_json::Value,
+    },
+    /// Remove the operator rule for a prefix.
+    RemoveRule {
+        prefix: String,
+    },
+    /// Every rule the daemon keeps in the kernel: operator rules and engine entries.
+    Rules {},
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub usage: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Reply {
+    pub fn ok(result: impl Serialize) -> Self {
+        match serde_json::to_value(result) {
+            Ok(v) => Reply {
+                ok: true,
+                result: Some(v),
+                usage: false,
+                error: None,
+            },
+            Err(e) => Reply::internal(format!("cannot encode the reply: {e}")),
+        }
+    }
+
+    /// The request was wrong: the message says what and how to fix it.
+    pub fn usage(msg: impl Into<String>) -> Self {
+        Reply {
+            ok: false,
+            result: None,
+            usage: true,
+            error: Some(msg.into()),
+        }
+    }
+
+    pub fn internal(msg: impl Into<String>) -> Self {
+        Reply {
+            ok: false,
+            result: None,
+            usage: false,
+            error: Some(msg.into()),
+        }
+    }
+
+    pub fn to_line(&self) -> String {
+        let mut s = serde_json::to_string(self).unwrap_or_else(|e| {
+            format!(r#"{{"ok":false,"error":"cannot encode the reply: {e}"}}"#)
+        });
+        s.push('\n');
+        s
+    }
+}
+
+/// Decodes one request line; the error is the reply to send back.
+pub fn decode_request(line: &[u8]) -> Result<Request, Reply> {
+    let text = std::str::from_utf8(line)
+        .map_err(|_| Reply::usage("the request is not UTF-8 JSON"))?
+        .trim();
+    if text.is_empty() {
+        return Err(Reply::usage(
+            "empty request; send one JSON object per line, e.g. {\"op\":\"ping\"}",
+        ));
+    }
+    serde_json::from_str(text).map_err(|e| Reply::usage(format!("bad request: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_every_request() {
+        let cases = [
+            (r#"{"op":"ping"}"#, Request::Ping {}),
+            (r#"{"op":"senders"}"#, Request::Senders),
+            (
+                r#"{"op":"sender","target":"192.0.2.7"}"#,
+                Request::Sender {
+                    target: "192.0.2.7".into(),
+                },
+            ),
+            (
+                r#"{"op":"pause","target":"::1","days":3}"#,
+                Request::Pause {
+                    target: "::1".into(),
+                    days: 3,
+                },
+            ),
+            (
+                r#" {"op":"forget","target":"x"} "#,
+                Request::Forget { target: "x".into() },
+            ),
+        ];
+        for (line, want) in cases {
+            assert_eq!(decode_request(line.as_bytes()).unwrap(), want);
+            let back = serde_json::to_string(&want).unwrap();
+            assert_eq!(decode_request(back.as_bytes()).unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn malformed_requests_get_usage_replies() {
+        for bad in [
+            &b""[..],
+            b"   ",
+            b"not json",
+            b"{}",
+            br#"{"op":"launch"}"#,
+            br#"{"op":"pause","target":"1.2.3.4"}"#,
+            br#"{"op":"pause","target":"1.2.3.4","days":-1}"#,
+            br#"{"op":"ping","extra":1}"#,
+            b"\xff\xfe",
+            br#"[1,2,3]"#,
+        ] {
+            let r = decode_request(bad).unwrap_err();
+            assert!(!r.ok && r.usage, "{bad:?}");
+            assert!(r.error.as_deref().unwrap_or("").len() > 5);
+            assert!(r.to_line().ends_with('\n'));
+        }
+    }
+}

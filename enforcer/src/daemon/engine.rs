@@ -1,0 +1,733 @@
+//! The engine: sender records and operator rules in memory, mirrored durably in the store and
+//! applied to the kernel. Single-owner and synchronous; the tokio shell in `runner.rs` feeds it
+//! requests and wakes it at [`Engine::next_wakeup`]. Every method takes `now` (Unix seconds).
+//!
+//! Kernel entries are keyed by exact prefix. For a prefix with both an operator rule and a sender
+//! record, the operator rule wins; when it is removed or expires, the engine's entry comes back.
+//! Order of every change: store commit first (so what the CLI is told survives kill -9), then the
+//! kernel, then the reply.
+
+use super::kernel::Kernel;
+use super::metrics::EngineMetrics;
+use super::views;
+use crate::classify::{classify_bytes, SupportOverrides};
+use crate::control::{Reply, Request};
+use crate::duration::Span;
+use crate::net::Prefix;
+use crate::policy::{Action, Desired, Evidence, Policy, Record, Refusal, Standing};
+use crate::rule::{Rule, RuleSource, Verdict};
+use crate::store::{senders as db, Store};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+
+/// A failed kernel write is retried this many seconds later.
+const RETRY_SECS: i64 = 5;
+
+/// What the engine needs besides its store and kernel.
+#[derive(Clone, Debug, Default)]
+pub struct EngineSettings {
+    pub policy: Policy,
+    pub overrides: SupportOverrides,
+    /// The datapath only counts; shown in `enforcer sender` ("would be refused").
+    pub report_only: bool,
+    /// Reported by `ping`, so the CLI routes operator commands only to the daemon that owns the
+    /// state directory it was pointed at.
+    pub state_dir: Option<std::path::PathBuf>,
+}
+
+/// What start-up reconciliation did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    pub senders: usize,
+    pub operator_rules: usize,
+    /// Entries written (every desired entry is rewritten, refreshing boot-clock times).
+    pub written: usize,
+    /// Kernel entries the store does not know, removed.
+    pub removed: usize,
+    pub failed: usize,
+}
+
+pub struct Engine<K: Kernel> {
+    policy: Policy,
+    overrides: SupportOverrides,
+    report_only: bool,
+    state_dir: Option<std::path::PathBuf>,
+    store: Store,
+    kernel: K,
+    records: BTreeMap<Prefix, Record>,
+    operator: BTreeMap<Prefix, Rule>,
+    /// What this engine last wrote to the kernel per prefix.
+    applied: BTreeMap<Prefix, Rule>,
+    timers: BTreeSet<(i64, Prefix)>,
+    due: HashMap<Prefix, i64>,
+    labels: HashMap<Prefix, Vec<(String, String)>>,
+    metrics: EngineMetrics,
+    /// Wall clock minus boot clock (ns) when the kernel entries were last converted.
+    clock_offset: Option<i128>,
+}
+
+impl<K: Kernel> Engine<K> {
+    /// Loads the store, catches records up with the time the daemon was down, and makes the kernel
+    /// maps equal to what the store says (rebuilding them when they are empty after a reboot).
+    pub fn start(
+        settings: EngineSettings,
+        store: Store,
+        kernel: K,
+        metrics: EngineMetrics,
+        now: i64,
+    ) -> anyhow::Result<(Self, Reconciled)> {
+        let mut e = Engine {
+            policy: settings.policy,
+            overrides: settings.overrides,
+            report_only: settings.report_only,
+            state_dir: settings.state_dir,
+            store,
+            kernel,
+            records: BTreeMap::new(),
+            operator: BTreeMap::new(),
+            applied: BTreeMap::new(),
+            timers: BTreeSet::new(),
+            due: HashMap::new(),
+            labels: HashMap::new(),
+            metrics,
+            clock_offset: None,
+        };
+        let mut changed = Vec::new();
+        for mut rec in db::senders(&e.store.db)? {
+            if catch_up(&e.policy, &mut rec, now) {
+                changed.push(rec.clone());
+            }
+            e.records.insert(rec.prefix, rec);
+        }
+        if !changed.is_empty() {
+            db::put_senders(&e.store.db, changed.iter())?;
+        }
+        for rule in e.store.rules()? {
+            e.operator.insert(rule.prefix, rule);
+        }
+        let report = e.reconcile(now)?;
+        let prefixes: Vec<Prefix> = e.records.keys().chain(e.operator.keys()).copied().collect();
+        for p in prefixes {
+            e.schedule(p, now);
+            e.relabel(p, now);
+        }
+        Ok((e, report))
+    }
+
+    /// Kernel := store. Entries the store does not know are removed; every desired entry is written.
+    pub fn reconcile(&mut self, now: i64) -> anyhow::Result<Reconciled> {
+        let mut desired = BTreeMap::new();
+        for p in self.records.keys().chain(self.operator.keys()) {
+            if let Some(r) = self.desired_for(p, now) {
+                desired.insert(*p, r);
+            }
+        }
+        let mut rep = Reconciled {
+            senders: self.records.len(),
+            operator_rules: self.operator.len(),
+            ..Reconciled::default()
+        };
+        for p in self.kernel.prefixes()? {
+            if !desired.contains_key(&p) {
+                self.metrics.kernel_writes.inc();
+                match self.kernel.remove(&p) {
+                    Ok(_) => rep.removed += 1,
+                    Err(err) => {
+                        self.metrics.kernel_errors.inc();
+                        log::error!("removing stale kernel entry {p}: {err:#}");
+                        rep.failed += 1;
+                    }
+                }
+            }
+        }
+        self.applied.clear();
+        for (p, rule) in desired {
+            self.metrics.kernel_writes.inc();
+            match self.kernel.upsert(&rule) {
+                Ok(()) => {
+                    rep.written += 1;
+                    self.applied.insert(p, rule);
+                }
+                Err(err) => {
+                    self.metrics.kernel_errors.inc();
+                    log::error!("writing kernel entry {p}: {err:#}");
+                    rep.failed += 1;
+                }
+            }
+        }
+        Ok(rep)
+    }
+
+    pub fn records(&self) -> impl Iterator<Item = &Record> {
+        self.records.values()
+    }
+
+    pub fn kernel(&self) -> &K {
+        &self.kernel
+    }
+
+    #[cfg(test)]
+    pub(crate) fn kernel_mut_for_test(&mut self) -> &mut K {
+        &mut self.kernel
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// When the engine next needs to run [`Engine::tick`]; `None` = only on requests.
+    pub fn next_wakeup(&self) -> Option<i64> {
+        self.timers.first().map(|(t, _)| *t)
+    }
+
+    /// Kernel entries hold boot-clock times converted from the wall clock when written. When the wall
+    /// clock steps (NTP at boot, an operator) by more than a second, every entry is re-converted so
+    /// throttle windows stay on wall-clock boundaries. O(1) unless the clock stepped.
+    pub fn check_clock(&mut self, unix_ns: i128, boot_ns: u64) {
+        let offset = unix_ns - boot_ns as i128;
+        let stepped = self
+            .clock_offset
+            .is_some_and(|last| (offset - last).abs() > 1_000_000_000);
+        if stepped {
+            let rules: Vec<Rule> = self.applied.values().cloned().collect();
+            let mut moved = 0;
+            for rule in &rules {
+                self.metrics.kernel_writes.inc();
+                match self.kernel.realign(rule) {
+                    Ok(true) => moved += 1,
+                    Ok(false) => {}
+                    Err(err) => {
+                        self.metrics.kernel_errors.inc();
+                        log::error!("re-aligning {} to the wall clock: {err:#}", rule.prefix);
+                    }
+                }
+            }
+            log::info!(
+                "the wall clock stepped; re-aligned {moved} of {} kernel entries",
+                rules.len()
+            );
+        }
+        self.clock_offset = Some(offset);
+    }
+
+    /// Applies every change due at or before `now`: only the senders whose timer fired are touched.
+    pub fn tick(&mut self, now: i64) {
+        while let Some(&(t, p)) = self.timers.first() {
+            if t > now {
+                break;
+            }
+            self.timers.pop_first();
+            self.due.remove(&p);
+            if self.operator.get(&p).is_some_and(|r| r.is_expired(now)) {
+                // Expired operator rules leave the store too, as `enforcer run` does without the engine.
+                match self.store.remove_rule(&p) {
+                    Ok(_) => {
+                        self.operator.remove(&p);
+                        log::info!("operator rule for {p} expired and was removed");
+                    }
+                    Err(err) => log::error!("removing the expired operator rule for {p}: {err:#}"),
+                }
+                // Engine entries it covered come back.
+                self.resync_under(p, now);
+            }
+            if let Some(rec) = self.records.get(&p) {
+                let mut rec = rec.clone();
+                if catch_up(&self.policy, &mut rec, now) {
+                    self.metrics.stage_changes.inc();
+                    if let Err(err) = db::put_sender(&self.store.db, &rec) {
+                        // The stage is a function of the stored times, so a restart recomputes it.
+                        log::error!("storing the new stage of {p}: {err:#}");
+                    }
+                    self.records.insert(p, rec);
+                }
+            }
+            let _ = self.sync(p, now); // failures are logged and retried
+            self.schedule(p, now);
+            self.relabel(p, now);
+        }
+        self.metrics
+            .next_change
+            .set(self.next_wakeup().unwrap_or(0));
+    }
+
+    /// Serves one control request.
+    pub fn handle(&mut self, req: Request, now: i64) -> Reply {
+        let op = op_name(&req);
+        let reply = self.dispatch(req, now);
+        let outcome = if reply.ok {
+            "ok"
+        } else if reply.usage {
+            "usage"
+        } else {
+            "error"
+        };
+        self.metrics
+            .requests
+            .get_or_create(&vec![
+                ("op".into(), op.into()),
+                ("outcome".into(), outcome.into()),
+            ])
+            .inc();
+        self.metrics
+            .next_change
+            .set(self.next_wakeup().unwrap_or(0));
+        reply
+    }
+
+    fn dispatch(&mut self, req: Request, now: i64) -> Reply {
+        match req {
+            Request::Ping {} => Reply::ok(serde_json::json!({
+                "pong": true,
+                "state_dir": self.state_dir,
+                "senders": self.records.len(),
+            })),
+            Request::Senders => {
+                let list: Vec<_> = self
+                    .records
+                    .values()
+                    .map(|r| views::view(&self.policy, r, self.operator_for(&r.prefix, now), now))
+                    .collect();
+                Reply::ok(list)
+            }
+            Request::Sender { target } => match self.find(&target) {
+                Ok(p) => Reply::ok(self.detail(p, now)),
+                Err(r) => r,
+            },
+            Request::Evidence { target, text } => self.evidence(&target, &text, now),
+            Request::Pause { target, days } => self.modify(&target, now, |pol, rec| {
+                pol.pause(rec, days, now).map(|_| ())
+            }),
+            Request::Resume { target } => {
+                self.modify(&target, now, |pol, rec| pol.resume(rec, now).map(|_| ()))
+            }
+            Request::Forget { target } => self.forget(&target, now),
+            Request::PutRule { rule } => self.put_rule(rule, now),
+            Request::RemoveRule { prefix } => self.remove_rule(&prefix, now),
+            Request::Rules {} => {
+                let mut rules: Vec<&Rule> = self.operator.values().collect();
+                rules.extend(
+                    self.applied
+                        .values()
+                        .filter(|r| !self.operator.contains_key(&r.prefix)),
+                );
+                Reply::ok(rules)
+            }
+        }
+    }
+
+    fn detail(&self, p: Prefix, now: i64) -> views::SenderDetail {
+        let rec = &self.records[&p];
+        views::detail(
+            &self.policy,
+            rec,
+            self.operator_for(&p, now),
+            self.report_only,
+            now,
+        )
+    }
+
+    fn evidence(&mut self, target: &str, text: &str, now: i64) -> Reply {
+        let Ok(addr) = target.trim().parse::<IpAddr>() else {
+            return Reply::usage(format!(
+                "`{target}` is not an IP address; evidence is fed for one sending host (e.g. 192.0.2.7)"
+            ));
+        };
+        let today = time::OffsetDateTime::from_unix_timestamp(now)
+            .map(|d| d.date())
+            .unwrap_or(time::Date::MIN);
+        let class = match classify_bytes(text.as_bytes(), today, &self.overrides) {
+            Ok(c) => c,
+            Err(e) => {
+                self.count_evidence("unreadable");
+                return Reply::usage(e.to_string());
+            }
+        };
+        let ev = match evidence_of(&class, now) {
+            Ok(ev) => ev,
+            Err(e) => return Reply::internal(e),
+        };
+        let key = self.policy.aggregation.prefix_for(addr);
+        let before = self.records.get(&key).cloned();
+        let was = before.as_ref().map(|r| self.policy.stage_at(r, now));
+        let mut rec = self.policy.observe(before, addr, ev, now);
+        catch_up(&self.policy, &mut rec, now);
+        if let Err(err) = db::put_sender(&self.store.db, &rec) {
+            return Reply::internal(format!(
+                "could not store the record for {key} (nothing changed): {err:#}"
+            ));
+        }
+        let is = self.policy.stage_at(&rec, now);
+        let outcome = match (was.and_then(|w| w.stage()), is) {
+            (_, Standing::AllowListed) => "allow-listed",
+            (None, Standing::Enforcing { .. }) => "entered",
+            (Some(_), Standing::Clear) => "left",
+            _ => "unchanged",
+        };
+        self.count_evidence(outcome);
+        log::info!("evidence for {addr} ({key}): {outcome}");
+        self.records.insert(key, rec);
+        let _ = self.sync(key, now); // failures are logged and retried
+        self.schedule(key, now);
+        self.relabel(key, now);
+        Reply::ok(self.detail(key, now))
+    }
+
+    fn count_evidence(&self, outcome: &str) {
+        self.metrics
+            .evidence
+            .get_or_create(&EngineMetrics::outcome("outcome", outcome))
+            .inc();
+    }
+
+    /// Applies an operator change to a record: durable first, then kernel.
+    fn modify(
+        &mut self,
+        target: &str,
+        now: i64,
+        f: impl FnOnce(&Policy, &mut Record) -> Result<(), crate::policy::PolicyError>,
+    ) -> Reply {
+        let p = match self.find(target) {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        let mut rec = self.records[&p].clone();
+        catch_up(&self.policy, &mut rec, now);
+        if let Err(e) = f(&self.policy, &mut rec) {
+            return Reply::usage(e.to_string());
+        }
+        if let Err(err) = db::put_sender(&self.store.db, &rec) {
+            return Reply::internal(format!(
+                "could not store the change for {p} (nothing changed): {err:#}"
+            ));
+        }
+        self.records.insert(p, rec);
+        let _ = self.sync(p, now); // failures are logged and retried
+        self.schedule(p, now);
+        self.relabel(p, now);
+        Reply::ok(self.detail(p, now))
+    }
+
+    fn forget(&mut self, target: &str, now: i64) -> Reply {
+        let p = match self.find(target) {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        if let Err(err) = db::remove_sender(&self.store.db, &p) {
+            return Reply::internal(format!(
+                "could not delete the record for {p} (nothing changed): {err:#}"
+            ));
+        }
+        self.records.remove(&p);
+        let _ = self.sync(p, now); // failures are logged and retried
+        self.schedule(p, now);
+        self.relabel(p, now);
+        log::info!("forgot sender {p}");
+        Reply::ok(serde_json::json!({ "forgotten": p }))
+    }
+
+    fn put_rule(&mut self, rule: serde_json::Value, now: i64) -> Reply {
+        let mut rule: Rule = match serde_json::from_value(rule) {
+            Ok(r) => r,
+            Err(e) => return Reply::usage(format!("bad rule: {e}")),
+        };
+        rule.source = RuleSource::Operator;
+        if let Err(e) = rule.validate() {
+            return Reply::usage(e);
+        }
+        if let Err(err) = self.store.put_rule(&rule) {
+            return Reply::internal(format!(
+                "could not store the rule for {} (nothing changed): {err:#}",
+                rule.prefix
+            ));
+        }
+        let p = rule.prefix;
+        self.operator.insert(p, rule.clone());
+        let kernel = self.sync(p, now);
+        self.schedule(p, now);
+        self.relabel(p, now);
+        self.resync_under(p, now);
+        match kernel {
+            Ok(()) => Reply::ok(rule),
+            Err(e) => Reply::internal(format!(
+                "the rule for {p} is stored and will be applied on retry, but writing the kernel entry failed: {e}"
+            )),
+        }
+    }
+
+    fn remove_rule(&mut self, prefix: &str, now: i64) -> Reply {
+        let p: Prefix = match prefix.parse() {
+            Ok(p) => p,
+            Err(e) => return Reply::usage(e.to_string()),
+        };
+        let removed = match self.store.remove_rule(&p) {
+            Ok(r) => r,
+            Err(err) => {
+                return Reply::internal(format!("could not remove the rule for {p}: {err:#}"))
+            }
+        };
+        let had = self.operator.remove(&p);
+        let kernel = self.sync(p, now);
+        self.schedule(p, now);
+        self.relabel(p, now);
+        self.resync_under(p, now);
+        if let Err(e) = kernel {
+            return Reply::internal(format!("the rule for {p} is removed from the store, but the kernel entry could not be updated: {e}"));
+        }
+        Reply::ok(serde_json::json!({
+            "removed": removed.or(had),
+            "engine_entry": self.applied.get(&p).map(|r| r.verdict.describe()),
+        }))
+    }
+
+    /// The record a target names: an address (its aggregate, or any record containing it) or a prefix.
+    fn find(&self, target: &str) -> Result<Prefix, Reply> {
+        let t = target.trim();
+        let hit = if let Ok(ip) = t.parse::<IpAddr>() {
+            let key = self.policy.aggregation.prefix_for(ip);
+            if self.records.contains_key(&key) {
+                Some(key)
+            } else {
+                self.records
+                    .keys()
+                    .filter(|p| p.contains(ip))
+                    .max_by_key(|p| p.len())
+                    .copied()
+            }
+        } else {
+            match t.parse::<Prefix>() {
+                Ok(p) => self.records.contains_key(&p).then_some(p),
+                Err(e) => {
+                    return Err(Reply::usage(format!(
+                        "`{t}` is not an IP address or prefix: {e}"
+                    )))
+                }
+            }
+        };
+        hit.ok_or_else(|| {
+            Reply::usage(format!(
+                "no sender record for {t}; `enforcer senders` lists them, `enforcer evidence {t} FILE` creates one"
+            ))
+        })
+    }
+
+    /// The kernel entry a prefix should have at `now`.
+    fn desired_for(&self, p: &Prefix, now: i64) -> Option<Rule> {
+        if let Some(r) = self.operator.get(p).filter(|r| !r.is_expired(now)) {
+            return Some(r.clone());
+        }
+        let rec = self.records.get(p)?;
+        // An operator rule on a covering prefix wins too: a host entry would otherwise be the longest
+        // match in the kernel and override, say, an operator block of the whole /24.
+        if self.operator_for(p, now).is_some() {
+            return None;
+        }
+        self.policy.desired_one(rec, now).map(|d| engine_rule(&d))
+    }
+
+    /// The live operator rule that decides for `p`: one for exactly `p`, else the most specific one
+    /// covering it. Operator rules are few (typed by hand), so a scan is fine.
+    fn operator_for(&self, p: &Prefix, now: i64) -> Option<&Rule> {
+        if let Some(r) = self.operator.get(p).filter(|r| !r.is_expired(now)) {
+            return Some(r);
+        }
+        self.operator
+            .values()
+            .filter(|r| {
+                !r.is_expired(now) && r.prefix.len() < p.len() && r.prefix.contains(p.addr())
+            })
+            .max_by_key(|r| r.prefix.len())
+    }
+
+    /// Re-applies the engine entries of every sender inside `q` after an operator rule for `q`
+    /// changed (only on operator changes, which are rare; never on the timer path).
+    fn resync_under(&mut self, q: Prefix, now: i64) {
+        let inside: Vec<Prefix> = self
+            .records
+            .keys()
+            .filter(|p| **p != q && q.len() < p.len() && q.contains(p.addr()))
+            .copied()
+            .collect();
+        for p in inside {
+            let _ = self.sync(p, now); // failures are logged and retried
+            self.schedule(p, now);
+        }
+    }
+
+    /// Makes the kernel entry for one prefix match what it should be; a failure is retried later.
+    fn sync(&mut self, p: Prefix, now: i64) -> Result<(), String> {
+        let want = self.desired_for(&p, now);
+        if want.as_ref() == self.applied.get(&p) {
+            return Ok(());
+        }
+        self.metrics.kernel_writes.inc();
+        let res = match &want {
+            Some(rule) => self.kernel.upsert(rule),
+            None => self.kernel.remove(&p).map(|_| ()),
+        };
+        match res {
+            Ok(()) => {
+                match want {
+                    Some(rule) => {
+                        log::info!("kernel entry {p}: {}", rule.verdict.describe());
+                        self.applied.insert(p, rule);
+                    }
+                    None => {
+                        log::info!("kernel entry {p}: removed");
+                        self.applied.remove(&p);
+                    }
+                }
+                Ok(())
+            }
+            Err(err) => {
+                self.metrics.kernel_errors.inc();
+                log::error!("updating kernel entry {p}: {err:#}; retrying in {RETRY_SECS}s");
+                Err(format!("{err:#}"))
+            }
+        }
+    }
+
+    /// Sets the prefix's single timer to its next change (stage, pause end, operator expiry), or to
+    /// a retry when its kernel entry is not what it should be.
+    fn schedule(&mut self, p: Prefix, now: i64) {
+        let mut next = self
+            .records
+            .get(&p)
+            .and_then(|r| self.policy.next_change(r, now));
+        let mut earliest = |t: i64| next = Some(next.map_or(t, |n: i64| n.min(t)));
+        if let Some(exp) = self.operator.get(&p).and_then(|r| r.expires_at) {
+            if exp > now {
+                earliest(exp);
+            }
+        }
+        if self.applied.get(&p) != self.desired_for(&p, now).as_ref() {
+            earliest(now + RETRY_SECS);
+        }
+        if let Some(old) = self.due.remove(&p) {
+            self.timers.remove(&(old, p));
+        }
+        if let Some(at) = next {
+            self.due.insert(p, at);
+            self.timers.insert((at, p));
+        }
+    }
+
+    fn relabel(&mut self, p: Prefix, now: i64) {
+        let new = self.records.get(&p).map(|r| {
+            let st = self.policy.stage_at(r, now);
+            let state = match st {
+                Standing::Clear => "clear",
+                Standing::AllowListed => "allow-listed",
+                Standing::Enforcing { .. } => "enforcing",
+                Standing::Paused { .. } => "paused",
+            };
+            EngineMetrics::sender_label(state, st.stage())
+        });
+        if self.labels.get(&p) == new.as_ref() {
+            return;
+        }
+        if let Some(old) = self.labels.remove(&p) {
+            self.metrics.senders.get_or_create(&old).dec();
+        }
+        if let Some(new) = new {
+            self.metrics.senders.get_or_create(&new).inc();
+            self.labels.insert(p, new);
+        }
+    }
+}
+
+/// Ends pauses whose time is up and moves the stage up to where the clock says; true if changed.
+fn catch_up(policy: &Policy, rec: &mut Record, now: i64) -> bool {
+    let mut changed = false;
+    let ended: Vec<i64> = rec
+        .pauses
+        .iter()
+        .filter(|p| p.ended_at.is_none() && p.until <= now)
+        .map(|p| p.until)
+        .collect();
+    for p in rec
+        .pauses
+        .iter_mut()
+        .filter(|p| p.ended_at.is_none() && p.until <= now)
+    {
+        p.ended_at = Some(p.until);
+    }
+    for until in ended {
+        if rec.episode.is_some() {
+            let stage = policy.stage_at(rec, until).stage().unwrap_or(1);
+            rec.log(
+                until,
+                format!("pause ended; enforcement resumed at stage {stage}"),
+            );
+        }
+        changed = true;
+    }
+    changed | policy.advance(rec, now).is_some()
+}
+
+/// The kernel rule for an engine decision.
+pub fn engine_rule(d: &Desired) -> Rule {
+    let rst = d.refusal == Refusal::Reject;
+    let verdict = match d.action {
+        Action::Block if rst => Verdict::Reject,
+        Action::Block | Action::Report => Verdict::Drop,
+        Action::Windows {
+            period,
+            throttle,
+            block_at,
+            block,
+        } => Verdict::Throttle {
+            period,
+            window: throttle,
+            phase: Span::default(),
+            block_offset: if block.secs() > 0 {
+                block_at
+            } else {
+                Span::default()
+            },
+            block,
+            rst,
+        },
+    };
+    Rule {
+        prefix: d.prefix,
+        verdict,
+        expires_at: None,
+        reason: Some(d.reason.clone()),
+        created_at: d.since,
+        source: RuleSource::Engine { stage: d.stage },
+    }
+}
+
+/// The engine's copy of a classification (through its stable JSON field names).
+fn evidence_of(c: &crate::classify::Classification, now: i64) -> Result<Evidence, String> {
+    let v = serde_json::to_value(c).map_err(|e| e.to_string())?;
+    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    Ok(Evidence {
+        seen_at: now,
+        product: s("product").unwrap_or_else(|| "unknown".into()),
+        version: c.version.clone(),
+        build: c.build.clone(),
+        label: c.label.clone(),
+        status: serde_json::from_value(v.get("status").cloned().unwrap_or_default())
+            .unwrap_or(crate::policy::Status::Unknown),
+        persistently_vulnerable: c.persistently_vulnerable,
+        confidence: c.confidence,
+        upgrade_to: c.upgrade_to.clone(),
+        findings: c.evidence.iter().map(|e| e.finding.clone()).collect(),
+    })
+}
+
+fn op_name(r: &Request) -> &'static str {
+    match r {
+        Request::Ping {} => "ping",
+        Request::Senders => "senders",
+        Request::Sender { .. } => "sender",
+        Request::Evidence { .. } => "evidence",
+        Request::Pause { .. } => "pause",
+        Request::Resume { .. } => "resume",
+        Request::Forget { .. } => "forget",
+        Request::PutRule { .. } => "put_rule",
+        Request::RemoveRule { .. } => "remove_rule",
+        Request::Rules {} => "rules",
+    }
+}

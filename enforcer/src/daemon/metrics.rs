@@ -1,0 +1,79 @@
+//! Engine metrics, registered under the caller's sub-registry (`enforcer_engine_*`).
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+#[derive(Clone, Default)]
+pub struct EngineMetrics {
+    /// Senders by state (clear, allow-listed, enforcing, paused) and stage ("" when none).
+    pub senders: Family<Labels, Gauge>,
+    /// Stage changes applied (a sender moving up the schedule).
+    pub stage_changes: Counter,
+    /// Evidence fed, by outcome (entered, left, unchanged, allow-listed, unreadable).
+    pub evidence: Family<Labels, Counter>,
+    /// Control requests by op and outcome (ok, usage, error).
+    pub requests: Family<Labels, Counter>,
+    /// Kernel entry writes and removals, and the ones that failed.
+    pub kernel_writes: Counter,
+    pub kernel_errors: Counter,
+    /// Unix time of the next scheduled change (0 = none).
+    pub next_change: Gauge,
+}
+
+impl EngineMetrics {
+    pub fn register(&self, reg: &mut Registry) {
+        reg.register(
+            "senders",
+            "Senders by state and stage",
+            self.senders.clone(),
+        );
+        reg.register(
+            "stage_changes",
+            "Stage changes applied",
+            self.stage_changes.clone(),
+        );
+        reg.register(
+            "evidence",
+            "Evidence fed, by outcome",
+            self.evidence.clone(),
+        );
+        reg.register(
+            "requests",
+            "Control-socket requests by op and outcome",
+            self.requests.clone(),
+        );
+        reg.register(
+            "kernel_writes",
+            "Kernel policy entry writes and removals",
+            self.kernel_writes.clone(),
+        );
+        reg.register(
+            "kernel_errors",
+            "Kernel policy entry writes that failed",
+            self.kernel_errors.clone(),
+        );
+        reg.register(
+            "next_change_timestamp_seconds",
+            "Unix time of the next scheduled stage change or pause end (0 = none)",
+            self.next_change.clone(),
+        );
+    }
+
+    pub fn sender_label(state: &str, stage: Option<u32>) -> Labels {
+        vec![
+            ("state".into(), state.into()),
+            (
+                "stage".into(),
+                stage.map(|s| s.to_string()).unwrap_or_default(),
+            ),
+        ]
+    }
+
+    pub fn outcome(key: &str, value: &str) -> Labels {
+        vec![(key.into(), value.into())]
+    }
+}

@@ -1,0 +1,72 @@
+//! The tokio shell around the engine: control requests in, one timer for the next change.
+
+use super::engine::Engine;
+use super::kernel::Kernel;
+use crate::control::{ControlServer, Incoming};
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+
+/// Longest single sleep: the wake-up time is re-read at least this often, so a wall-clock step
+/// (NTP, suspend) delays a change by at most this much. This re-arms one timer; it scans nothing.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+/// Unix seconds now.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn until(at: i64) -> Duration {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let at = Duration::from_secs(at.max(0) as u64);
+    at.saturating_sub(now).min(MAX_SLEEP)
+}
+
+/// Runs the engine and the control socket until `shutdown` completes.
+pub async fn run<K: Kernel>(
+    mut engine: Engine<K>,
+    server: ControlServer,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (tx, mut rx) = mpsc::channel::<Incoming>(64);
+    let serve = server.serve(tx);
+    tokio::pin!(serve);
+    tokio::pin!(shutdown);
+    engine.tick(unix_now());
+    loop {
+        let clock = crate::datapath::Clock::now();
+        engine.check_clock(clock.unix_ns(), clock.boot_ns());
+        let sleep = async {
+            match engine.next_wakeup() {
+                Some(at) => tokio::time::sleep(until(at)).await,
+                None => tokio::time::sleep(MAX_SLEEP).await,
+            }
+        };
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = &mut serve => break,
+            inc = rx.recv() => match inc {
+                Some(inc) => {
+                    // A bug reached by one request must not take the control plane down with it;
+                    // the store stays the truth, and a restart rebuilds everything from it.
+                    let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        engine.handle(inc.request, unix_now())
+                    }))
+                    .unwrap_or_else(|_| {
+                        log::error!("a control request panicked; the daemon carries on");
+                        crate::control::Reply::internal("internal error while serving the request (see the daemon log)")
+                    });
+                    let _ = inc.reply.send(reply);
+                }
+                None => break,
+            },
+            _ = sleep => engine.tick(unix_now()),
+        }
+    }
+    // `server` is dropped on return, removing the socket file.
+}

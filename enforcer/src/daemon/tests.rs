@@ -1,0 +1,551 @@
+//! Engine tests over an in-memory kernel and a real redb store in a temporary directory, with a
+//! compressed schedule and an injected clock.
+
+use super::*;
+use crate::control::{Reply, Request};
+use crate::duration::Span;
+use crate::net::Prefix;
+use crate::policy::{Action, Policy, Refusal, Schedule, Stage};
+use crate::rule::{Rule, RuleSource, Verdict};
+use crate::store::Store;
+
+/// Exchange 2013 CU23 Mar23SU: end of life.
+pub const EX2013: &str = "Received: from EX01.corp.example.net (10.1.2.3) by mail.corp.example.net (10.1.2.4) with Microsoft SMTP Server (TLS) id 15.0.1497.48; Tue, 4 Jun 2024 10:11:12 +0000\r\n";
+/// Exchange Server SE RTM Aug26SU: supported.
+pub const EXSE: &str = "Received: from EX01.corp.example.net (10.1.2.3) by mail.corp.example.net (10.1.2.4) with Microsoft SMTP Server (TLS) id 15.2.2562.46; Tue, 4 Nov 2026 10:11:12 +0000\r\n";
+
+const T0: i64 = 1_795_000_000; // 2026-11-18
+
+struct TmpDir(std::path::PathBuf);
+impl TmpDir {
+    fn new(tag: &str) -> Self {
+        let d = std::env::temp_dir().join(format!("enforcer-engine-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        TmpDir(d)
+    }
+}
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn sp(s: &str) -> Span {
+    s.parse().unwrap()
+}
+
+/// report 0-10s, throttle 2s of every 4s (RST) 10-30s, block from 30s.
+fn policy() -> Policy {
+    Policy {
+        schedule: Schedule::new(vec![
+            Stage {
+                after: sp("0s"),
+                action: Action::Report,
+                refusal: Refusal::Drop,
+            },
+            Stage {
+                after: sp("10s"),
+                action: Action::Windows {
+                    period: sp("4s"),
+                    throttle: sp("2s"),
+                    block_at: sp("2s"),
+                    block: sp("0s"),
+                },
+                refusal: Refusal::Reject,
+            },
+            Stage {
+                after: sp("30s"),
+                action: Action::Block,
+                refusal: Refusal::Drop,
+            },
+        ])
+        .unwrap(),
+        pause_budget: sp("2d"),
+        ..Policy::default()
+    }
+}
+
+fn start(dir: &TmpDir, kernel: MemKernel, now: i64) -> (Engine<MemKernel>, Reconciled) {
+    let store = Store::open(&dir.0).unwrap();
+    let settings = EngineSettings {
+        policy: policy(),
+        ..EngineSettings::default()
+    };
+    Engine::start(settings, store, kernel, EngineMetrics::default(), now).unwrap()
+}
+
+fn ok(r: Reply) -> serde_json::Value {
+    assert!(r.ok, "{:?}", r.error);
+    r.result.unwrap()
+}
+
+fn usage(r: Reply) -> String {
+    assert!(!r.ok && r.usage, "{r:?}");
+    r.error.unwrap()
+}
+
+fn evidence(addr: &str, text: &str) -> Request {
+    Request::Evidence {
+        target: addr.into(),
+        text: text.into(),
+    }
+}
+
+fn host(s: &str) -> Prefix {
+    s.parse().unwrap()
+}
+
+fn entry(e: &Engine<MemKernel>, p: &str) -> Option<Verdict> {
+    e.kernel().entries.get(&host(p)).map(|r| r.verdict.clone())
+}
+
+#[test]
+fn stages_reach_the_kernel_exactly_when_due() {
+    let dir = TmpDir::new("stages");
+    let (mut e, _) = start(&dir, MemKernel::default(), T0);
+    let d = ok(e.handle(evidence("10.200.0.2", EX2013), T0));
+    assert_eq!(d["state"], "enforcing");
+    assert_eq!(d["stage"], 1);
+    assert_eq!(d["product"], "exchange");
+    assert_eq!(d["record"]["evidence"]["persistently_vulnerable"], true);
+    assert!(d["connect_now"].as_str().unwrap().contains("report only"));
+    assert_eq!(entry(&e, "10.200.0.2"), None, "stage 1 is report only");
+    assert_eq!(e.next_wakeup(), Some(T0 + 10));
+    e.tick(T0 + 9);
+    assert_eq!(entry(&e, "10.200.0.2"), None);
+    e.tick(T0 + 10);
+    match entry(&e, "10.200.0.2") {
+        Some(Verdict::Throttle {
+            period,
+            window,
+            rst: true,
+            ..
+        }) => {
+            assert_eq!((period.secs(), window.secs()), (4, 2));
+        }
+        other => panic!("expected a throttle entry, got {other:?}"),
+    }
+    let rule = &e.kernel().entries[&host("10.200.0.2")];
+    assert_eq!(rule.source, RuleSource::Engine { stage: 2 });
+    assert!(rule.reason.as_deref().unwrap().contains("stage 2"));
+    assert_eq!(e.next_wakeup(), Some(T0 + 30));
+    let writes = e.kernel().writes;
+    e.tick(T0 + 29);
+    assert_eq!(e.kernel().writes, writes, "nothing due, nothing written");
+    e.tick(T0 + 31);
+    assert_eq!(entry(&e, "10.200.0.2"), Some(Verdict::Drop));
+    assert_eq!(e.next_wakeup(), None, "the last stage never changes");
+    let hist: Vec<_> = e
+        .records()
+        .next()
+        .unwrap()
+        .history
+        .iter()
+        .map(|h| h.event.clone())
+        .collect();
+    assert!(hist.iter().any(|h| h.contains("stage 1 -> 2")), "{hist:?}");
+    assert!(hist.iter().any(|h| h.contains("stage 2 -> 3")), "{hist:?}");
+}
+
+#[test]
+fn restart_keeps_stage_and_reconciles_the_kernel() {
+    let dir = TmpDir::new("restart");
+    let (mut e, _) = start(&dir, MemKernel::default(), T0);
+    ok(e.handle(evidence("10.200.0.2", EX2013), T0));
+    ok(e.handle(evidence("2001:db8::25", EX2013), T0 + 5));
+    e.tick(T0 + 12);
+    assert!(entry(&e, "10.200.0.2").is_some());
+    // "kill -9": the engine vanishes without any shutdown step; the kernel maps (pins) survive.
+    let mut kernel = std::mem::take(e.kernel_mut_for_test());
+    drop(e);
+    // A stale entry no store knows about, and a missing one.
+    kernel.entries.insert(
+        host("10.9.9.9"),
+        kernel.entries[&host("10.200.0.2")].clone(),
+    );
+    let (e2, rep) = start(&dir, kernel, T0 + 20);
+    assert_eq!(rep.removed, 1);
+    assert_eq!(rep.senders, 2);
+    assert!(entry(&e2, "10.9.9.9").is_none());
+    assert!(matches!(
+        entry(&e2, "10.200.0.2"),
+        Some(Verdict::Throttle { .. })
+    ));
+    assert!(
+        matches!(entry(&e2, "2001:db8::25"), Some(Verdict::Throttle { .. })),
+        "caught up while down"
+    );
+    let v4 = e2
+        .records()
+        .find(|r| r.prefix == host("10.200.0.2"))
+        .unwrap();
+    assert_eq!(v4.episode.as_ref().unwrap().reached, 2);
+    drop(e2);
+    // Simulated reboot: pins gone, the maps come back empty and are rebuilt from the store.
+    let (e3, rep) = start(&dir, MemKernel::default(), T0 + 40);
+    assert_eq!(rep.written, 2);
+    assert_eq!(entry(&e3, "10.200.0.2"), Some(Verdict::Drop));
+    assert_eq!(entry(&e3, "2001:db8::25"), Some(Verdict::Drop));
+}
+
+#[test]
+fn operator_rules_win_and_the_engine_entry_returns() {
+    let dir = TmpDir::new("operator");
+    let (mut e, _) = start(&dir, MemKernel::default(), T0);
+    ok(e.handle(evidence("10.200.0.2", EX2013), T0));
+    e.tick(T0 + 31);
+    assert_eq!(entry(&e, "10.200.0.2"), Some(Verdict::Drop));
+    let allow = Rule {
+        prefix: host("10.200.0.2"),
+        verdict: Verdict::Pass,
+        expires_at: Some(T0 + 100),
+        reason: Some("vendor upgrade scheduled".into()),
+        created_at: T0 + 31,
+        source: RuleSource::Operator,
+    };
+    ok(e.handle(
+        Request::PutRule {
+            rule: serde_json::to_value(&allow).unwrap(),
+        },
+        T0 + 31,
+    ));
+    assert_eq!(entry(&e, "10.200.0.2"), Some(Verdict::Pass));
+    let d = ok(e.handle(
+        Request::Sender {
+            target: "10.200.0.2".into(),
+        },
+        T0 + 32,
+    ));
+    assert!(
+        d["connect_now"].as_str().unwrap().contains("operator rule"),
+        "{d}"
+    );
+    assert_eq!(
+        e.next_wakeup(),
+        Some(T0 + 100),
+        "the operator expiry is the next change"
+    );
+    e.tick(T0 + 100);
+    assert_eq!(
+        entry(&e, "10.200.0.2"),
+        Some(Verdict::Drop),
+        "expired operator rule gives way"
+    );
+    // An operator block elsewhere, then unset: the entry goes away entirely.
+    let block = Rule {
+        prefix: host("192.0.2.0/24"),
+        verdict: Verdict::Drop,
+        expires_at: None,
+        ..allow.clone()
+    };
+    ok(e.handle(
+        Request::PutRule {
+            rule: serde_json::to_value(&block).unwrap(),
+        },
+        T0 + 101,
+    ));
+    assert_eq!(entry(&e, "192.0.2.0/24"), Some(Verdict::Drop));
+    // `rules` lists operator rules and engine entries, so `list` can annotate every kernel entry.
+    let rules: Vec<Rule> =
+        serde_json::from_value(ok(e.handle(Request::Rules {}, T0 + 101))).unwrap();
+    assert_eq!(rules.len(), 2);
+    assert!(rules
+        .iter()
+        .any(|r| r.source == RuleSource::Operator && r.prefix == host("192.0.2.0/24")));
+    assert!(rules
+        .iter()
+        .any(|r| r.source == RuleSource::Engine { stage: 3 }));
+    ok(e.handle(
+        Request::RemoveRule {
+            prefix: "192.0.2.0/24".into(),
+        },
+        T0 + 102,
+    ));
+    assert_eq!(entry(&e, "192.0.2.0/24"), None);
+    // A rule that does not validate changes nothing.
+    let mut bad = serde_json::to_value(&block).unwrap();
+    bad["verdict"] = serde_json::json!({"action":"rate_limit","per_min":0,"burst":1,"rst":false});
+    let msg = usage(e.handle(Request::PutRule { rule: bad }, T0 + 103));
+    assert!(msg.contains("rate"), "{msg}");
+    assert_eq!(entry(&e, "192.0.2.0/24"), None);
+}
+
+#[test]
+fn pause_resume_forget_and_recovery() {
+    let dir = TmpDir::new("pause");
+    let (mut e, _) = start(&dir, MemKernel::default(), T0);
+    ok(e.handle(evidence("10.200.0.2", EX2013), T0));
+    e.tick(T0 + 12);
+    assert!(entry(&e, "10.200.0.2").is_some());
+    let d = ok(e.handle(
+        Request::Pause {
+            target: "10.200.0.2".into(),
+            days: 1,
+        },
+        T0 + 12,
+    ));
+    assert_eq!(d["state"], "paused");
+    assert_eq!(entry(&e, "10.200.0.2"), None, "paused: connects pass");
+    assert_eq!(e.next_wakeup(), Some(T0 + 12 + 86_400));
+    let msg = usage(e.handle(
+        Request::Pause {
+            target: "10.200.0.2".into(),
+            days: 3,
+        },
+        T0 + 13,
+    ));
+    assert!(msg.contains("budget"), "{msg}");
+    ok(e.handle(
+        Request::Resume {
+            target: "10.200.0.2".into(),
+        },
+        T0 + 20,
+    ));
+    assert!(
+        matches!(entry(&e, "10.200.0.2"), Some(Verdict::Throttle { .. })),
+        "resumed at stage 2"
+    );
+    // 8 s paused: stage 3 at T0 + 38.
+    assert_eq!(e.next_wakeup(), Some(T0 + 38));
+    // A supported build takes it out at once, audited.
+    let d = ok(e.handle(evidence("10.200.0.2", EXSE), T0 + 21));
+    assert_eq!(d["state"], "clear");
+    assert_eq!(entry(&e, "10.200.0.2"), None);
+    assert!(d["record"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|h| h["event"].as_str().unwrap().starts_with("left enforcement")));
+    assert_eq!(e.next_wakeup(), None);
+    ok(e.handle(
+        Request::Forget {
+            target: "10.200.0.2".into(),
+        },
+        T0 + 22,
+    ));
+    assert!(e.records().next().is_none());
+    usage(e.handle(
+        Request::Sender {
+            target: "10.200.0.2".into(),
+        },
+        T0 + 22,
+    ));
+    // Forgotten for good: not back after a restart.
+    drop(e);
+    let (e2, _) = start(&dir, MemKernel::default(), T0 + 23);
+    assert!(e2.records().next().is_none());
+}
+
+#[test]
+fn bad_requests_get_clear_errors_and_change_nothing() {
+    let dir = TmpDir::new("bad");
+    let (mut e, _) = start(&dir, MemKernel::default(), T0);
+    assert!(usage(e.handle(evidence("mail.example.com", EX2013), T0)).contains("not an IP address"));
+    assert!(
+        usage(e.handle(evidence("10.200.0.2", "hello\nworld\n"), T0)).contains("no SMTP evidence")
+    );
+    assert!(usage(e.handle(
+        Request::Sender {
+            target: "10.0.0.0/33".into()
+        },
+        T0
+    ))
+    .contains("prefix length"));
+    assert!(usage(e.handle(
+        Request::Pause {
+            target: "10.200.0.9".into(),
+            days: 1
+        },
+        T0
+    ))
+    .contains("no sender record"));
+    assert!(usage(e.handle(
+        Request::RemoveRule {
+            prefix: "300.1.1.1".into()
+        },
+        T0
+    ))
+    .contains("not an IPv4"));
+    assert!(usage(e.handle(
+        Request::PutRule {
+            rule: serde_json::json!({"prefix": 5})
+        },
+        T0
+    ))
+    .contains("bad rule"));
+    assert!(e.records().next().is_none());
+    assert!(e.kernel().entries.is_empty());
+    // Not vulnerable: a record but no enforcement; pause refused.
+    ok(e.handle(evidence("10.200.0.3", EXSE), T0));
+    assert!(usage(e.handle(
+        Request::Pause {
+            target: "10.200.0.3".into(),
+            days: 1
+        },
+        T0
+    ))
+    .contains("not in enforcement"));
+}
+
+#[test]
+fn kernel_failures_are_retried() {
+    let dir = TmpDir::new("retry");
+    let (mut e, _) = start(&dir, MemKernel::default(), T0);
+    ok(e.handle(evidence("10.200.0.2", EX2013), T0));
+    e.kernel_mut_for_test().fail = true;
+    e.tick(T0 + 10);
+    assert_eq!(entry(&e, "10.200.0.2"), None);
+    assert_eq!(e.next_wakeup(), Some(T0 + 15), "retry armed");
+    e.kernel_mut_for_test().fail = false;
+    e.tick(T0 + 15);
+    assert!(matches!(
+        entry(&e, "10.200.0.2"),
+        Some(Verdict::Throttle { .. })
+    ));
+    assert_eq!(e.next_wakeup(), Some(T0 + 30));
+}
+
+#[test]
+fn aggregated_senders_share_one_entry_and_metrics_count_them() {
+    let dir = TmpDir::new("agg");
+    let store = Store::open(&dir.0).unwrap();
+    let mut pol = policy();
+    pol.aggregation = crate::policy::Aggregation { v4: 24, v6: 64 };
+    pol.allow = vec![host("10.200.9.0/24")];
+    let metrics = EngineMetrics::default();
+    let settings = EngineSettings {
+        policy: pol,
+        ..EngineSettings::default()
+    };
+    let (mut e, _) =
+        Engine::start(settings, store, MemKernel::default(), metrics.clone(), T0).unwrap();
+    ok(e.handle(evidence("10.200.1.7", EX2013), T0));
+    ok(e.handle(evidence("10.200.1.9", EX2013), T0 + 1));
+    let d = ok(e.handle(evidence("10.200.9.9", EX2013), T0 + 1));
+    assert_eq!(d["state"], "allow-listed");
+    e.tick(T0 + 10);
+    assert_eq!(e.kernel().entries.len(), 1);
+    assert!(e.kernel().entries.contains_key(&host("10.200.1.0/24")));
+    let d = ok(e.handle(
+        Request::Sender {
+            target: "10.200.1.200".into(),
+        },
+        T0 + 10,
+    ));
+    assert_eq!(d["prefix"], "10.200.1.0/24");
+    assert_eq!(d["addresses"].as_array().unwrap().len(), 2);
+    let list = ok(e.handle(Request::Senders, T0 + 10));
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let mut reg = prometheus_client::registry::Registry::default();
+    metrics.register(reg.sub_registry_with_prefix("engine"));
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+    assert!(
+        text.contains("engine_senders{state=\"enforcing\",stage=\"2\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("engine_senders{state=\"allow-listed\",stage=\"\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("engine_senders{state=\"enforcing\",stage=\"1\"} 0"),
+        "{text}"
+    );
+    assert!(text.contains("engine_stage_changes_total 1"), "{text}");
+    assert!(
+        text.contains("engine_evidence_total{outcome=\"entered\"} 1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_operator_rule_on_a_covering_prefix_wins() {
+    let dir = TmpDir::new("covering");
+    let (mut e, _) = start(&dir, MemKernel::default(), T0);
+    ok(e.handle(evidence("10.200.0.2", EX2013), T0));
+    e.tick(T0 + 10);
+    assert!(matches!(
+        entry(&e, "10.200.0.2"),
+        Some(Verdict::Throttle { .. })
+    ));
+    // The operator blocks the whole /24: the engine's host entry (which the kernel would prefer as
+    // the longest match) steps aside so the block applies to this sender too.
+    let block = Rule {
+        prefix: host("10.200.0.0/24"),
+        verdict: Verdict::Drop,
+        expires_at: Some(T0 + 20),
+        reason: None,
+        created_at: T0 + 11,
+        source: RuleSource::Operator,
+    };
+    ok(e.handle(
+        Request::PutRule {
+            rule: serde_json::to_value(&block).unwrap(),
+        },
+        T0 + 11,
+    ));
+    assert_eq!(entry(&e, "10.200.0.2"), None);
+    assert_eq!(entry(&e, "10.200.0.0/24"), Some(Verdict::Drop));
+    let d = ok(e.handle(
+        Request::Sender {
+            target: "10.200.0.2".into(),
+        },
+        T0 + 12,
+    ));
+    assert!(
+        d["connect_now"].as_str().unwrap().contains("10.200.0.0/24"),
+        "{d}"
+    );
+    assert_eq!(d["operator_rule"], "drop (on 10.200.0.0/24)");
+    // It expires: the engine entry comes back at once.
+    e.tick(T0 + 20);
+    assert_eq!(entry(&e, "10.200.0.0/24"), None);
+    assert!(matches!(
+        entry(&e, "10.200.0.2"),
+        Some(Verdict::Throttle { .. })
+    ));
+    // Removed by the operator: same.
+    ok(e.handle(
+        Request::PutRule {
+            rule: serde_json::to_value(Rule {
+                expires_at: None,
+                ..block
+            })
+            .unwrap(),
+        },
+        T0 + 21,
+    ));
+    assert_eq!(entry(&e, "10.200.0.2"), None);
+    ok(e.handle(
+        Request::RemoveRule {
+            prefix: "10.200.0.0/24".into(),
+        },
+        T0 + 22,
+    ));
+    assert!(matches!(
+        entry(&e, "10.200.0.2"),
+        Some(Verdict::Throttle { .. })
+    ));
+}
+
+#[test]
+fn a_wall_clock_step_rewrites_every_entry_once() {
+    let dir = TmpDir::new("clock");
+    let (mut e, _) = start(&dir, MemKernel::default(), T0);
+    ok(e.handle(evidence("10.200.0.2", EX2013), T0));
+    ok(e.handle(evidence("10.200.0.3", EX2013), T0));
+    e.tick(T0 + 10);
+    let ns = |s: i64| s as i128 * 1_000_000_000;
+    e.check_clock(ns(T0 + 10), 5_000_000_000);
+    let w = e.kernel().writes;
+    // Both clocks advance together: nothing to do.
+    e.check_clock(ns(T0 + 70), 65_000_000_000);
+    assert_eq!(e.kernel().writes, w);
+    // The wall clock jumps an hour ahead of the boot clock: both entries are rewritten, once.
+    e.check_clock(ns(T0 + 3_700), 70_000_000_000);
+    assert_eq!(e.kernel().writes, w + 2);
+    e.check_clock(ns(T0 + 3_760), 130_000_000_000);
+    assert_eq!(e.kernel().writes, w + 2);
+}

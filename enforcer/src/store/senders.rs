@@ -1,0 +1,124 @@
+//! Sender records in the daemon's redb database: table `senders`, key = the record's prefix as text
+//! (`192.0.2.7/32`), value = the record as JSON (the `enforcer sender --json` format).
+//!
+//! Each change is one write transaction committed with `Durability::Immediate` (fsync before the
+//! commit returns), and the daemon replies to the CLI only after the commit: a change the CLI was told
+//! succeeded survives `kill -9` of the daemon at any moment.
+
+use crate::net::Prefix;
+use crate::policy::Record;
+use anyhow::Context;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+const SENDERS: TableDefinition<&str, &str> = TableDefinition::new("senders");
+
+/// Stores (inserts or replaces) records in one committed transaction.
+pub fn put_senders<'a>(
+    db: &Database,
+    recs: impl IntoIterator<Item = &'a Record>,
+) -> anyhow::Result<()> {
+    let mut txn = db
+        .begin_write()
+        .context("opening a write transaction on the sender table")?;
+    txn.set_durability(Durability::Immediate)?;
+    {
+        let mut table = txn.open_table(SENDERS)?;
+        for rec in recs {
+            let json = serde_json::to_string(rec)?;
+            table.insert(rec.prefix.to_string().as_str(), json.as_str())?;
+        }
+    }
+    txn.commit().context("committing sender records")?;
+    Ok(())
+}
+
+/// Stores one record durably.
+pub fn put_sender(db: &Database, rec: &Record) -> anyhow::Result<()> {
+    put_senders(db, [rec])
+}
+
+/// Deletes a record; returns whether it existed.
+pub fn remove_sender(db: &Database, prefix: &Prefix) -> anyhow::Result<bool> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    let existed = {
+        let mut table = txn.open_table(SENDERS)?;
+        let old = table.remove(prefix.to_string().as_str())?;
+        old.is_some()
+    };
+    txn.commit()
+        .context("committing the removal of a sender record")?;
+    Ok(existed)
+}
+
+/// Every stored record. A record that no longer parses (written by a newer version, damaged) is
+/// skipped with a warning rather than stopping the daemon; it stays in the table untouched.
+pub fn senders(db: &Database) -> anyhow::Result<Vec<Record>> {
+    let txn = db.begin_read()?;
+    let table = match txn.open_table(SENDERS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e).context("opening the sender table"),
+    };
+    let mut out = Vec::new();
+    for item in table.iter()? {
+        let (k, v) = item?;
+        match serde_json::from_str::<Record>(v.value()) {
+            Ok(rec) => out.push(rec),
+            Err(e) => log::warn!("skipping unreadable sender record {}: {e}", k.value()),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Evidence, Policy, Status};
+
+    fn tmpdir(tag: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("enforcer-senders-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn put_get_remove_round_trip() {
+        let dir = tmpdir("rt");
+        let path = dir.join("enforcer.redb");
+        let p = Policy::default();
+        let ev = Evidence {
+            seen_at: 10,
+            product: "exchange".into(),
+            version: None,
+            build: Some("15.0.1497.2".into()),
+            label: None,
+            status: Status::EndOfLife,
+            persistently_vulnerable: true,
+            confidence: 1.0,
+            upgrade_to: None,
+            findings: vec![],
+        };
+        let a = p.observe(None, "192.0.2.7".parse().unwrap(), ev.clone(), 10);
+        let b = p.observe(None, "2001:db8::7".parse().unwrap(), ev, 11);
+        {
+            let db = Database::create(&path).unwrap();
+            assert!(
+                senders(&db).unwrap().is_empty(),
+                "a fresh database has no table yet"
+            );
+            put_senders(&db, [&a, &b]).unwrap();
+        }
+        // Reopened: the records are on disk.
+        let db = Database::create(&path).unwrap();
+        let mut all = senders(&db).unwrap();
+        all.sort_by_key(|r| r.prefix);
+        assert_eq!(all, vec![a.clone(), b.clone()]);
+        assert!(remove_sender(&db, &a.prefix).unwrap());
+        assert!(!remove_sender(&db, &a.prefix).unwrap());
+        assert_eq!(senders(&db).unwrap(), vec![b]);
+        drop(db);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
