@@ -2,6 +2,7 @@
 //! installs), so the README's commands work on a fresh machine.
 
 mod bench;
+mod fuzz;
 mod run;
 mod setup;
 mod test;
@@ -30,6 +31,12 @@ enum Cmd {
     Test(test::Args),
     /// Benchmarks; results are spliced into BENCHMARKS.md.
     Bench(bench::Args),
+    /// Fuzz every cargo-fuzz target under fuzz/ for a bounded time (installs cargo-fuzz if missing).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+    },
 }
 
 fn main() {
@@ -39,6 +46,7 @@ fn main() {
         Cmd::Run(a) => run::run(a),
         Cmd::Test(a) => test::run(a),
         Cmd::Bench(a) => bench::run(a),
+        Cmd::Fuzz { seconds } => fuzz::run(seconds),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e:#}");
