@@ -20,6 +20,17 @@ fn main() -> anyhow::Result<()> {
     // for that nested build only (see ../shared/TOOLCHAIN.md). aya-build passes our environment on.
     // SAFETY: build scripts are single-threaded at this point.
     unsafe { std::env::set_var("RUSTC_BOOTSTRAP", "1") };
+    // BPF ISA v3 (32-bit jumps, kernel >= 5.1; XDP frags already need 5.18) instead of the target's
+    // default v1, which has no `<`/`<=` jumps and turns every test into a 0/1 register and a second
+    // branch: the programs shrink by half and a SYN hit gets a few ns cheaper. aya-build owns the
+    // nested build's RUSTFLAGS, so the CPU goes in through the (unstable, hence RUSTC_BOOTSTRAP)
+    // profile rustflags, kept off the host build scripts of that build.
+    // SAFETY: as above.
+    unsafe {
+        std::env::set_var("CARGO_UNSTABLE_PROFILE_RUSTFLAGS", "true");
+        std::env::set_var("CARGO_PROFILE_RELEASE_RUSTFLAGS", "-Ctarget-cpu=v3");
+        std::env::set_var("CARGO_PROFILE_RELEASE_BUILD_OVERRIDE_RUSTFLAGS", "");
+    }
     let toolchain = aya_build::Toolchain::Custom(TOOLCHAIN);
     aya_build::build_ebpf(
         [aya_build::Package {
