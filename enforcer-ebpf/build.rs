@@ -5,5 +5,5 @@ fn main() {
     if let Ok(linker) = which::which("bpf-linker") {
         println!("cargo:rerun-if-changed={}", linker.display());
     }
-    println!("cargo:rustc-link-arg=--cpu-features=+alu32");
+    println!("cargo:rustc-link-arg=--cpu-features=+alu32,+allows-misaligned-mem-access");
 }

@@ -123,12 +123,15 @@ fn judge(e: &PolicyEntry, rate_key: impl FnOnce() -> RateKey) -> Decision {
 
 #[inline(always)]
 fn act(e: &PolicyEntry, rate_key: impl FnOnce() -> RateKey) -> Decision {
-    let refusal = if e.flags & ENTRY_FLAG_RST != 0 {
-        Refusal::Rst
-    } else {
-        Refusal::Drop
+    // Only the timed actions read the flags: drop and reject entries skip the load.
+    let refuse = |reason| Decision {
+        reason,
+        refusal: if e.flags & ENTRY_FLAG_RST != 0 {
+            Refusal::Rst
+        } else {
+            Refusal::Drop
+        },
     };
-    let refuse = |reason| Decision { reason, refusal };
     match e.action {
         ACTION_PASS => Decision::pass(Reason::Allowed),
         ACTION_DROP => Decision {

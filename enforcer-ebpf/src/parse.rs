@@ -190,11 +190,12 @@ fn parse_ipv4(c: &mut Cursor) -> Result<L3, Reason> {
     if unsafe { (*ip).proto } != IPPROTO_TCP {
         return Err(Reason::NotTcp);
     }
-    c.skip((ihl - 5) * 4)?;
-    Ok(L3::V4 {
-        ip,
-        options: ihl > 5,
-    })
+    let options = ihl > 5;
+    // Options are rare: the common 20-byte header skips nothing and needs no second bounds check.
+    if options {
+        c.skip((ihl - 5) * 4)?;
+    }
+    Ok(L3::V4 { ip, options })
 }
 
 #[inline(always)]
