@@ -14,7 +14,7 @@ use super::build::Build;
 use super::scan::{iis_era, Candidate, ERA_2007_ON};
 use super::signature::{self, is_exchange_online_host};
 use super::{evidence_text, EvidenceItem, EvidenceKind, Product};
-use crate::smtp::{ClauseKind, Received};
+use crate::smtp::{ClauseKind, TokensView};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum HopKind {
@@ -39,37 +39,38 @@ pub(crate) struct Hop {
     pub text: String,
 }
 
-fn host(r: &Received<'_>, k: ClauseKind) -> Option<String> {
-    r.clause(k).and_then(|c| c.first()).map(|h| {
+fn host(r: &TokensView<'_>, k: ClauseKind) -> Option<String> {
+    r.words(r.clause(k)).next().map(|h| {
         std::str::from_utf8(h)
             .map_or_else(|_| String::from_utf8_lossy(h).into_owned(), str::to_string)
     })
 }
 
-pub(crate) fn hop(r: &Received<'_>, raw: &[u8]) -> Hop {
+pub(crate) fn hop(r: &TokensView<'_>, raw: &[u8]) -> Hop {
     let by = host(r, ClauseKind::By);
     let from = host(r, ClauseKind::From);
     let with = r.clause(ClauseKind::With);
-    let with_first = with.and_then(|c| c.first()).unwrap_or_default();
-    let with_words = with.map(|c| &c.words[..]).unwrap_or_default();
+    let with_words = r.words(with);
+    let with_first = with_words.clone().next().unwrap_or_default();
     let microsoft = with_first.eq_ignore_ascii_case(b"Microsoft");
     let iis = microsoft
         && with_words
-            .iter()
+            .clone()
             .any(|w| w.len() >= 7 && w[..7].eq_ignore_ascii_case(b"SMTPSVC"));
-    let ms_smtp = microsoft && !iis && with_words.iter().any(|w| w.eq_ignore_ascii_case(b"SMTP"));
-    let mapi = with_first.eq_ignore_ascii_case(b"mapi") && with_words.len() == 1;
+    let ms_smtp = microsoft && !iis && with_words.clone().any(|w| w.eq_ignore_ascii_case(b"SMTP"));
+    let mapi = with_first.eq_ignore_ascii_case(b"mapi") && with_words.clone().count() == 1;
     let id_build = r
-        .clause(ClauseKind::Id)
-        .and_then(|c| c.first())
+        .words(r.clause(ClauseKind::Id))
+        .next()
         .and_then(Build::parse)
         .filter(|b| (4..=15).contains(&b.major()) && b.len() >= 3);
     let online_host = by
         .as_deref()
         .is_some_and(|h| is_exchange_online_host(h.as_bytes()));
     let (kind, build) = if iis {
-        let v = with
-            .and_then(|c| c.comments.first())
+        let v = r
+            .comments(with)
+            .next()
             .and_then(|c| Build::parse(c.trim_ascii()));
         (HopKind::Iis, v)
     } else if ms_smtp || mapi {
@@ -87,16 +88,11 @@ pub(crate) fn hop(r: &Received<'_>, raw: &[u8]) -> Hop {
     };
     let mut hint = None;
     if kind == HopKind::Other {
-        let by_comments = r
-            .clause(ClauseKind::By)
-            .map(|c| &c.comments[..])
-            .unwrap_or_default();
-        let with_comments = with.map(|c| &c.comments[..]).unwrap_or_default();
-        for t in by_comments
-            .iter()
+        for t in r
+            .comments(r.clause(ClauseKind::By))
             .chain(with_words)
-            .chain(with_comments)
-            .chain(r.preamble.iter())
+            .chain(r.comments(with))
+            .chain(r.preamble())
         {
             if let Some(h) = signature::scan(t).filter(|h| h.ms.is_none()) {
                 hint = Some((h.product, h.version));

@@ -128,6 +128,7 @@ struct Scanner {
     header: Vec<u8>,
     header_kind: Option<HeaderKind>,
     scratch: Vec<u8>,
+    tokens: smtp::Tokens,
     greeted: bool,
     chain_closed: bool,
 }
@@ -140,7 +141,40 @@ enum HeaderKind {
     Other,
 }
 
+/// The scanner's working buffers, kept per thread between calls so that classifying many small
+/// documents does not allocate and regrow them every time.
+#[derive(Default)]
+struct Buffers {
+    reply: Vec<u8>,
+    header: Vec<u8>,
+    scratch: Vec<u8>,
+    tokens: smtp::Tokens,
+}
+
+/// Buffers larger than this are not kept (one huge input should not pin its memory).
+const KEEP_BUFFER: usize = 64 * 1024;
+
+thread_local! {
+    static BUFFERS: std::cell::Cell<Option<Buffers>> = const { std::cell::Cell::new(None) };
+}
+
 pub(crate) fn scan(input: &[u8]) -> Scanned {
+    let mut bufs = BUFFERS.take().unwrap_or_default();
+    let out = scan_with(input, &mut bufs);
+    let held = [
+        bufs.reply.capacity(),
+        bufs.header.capacity(),
+        bufs.scratch.capacity(),
+        // Entries of a few words each.
+        bufs.tokens.capacity() * 32,
+    ];
+    if held.iter().all(|n| *n <= KEEP_BUFFER) {
+        BUFFERS.set(Some(bufs));
+    }
+    out
+}
+
+fn scan_with(input: &[u8], bufs: &mut Buffers) -> Scanned {
     let mut s = Scanner {
         out: Scanned {
             lines: 0,
@@ -148,13 +182,17 @@ pub(crate) fn scan(input: &[u8]) -> Scanned {
             candidates: Vec::new(),
             hops: Vec::new(),
         },
-        reply: Vec::new(),
-        header: Vec::new(),
+        reply: std::mem::take(&mut bufs.reply),
+        header: std::mem::take(&mut bufs.header),
         header_kind: None,
-        scratch: Vec::new(),
+        scratch: std::mem::take(&mut bufs.scratch),
+        tokens: std::mem::take(&mut bufs.tokens),
         greeted: false,
         chain_closed: false,
     };
+    s.reply.clear();
+    s.header.clear();
+    s.scratch.clear();
     let mut pos = 0;
     while pos < input.len() {
         let rest = &input[pos..];
@@ -190,6 +228,10 @@ pub(crate) fn scan(input: &[u8]) -> Scanned {
     }
     s.flush_header();
     s.flush_reply();
+    bufs.reply = s.reply;
+    bufs.header = s.header;
+    bufs.scratch = s.scratch;
+    bufs.tokens = s.tokens;
     s.out
 }
 
@@ -566,7 +608,7 @@ impl Scanner {
         match kind {
             HeaderKind::Received if self.chain_closed => {}
             HeaderKind::Received => {
-                if let Ok(r) = smtp::parse_received(&value) {
+                if let Ok(r) = self.tokens.fill(&value) {
                     self.out.hops.push(chain::hop(&r, &value));
                 }
             }
