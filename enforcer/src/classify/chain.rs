@@ -138,17 +138,24 @@ fn same_org(prev: &Hop, next: &Hop) -> bool {
 
 pub(crate) fn org_domain(host: &str) -> Option<&str> {
     let host = host.trim_end_matches('.');
-    if host.starts_with('[') || host.parse::<std::net::IpAddr>().is_ok() {
+    // Only hex digits, dots and colons can make an address: skip the parse for names.
+    let may_be_ip = host
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':');
+    if host.starts_with('[') || (may_be_ip && host.parse::<std::net::IpAddr>().is_ok()) {
         return None;
     }
-    let labels: Vec<&str> = host.rsplitn(4, '.').collect();
-    let keep = match labels.len() {
-        0..=1 => return None,
-        2 => 2,
-        _ if labels[1].len() <= 3 && labels[0].len() == 2 => 3, // example.co.uk, example.com.au
-        _ => 2,
+    // The last three labels (the third holds the rest of the name when there are only three).
+    let mut labels = host.rsplitn(4, '.');
+    let last = labels.next()?;
+    let second = labels.next()?;
+    let cut = match labels.next() {
+        // example.co.uk, example.com.au
+        Some(third) if second.len() <= 3 && last.len() == 2 => {
+            last.len() + second.len() + third.len() + 2
+        }
+        _ => last.len() + second.len() + 1,
     };
-    let cut: usize = labels[..keep].iter().map(|l| l.len() + 1).sum::<usize>() - 1;
     Some(&host[host.len() - cut..])
 }
 
@@ -158,13 +165,13 @@ fn name(h: &Option<String>) -> &str {
 
 /// Candidates from the chain, plus notes on the hops that were not attributed.
 pub(crate) fn attribute(hops: &[Hop]) -> Vec<Candidate> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(hops.len() + 1);
     if hops.is_empty() {
         return out;
     }
     // Oldest first.
     let chrono: Vec<&Hop> = hops.iter().rev().collect();
-    let mut runs: Vec<(usize, usize)> = Vec::new(); // [start, end] in chrono, inclusive
+    let mut runs: Vec<(usize, usize)> = Vec::with_capacity(hops.len()); // [start, end] in chrono, inclusive
     let mut i = 0;
     while i < chrono.len() {
         if is_ms(chrono[i]) {
@@ -349,4 +356,33 @@ fn candidate(
 /// Evidence that explains a decision without voting (weight 0).
 fn note(h: &Hop, finding: String) -> Candidate {
     candidate(h, Product::Unknown, None, 0, 0.0, finding)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    /// The first, allocating version: the reference `org_domain` must keep agreeing with.
+    fn reference(host: &str) -> Option<&str> {
+        let host = host.trim_end_matches('.');
+        if host.starts_with('[') || host.parse::<std::net::IpAddr>().is_ok() {
+            return None;
+        }
+        let labels: Vec<&str> = host.rsplitn(4, '.').collect();
+        let keep = match labels.len() {
+            0..=1 => return None,
+            2 => 2,
+            _ if labels[1].len() <= 3 && labels[0].len() == 2 => 3,
+            _ => 2,
+        };
+        let cut: usize = labels[..keep].iter().map(|l| l.len() + 1).sum::<usize>() - 1;
+        Some(&host[host.len() - cut..])
+    }
+
+    proptest! {
+        #[test]
+        fn org_domain_matches_the_reference(h in "[a-f0-9:.\\[\\]xyz]{0,20}") {
+            prop_assert_eq!(super::org_domain(&h), reference(&h));
+        }
+    }
 }

@@ -602,14 +602,25 @@ impl Scanner {
         if kind == HeaderKind::Other {
             return;
         }
-        let mut value = std::mem::take(&mut self.header);
-        smtp::unfold_into(&value, &mut self.scratch);
-        std::mem::swap(&mut value, &mut self.scratch);
+        let raw = std::mem::take(&mut self.header);
+        let mut unfolded = std::mem::take(&mut self.scratch);
+        // Folded lines are stored without their line breaks, so there is usually nothing to take out
+        // and the trimmed field is already what `unfold_into` would copy. (A fold, not an `any`, so it
+        // vectorises.)
+        let breaks = raw
+            .iter()
+            .fold(false, |a, &b| a | (b == b'\r') | (b == b'\n'));
+        let value: &[u8] = if breaks {
+            smtp::unfold_into(&raw, &mut unfolded);
+            &unfolded
+        } else {
+            raw.trim_ascii()
+        };
         match kind {
             HeaderKind::Received if self.chain_closed => {}
             HeaderKind::Received => {
-                if let Ok(r) = self.tokens.fill(&value) {
-                    self.out.hops.push(chain::hop(&r, &value));
+                if let Ok(r) = self.tokens.fill(value) {
+                    self.out.hops.push(chain::hop(&r, value));
                 }
             }
             HeaderKind::MimeOle | HeaderKind::Mailer => {
@@ -619,8 +630,8 @@ impl Scanner {
                     "X-Mailer: "
                 };
                 let mut text = name.as_bytes().to_vec();
-                text.extend_from_slice(&value);
-                if let Some(hit) = signature::scan(&value) {
+                text.extend_from_slice(value);
+                if let Some(hit) = signature::scan(value) {
                     let keep = matches!(hit.ms, Some(MsSignal::ExchangeBuild(_)))
                         || hit.product == Product::Zimbra;
                     if keep {
@@ -638,8 +649,9 @@ impl Scanner {
             }
             HeaderKind::Other => {}
         }
-        self.header = value;
+        self.header = raw;
         self.header.clear();
+        self.scratch = unfolded;
     }
 }
 
