@@ -604,12 +604,11 @@ impl Scanner {
         }
         let raw = std::mem::take(&mut self.header);
         let mut unfolded = std::mem::take(&mut self.scratch);
-        // Folded lines are stored without their line breaks, so there is usually nothing to take out
-        // and the trimmed field is already what `unfold_into` would copy. (A fold, not an `any`, so it
-        // vectorises.)
-        let breaks = raw
-            .iter()
-            .fold(false, |a, &b| a | (b == b'\r') | (b == b'\n'));
+        // Folded lines are stored without their line breaks (lines are split at LF, so only a stray CR
+        // can be left), so there is usually nothing to take out and the trimmed field is already what
+        // `unfold_into` would copy.
+        debug_assert!(!raw.contains(&b'\n'));
+        let breaks = raw.contains(&b'\r');
         let value: &[u8] = if breaks {
             smtp::unfold_into(&raw, &mut unfolded);
             &unfolded
