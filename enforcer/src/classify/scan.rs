@@ -499,6 +499,10 @@ impl Scanner {
         let mut e: Era = ERA_2000_ON | era(&[V5_5]);
         let mut seen = Vec::new();
         for k in &r.keywords {
+            // Every Exchange-only keyword starts with X: most keywords need no comparison at all.
+            if k.name.first().is_none_or(|b| b | 0x20 != b'x') {
+                continue;
+            }
             let allowed = match () {
                 _ if k.is("XRDST") || k.is("XSHADOWREQUEST") => ERA_2013_ON,
                 _ if k.is("XSHADOW") => ERA_2010_ON,
