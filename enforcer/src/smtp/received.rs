@@ -6,7 +6,6 @@
 //! comment. So a value is read as a sequence of clauses: a clause keyword (`from`, `by`, `via`, `with`,
 //! `id`, `for`) followed by the words and comments up to the next keyword, then an optional `; date`.
 
-use nom::bytes::complete::take_while1;
 use nom::IResult;
 
 use super::{DecodeError, Item};
@@ -302,8 +301,31 @@ impl<'a> TokensView<'a> {
 
 /// A run of bytes up to white space, `(` or `;` (a stray `)` is kept as part of a word).
 fn word(i: &[u8]) -> IResult<&[u8], &[u8]> {
-    take_while1(|b: u8| !b.is_ascii_whitespace() && b != b'(' && b != b';')(i)
+    // A table lookup per byte: words are most of a Received value.
+    let n = i
+        .iter()
+        .position(|&b| WORD_END[usize::from(b)])
+        .unwrap_or(i.len());
+    if n == 0 {
+        return Err(nom::Err::Error(nom::error::Error::new(
+            i,
+            nom::error::ErrorKind::TakeWhile1,
+        )));
+    }
+    Ok((&i[n..], &i[..n]))
 }
+
+/// Bytes that end a word: ASCII white space (as `u8::is_ascii_whitespace`), `(` and `;`.
+const WORD_END: [bool; 256] = {
+    let mut t = [false; 256];
+    let ends = *b" \t\n\x0c\r(;";
+    let mut k = 0;
+    while k < ends.len() {
+        t[ends[k] as usize] = true;
+        k += 1;
+    }
+    t
+};
 
 /// Index one past the `)` closing the comment opened at `start`; nesting and `\` quoting honoured.
 fn comment_end(v: &[u8], start: usize) -> Option<usize> {
@@ -403,6 +425,19 @@ mod token_tests {
         #[test]
         fn tokens_agree_with_the_tree(v in proptest::collection::vec(proptest::sample::select(PIECES), 0..24)) {
             agree(&v.concat())?;
+        }
+
+        #[test]
+        fn word_ends_where_the_rule_says(v in proptest::collection::vec(any::<u8>(), 0..30)) {
+            let want = v.iter().position(|&b| b.is_ascii_whitespace() || b == b'(' || b == b';').unwrap_or(v.len());
+            match word(&v) {
+                Ok((rest, w)) => {
+                    prop_assert_eq!(w.len(), want);
+                    prop_assert_eq!(rest.len(), v.len() - want);
+                    prop_assert!(want > 0);
+                }
+                Err(_) => prop_assert_eq!(want, 0),
+            }
         }
     }
 }
