@@ -10,6 +10,8 @@
 //! sending from Microsoft 365), Exchange Online is what talks to the next organisation and is reported,
 //! with any on-premises builds seen earlier in the run listed in the evidence.
 
+use std::fmt::Write;
+
 use super::build::Build;
 use super::scan::{iis_era, Candidate, ERA_2007_ON};
 use super::signature::{self, is_exchange_online_host};
@@ -201,19 +203,27 @@ pub(crate) fn attribute(hops: &[Hop]) -> Vec<Candidate> {
         Some(((start, end), handoff)) => {
             let h = chrono[end];
             let next = chrono.get(end + 1);
-            let why = match next {
-                Some(n) => format!("last Exchange hop before the hand-off to {} (not Exchange): the sending organisation's outbound server", name(&n.by)),
-                None => "no hand-off to another organisation is visible; taken as the sender's own hop".to_string(),
-            };
-            let earlier: Vec<String> = chrono[start..end]
-                .iter()
-                .filter(|x| x.kind == HopKind::OnPrem)
-                .filter_map(|x| x.build.map(|b| format!("{} ({b})", name(&x.by))))
-                .collect();
+            // Findings are written into strings sized up front: formatting them is a large part of
+            // classifying a header block, and growing them as they are written costs as much again.
+            let why_buf: Option<String> = next.map(|n| {
+                let mut b = String::with_capacity(128);
+                let _ = write!(b, "last Exchange hop before the hand-off to {} (not Exchange): the sending organisation's outbound server", name(&n.by));
+                b
+            });
+            let why: &str = why_buf.as_deref().unwrap_or(
+                "no hand-off to another organisation is visible; taken as the sender's own hop",
+            );
+            let finding = || String::with_capacity(why.len() + 96);
             let penalty = if handoff { 0.0 } else { 0.15 };
             match h.kind {
                 HopKind::Online => {
-                    let mut f = format!("{} is Exchange Online; {why}", name(&h.by));
+                    let earlier: Vec<String> = chrono[start..end]
+                        .iter()
+                        .filter(|x| x.kind == HopKind::OnPrem)
+                        .filter_map(|x| x.build.map(|b| format!("{} ({b})", name(&x.by))))
+                        .collect();
+                    let mut f = finding();
+                    let _ = write!(f, "{} is Exchange Online; {why}", name(&h.by));
                     if !earlier.is_empty() {
                         f.push_str(&format!(
                             "; on-premises Exchange earlier in the route relays through it: {}",
@@ -231,7 +241,8 @@ pub(crate) fn attribute(hops: &[Hop]) -> Vec<Candidate> {
                 }
                 HopKind::OnPrem => match h.build {
                     Some(b) => {
-                        let f = format!("{} runs Exchange build {b}; {why}", name(&h.by));
+                        let mut f = finding();
+                        let _ = write!(f, "{} runs Exchange build {b}; {why}", name(&h.by));
                         out.push(candidate(
                             h,
                             Product::Exchange,
@@ -242,7 +253,9 @@ pub(crate) fn attribute(hops: &[Hop]) -> Vec<Candidate> {
                         ));
                     }
                     None => {
-                        let f = format!(
+                        let mut f = finding();
+                        let _ = write!(
+                            f,
                             "{} is Exchange 2007 or later (no build in `id`); {why}",
                             name(&h.by)
                         );
@@ -258,7 +271,8 @@ pub(crate) fn attribute(hops: &[Hop]) -> Vec<Candidate> {
                 },
                 HopKind::Iis => {
                     let v = h.build.map(|b| format!(" {b}")).unwrap_or_default();
-                    let f = format!("{} runs the Windows IIS SMTP service{v} (Exchange 2000/2003 or plain IIS); {why}", name(&h.by));
+                    let mut f = finding();
+                    let _ = write!(f, "{} runs the Windows IIS SMTP service{v} (Exchange 2000/2003 or plain IIS); {why}", name(&h.by));
                     let mut c = candidate(
                         h,
                         Product::IisSmtp,

@@ -39,12 +39,20 @@ pub(crate) fn era_versions(e: Era) -> Vec<ExVersion> {
 
 /// `2013, 2016, 2019 or SE`.
 pub(crate) fn era_text(e: Era) -> String {
-    let ids: Vec<&str> = era_versions(e).into_iter().map(ExVersion::id).collect();
-    match ids.split_last() {
-        None => "none".into(),
-        Some((last, [])) => (*last).into(),
-        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    // Written straight into one string: this is part of most Exchange findings.
+    let allowed = |v: &ExVersion| e & (1 << *v as u16) != 0;
+    let n = ExVersion::ALL.iter().filter(|v| allowed(v)).count();
+    if n == 0 {
+        return "none".into();
     }
+    let mut out = String::with_capacity(8 * n);
+    for (k, v) in ExVersion::ALL.iter().filter(|v| allowed(v)).enumerate() {
+        if k > 0 {
+            out.push_str(if k + 1 == n { " or " } else { ", " });
+        }
+        out.push_str(v.id());
+    }
+    out
 }
 
 /// One reading of the evidence, with how much it weighs (0..1).
@@ -679,6 +687,21 @@ mod tests {
         assert_eq!(strip_prefix(b" -> EHLO x"), b"EHLO x");
         assert_eq!(strip_prefix(b"<<< 250 ok"), b"250 ok");
         assert_eq!(strip_prefix(b"Received: x"), b"Received: x");
+    }
+
+    #[test]
+    fn era_text_lists_every_set_of_versions() {
+        // The reference: the versions joined by ", " with " or " before the last.
+        for e in 0..(1u32 << ExVersion::ALL.len()) {
+            let e = e as Era;
+            let ids: Vec<&str> = era_versions(e).into_iter().map(ExVersion::id).collect();
+            let want = match ids.split_last() {
+                None => "none".to_string(),
+                Some((last, [])) => (*last).to_string(),
+                Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            };
+            assert_eq!(era_text(e), want);
+        }
     }
 
     #[test]
