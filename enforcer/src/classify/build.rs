@@ -72,14 +72,35 @@ impl PartialOrd for Build {
 }
 
 impl fmt::Display for Build {
+    // Formats into a stack buffer and writes once: builds are printed for every Exchange hop and
+    // catalog finding, and one `write_str` is much cheaper than a `write!` per part.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.parts[..self.len()].iter().enumerate() {
+        // Four u32 parts of at most 10 digits each plus three dots.
+        let mut buf = [0u8; 43];
+        let mut n = 0;
+        for (i, &p) in self.parts[..self.len()].iter().enumerate() {
             if i > 0 {
-                f.write_str(".")?;
+                buf[n] = b'.';
+                n += 1;
             }
-            write!(f, "{p}")?;
+            let mut digits = [0u8; 10];
+            let mut d = 0;
+            let mut v = p;
+            loop {
+                digits[d] = b'0' + (v % 10) as u8;
+                d += 1;
+                v /= 10;
+                if v == 0 {
+                    break;
+                }
+            }
+            for k in (0..d).rev() {
+                buf[n] = digits[k];
+                n += 1;
+            }
         }
-        Ok(())
+        // Only ASCII digits and dots were written.
+        f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| fmt::Error)?)
     }
 }
 

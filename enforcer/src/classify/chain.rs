@@ -10,11 +10,13 @@
 //! sending from Microsoft 365), Exchange Online is what talks to the next organisation and is reported,
 //! with any on-premises builds seen earlier in the run listed in the evidence.
 
+use std::fmt::Write;
+
 use super::build::Build;
 use super::scan::{iis_era, Candidate, ERA_2007_ON};
 use super::signature::{self, is_exchange_online_host};
 use super::{evidence_text, EvidenceItem, EvidenceKind, Product};
-use crate::smtp::{ClauseKind, Received};
+use crate::smtp::{ClauseKind, TokensView};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum HopKind {
@@ -39,37 +41,38 @@ pub(crate) struct Hop {
     pub text: String,
 }
 
-fn host(r: &Received<'_>, k: ClauseKind) -> Option<String> {
-    r.clause(k).and_then(|c| c.first()).map(|h| {
+fn host(r: &TokensView<'_>, k: ClauseKind) -> Option<String> {
+    r.words(r.clause(k)).next().map(|h| {
         std::str::from_utf8(h)
             .map_or_else(|_| String::from_utf8_lossy(h).into_owned(), str::to_string)
     })
 }
 
-pub(crate) fn hop(r: &Received<'_>, raw: &[u8]) -> Hop {
+pub(crate) fn hop(r: &TokensView<'_>, raw: &[u8]) -> Hop {
     let by = host(r, ClauseKind::By);
     let from = host(r, ClauseKind::From);
     let with = r.clause(ClauseKind::With);
-    let with_first = with.and_then(|c| c.first()).unwrap_or_default();
-    let with_words = with.map(|c| &c.words[..]).unwrap_or_default();
+    let with_words = r.words(with);
+    let with_first = with_words.clone().next().unwrap_or_default();
     let microsoft = with_first.eq_ignore_ascii_case(b"Microsoft");
     let iis = microsoft
         && with_words
-            .iter()
+            .clone()
             .any(|w| w.len() >= 7 && w[..7].eq_ignore_ascii_case(b"SMTPSVC"));
-    let ms_smtp = microsoft && !iis && with_words.iter().any(|w| w.eq_ignore_ascii_case(b"SMTP"));
-    let mapi = with_first.eq_ignore_ascii_case(b"mapi") && with_words.len() == 1;
+    let ms_smtp = microsoft && !iis && with_words.clone().any(|w| w.eq_ignore_ascii_case(b"SMTP"));
+    let mapi = with_first.eq_ignore_ascii_case(b"mapi") && with_words.clone().count() == 1;
     let id_build = r
-        .clause(ClauseKind::Id)
-        .and_then(|c| c.first())
+        .words(r.clause(ClauseKind::Id))
+        .next()
         .and_then(Build::parse)
         .filter(|b| (4..=15).contains(&b.major()) && b.len() >= 3);
     let online_host = by
         .as_deref()
         .is_some_and(|h| is_exchange_online_host(h.as_bytes()));
     let (kind, build) = if iis {
-        let v = with
-            .and_then(|c| c.comments.first())
+        let v = r
+            .comments(with)
+            .next()
             .and_then(|c| Build::parse(c.trim_ascii()));
         (HopKind::Iis, v)
     } else if ms_smtp || mapi {
@@ -87,16 +90,11 @@ pub(crate) fn hop(r: &Received<'_>, raw: &[u8]) -> Hop {
     };
     let mut hint = None;
     if kind == HopKind::Other {
-        let by_comments = r
-            .clause(ClauseKind::By)
-            .map(|c| &c.comments[..])
-            .unwrap_or_default();
-        let with_comments = with.map(|c| &c.comments[..]).unwrap_or_default();
-        for t in by_comments
-            .iter()
+        for t in r
+            .comments(r.clause(ClauseKind::By))
             .chain(with_words)
-            .chain(with_comments)
-            .chain(r.preamble.iter())
+            .chain(r.comments(with))
+            .chain(r.preamble())
         {
             if let Some(h) = signature::scan(t).filter(|h| h.ms.is_none()) {
                 hint = Some((h.product, h.version));
@@ -142,17 +140,24 @@ fn same_org(prev: &Hop, next: &Hop) -> bool {
 
 pub(crate) fn org_domain(host: &str) -> Option<&str> {
     let host = host.trim_end_matches('.');
-    if host.starts_with('[') || host.parse::<std::net::IpAddr>().is_ok() {
+    // Only hex digits, dots and colons can make an address: skip the parse for names.
+    let may_be_ip = host
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':');
+    if host.starts_with('[') || (may_be_ip && host.parse::<std::net::IpAddr>().is_ok()) {
         return None;
     }
-    let labels: Vec<&str> = host.rsplitn(4, '.').collect();
-    let keep = match labels.len() {
-        0..=1 => return None,
-        2 => 2,
-        _ if labels[1].len() <= 3 && labels[0].len() == 2 => 3, // example.co.uk, example.com.au
-        _ => 2,
+    // The last three labels (the third holds the rest of the name when there are only three).
+    let mut labels = host.rsplitn(4, '.');
+    let last = labels.next()?;
+    let second = labels.next()?;
+    let cut = match labels.next() {
+        // example.co.uk, example.com.au
+        Some(third) if second.len() <= 3 && last.len() == 2 => {
+            last.len() + second.len() + third.len() + 2
+        }
+        _ => last.len() + second.len() + 1,
     };
-    let cut: usize = labels[..keep].iter().map(|l| l.len() + 1).sum::<usize>() - 1;
     Some(&host[host.len() - cut..])
 }
 
@@ -162,13 +167,13 @@ fn name(h: &Option<String>) -> &str {
 
 /// Candidates from the chain, plus notes on the hops that were not attributed.
 pub(crate) fn attribute(hops: &[Hop]) -> Vec<Candidate> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(hops.len() + 1);
     if hops.is_empty() {
         return out;
     }
     // Oldest first.
     let chrono: Vec<&Hop> = hops.iter().rev().collect();
-    let mut runs: Vec<(usize, usize)> = Vec::new(); // [start, end] in chrono, inclusive
+    let mut runs: Vec<(usize, usize)> = Vec::with_capacity(hops.len()); // [start, end] in chrono, inclusive
     let mut i = 0;
     while i < chrono.len() {
         if is_ms(chrono[i]) {
@@ -198,19 +203,27 @@ pub(crate) fn attribute(hops: &[Hop]) -> Vec<Candidate> {
         Some(((start, end), handoff)) => {
             let h = chrono[end];
             let next = chrono.get(end + 1);
-            let why = match next {
-                Some(n) => format!("last Exchange hop before the hand-off to {} (not Exchange): the sending organisation's outbound server", name(&n.by)),
-                None => "no hand-off to another organisation is visible; taken as the sender's own hop".to_string(),
-            };
-            let earlier: Vec<String> = chrono[start..end]
-                .iter()
-                .filter(|x| x.kind == HopKind::OnPrem)
-                .filter_map(|x| x.build.map(|b| format!("{} ({b})", name(&x.by))))
-                .collect();
+            // Findings are written into strings sized up front: formatting them is a large part of
+            // classifying a header block, and growing them as they are written costs as much again.
+            let why_buf: Option<String> = next.map(|n| {
+                let mut b = String::with_capacity(128);
+                let _ = write!(b, "last Exchange hop before the hand-off to {} (not Exchange): the sending organisation's outbound server", name(&n.by));
+                b
+            });
+            let why: &str = why_buf.as_deref().unwrap_or(
+                "no hand-off to another organisation is visible; taken as the sender's own hop",
+            );
+            let finding = || String::with_capacity(why.len() + 96);
             let penalty = if handoff { 0.0 } else { 0.15 };
             match h.kind {
                 HopKind::Online => {
-                    let mut f = format!("{} is Exchange Online; {why}", name(&h.by));
+                    let earlier: Vec<String> = chrono[start..end]
+                        .iter()
+                        .filter(|x| x.kind == HopKind::OnPrem)
+                        .filter_map(|x| x.build.map(|b| format!("{} ({b})", name(&x.by))))
+                        .collect();
+                    let mut f = finding();
+                    let _ = write!(f, "{} is Exchange Online; {why}", name(&h.by));
                     if !earlier.is_empty() {
                         f.push_str(&format!(
                             "; on-premises Exchange earlier in the route relays through it: {}",
@@ -228,7 +241,8 @@ pub(crate) fn attribute(hops: &[Hop]) -> Vec<Candidate> {
                 }
                 HopKind::OnPrem => match h.build {
                     Some(b) => {
-                        let f = format!("{} runs Exchange build {b}; {why}", name(&h.by));
+                        let mut f = finding();
+                        let _ = write!(f, "{} runs Exchange build {b}; {why}", name(&h.by));
                         out.push(candidate(
                             h,
                             Product::Exchange,
@@ -239,7 +253,9 @@ pub(crate) fn attribute(hops: &[Hop]) -> Vec<Candidate> {
                         ));
                     }
                     None => {
-                        let f = format!(
+                        let mut f = finding();
+                        let _ = write!(
+                            f,
                             "{} is Exchange 2007 or later (no build in `id`); {why}",
                             name(&h.by)
                         );
@@ -255,7 +271,8 @@ pub(crate) fn attribute(hops: &[Hop]) -> Vec<Candidate> {
                 },
                 HopKind::Iis => {
                     let v = h.build.map(|b| format!(" {b}")).unwrap_or_default();
-                    let f = format!("{} runs the Windows IIS SMTP service{v} (Exchange 2000/2003 or plain IIS); {why}", name(&h.by));
+                    let mut f = finding();
+                    let _ = write!(f, "{} runs the Windows IIS SMTP service{v} (Exchange 2000/2003 or plain IIS); {why}", name(&h.by));
                     let mut c = candidate(
                         h,
                         Product::IisSmtp,
@@ -353,4 +370,33 @@ fn candidate(
 /// Evidence that explains a decision without voting (weight 0).
 fn note(h: &Hop, finding: String) -> Candidate {
     candidate(h, Product::Unknown, None, 0, 0.0, finding)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    /// The first, allocating version: the reference `org_domain` must keep agreeing with.
+    fn reference(host: &str) -> Option<&str> {
+        let host = host.trim_end_matches('.');
+        if host.starts_with('[') || host.parse::<std::net::IpAddr>().is_ok() {
+            return None;
+        }
+        let labels: Vec<&str> = host.rsplitn(4, '.').collect();
+        let keep = match labels.len() {
+            0..=1 => return None,
+            2 => 2,
+            _ if labels[1].len() <= 3 && labels[0].len() == 2 => 3,
+            _ => 2,
+        };
+        let cut: usize = labels[..keep].iter().map(|l| l.len() + 1).sum::<usize>() - 1;
+        Some(&host[host.len() - cut..])
+    }
+
+    proptest! {
+        #[test]
+        fn org_domain_matches_the_reference(h in "[a-f0-9:.\\[\\]xyz]{0,20}") {
+            prop_assert_eq!(super::org_domain(&h), reference(&h));
+        }
+    }
 }

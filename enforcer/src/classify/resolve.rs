@@ -103,14 +103,12 @@ pub(crate) fn resolve(scanned: Scanned, as_of: Date, ov: &SupportOverrides) -> C
     }
     out.persistently_vulnerable = matches!(out.status, Status::EndOfLife | Status::Outdated);
     let conclusions = std::mem::take(&mut out.evidence);
-    let mut items: Vec<Option<EvidenceItem>> =
-        cands.into_iter().map(|c| Some(c.evidence)).collect();
-    for (item, deciding) in items.iter_mut().zip(&deciding) {
-        if *deciding {
-            out.evidence.extend(item.take());
-        }
-    }
-    out.evidence.extend(items.into_iter().flatten());
+    // Deciding candidates first, each group in its order: a stable partition.
+    let mut ranked: Vec<(bool, Candidate)> = deciding.into_iter().zip(cands).collect();
+    ranked.sort_by_key(|(deciding, _)| !*deciding);
+    out.evidence = Vec::with_capacity(ranked.len() + conclusions.len());
+    out.evidence
+        .extend(ranked.into_iter().map(|(_, c)| c.evidence));
     out.evidence.extend(conclusions);
     out
 }

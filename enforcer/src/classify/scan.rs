@@ -39,12 +39,20 @@ pub(crate) fn era_versions(e: Era) -> Vec<ExVersion> {
 
 /// `2013, 2016, 2019 or SE`.
 pub(crate) fn era_text(e: Era) -> String {
-    let ids: Vec<&str> = era_versions(e).into_iter().map(ExVersion::id).collect();
-    match ids.split_last() {
-        None => "none".into(),
-        Some((last, [])) => (*last).into(),
-        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    // Written straight into one string: this is part of most Exchange findings.
+    let allowed = |v: &ExVersion| e & (1 << *v as u16) != 0;
+    let n = ExVersion::ALL.iter().filter(|v| allowed(v)).count();
+    if n == 0 {
+        return "none".into();
     }
+    let mut out = String::with_capacity(8 * n);
+    for (k, v) in ExVersion::ALL.iter().filter(|v| allowed(v)).enumerate() {
+        if k > 0 {
+            out.push_str(if k + 1 == n { " or " } else { ", " });
+        }
+        out.push_str(v.id());
+    }
+    out
 }
 
 /// One reading of the evidence, with how much it weighs (0..1).
@@ -128,6 +136,7 @@ struct Scanner {
     header: Vec<u8>,
     header_kind: Option<HeaderKind>,
     scratch: Vec<u8>,
+    tokens: smtp::Tokens,
     greeted: bool,
     chain_closed: bool,
 }
@@ -140,7 +149,40 @@ enum HeaderKind {
     Other,
 }
 
+/// The scanner's working buffers, kept per thread between calls so that classifying many small
+/// documents does not allocate and regrow them every time.
+#[derive(Default)]
+struct Buffers {
+    reply: Vec<u8>,
+    header: Vec<u8>,
+    scratch: Vec<u8>,
+    tokens: smtp::Tokens,
+}
+
+/// Buffers larger than this are not kept (one huge input should not pin its memory).
+const KEEP_BUFFER: usize = 64 * 1024;
+
+thread_local! {
+    static BUFFERS: std::cell::Cell<Option<Buffers>> = const { std::cell::Cell::new(None) };
+}
+
 pub(crate) fn scan(input: &[u8]) -> Scanned {
+    let mut bufs = BUFFERS.take().unwrap_or_default();
+    let out = scan_with(input, &mut bufs);
+    let held = [
+        bufs.reply.capacity(),
+        bufs.header.capacity(),
+        bufs.scratch.capacity(),
+        // Entries of a few words each.
+        bufs.tokens.capacity() * 32,
+    ];
+    if held.iter().all(|n| *n <= KEEP_BUFFER) {
+        BUFFERS.set(Some(bufs));
+    }
+    out
+}
+
+fn scan_with(input: &[u8], bufs: &mut Buffers) -> Scanned {
     let mut s = Scanner {
         out: Scanned {
             lines: 0,
@@ -148,13 +190,17 @@ pub(crate) fn scan(input: &[u8]) -> Scanned {
             candidates: Vec::new(),
             hops: Vec::new(),
         },
-        reply: Vec::new(),
-        header: Vec::new(),
+        reply: std::mem::take(&mut bufs.reply),
+        header: std::mem::take(&mut bufs.header),
         header_kind: None,
-        scratch: Vec::new(),
+        scratch: std::mem::take(&mut bufs.scratch),
+        tokens: std::mem::take(&mut bufs.tokens),
         greeted: false,
         chain_closed: false,
     };
+    s.reply.clear();
+    s.header.clear();
+    s.scratch.clear();
     let mut pos = 0;
     while pos < input.len() {
         let rest = &input[pos..];
@@ -190,6 +236,10 @@ pub(crate) fn scan(input: &[u8]) -> Scanned {
     }
     s.flush_header();
     s.flush_reply();
+    bufs.reply = s.reply;
+    bufs.header = s.header;
+    bufs.scratch = s.scratch;
+    bufs.tokens = s.tokens;
     s.out
 }
 
@@ -457,6 +507,10 @@ impl Scanner {
         let mut e: Era = ERA_2000_ON | era(&[V5_5]);
         let mut seen = Vec::new();
         for k in &r.keywords {
+            // Every Exchange-only keyword starts with X: most keywords need no comparison at all.
+            if k.name.first().is_none_or(|b| b | 0x20 != b'x') {
+                continue;
+            }
             let allowed = match () {
                 _ if k.is("XRDST") || k.is("XSHADOWREQUEST") => ERA_2013_ON,
                 _ if k.is("XSHADOW") => ERA_2010_ON,
@@ -560,14 +614,24 @@ impl Scanner {
         if kind == HeaderKind::Other {
             return;
         }
-        let mut value = std::mem::take(&mut self.header);
-        smtp::unfold_into(&value, &mut self.scratch);
-        std::mem::swap(&mut value, &mut self.scratch);
+        let raw = std::mem::take(&mut self.header);
+        let mut unfolded = std::mem::take(&mut self.scratch);
+        // Folded lines are stored without their line breaks (lines are split at LF, so only a stray CR
+        // can be left), so there is usually nothing to take out and the trimmed field is already what
+        // `unfold_into` would copy.
+        debug_assert!(!raw.contains(&b'\n'));
+        let breaks = raw.contains(&b'\r');
+        let value: &[u8] = if breaks {
+            smtp::unfold_into(&raw, &mut unfolded);
+            &unfolded
+        } else {
+            raw.trim_ascii()
+        };
         match kind {
             HeaderKind::Received if self.chain_closed => {}
             HeaderKind::Received => {
-                if let Ok(r) = smtp::parse_received(&value) {
-                    self.out.hops.push(chain::hop(&r, &value));
+                if let Ok(r) = self.tokens.fill(value) {
+                    self.out.hops.push(chain::hop(&r, value));
                 }
             }
             HeaderKind::MimeOle | HeaderKind::Mailer => {
@@ -577,8 +641,8 @@ impl Scanner {
                     "X-Mailer: "
                 };
                 let mut text = name.as_bytes().to_vec();
-                text.extend_from_slice(&value);
-                if let Some(hit) = signature::scan(&value) {
+                text.extend_from_slice(value);
+                if let Some(hit) = signature::scan(value) {
                     let keep = matches!(hit.ms, Some(MsSignal::ExchangeBuild(_)))
                         || hit.product == Product::Zimbra;
                     if keep {
@@ -596,8 +660,9 @@ impl Scanner {
             }
             HeaderKind::Other => {}
         }
-        self.header = value;
+        self.header = raw;
         self.header.clear();
+        self.scratch = unfolded;
     }
 }
 
@@ -622,6 +687,21 @@ mod tests {
         assert_eq!(strip_prefix(b" -> EHLO x"), b"EHLO x");
         assert_eq!(strip_prefix(b"<<< 250 ok"), b"250 ok");
         assert_eq!(strip_prefix(b"Received: x"), b"Received: x");
+    }
+
+    #[test]
+    fn era_text_lists_every_set_of_versions() {
+        // The reference: the versions joined by ", " with " or " before the last.
+        for e in 0..(1u32 << ExVersion::ALL.len()) {
+            let e = e as Era;
+            let ids: Vec<&str> = era_versions(e).into_iter().map(ExVersion::id).collect();
+            let want = match ids.split_last() {
+                None => "none".to_string(),
+                Some((last, [])) => (*last).to_string(),
+                Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            };
+            assert_eq!(era_text(e), want);
+        }
     }
 
     #[test]

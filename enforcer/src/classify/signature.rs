@@ -141,18 +141,20 @@ pub fn scan(text: &[u8]) -> Option<Hit> {
             b'z' if starts_ci(rest, b"zimbra") => Some(simple(Product::Zimbra, text, i + 6)),
             _ => None,
         };
-        let token_len = text[i..]
-            .iter()
-            .take_while(|c| c.is_ascii_alphanumeric())
-            .count();
-        let in_host = text
-            .get(i + token_len)
-            .is_some_and(|c| matches!(c, b'.' | b'-' | b'_' | b'@'))
-            && text
-                .get(i + token_len + 1)
-                .is_some_and(u8::is_ascii_alphanumeric);
-        if hit.is_some() && !in_host {
-            return hit;
+        if hit.is_some() {
+            let token_len = text[i..]
+                .iter()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .count();
+            let in_host = text
+                .get(i + token_len)
+                .is_some_and(|c| matches!(c, b'.' | b'-' | b'_' | b'@'))
+                && text
+                    .get(i + token_len + 1)
+                    .is_some_and(u8::is_ascii_alphanumeric);
+            if !in_host {
+                return hit;
+            }
         }
         i += 1;
     }

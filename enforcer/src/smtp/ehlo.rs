@@ -157,11 +157,15 @@ pub fn decode_ehlo_response(input: &[u8]) -> Result<Decoded<EhloResponse<'_>>, D
         ));
     }
     let mut keywords = Vec::with_capacity(d.value.lines.len() - 1);
-    let mut pos = line_at(input, 0).map_or(0, |l| l.next);
-    for text in &d.value.lines[1..] {
+    for (n, text) in d.value.lines[1..].iter().enumerate() {
         let res: IResult<&[u8], &[u8]> =
             take_while1(|b: u8| !matches!(b, b' ' | b'\t' | b'='))(text);
         let Ok((rest, name)) = res else {
+            // Where extension line `n` starts (walked only on this error path).
+            let mut pos = 0;
+            for _ in 0..=n {
+                pos = line_at(input, pos).map_or(pos, |l| l.next);
+            }
             return Err(DecodeError::malformed(
                 item,
                 pos + 4,
@@ -174,7 +178,6 @@ pub fn decode_ehlo_response(input: &[u8]) -> Result<Decoded<EhloResponse<'_>>, D
             .filter(|p| !p.is_empty())
             .collect();
         keywords.push(EhloKeyword { name, params });
-        pos = line_at(input, pos).map_or(pos, |l| l.next);
     }
     Ok(Decoded {
         value: EhloResponse {

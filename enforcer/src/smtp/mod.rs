@@ -19,6 +19,7 @@ pub use ehlo::{
 };
 pub use header::{decode_header_block, unfold, unfold_into, HeaderField};
 pub use received::{parse_received, Clause, ClauseKind, Received};
+pub(crate) use received::{Tokens, TokensView};
 pub use reply::{decode_greeting, decode_reply, EnhancedStatus, Reply};
 
 /// What a decoder was reading when it failed; part of [`DecodeError::Malformed`].

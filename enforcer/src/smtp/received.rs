@@ -6,7 +6,6 @@
 //! comment. So a value is read as a sequence of clauses: a clause keyword (`from`, `by`, `via`, `with`,
 //! `id`, `for`) followed by the words and comments up to the next keyword, then an optional `; date`.
 
-use nom::bytes::complete::take_while1;
 use nom::IResult;
 
 use super::{DecodeError, Item};
@@ -120,6 +119,53 @@ impl<'a> Received<'a> {
 /// Parses an unfolded `Received:` value (see [`super::unfold`]). Errors: an empty value, or a comment
 /// whose `(` is never closed.
 pub fn parse_received(value: &[u8]) -> Result<Received<'_>, DecodeError> {
+    let mut r = Received {
+        preamble: Vec::new(),
+        // Real values have up to six clauses (from, by, via, with, id, for): one allocation.
+        clauses: Vec::with_capacity(6),
+        date: None,
+    };
+    tokenize(value, |t| match t {
+        Token::Clause(kind) => r.clauses.push(Clause {
+            kind,
+            words: Vec::new(),
+            comments: Vec::new(),
+        }),
+        Token::Word(w) => match r.clauses.last_mut() {
+            Some(c) => c.words.push(w),
+            None => r.preamble.push(w),
+        },
+        Token::Comment { whole, inner } => match r.clauses.last_mut() {
+            Some(c) => c.comments.push(inner),
+            None => r.preamble.push(whole),
+        },
+        Token::Date(d) => r.date = d,
+    })?;
+    Ok(r)
+}
+
+/// One piece of a `Received:` value, in order.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Token<'a> {
+    /// A clause keyword: the words and comments that follow belong to this clause.
+    Clause(ClauseKind),
+    Word(&'a [u8]),
+    /// A comment with (`whole`) and without (`inner`) its outer parentheses.
+    Comment {
+        whole: &'a [u8],
+        inner: &'a [u8],
+    },
+    /// The date after `;` (trimmed; `None` when empty); always the last token.
+    Date(Option<&'a [u8]>),
+}
+
+/// The one reader of `Received:` values: [`parse_received`] builds its tree from these tokens, and the
+/// classifier reads them into a reused flat buffer ([`Tokens`]) so that a header block costs no
+/// allocation per clause.
+pub(crate) fn tokenize<'a>(
+    value: &'a [u8],
+    mut emit: impl FnMut(Token<'a>),
+) -> Result<(), DecodeError> {
     let item = Item::Received;
     if value.trim_ascii().is_empty() {
         return Err(DecodeError::malformed(
@@ -128,11 +174,6 @@ pub fn parse_received(value: &[u8]) -> Result<Received<'_>, DecodeError> {
             "a Received field is not empty",
         ));
     }
-    let mut r = Received {
-        preamble: Vec::new(),
-        clauses: Vec::new(),
-        date: None,
-    };
     let mut pos = 0;
     while pos < value.len() {
         let b = value[pos];
@@ -140,7 +181,7 @@ pub fn parse_received(value: &[u8]) -> Result<Received<'_>, DecodeError> {
             pos += 1;
         } else if b == b';' {
             let d = value[pos + 1..].trim_ascii();
-            r.date = (!d.is_empty()).then_some(d);
+            emit(Token::Date((!d.is_empty()).then_some(d)));
             break;
         } else if b == b'(' {
             let end = comment_end(value, pos).ok_or(DecodeError::malformed(
@@ -148,36 +189,143 @@ pub fn parse_received(value: &[u8]) -> Result<Received<'_>, DecodeError> {
                 pos,
                 "a comment `(` is never closed",
             ))?;
-            let inner = &value[pos + 1..end - 1];
-            match r.clauses.last_mut() {
-                Some(c) => c.comments.push(inner),
-                None => r.preamble.push(&value[pos..end]),
-            }
+            emit(Token::Comment {
+                whole: &value[pos..end],
+                inner: &value[pos + 1..end - 1],
+            });
             pos = end;
         } else {
             let (_, w) = word(&value[pos..])
                 .map_err(|_| DecodeError::malformed(item, pos, "unexpected byte"))?;
             pos += w.len();
-            match ClauseKind::of(w) {
-                Some(kind) => r.clauses.push(Clause {
-                    kind,
-                    words: Vec::new(),
-                    comments: Vec::new(),
-                }),
-                None => match r.clauses.last_mut() {
-                    Some(c) => c.words.push(w),
-                    None => r.preamble.push(w),
-                },
-            }
+            emit(match ClauseKind::of(w) {
+                Some(kind) => Token::Clause(kind),
+                None => Token::Word(w),
+            });
         }
     }
-    Ok(r)
+    Ok(())
+}
+
+/// A `Received:` value as a flat list of words and comments tagged with their clause: the same reading
+/// as [`Received`], in buffers that are cleared and reused from one value to the next.
+#[derive(Debug, Default)]
+pub(crate) struct Tokens {
+    /// Clause kinds in order; index 0 is the preamble (words before any clause).
+    clauses: Vec<Option<ClauseKind>>,
+    /// (clause index, is a comment, byte range in the value). Preamble comments keep their parentheses,
+    /// clause comments do not, as in [`Received`].
+    items: Vec<(usize, bool, std::ops::Range<usize>)>,
+}
+
+/// A [`Tokens`] buffer read against the value it was filled from.
+#[derive(Clone, Copy)]
+pub(crate) struct TokensView<'a> {
+    value: &'a [u8],
+    t: &'a Tokens,
+}
+
+impl Tokens {
+    /// Entries the buffers hold without growing (to decide whether keeping them is worth it).
+    pub(crate) fn capacity(&self) -> usize {
+        self.items.capacity().max(self.clauses.capacity())
+    }
+
+    /// Reads `value` into this buffer (same errors as [`parse_received`]).
+    pub(crate) fn fill<'a>(&'a mut self, value: &'a [u8]) -> Result<TokensView<'a>, DecodeError> {
+        self.clauses.clear();
+        self.items.clear();
+        self.clauses.push(None);
+        let base = value.as_ptr() as usize;
+        let range = |s: &[u8]| {
+            let start = s.as_ptr() as usize - base;
+            start..start + s.len()
+        };
+        let (clauses, items) = (&mut self.clauses, &mut self.items);
+        tokenize(value, |t| match t {
+            Token::Clause(kind) => clauses.push(Some(kind)),
+            Token::Word(w) => items.push((clauses.len() - 1, false, range(w))),
+            Token::Comment { whole, inner } => {
+                let preamble = clauses.len() == 1;
+                let r = if preamble { range(whole) } else { range(inner) };
+                items.push((clauses.len() - 1, !preamble, r));
+            }
+            Token::Date(_) => {}
+        })?;
+        Ok(TokensView { value, t: self })
+    }
+}
+
+impl<'a> TokensView<'a> {
+    /// The index of the first clause of `kind` (what [`Received::clause`] finds).
+    pub(crate) fn clause(&self, kind: ClauseKind) -> Option<usize> {
+        self.t.clauses.iter().position(|k| *k == Some(kind))
+    }
+
+    fn of(&self, clause: usize, comment: bool) -> impl Iterator<Item = &'a [u8]> + Clone + 'a {
+        let value = self.value;
+        self.t
+            .items
+            .iter()
+            .filter(move |(c, m, _)| *c == clause && *m == comment)
+            .map(move |(_, _, r)| &value[r.clone()])
+    }
+
+    /// The words of clause `clause` (none for `None`).
+    pub(crate) fn words(
+        &self,
+        clause: Option<usize>,
+    ) -> impl Iterator<Item = &'a [u8]> + Clone + 'a {
+        // usize::MAX matches no item.
+        self.of(clause.unwrap_or(usize::MAX), false)
+    }
+
+    /// The comments of clause `clause`, without their outer parentheses.
+    pub(crate) fn comments(
+        &self,
+        clause: Option<usize>,
+    ) -> impl Iterator<Item = &'a [u8]> + Clone + 'a {
+        self.of(clause.unwrap_or(usize::MAX), true)
+    }
+
+    /// Words and comments (with their parentheses) before the first clause.
+    pub(crate) fn preamble(&self) -> impl Iterator<Item = &'a [u8]> + Clone + 'a {
+        let value = self.value;
+        self.t
+            .items
+            .iter()
+            .take_while(|(c, _, _)| *c == 0)
+            .map(move |(_, _, r)| &value[r.clone()])
+    }
 }
 
 /// A run of bytes up to white space, `(` or `;` (a stray `)` is kept as part of a word).
 fn word(i: &[u8]) -> IResult<&[u8], &[u8]> {
-    take_while1(|b: u8| !b.is_ascii_whitespace() && b != b'(' && b != b';')(i)
+    // A table lookup per byte: words are most of a Received value.
+    let n = i
+        .iter()
+        .position(|&b| WORD_END[usize::from(b)])
+        .unwrap_or(i.len());
+    if n == 0 {
+        return Err(nom::Err::Error(nom::error::Error::new(
+            i,
+            nom::error::ErrorKind::TakeWhile1,
+        )));
+    }
+    Ok((&i[n..], &i[..n]))
 }
+
+/// Bytes that end a word: ASCII white space (as `u8::is_ascii_whitespace`), `(` and `;`.
+const WORD_END: [bool; 256] = {
+    let mut t = [false; 256];
+    let ends = *b" \t\n\x0c\r(;";
+    let mut k = 0;
+    while k < ends.len() {
+        t[ends[k] as usize] = true;
+        k += 1;
+    }
+    t
+};
 
 /// Index one past the `)` closing the comment opened at `start`; nesting and `\` quoting honoured.
 fn comment_end(v: &[u8], start: usize) -> Option<usize> {
@@ -198,6 +346,100 @@ fn comment_end(v: &[u8], start: usize) -> Option<usize> {
         i += 1;
     }
     None
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The flat reading must say exactly what the tree says.
+    fn agree(value: &[u8]) -> Result<(), TestCaseError> {
+        let mut t = Tokens::default();
+        // Reuse the buffer dirty, as the classifier does.
+        let _ = t.fill(b"from a (x) by b with c (y) id d; date");
+        match (parse_received(value), t.fill(value)) {
+            (Err(a), Err(b)) => prop_assert_eq!(a, b),
+            (Ok(r), Ok(v)) => {
+                prop_assert_eq!(v.preamble().collect::<Vec<_>>(), r.preamble.clone());
+                for k in [
+                    ClauseKind::From,
+                    ClauseKind::By,
+                    ClauseKind::Via,
+                    ClauseKind::With,
+                    ClauseKind::Id,
+                    ClauseKind::For,
+                ] {
+                    let c = v.clause(k);
+                    prop_assert_eq!(c.is_some(), r.clause(k).is_some());
+                    let want = r.clause(k);
+                    prop_assert_eq!(
+                        v.words(c).collect::<Vec<_>>(),
+                        want.map(|c| c.words.clone()).unwrap_or_default()
+                    );
+                    prop_assert_eq!(
+                        v.comments(c).collect::<Vec<_>>(),
+                        want.map(|c| c.comments.clone()).unwrap_or_default()
+                    );
+                }
+            }
+            (a, b) => prop_assert!(false, "tree {:?} but tokens {:?}", a.is_ok(), b.is_ok()),
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn real_values_agree() {
+        for v in [
+            &b"(qmail 1234 invoked from network); 1 Jan 2024"[..],
+            b"from EX01.corp.example.com (10.1.2.3) by EX02.corp.example.com (10.1.2.4) with Microsoft SMTP Server (version=TLS1_2, cipher=X) id 15.1.2507.39 via Frontend Transport; Tue, 4 Jun 2024",
+            b"from [10.0.0.9] (helo=app) by mail.x with esmtpsa (TLS1.3) tls T (Exim 4.96) (envelope-from <a@x>) id 1rX; Tue",
+            b"by a (Postfix) by b (other) with x",
+            b"  ",
+            b"from a (unclosed",
+        ] {
+            agree(v).unwrap();
+        }
+    }
+
+    const PIECES: &[&[u8]] = &[
+        b"from ",
+        b"by ",
+        b"with ",
+        b"id ",
+        b"via ",
+        b"FOR ",
+        b"(",
+        b")",
+        b"\\",
+        b";",
+        b" ",
+        b"\t",
+        b"host.example ",
+        b"Microsoft SMTP Server ",
+        b"15.1.2507.39",
+        b"\xff",
+    ];
+
+    proptest! {
+        #[test]
+        fn tokens_agree_with_the_tree(v in proptest::collection::vec(proptest::sample::select(PIECES), 0..24)) {
+            agree(&v.concat())?;
+        }
+
+        #[test]
+        fn word_ends_where_the_rule_says(v in proptest::collection::vec(any::<u8>(), 0..30)) {
+            let want = v.iter().position(|&b| b.is_ascii_whitespace() || b == b'(' || b == b';').unwrap_or(v.len());
+            match word(&v) {
+                Ok((rest, w)) => {
+                    prop_assert_eq!(w.len(), want);
+                    prop_assert_eq!(rest.len(), v.len() - want);
+                    prop_assert!(want > 0);
+                }
+                Err(_) => prop_assert_eq!(want, 0),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
