@@ -44,6 +44,13 @@ pub struct TargetArgs {
     /// Source address (a host) or prefix: 192.0.2.7, 192.0.2.0/24, 2001:db8::/32.
     #[arg(value_name = "IP|CIDR")]
     pub target: String,
+    #[command(flatten)]
+    pub opts: EntryOpts,
+}
+
+/// What every entry-making command takes besides its target and verdict.
+#[derive(Debug, clap::Args)]
+pub struct EntryOpts {
     /// Remove the entry after this long (e.g. 45s, 10m, 1h, 30d).
     #[arg(long, value_name = "DURATION")]
     pub ttl: Option<String>,
@@ -79,14 +86,8 @@ pub struct ThrottleArgs {
     /// Refuse with a TCP RST (connection refused) instead of a silent drop.
     #[arg(long)]
     pub reject: bool,
-    /// Remove the entry after this long (e.g. 45s, 10m, 1h, 30d).
-    #[arg(long, value_name = "DURATION")]
-    pub ttl: Option<String>,
-    /// Free text kept with the entry and shown by `list` and `explain`.
-    #[arg(long, value_name = "TEXT")]
-    pub reason: Option<String>,
     #[command(flatten)]
-    pub dirs: Dirs,
+    pub opts: EntryOpts,
 }
 
 #[derive(Debug, clap::Args)]
@@ -276,25 +277,25 @@ fn run(c: Common<'_>, verdict: Verdict, verb: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn common(a: &TargetArgs) -> Common<'_> {
+fn common<'a>(target: &'a str, o: &'a EntryOpts) -> Common<'a> {
     Common {
-        target: &a.target,
-        ttl: a.ttl.as_deref(),
-        reason: a.reason.as_deref(),
-        dirs: &a.dirs,
+        target,
+        ttl: o.ttl.as_deref(),
+        reason: o.reason.as_deref(),
+        dirs: &o.dirs,
     }
 }
 
 pub fn execute_block(a: TargetArgs) -> anyhow::Result<()> {
-    run(common(&a), Verdict::Drop, "blocked")
+    run(common(&a.target, &a.opts), Verdict::Drop, "blocked")
 }
 
 pub fn execute_reject(a: TargetArgs) -> anyhow::Result<()> {
-    run(common(&a), Verdict::Reject, "rejecting")
+    run(common(&a.target, &a.opts), Verdict::Reject, "rejecting")
 }
 
 pub fn execute_allow(a: TargetArgs) -> anyhow::Result<()> {
-    run(common(&a), Verdict::Pass, "allowed")
+    run(common(&a.target, &a.opts), Verdict::Pass, "allowed")
 }
 
 /// The throttle verdict the arguments describe (checked, not yet validated as a rule).
@@ -329,16 +330,7 @@ pub fn throttle_verdict(a: &ThrottleArgs) -> anyhow::Result<Verdict> {
 
 pub fn execute_throttle(a: ThrottleArgs) -> anyhow::Result<()> {
     let verdict = throttle_verdict(&a)?;
-    run(
-        Common {
-            target: &a.target,
-            ttl: a.ttl.as_deref(),
-            reason: a.reason.as_deref(),
-            dirs: &a.dirs,
-        },
-        verdict,
-        "throttling",
-    )
+    run(common(&a.target, &a.opts), verdict, "throttling")
 }
 
 pub fn execute_unset(a: UnsetArgs) -> anyhow::Result<()> {
@@ -465,11 +457,15 @@ mod tests {
                 panic!("{cmd}")
             };
             assert_eq!(
-                (a.target.as_str(), a.ttl.as_deref(), a.reason.as_deref()),
+                (
+                    a.target.as_str(),
+                    a.opts.ttl.as_deref(),
+                    a.opts.reason.as_deref()
+                ),
                 ("192.0.2.0/24", Some("1h"), Some("r"))
             );
             assert_eq!(
-                a.dirs.pin_dir,
+                a.opts.dirs.pin_dir,
                 PathBuf::from(crate::datapath::DEFAULT_PIN_DIR)
             );
             assert!(parse(&[cmd]).is_err(), "{cmd} needs a target");
