@@ -76,6 +76,19 @@ struct Claim {
     weight: f64,
 }
 
+impl Claim {
+    /// A claim that names a product (and the Exchange versions it allows) but no version or build.
+    fn bare(product: Product, era: Era, weight: f64) -> Self {
+        Self {
+            product,
+            version: None,
+            build: None,
+            era,
+            weight,
+        }
+    }
+}
+
 pub(crate) struct Scanned {
     pub lines: usize,
     /// SMTP items recognised (replies, commands, header fields).
@@ -315,13 +328,7 @@ impl Scanner {
                 String::from_utf8_lossy(&domain)
             );
             self.push(
-                Claim {
-                    product: Product::ExchangeOnline,
-                    version: None,
-                    build: None,
-                    era: 0,
-                    weight: 0.7,
-                },
+                Claim::bare(Product::ExchangeOnline, 0, 0.7),
                 EvidenceKind::Ehlo,
                 l,
                 f,
@@ -372,13 +379,7 @@ impl Scanner {
                 String::from_utf8_lossy(host)
             );
             self.push(
-                Claim {
-                    product: Product::ExchangeOnline,
-                    version: None,
-                    build: None,
-                    era: 0,
-                    weight: 0.85,
-                },
+                Claim::bare(Product::ExchangeOnline, 0, 0.85),
                 EvidenceKind::Banner,
                 text,
                 f,
@@ -398,13 +399,7 @@ impl Scanner {
             Some(MsSignal::Modern) => {
                 let f = format!("{what} of Microsoft's Exchange 2007-or-later transport (no version on the wire): Exchange {}", era_text(ERA_2007_ON));
                 self.push(
-                    Claim {
-                        product: Product::Exchange,
-                        version: None,
-                        build: None,
-                        era: ERA_2007_ON,
-                        weight: 0.6,
-                    },
+                    Claim::bare(Product::Exchange, ERA_2007_ON, 0.6),
                     kind,
                     text,
                     f,
@@ -432,13 +427,7 @@ impl Scanner {
                     return;
                 };
                 let f = format!("{what} names Exchange version {b} (Exchange {})", v.id());
-                let claim = Claim {
-                    product: Product::Exchange,
-                    version: None,
-                    build: None,
-                    era: era(&[v]),
-                    weight: 0.8,
-                };
+                let claim = Claim::bare(Product::Exchange, era(&[v]), 0.8);
                 self.push(claim, kind, text, f);
             }
             Some(MsSignal::ExchangeBuild(b)) => {
@@ -491,13 +480,7 @@ impl Scanner {
                 String::from_utf8_lossy(r.domain)
             );
             self.push(
-                Claim {
-                    product: Product::ExchangeOnline,
-                    version: None,
-                    build: None,
-                    era: 0,
-                    weight: 0.85,
-                },
+                Claim::bare(Product::ExchangeOnline, 0, 0.85),
                 EvidenceKind::EhloResponse,
                 text,
                 f,
@@ -535,13 +518,7 @@ impl Scanner {
             era_text(e)
         );
         self.push(
-            Claim {
-                product: Product::Exchange,
-                version: None,
-                build: None,
-                era: e,
-                weight,
-            },
+            Claim::bare(Product::Exchange, e, weight),
             EvidenceKind::EhloResponse,
             text,
             f,
@@ -565,39 +542,21 @@ impl Scanner {
                 era_text(e)
             );
             self.push(
-                Claim {
-                    product: Product::Exchange,
-                    version: None,
-                    build: None,
-                    era: e,
-                    weight: 0.55,
-                },
+                Claim::bare(Product::Exchange, e, 0.55),
                 EvidenceKind::Reply,
                 text,
                 f,
             );
         } else if has("Ok: queued as ") {
             self.push(
-                Claim {
-                    product: Product::Postfix,
-                    version: None,
-                    build: None,
-                    era: 0,
-                    weight: 0.5,
-                },
+                Claim::bare(Product::Postfix, 0, 0.5),
                 EvidenceKind::Reply,
                 text,
                 "Postfix's `Ok: queued as` reply".into(),
             );
         } else if t.starts_with("OK id=") {
             self.push(
-                Claim {
-                    product: Product::Exim,
-                    version: None,
-                    build: None,
-                    era: 0,
-                    weight: 0.5,
-                },
+                Claim::bare(Product::Exim, 0, 0.5),
                 EvidenceKind::Reply,
                 text,
                 "Exim's `OK id=` reply".into(),
