@@ -90,6 +90,29 @@ pub const CLIENT_V4: &str = "10.200.1.2";
 pub const SERVER_V6: &str = "fd00:200::1";
 pub const CLIENT_V6: &str = "fd00:200::2";
 
+/// A veth pair from `server` to `client`. It is created inside the server namespace, so nothing is
+/// ever left in the root one, and it goes away with the namespaces.
+fn veth_pair(server: &Netns, client: &Netns, server_if: &str, client_if: &str) {
+    assert!(
+        server_if.len() <= 15,
+        "interface name too long: {server_if}"
+    );
+    ip(&[
+        "-n",
+        &server.name,
+        "link",
+        "add",
+        server_if,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        client_if,
+        "netns",
+        &client.name,
+    ]);
+}
+
 impl Topology {
     /// `tag`: a few characters unique to the test.
     pub fn new(tag: &str) -> Self {
@@ -98,25 +121,7 @@ impl Topology {
         let client = Netns::new(format!("{base}-cli"));
         let server_if = format!("{base}s");
         let client_if = format!("{base}c");
-        assert!(
-            server_if.len() <= 15,
-            "interface name too long: {server_if}"
-        );
-        // Create the pair inside the server namespace so nothing is ever left in the root one.
-        ip(&[
-            "-n",
-            &server.name,
-            "link",
-            "add",
-            &server_if,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &client_if,
-            "netns",
-            &client.name,
-        ]);
+        veth_pair(&server, &client, &server_if, &client_if);
         for (ns, ifname, v4, v6) in [
             (&server, &server_if, SERVER_V4, SERVER_V6),
             (&client, &client_if, CLIENT_V4, CLIENT_V6),
@@ -164,24 +169,7 @@ impl Topology {
     pub fn add_second_pair(&mut self) -> (String, String) {
         let server_if = format!("{}2", self.server_if);
         let client_if = format!("{}2", self.client_if);
-        assert!(
-            server_if.len() <= 15,
-            "interface name too long: {server_if}"
-        );
-        ip(&[
-            "-n",
-            &self.server.name,
-            "link",
-            "add",
-            &server_if,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &client_if,
-            "netns",
-            &self.client.name,
-        ]);
+        veth_pair(&self.server, &self.client, &server_if, &client_if);
         for (ns, ifname, addr) in [
             (&self.server, &server_if, "10.200.2.1/24"),
             (&self.client, &client_if, "10.200.2.2/24"),
