@@ -5,27 +5,32 @@ use enforcer_common::{config::CONFIG_FLAG_REPORT_ONLY, Reason};
 
 use crate::{
     ctx::{Outcome, Packet},
-    decide::{decide_v4, decide_v6, Refusal},
+    decide::{decide, Refusal},
     maps::{CONFIG, PORTS},
-    parse::{parse_frame, L3},
+    parse::{parse_frame, Parsed, Src, Syn, L3},
     reject, stats,
 };
 
 #[inline(always)]
 pub fn run<C: Packet>(ctx: &C) -> u32 {
-    let syn = match parse_frame(ctx.data(), ctx.data_end()) {
-        Ok(syn) => syn,
-        Err(reason) => return stats::exit(ctx, reason, false, Outcome::Pass),
-    };
-    let port = u16::from_be(unsafe { (*syn.tcp).dport }) as u32;
-    match PORTS.get(port) {
-        Some(&p) if p != 0 => {}
-        _ => return stats::exit(ctx, Reason::OtherPort, false, Outcome::Pass),
+    match parse_frame(ctx.data(), ctx.data_end()) {
+        Ok(Parsed::Syn(syn)) => judge_syn(ctx, &syn),
+        Ok(Parsed::Blind { src, port, pass }) => judge_blind(ctx, src, port, pass),
+        Err(reason) => stats::exit(ctx, reason, false, Outcome::Pass),
     }
-    let decision = match syn.l3 {
-        L3::V4 { ip, .. } => decide_v4(unsafe { &(*ip).src }),
-        L3::V6 { ip, .. } => decide_v6(unsafe { &(*ip).src }),
+}
+
+#[inline(always)]
+fn judge_syn<C: Packet>(ctx: &C, syn: &Syn) -> u32 {
+    let port = u16::from_be(unsafe { (*syn.tcp).dport });
+    if !protected(port) {
+        return stats::exit(ctx, Reason::OtherPort, false, Outcome::Pass);
+    }
+    let src = match syn.l3 {
+        L3::V4 { ip, .. } => Src::V4(unsafe { core::ptr::addr_of!((*ip).src) }),
+        L3::V6 { ip, .. } => Src::V6(unsafe { core::ptr::addr_of!((*ip).src) }),
     };
+    let decision = decide(src, true);
     let mut reason = decision.reason;
     if decision.refusal == Refusal::None {
         return stats::exit(ctx, reason, false, Outcome::Pass);
@@ -33,7 +38,7 @@ pub fn run<C: Packet>(ctx: &C) -> u32 {
     let rst = decision.refusal == Refusal::Rst;
     if report_only() {
         // Count what would have happened, including a reject we could not have answered.
-        if rst && !reject::possible(&syn) {
+        if rst && !reject::possible(syn) {
             reason = Reason::RejectFallbackDrop;
         }
         return stats::exit(ctx, reason, true, Outcome::Pass);
@@ -41,10 +46,35 @@ pub fn run<C: Packet>(ctx: &C) -> u32 {
     if !rst {
         return stats::exit(ctx, reason, false, Outcome::Drop);
     }
-    match reject::rewrite(ctx, &syn) {
+    match reject::rewrite(ctx, syn) {
         Ok(()) => stats::exit(ctx, reason, false, Outcome::Reply),
         Err(()) => stats::exit(ctx, Reason::RejectFallbackDrop, false, Outcome::Drop),
     }
+}
+
+/// A packet whose TCP header is not all in view. With its port seen it is judged only when that
+/// port is protected; without one (a non-first fragment, a header chain too long to walk) it is
+/// judged on its source alone, which is what keeps a fragmented or deeply wrapped SYN from slipping
+/// past a refusing entry. A refusal is a drop: there is no whole SYN to answer with a RST.
+#[inline(always)]
+fn judge_blind<C: Packet>(ctx: &C, src: Src, port: Option<u16>, pass: Reason) -> u32 {
+    if let Some(p) = port {
+        if !protected(p) {
+            return stats::exit(ctx, Reason::OtherPort, false, Outcome::Pass);
+        }
+    }
+    if decide(src, port.is_some()).refusal == Refusal::None {
+        return stats::exit(ctx, pass, false, Outcome::Pass);
+    }
+    if report_only() {
+        return stats::exit(ctx, Reason::SourceOnlyRefused, true, Outcome::Pass);
+    }
+    stats::exit(ctx, Reason::SourceOnlyRefused, false, Outcome::Drop)
+}
+
+#[inline(always)]
+fn protected(port: u16) -> bool {
+    matches!(PORTS.get(port as u32), Some(&p) if p != 0)
 }
 
 #[inline(always)]
@@ -66,7 +96,7 @@ pub fn hash_only(ctx: &aya_ebpf::programs::XdpContext) -> u32 {
     if unsafe { (*eth).proto } != crate::parse::ETH_P_IPV4.to_be() {
         return xdp_action::XDP_PASS;
     }
-    // Key straight from the packet, as `decide_v4` does.
+    // Key straight from the packet, as `decide` does.
     let src: &[u8; 4] = unsafe { &(*ip).src };
     match crate::maps::POLICY_V4_HOSTS.get_ptr(src) {
         Some(_) => xdp_action::XDP_DROP,
