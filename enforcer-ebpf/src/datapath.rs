@@ -5,71 +5,70 @@ use enforcer_common::{config::CONFIG_FLAG_REPORT_ONLY, Reason};
 
 use crate::{
     ctx::{Outcome, Packet},
-    decide::{decide, Refusal},
+    decide::{decide, Refusal, Source},
     maps::{CONFIG, PORTS},
-    parse::{parse_frame, Parsed, Src, Syn, L3},
+    parse::{parse_frame, Parsed},
     reject, stats,
 };
 
+/// Parsing explores one verifier path per packet shape (VLAN depth × extension-header chain ×
+/// fragment state); the decision after it must not be verified once per shape. So everything the
+/// decision needs is copied out of the packet first (the source address onto the stack, a few
+/// scalars), no packet pointer stays live across it, and the verifier's states from every shape
+/// meet at `decide` as one. A reject, the only verdict that writes the packet, parses it again.
 #[inline(always)]
 pub fn run<C: Packet>(ctx: &C) -> u32 {
-    match parse_frame(ctx.data(), ctx.data_end()) {
-        Ok(Parsed::Syn(syn)) => judge_syn(ctx, &syn),
-        Ok(Parsed::Blind { src, port, pass }) => judge_blind(ctx, src, port, pass),
-        Err(reason) => stats::exit(ctx, reason, false, Outcome::Pass),
-    }
-}
-
-#[inline(always)]
-fn judge_syn<C: Packet>(ctx: &C, syn: &Syn) -> u32 {
-    let port = u16::from_be(unsafe { (*syn.tcp).dport });
-    if !protected(port) {
-        return stats::exit(ctx, Reason::OtherPort, false, Outcome::Pass);
-    }
-    let src = match syn.l3 {
-        L3::V4 { ip, .. } => Src::V4(unsafe { core::ptr::addr_of!((*ip).src) }),
-        L3::V6 { ip, .. } => Src::V6(unsafe { core::ptr::addr_of!((*ip).src) }),
+    let (src, port, blind, answerable) = match parse_frame(ctx.data(), ctx.data_end()) {
+        Ok(Parsed::Syn(syn)) => (
+            Source::of(&syn),
+            Some(u16::from_be(unsafe { (*syn.tcp).dport })),
+            None,
+            reject::possible(&syn),
+        ),
+        Ok(Parsed::Blind { src, port, pass }) => (Source::copy(src), port, Some(pass), false),
+        Err(reason) => return stats::exit(ctx, reason, false, Outcome::Pass),
     };
-    let decision = decide(src, true);
-    let mut reason = decision.reason;
-    if decision.refusal == Refusal::None {
-        return stats::exit(ctx, reason, false, Outcome::Pass);
-    }
-    let rst = decision.refusal == Refusal::Rst;
-    if report_only() {
-        // Count what would have happened, including a reject we could not have answered.
-        if rst && !reject::possible(syn) {
-            reason = Reason::RejectFallbackDrop;
-        }
-        return stats::exit(ctx, reason, true, Outcome::Pass);
-    }
-    if !rst {
-        return stats::exit(ctx, reason, false, Outcome::Drop);
-    }
-    match reject::rewrite(ctx, syn) {
-        Ok(()) => stats::exit(ctx, reason, false, Outcome::Reply),
-        Err(()) => stats::exit(ctx, Reason::RejectFallbackDrop, false, Outcome::Drop),
-    }
-}
-
-/// A packet whose TCP header is not all in view. With its port seen it is judged only when that
-/// port is protected; without one (a non-first fragment, a header chain too long to walk) it is
-/// judged on its source alone, which is what keeps a fragmented or deeply wrapped SYN from slipping
-/// past a refusing entry. A refusal is a drop: there is no whole SYN to answer with a RST.
-#[inline(always)]
-fn judge_blind<C: Packet>(ctx: &C, src: Src, port: Option<u16>, pass: Reason) -> u32 {
+    // A packet without a visible port (a non-first fragment, a chain too long to walk) is judged on
+    // its source alone; one with a port only when that port is protected.
     if let Some(p) = port {
         if !protected(p) {
             return stats::exit(ctx, Reason::OtherPort, false, Outcome::Pass);
         }
     }
-    if decide(src, port.is_some()).refusal == Refusal::None {
-        return stats::exit(ctx, pass, false, Outcome::Pass);
+    let decision = decide(&src, port.is_some());
+    if decision.refusal == Refusal::None {
+        return stats::exit(ctx, blind.unwrap_or(decision.reason), false, Outcome::Pass);
     }
-    if report_only() {
-        return stats::exit(ctx, Reason::SourceOnlyRefused, true, Outcome::Pass);
+    let report_only = report_only();
+    if blind.is_some() {
+        // No whole SYN to answer with a RST: a refusal is a drop.
+        let outcome = if report_only {
+            Outcome::Pass
+        } else {
+            Outcome::Drop
+        };
+        return stats::exit(ctx, Reason::SourceOnlyRefused, report_only, outcome);
     }
-    stats::exit(ctx, Reason::SourceOnlyRefused, false, Outcome::Drop)
+    let rst = decision.refusal == Refusal::Rst;
+    if report_only {
+        // Count what would have happened, including a reject we could not have answered.
+        let reason = if rst && !answerable {
+            Reason::RejectFallbackDrop
+        } else {
+            decision.reason
+        };
+        return stats::exit(ctx, reason, true, Outcome::Pass);
+    }
+    if !rst {
+        return stats::exit(ctx, decision.reason, false, Outcome::Drop);
+    }
+    match parse_frame(ctx.data(), ctx.data_end()) {
+        Ok(Parsed::Syn(syn)) => match reject::rewrite(ctx, &syn) {
+            Ok(()) => stats::exit(ctx, decision.reason, false, Outcome::Reply),
+            Err(()) => stats::exit(ctx, Reason::RejectFallbackDrop, false, Outcome::Drop),
+        },
+        _ => stats::exit(ctx, Reason::RejectFallbackDrop, false, Outcome::Drop),
+    }
 }
 
 #[inline(always)]

@@ -15,7 +15,7 @@ use enforcer_common::{
 
 use crate::{
     maps::{POLICY_V4_HOSTS, POLICY_V4_PREFIXES, POLICY_V6_HOSTS, POLICY_V6_PREFIXES, RATE_STATE},
-    parse::Src,
+    parse::{Src, Syn, L3},
 };
 
 /// How a refused SYN is refused.
@@ -47,13 +47,39 @@ impl Decision {
 /// refusing, never toward admitting more than the bucket allows.
 const RATE_CAS_ATTEMPTS: usize = 8;
 
+/// A source address copied out of the packet (network order), so no packet pointer has to stay
+/// live across the decision.
+#[derive(Clone, Copy)]
+pub enum Source {
+    V4([u8; 4]),
+    V6([u8; 16]),
+}
+
+impl Source {
+    #[inline(always)]
+    pub fn copy(src: Src) -> Self {
+        match src {
+            Src::V4(a) => Source::V4(unsafe { core::ptr::read_unaligned(a) }),
+            Src::V6(a) => Source::V6(unsafe { core::ptr::read_unaligned(a) }),
+        }
+    }
+
+    #[inline(always)]
+    pub fn of(syn: &Syn) -> Self {
+        match syn.l3 {
+            L3::V4 { ip, .. } => Source::copy(Src::V4(unsafe { core::ptr::addr_of!((*ip).src) })),
+            L3::V6 { ip, .. } => Source::copy(Src::V6(unsafe { core::ptr::addr_of!((*ip).src) })),
+        }
+    }
+}
+
 /// Decides for a source. `attempt` is false for a packet without a visible port (judged on its
 /// source alone).
 #[inline(always)]
-pub fn decide(src: Src, attempt: bool) -> Decision {
+pub fn decide(src: &Source, attempt: bool) -> Decision {
     match src {
-        Src::V4(a) => decide_v4(unsafe { &*a }, attempt),
-        Src::V6(a) => decide_v6(unsafe { &*a }, attempt),
+        Source::V4(a) => decide_v4(a, attempt),
+        Source::V6(a) => decide_v6(a, attempt),
     }
 }
 
@@ -139,60 +165,74 @@ fn judge(e: &PolicyEntry, rate_key: impl FnOnce() -> RateKey, attempt: bool) -> 
 #[inline(always)]
 fn act(e: &PolicyEntry, rate_key: impl FnOnce() -> RateKey, attempt: bool) -> Decision {
     // Only the timed actions read the flags: drop and reject entries skip the load.
-    let refuse = |reason| Decision {
-        reason,
-        refusal: if e.flags & ENTRY_FLAG_RST != 0 {
+    let refusal = || {
+        if e.flags & ENTRY_FLAG_RST != 0 {
             Refusal::Rst
         } else {
             Refusal::Drop
-        },
+        }
     };
-    match e.action {
-        ACTION_PASS => Decision::pass(Reason::Allowed),
-        ACTION_DROP => Decision {
-            reason: Reason::Blocked,
-            refusal: Refusal::Drop,
-        },
-        ACTION_REJECT => Decision {
-            reason: Reason::Rejected,
-            refusal: Refusal::Rst,
-        },
-        // A rate counts connection attempts; the rest of an admitted SYN's fragments must pass.
-        ACTION_RATE_LIMIT if !attempt => Decision::pass(Reason::RateAllowed),
-        ACTION_RATE_LIMIT => {
-            let interval = emission_interval_ns(e.rate_per_min);
-            if rate_admit(&rate_key(), now(), interval, e.burst) {
-                Decision::pass(Reason::RateAllowed)
-            } else {
-                refuse(Reason::RateRefused)
+    // The token-bucket actions share one GCRA step: (interval, burst, admitted, refused reason,
+    // refusal).
+    let (interval, burst, admitted, refused, refusal) = match e.action {
+        ACTION_PASS => return Decision::pass(Reason::Allowed),
+        ACTION_DROP => {
+            return Decision {
+                reason: Reason::Blocked,
+                refusal: Refusal::Drop,
             }
         }
+        ACTION_REJECT => {
+            return Decision {
+                reason: Reason::Rejected,
+                refusal: Refusal::Rst,
+            }
+        }
+        ACTION_RATE_LIMIT => (
+            emission_interval_ns(e.rate_per_min),
+            e.burst,
+            Reason::RateAllowed,
+            Reason::RateRefused,
+            refusal(),
+        ),
         ACTION_THROTTLE => match e.window_at(now()) {
-            Window::Outside => Decision::pass(Reason::ThrottleOutside),
-            _ if e.flags & ENTRY_FLAG_NOTICE != 0 => notice(e, rate_key, attempt),
-            Window::Throttle => refuse(Reason::ThrottleRefused),
-            Window::Block => refuse(Reason::BlockWindowRefused),
+            Window::Outside => return Decision::pass(Reason::ThrottleOutside),
+            // Inside a notice throttle's window the source's first SYNs up to the budget reach the
+            // MTA, the rest are dropped (never reset: the point is that the sender reads the
+            // MTA's reply).
+            _ if e.flags & ENTRY_FLAG_NOTICE != 0 => (
+                notice_interval_ns(e.notice_count, e.notice_period_secs),
+                e.notice_count,
+                Reason::NoticeAdmitted,
+                Reason::NoticeRefused,
+                Refusal::Drop,
+            ),
+            Window::Throttle => {
+                return Decision {
+                    reason: Reason::ThrottleRefused,
+                    refusal: refusal(),
+                }
+            }
+            Window::Block => {
+                return Decision {
+                    reason: Reason::BlockWindowRefused,
+                    refusal: refusal(),
+                }
+            }
         },
         // An action this kernel program does not know (newer userspace): fail open.
-        _ => Decision::pass(Reason::NoEntry),
-    }
-}
-
-/// Inside a notice throttle's window: the source's first SYNs up to the budget reach the MTA, the
-/// rest are dropped (never reset: the point is that the sender reads the MTA's reply).
-#[inline(always)]
-fn notice(e: &PolicyEntry, rate_key: impl FnOnce() -> RateKey, attempt: bool) -> Decision {
-    // As for rate limits, fragments follow their first fragment's verdict.
+        _ => return Decision::pass(Reason::NoEntry),
+    };
+    // A budget counts connection attempts; the rest of an admitted SYN's fragments follow it.
     if !attempt {
-        return Decision::pass(Reason::NoticeAdmitted);
+        return Decision::pass(admitted);
     }
-    let interval = notice_interval_ns(e.notice_count, e.notice_period_secs);
-    if rate_admit(&rate_key(), now(), interval, e.notice_count) {
-        Decision::pass(Reason::NoticeAdmitted)
+    if rate_admit(&rate_key(), now(), interval, burst) {
+        Decision::pass(admitted)
     } else {
         Decision {
-            reason: Reason::NoticeRefused,
-            refusal: Refusal::Drop,
+            reason: refused,
+            refusal,
         }
     }
 }
