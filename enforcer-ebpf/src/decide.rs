@@ -7,8 +7,8 @@
 use aya_ebpf::{helpers::bpf_ktime_get_boot_ns, maps::lpm_trie::Key};
 use enforcer_common::{
     policy::{
-        emission_interval_ns, gcra_interval, notice_interval_ns, Window, ACTION_DROP, ACTION_PASS, ACTION_RATE_LIMIT,
-        ACTION_REJECT, ACTION_THROTTLE, ENTRY_FLAG_NOTICE, ENTRY_FLAG_RST,
+        emission_interval_ns, gcra_interval, notice_interval_ns, Window, ACTION_DROP, ACTION_PASS,
+        ACTION_RATE_LIMIT, ACTION_REJECT, ACTION_THROTTLE, ENTRY_FLAG_NOTICE, ENTRY_FLAG_RST,
     },
     PolicyEntry, RateKey, RateState, Reason,
 };

@@ -278,7 +278,14 @@ fn parse_ipv4(c: &mut Cursor, eth: *mut EthHdr) -> Result<Parsed, Reason> {
     } else {
         Reason::Truncated
     };
-    parse_tcp(c, eth, L3::V4 { ip, options }, src, frag & IPV4_MF != 0, pass)
+    parse_tcp(
+        c,
+        eth,
+        L3::V4 { ip, options },
+        src,
+        frag & IPV4_MF != 0,
+        pass,
+    )
 }
 
 #[inline(always)]

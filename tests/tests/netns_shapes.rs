@@ -49,7 +49,11 @@ impl RawLink {
         let proto = (libc::ETH_P_ALL as u16).to_be() as i32;
         // SAFETY: plain socket call; the fd is owned right away.
         let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto) };
-        assert!(raw >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
+        assert!(
+            raw >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let name = std::ffi::CString::new(ifname).unwrap();
         let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) } as i32;
@@ -113,9 +117,8 @@ impl RawLink {
         let deadline = Instant::now() + wait;
         let mut buf = vec![0u8; 65536];
         while Instant::now() < deadline {
-            let n = unsafe {
-                libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
-            };
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n <= 0 {
                 continue;
             }
@@ -192,7 +195,9 @@ struct Outcome {
 fn run_mode(mode: &str, tag: &str) {
     let t = Topology::new(tag);
     for (ns, ifname) in [(&t.server, &t.server_if), (&t.client, &t.client_if)] {
-        ip(&["-n", &ns.name, "link", "set", "dev", ifname, "mtu", JUMBO_MTU]);
+        ip(&[
+            "-n", &ns.name, "link", "set", "dev", ifname, "mtu", JUMBO_MTU,
+        ]);
     }
     t.add_client_addr(&format!("{OTHER_V4}/24"));
     t.add_client_addr(&format!("{OTHER_V6}/64"));

@@ -691,11 +691,7 @@ fn table() -> Vec<Case> {
         ),
         case(
             "v6 UDP non-first fragment",
-            ipv6_frame(
-                &[Ext::fragment(8, false)],
-                frames::PROTO_UDP,
-                &[0; 16],
-            ),
+            ipv6_frame(&[Ext::fragment(8, false)], frames::PROTO_UDP, &[0; 16]),
             XDP_PASS,
             Fragment,
         ),
@@ -749,7 +745,11 @@ fn table() -> Vec<Case> {
         ("v4 cut inside TCP ports", v4_tcp_start + 3, refused),
         ("v4 cut inside TCP", v4_tcp_start + 13, refused),
         ("v4 cut inside TCP options", v4_tcp_start + 21, refused),
-        ("v4 cut before last option byte", syn4_blocked.len() - 1, refused),
+        (
+            "v4 cut before last option byte",
+            syn4_blocked.len() - 1,
+            refused,
+        ),
     ] {
         cases.push(case(name, syn4_blocked[..cut].to_vec(), action, reason));
     }
@@ -1540,7 +1540,8 @@ fn test_run_fd(fd: &aya::programs::ProgramFd, frame: &[u8], repeat: u32) {
 
 /// What one frame of an evasion shape gets from a blocked source and from an unlisted one, per
 /// program. XDP's test run puts a frame larger than a page into fragments (the TCP header of the
-/// 4 KiB-options shape lands beyond the first buffer); TC's skb is linear.
+/// 4 KiB-options shape lands beyond the first buffer); TC's test run takes no frame larger than a
+/// page (the netns test sends that one to the tc program as a non-linear skb).
 fn shape_expectation(shape: &str, frame: usize, tc: bool) -> (Reason, Reason) {
     use Reason::*;
     match shape {
@@ -1550,7 +1551,7 @@ fn shape_expectation(shape: &str, frame: usize, tc: bool) -> (Reason, Reason) {
         | "v6 behind hop-by-hop + routing + 5 Destination-Options" => (Blocked, NoEntry),
         s if s.contains("fragments") => (SourceOnlyRefused, Fragment),
         "v6 behind 17 Destination-Options headers" => (SourceOnlyRefused, Unparsable),
-        "v6 behind 4 KiB of Destination-Options" if tc => (Blocked, NoEntry),
+        "v6 behind 4 KiB of Destination-Options" if tc => unreachable!("not run through tc"),
         "v6 behind 4 KiB of Destination-Options" => (SourceOnlyRefused, Truncated),
         other => panic!("no expectation for shape {other:?} (frame {frame})"),
     }
@@ -1579,10 +1580,14 @@ fn evasion_shapes_are_refused_by_both_programs() {
     for (b, u) in blocked.iter().zip(&unlisted) {
         for (i, (fb, fu)) in b.frames.iter().zip(&u.frames).enumerate() {
             for tc in [false, true] {
+                if tc && fb.frame().len() > 3000 {
+                    continue;
+                }
                 let (refused, passed) = shape_expectation(b.name, i, tc);
                 let prog = if tc { "tc" } else { "xdp" };
                 let name = format!("{prog}: {} frame {i}", b.name);
-                for (frame, reason, refuse) in [(fb.frame(), refused, true), (fu.frame(), passed, false)]
+                for (frame, reason, refuse) in
+                    [(fb.frame(), refused, true), (fu.frame(), passed, false)]
                 {
                     let before = dp.stats();
                     let (ret, out) = if tc {
@@ -1663,22 +1668,102 @@ fn source_only_decisions_follow_the_entry() {
     dp.prefix4([10, 9, 1, 0], 24, entry(ACTION_DROP));
     use Reason::*;
     let steps: Vec<(&str, Vec<u8>, u32, Reason)> = vec![
-        ("reject: first fragment", v4_first_fragment(a(1), 25), XDP_DROP, SourceOnlyRefused),
-        ("reject: later fragment", v4_later_fragment(a(1)), XDP_DROP, SourceOnlyRefused),
-        ("reject: first fragment to port 80", v4_first_fragment(a(1), 80), XDP_PASS, OtherPort),
-        ("allow: later fragment", v4_later_fragment(a(2)), XDP_PASS, Fragment),
-        ("throttle window: first", v4_first_fragment(a(3), 587), XDP_DROP, SourceOnlyRefused),
-        ("throttle window: later", v4_later_fragment(a(3)), XDP_DROP, SourceOnlyRefused),
-        ("outside window: later", v4_later_fragment(a(4)), XDP_PASS, Fragment),
-        ("rate: first fragment admitted", v4_first_fragment(a(5), 25), XDP_PASS, Fragment),
-        ("rate: its later fragment follows", v4_later_fragment(a(5)), XDP_PASS, Fragment),
-        ("rate: next attempt over budget", v4_first_fragment(a(5), 25), XDP_DROP, SourceOnlyRefused),
-        ("rate: later fragments take no token", v4_later_fragment(a(5)), XDP_PASS, Fragment),
-        ("notice: first fragment admitted", v4_first_fragment(a(6), 25), XDP_PASS, Fragment),
-        ("notice: later fragment follows", v4_later_fragment(a(6)), XDP_PASS, Fragment),
-        ("notice: over budget", v4_first_fragment(a(6), 25), XDP_DROP, SourceOnlyRefused),
-        ("prefix drop: later fragment", v4_later_fragment([10, 9, 1, 77]), XDP_DROP, SourceOnlyRefused),
-        ("no entry: later fragment", v4_later_fragment([10, 9, 2, 1]), XDP_PASS, Fragment),
+        (
+            "reject: first fragment",
+            v4_first_fragment(a(1), 25),
+            XDP_DROP,
+            SourceOnlyRefused,
+        ),
+        (
+            "reject: later fragment",
+            v4_later_fragment(a(1)),
+            XDP_DROP,
+            SourceOnlyRefused,
+        ),
+        (
+            "reject: first fragment to port 80",
+            v4_first_fragment(a(1), 80),
+            XDP_PASS,
+            OtherPort,
+        ),
+        (
+            "allow: later fragment",
+            v4_later_fragment(a(2)),
+            XDP_PASS,
+            Fragment,
+        ),
+        (
+            "throttle window: first",
+            v4_first_fragment(a(3), 587),
+            XDP_DROP,
+            SourceOnlyRefused,
+        ),
+        (
+            "throttle window: later",
+            v4_later_fragment(a(3)),
+            XDP_DROP,
+            SourceOnlyRefused,
+        ),
+        (
+            "outside window: later",
+            v4_later_fragment(a(4)),
+            XDP_PASS,
+            Fragment,
+        ),
+        (
+            "rate: first fragment admitted",
+            v4_first_fragment(a(5), 25),
+            XDP_PASS,
+            Fragment,
+        ),
+        (
+            "rate: its later fragment follows",
+            v4_later_fragment(a(5)),
+            XDP_PASS,
+            Fragment,
+        ),
+        (
+            "rate: next attempt over budget",
+            v4_first_fragment(a(5), 25),
+            XDP_DROP,
+            SourceOnlyRefused,
+        ),
+        (
+            "rate: later fragments take no token",
+            v4_later_fragment(a(5)),
+            XDP_PASS,
+            Fragment,
+        ),
+        (
+            "notice: first fragment admitted",
+            v4_first_fragment(a(6), 25),
+            XDP_PASS,
+            Fragment,
+        ),
+        (
+            "notice: later fragment follows",
+            v4_later_fragment(a(6)),
+            XDP_PASS,
+            Fragment,
+        ),
+        (
+            "notice: over budget",
+            v4_first_fragment(a(6), 25),
+            XDP_DROP,
+            SourceOnlyRefused,
+        ),
+        (
+            "prefix drop: later fragment",
+            v4_later_fragment([10, 9, 1, 77]),
+            XDP_DROP,
+            SourceOnlyRefused,
+        ),
+        (
+            "no entry: later fragment",
+            v4_later_fragment([10, 9, 2, 1]),
+            XDP_PASS,
+            Fragment,
+        ),
     ];
     for (name, frame, action, reason) in &steps {
         dp.expect(name, frame, *action, *reason, false);
@@ -1735,19 +1820,41 @@ fn notice_budget_inside_windows() {
     dp.host4([10, 200, 7, 11], block);
     use Reason::*;
     for i in 0..2 {
-        dp.expect(&format!("admitted {i}"), &syn4(CLIENT4, 25), XDP_PASS, NoticeAdmitted, false);
+        dp.expect(
+            &format!("admitted {i}"),
+            &syn4(CLIENT4, 25),
+            XDP_PASS,
+            NoticeAdmitted,
+            false,
+        );
     }
     for i in 0..3 {
-        dp.expect(&format!("over budget {i}"), &syn4(CLIENT4, 25), XDP_DROP, NoticeRefused, false);
+        dp.expect(
+            &format!("over budget {i}"),
+            &syn4(CLIENT4, 25),
+            XDP_DROP,
+            NoticeRefused,
+            false,
+        );
     }
     // Another source has its own budget; TC runs the same decision on it.
     let before = dp.stats();
     assert_eq!(dp.run_tc(&syn4(OTHER4, 465)).0, TC_ACT_OK);
-    assert_counted("tc admitted", &before, &dp.stats(), slot(NoticeAdmitted, false));
+    assert_counted(
+        "tc admitted",
+        &before,
+        &dp.stats(),
+        slot(NoticeAdmitted, false),
+    );
     dp.run_tc(&syn4(OTHER4, 465));
     let before = dp.stats();
     assert_eq!(dp.run_tc(&syn4(OTHER4, 465)).0, TC_ACT_SHOT);
-    assert_counted("tc over budget", &before, &dp.stats(), slot(NoticeRefused, false));
+    assert_counted(
+        "tc over budget",
+        &before,
+        &dp.stats(),
+        slot(NoticeRefused, false),
+    );
     for i in 0..4 {
         dp.expect(
             &format!("outside windows {i}"),
@@ -1757,17 +1864,53 @@ fn notice_budget_inside_windows() {
             false,
         );
     }
-    dp.expect("block window admitted", &syn4([10, 200, 7, 11], 25), XDP_PASS, NoticeAdmitted, false);
-    dp.expect("block window over", &syn4([10, 200, 7, 11], 25), XDP_DROP, NoticeRefused, false);
-    dp.expect("v6 admitted", &syn6(CLIENT6, 25), XDP_PASS, NoticeAdmitted, false);
-    dp.expect("v6 over", &syn6(CLIENT6, 25), XDP_DROP, NoticeRefused, false);
+    dp.expect(
+        "block window admitted",
+        &syn4([10, 200, 7, 11], 25),
+        XDP_PASS,
+        NoticeAdmitted,
+        false,
+    );
+    dp.expect(
+        "block window over",
+        &syn4([10, 200, 7, 11], 25),
+        XDP_DROP,
+        NoticeRefused,
+        false,
+    );
+    dp.expect(
+        "v6 admitted",
+        &syn6(CLIENT6, 25),
+        XDP_PASS,
+        NoticeAdmitted,
+        false,
+    );
+    dp.expect(
+        "v6 over",
+        &syn6(CLIENT6, 25),
+        XDP_DROP,
+        NoticeRefused,
+        false,
+    );
     // Report-only: counted as would-drop, passed.
     dp.set_report_only(true);
-    dp.expect("report-only over", &syn4(CLIENT4, 25), XDP_PASS, NoticeRefused, true);
+    dp.expect(
+        "report-only over",
+        &syn4(CLIENT4, 25),
+        XDP_PASS,
+        NoticeRefused,
+        true,
+    );
     // A budget of 0 admits nothing in a window.
     dp.set_report_only(false);
     dp.host4(CLIENT4, notice_entry(now, 0, 600, true));
-    dp.expect("zero budget", &syn4(CLIENT4, 25), XDP_DROP, NoticeRefused, false);
+    dp.expect(
+        "zero budget",
+        &syn4(CLIENT4, 25),
+        XDP_DROP,
+        NoticeRefused,
+        false,
+    );
 }
 
 /// The verifier walks every packet shape the parser follows (VLAN depth × extension-header chain ×

@@ -190,7 +190,10 @@ mod tests {
             tat_ns: 1001 * S + 600 * S,
         });
         let d = decide(Some(&e), None, spent, 1001 * S, false);
-        assert_eq!((d.reason, d.outcome), (Reason::NoticeRefused, Outcome::Drop));
+        assert_eq!(
+            (d.reason, d.outcome),
+            (Reason::NoticeRefused, Outcome::Drop)
+        );
         let d = decide(Some(&e), None, spent, 1400 * S, false);
         assert_eq!(
             (d.reason, d.outcome),
