@@ -275,6 +275,7 @@ pub struct Daemon {
     /// Built by `start_datapath` (it reconciles the maps before the programs attach).
     engine: Option<Engine<PinnedKernel>>,
     engine_metrics: EngineMetrics,
+    listener_metrics: crate::listener::ListenerMetrics,
 }
 
 /// How often expired operator rules are pruned from the maps and the store.
@@ -286,12 +287,15 @@ impl Daemon {
         KernelCollector::new(&settings.dirs.pin_dir).register(&mut registry);
         let engine_metrics = EngineMetrics::default();
         engine_metrics.register(registry.sub_registry_with_prefix("engine"));
+        let listener_metrics = crate::listener::ListenerMetrics::default();
+        listener_metrics.register(registry.sub_registry_with_prefix("listener"));
         Self {
             settings,
             registry,
             tasks: JoinSet::new(),
             engine: None,
             engine_metrics,
+            listener_metrics,
         }
     }
 
@@ -366,7 +370,8 @@ impl Daemon {
             .await
             .map_err(|e| super::UsageError(format!("{e:#}")))?;
         let control = ControlServer::bind(&self.settings.socket)
-            .map_err(|e| super::UsageError(format!("{e:#}")))?;
+            .map_err(|e| super::UsageError(format!("{e:#}")))?
+            .with_metrics(&self.listener_metrics);
         let attached = tokio::task::block_in_place(|| self.start_datapath())?;
         for a in &attached {
             info!(
@@ -389,8 +394,13 @@ impl Daemon {
             });
         }
         let registry = Arc::new(std::mem::take(&mut self.registry));
+        let gate = crate::listener::Gate::new(
+            "metrics",
+            crate::metrics::MAX_CONNS,
+            self.listener_metrics.clone(),
+        );
         self.tasks.spawn(async move {
-            crate::metrics::serve(listener, registry).await;
+            crate::metrics::serve(listener, registry, gate).await;
             Ok(())
         });
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -427,6 +437,11 @@ impl Daemon {
 pub fn execute(args: Args) -> anyhow::Result<()> {
     let settings = Settings::from_args(args)?;
     let _lock = DaemonLock::acquire(&settings.dirs.state_dir)?;
+    match crate::listener::raise_fd_limit() {
+        Ok((old, new)) if new > old => info!("raised the open-files limit from {old} to {new}"),
+        Ok(_) => {}
+        Err(e) => warn!("could not raise the open-files limit: {e}"),
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -7,7 +7,7 @@ pub mod server;
 
 pub use client::{request, ClientError};
 pub use protocol::{Reply, Request};
-pub use server::{ControlServer, Incoming};
+pub use server::{ControlServer, Incoming, Limits};
 
 #[cfg(test)]
 mod tests;
