@@ -8,7 +8,7 @@ pub mod control;
 pub mod daemon;
 pub mod datapath;
 pub mod duration;
-pub mod listener;
+pub mod error;
 pub mod listing;
 pub mod metrics;
 pub mod net;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use prometheus_client::registry::Registry;
 
-use crate::listener::Gate;
+use crate::daemon::gate::Gate;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
@@ -100,6 +100,41 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>, gate: Gate) {
     }
 }
 
+/// `/metrics` as a daemon listener.
+pub struct MetricsListener(TcpListener, Gate);
+
+impl crate::daemon::listener::Listener for MetricsListener {
+    const NAME: &'static str = "metrics";
+
+    async fn bind(
+        settings: &crate::daemon::settings::Settings,
+        registry: &mut Registry,
+    ) -> anyhow::Result<Option<Self>> {
+        let listener = bind(settings.metrics_addr).await?;
+        let metrics = crate::daemon::gate::ListenerMetrics::default();
+        metrics.register(registry.sub_registry_with_prefix("metrics"));
+        Ok(Some(Self(
+            listener,
+            Gate::new("metrics", MAX_CONNS, metrics),
+        )))
+    }
+
+    fn describe(&self) -> String {
+        match self.0.local_addr() {
+            Ok(addr) => format!("metrics on http://{addr}/metrics"),
+            Err(e) => format!("metrics listener (address unknown: {e})"),
+        }
+    }
+
+    async fn serve(self, ctx: crate::daemon::listener::Context) -> anyhow::Result<()> {
+        tokio::select! {
+            _ = serve(self.0, ctx.registry.clone(), self.1) => {}
+            _ = ctx.shutdown.wait() => {}
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,9 +149,13 @@ mod tests {
         c.inc();
         let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let gate = Gate::new("metrics", 2, crate::listener::ListenerMetrics::default());
+        let gate = Gate::new(
+            "metrics",
+            2,
+            crate::daemon::gate::ListenerMetrics::default(),
+        );
         gate.metrics()
-            .register(reg.sub_registry_with_prefix("listener"));
+            .register(reg.sub_registry_with_prefix("metrics"));
         tokio::spawn(serve(listener, Arc::new(reg), gate));
         let get = |path: &'static str| async move {
             let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -154,7 +193,7 @@ mod tests {
         assert!(body.starts_with("HTTP/1.1 200"), "{body}");
         assert!(
             body.contains(
-                "enforcer_listener_refused_total{listener=\"metrics\",why=\"connection_cap\"} 1"
+                "enforcer_metrics_refused_total{why=\"connection_cap\"} 1"
             ),
             "{body}"
         );

@@ -3,7 +3,7 @@
 //! A malformed request gets an error reply on its connection and changes nothing else.
 
 use super::protocol::{decode_request, Reply, Request, MAX_LINE};
-use crate::listener::{Gate, ListenerMetrics};
+use crate::daemon::gate::{Gate, ListenerMetrics};
 use anyhow::Context;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

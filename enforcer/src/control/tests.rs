@@ -95,7 +95,7 @@ fn with_server(
         .enable_all()
         .build()
         .unwrap();
-    let metrics = crate::listener::ListenerMetrics::default();
+    let metrics = crate::daemon::gate::ListenerMetrics::default();
     let server = rt
         .block_on(async { ControlServer::bind(&path) })
         .unwrap()
@@ -121,7 +121,7 @@ fn with_server(
     drop(server);
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
     res.unwrap();
-    let mut reg = prometheus_client::registry::Registry::with_prefix("enforcer_listener");
+    let mut reg = prometheus_client::registry::Registry::with_prefix("enforcer_control");
     metrics.register(&mut reg);
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &reg).unwrap();
@@ -171,7 +171,7 @@ fn connections_over_the_cap_are_refused_with_a_reason() {
     });
     assert!(
         metrics.contains(
-            "enforcer_listener_refused_total{listener=\"control\",why=\"connection_cap\"}"
+            "enforcer_control_refused_total{why=\"connection_cap\"}"
         ),
         "{metrics}"
     );

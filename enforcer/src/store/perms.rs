@@ -68,7 +68,7 @@ mod tests {
         assert_eq!(mode(&d), 0o700);
         assert_eq!(mode(s.path()), 0o600);
         drop(s);
-        let lock = crate::cli::run::DaemonLock::acquire(&d).unwrap();
+        let lock = crate::daemon::lock::DaemonLock::acquire(&d).unwrap();
         assert_eq!(mode(&d.join("daemon.lock")), 0o600);
         drop(lock);
         std::fs::remove_dir_all(d.parent().unwrap()).unwrap();
@@ -85,7 +85,7 @@ mod tests {
         for p in [d.join("enforcer.redb"), d.join("daemon.lock"), d.clone()] {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
-        let lock = crate::cli::run::DaemonLock::acquire(&d).unwrap();
+        let lock = crate::daemon::lock::DaemonLock::acquire(&d).unwrap();
         drop(crate::store::Store::open(&d).unwrap());
         assert_eq!(mode(&d), 0o700);
         assert_eq!(mode(&d.join("enforcer.redb")), 0o600);

@@ -1,6 +1,7 @@
-//! What every listener (control socket, metrics endpoint) shares so that no client can starve it: a
+//! What every listener (control socket, metrics endpoint, ...) uses so that no client can starve it: a
 //! cap on open connections, back-off when `accept` fails (out of file descriptors: without it the
-//! accept loop spins at 100% CPU), and the per-listener metrics (`enforcer_listener_*`). The soft
+//! accept loop spins at 100% CPU), and the listener's own metrics (`enforcer_<listener>_connections`,
+//! `_refused_total{why}`, `_accept_errors_total`), registered by the listener in its `bind`. The soft
 //! file-descriptor limit is raised to the hard one when the daemon starts.
 
 use prometheus_client::metrics::counter::Counter;
@@ -18,33 +19,30 @@ type Labels = Vec<(String, String)>;
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Connection counts and refusals of every listener, labelled `listener="control"|"metrics"`.
+/// One listener's connection count and refusals.
 #[derive(Clone, Default)]
 pub struct ListenerMetrics {
     /// Connections being served now.
-    pub open: Family<Labels, Gauge>,
+    pub open: Gauge,
     /// Connections refused, by why: `connection_cap` (too many open) or `buffer_cap` (too much
     /// request data held across connections).
     pub refused: Family<Labels, Counter>,
     /// `accept` failures (e.g. EMFILE), each followed by a back-off.
-    pub accept_errors: Family<Labels, Counter>,
+    pub accept_errors: Counter,
 }
 
 impl ListenerMetrics {
+    /// Registers under the listener's own sub-registry (`enforcer_control_*`, `enforcer_metrics_*`).
     pub fn register(&self, reg: &mut Registry) {
-        reg.register(
-            "connections",
-            "Connections being served, by listener",
-            self.open.clone(),
-        );
+        reg.register("connections", "Connections being served", self.open.clone());
         reg.register(
             "refused",
-            "Connections refused by listener and why (connection_cap, buffer_cap)",
+            "Connections refused, by why (connection_cap, buffer_cap)",
             self.refused.clone(),
         );
         reg.register(
             "accept_errors",
-            "Failed accepts (e.g. out of file descriptors), by listener; each one backs off",
+            "Failed accepts (e.g. out of file descriptors); each one backs off",
             self.accept_errors.clone(),
         );
     }
@@ -93,15 +91,12 @@ impl Gate {
         &self.metrics
     }
 
-    fn label(&self) -> Labels {
-        vec![("listener".into(), self.name.into())]
-    }
-
     /// Counts a refusal (`why`: `connection_cap`, `buffer_cap`).
     pub fn refused(&self, why: &str) {
-        let mut l = self.label();
-        l.push(("why".into(), why.into()));
-        self.metrics.refused.get_or_create(&l).inc();
+        self.metrics
+            .refused
+            .get_or_create(&vec![("why".into(), why.into())])
+            .inc();
     }
 
     /// Waits for the next connection. Failed accepts are counted, logged once per run of failures and
@@ -126,10 +121,7 @@ impl Gate {
                     return (conn, self.slot());
                 }
                 Err(e) => {
-                    self.metrics
-                        .accept_errors
-                        .get_or_create(&self.label())
-                        .inc();
+                    self.metrics.accept_errors.inc();
                     if failures == 0 {
                         log::warn!(
                             "{} listener: accept failed: {e}; backing off (raise the open-files limit if this is EMFILE)",
@@ -147,7 +139,7 @@ impl Gate {
     fn slot(&self) -> Option<Slot> {
         match self.slots.clone().try_acquire_owned() {
             Ok(permit) => {
-                let gauge = self.metrics.open.get_or_create(&self.label()).clone();
+                let gauge = self.metrics.open.clone();
                 gauge.inc();
                 Some(Slot {
                     _permit: permit,
@@ -190,7 +182,7 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn text(m: &ListenerMetrics) -> String {
-        let mut reg = Registry::with_prefix("enforcer_listener");
+        let mut reg = Registry::with_prefix("enforcer_l");
         m.register(&mut reg);
         let mut out = String::new();
         encode(&mut out, &reg).unwrap();
@@ -223,10 +215,7 @@ mod tests {
             "{slept:?}"
         );
         let t = text(gate.metrics());
-        assert!(
-            t.contains("enforcer_listener_accept_errors_total{listener=\"metrics\"} 8"),
-            "{t}"
-        );
+        assert!(t.contains("enforcer_l_accept_errors_total 8"), "{t}");
     }
 
     #[tokio::test]
@@ -238,14 +227,9 @@ mod tests {
         let c = gate.accept(ok).await.1;
         assert!(a.is_some() && b.is_some() && c.is_none());
         let t = text(gate.metrics());
+        assert!(t.contains("enforcer_l_connections 2"), "{t}");
         assert!(
-            t.contains("enforcer_listener_connections{listener=\"control\"} 2"),
-            "{t}"
-        );
-        assert!(
-            t.contains(
-                "enforcer_listener_refused_total{listener=\"control\",why=\"connection_cap\"} 1"
-            ),
+            t.contains("enforcer_l_refused_total{why=\"connection_cap\"} 1"),
             "{t}"
         );
         drop(a);
@@ -283,7 +267,7 @@ mod tests {
         let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
         cmd.args([
             "--exact",
-            "listener::tests::soft_fd_limit_is_raised_to_the_hard_one",
+            "daemon::gate::tests::soft_fd_limit_is_raised_to_the_hard_one",
             "--test-threads=1",
         ])
         .env(CHILD, "1");
