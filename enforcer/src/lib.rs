@@ -8,6 +8,8 @@ pub mod control;
 pub mod daemon;
 pub mod datapath;
 pub mod duration;
+pub mod error;
+pub mod listing;
 pub mod metrics;
 pub mod net;
 pub mod policy;
