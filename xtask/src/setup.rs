@@ -78,12 +78,17 @@ fn ensure_bpf_linker() -> Result<()> {
     ]))
 }
 
-/// Tools the privileged tests drive: iproute2 for namespaces and veth.
+/// Tools the privileged tests and benchmarks drive: iproute2 for namespaces and veth;
+/// xdp-filter (xdp-tools) and bpftool as the datapath benchmark's peer.
 fn ensure_debian_tools() -> Result<()> {
-    let wanted = [("ip", "iproute2")];
+    let wanted = [
+        ("ip", "iproute2"),
+        ("xdp-filter", "xdp-tools"),
+        ("bpftool", "bpftool"),
+    ];
     let missing: Vec<&str> = wanted
         .iter()
-        .filter(|(bin, _)| which(bin).is_none())
+        .filter(|(bin, _)| which(bin).is_none() && which_sbin(bin).is_none())
         .map(|(_, pkg)| *pkg)
         .collect();
     if missing.is_empty() {
@@ -102,6 +107,14 @@ fn apt_install(pkgs: &[&str]) -> Result<()> {
         .env("DEBIAN_FRONTEND", "noninteractive")
         .args(["install", "-y", "-q"])
         .args(pkgs))
+}
+
+/// Debian puts xdp-filter and bpftool in /usr/sbin, which a non-root PATH may leave out.
+fn which_sbin(bin: &str) -> Option<std::path::PathBuf> {
+    ["/usr/sbin", "/sbin"]
+        .iter()
+        .map(|d| std::path::Path::new(d).join(bin))
+        .find(|p| p.is_file())
 }
 
 pub fn which(bin: &str) -> Option<std::path::PathBuf> {
