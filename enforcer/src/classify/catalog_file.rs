@@ -125,7 +125,6 @@ pub fn parse(name: &str, text: &'static str) -> Result<CatalogFile, CatalogFileE
     if rows.is_empty() && bad_rows == 0 {
         problem(1, "no rows: add one line per build after the header".into());
     }
-    drop(problem);
     if !problems.is_empty() {
         return Err(CatalogFileError { problems, more });
     }
