@@ -74,6 +74,10 @@ impl Settings {
             Some(path) => FileConfig::load(path).map_err(|e| UsageError(e.to_string()))?,
             None => FileConfig::default(),
         };
+        if let Some(path) = &file.catalog {
+            crate::classify::install_operator_catalog(path)
+                .map_err(|e| UsageError(format!("classifier.catalog: {e}")))?;
+        }
         let ports = match (&a.ports, &file.ports) {
             (Some(p), _) => parse_ports(p)?,
             (None, Some(p)) => {
