@@ -240,14 +240,14 @@ fn a_vanished_datapath_is_noticed() {
     let dirs = Dirs::new("van");
     let d = Daemon::start(&t.server, &t.server_if, &dirs, &["--mode", "tc"]);
     let addr = d.metrics_addr();
-    assert!(scrape(&t.server, addr).contains("enforcer_datapath_up 1"));
+    assert!(scrape(&t.server, addr).contains("enforcer_datapath_attached 1"));
     // Removed behind the daemon's back (an old `detach`, an `rm -r`).
     for sub in ["links", "maps"] {
         std::fs::remove_dir_all(dirs.pin_dir.join(sub)).unwrap();
     }
     assert!(
         eventually(20, || scrape(&t.server, addr)
-            .contains("enforcer_datapath_up 0")),
+            .contains("enforcer_datapath_attached 0")),
         "{}",
         d.log_text()
     );

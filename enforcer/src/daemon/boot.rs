@@ -62,7 +62,7 @@ pub struct Daemon {
     tasks: JoinSet<anyhow::Result<()>>,
     engine_metrics: EngineMetrics,
     /// 1 while every map pin and every interface's attachment is in place.
-    datapath_up: Gauge,
+    datapath_attached: Gauge,
 }
 
 impl Daemon {
@@ -71,18 +71,18 @@ impl Daemon {
         KernelCollector::new(&settings.pin_dir).register(&mut registry);
         let engine_metrics = EngineMetrics::default();
         engine_metrics.register(registry.sub_registry_with_prefix("engine"));
-        let datapath_up = Gauge::default();
+        let datapath_attached = Gauge::default();
         registry.register(
-            "datapath_up",
+            "datapath_attached",
             "1 while every map pin and every interface's attachment is in place; 0 once the datapath vanished",
-            datapath_up.clone(),
+            datapath_attached.clone(),
         );
         Self {
             settings,
             registry,
             tasks: JoinSet::new(),
             engine_metrics,
-            datapath_up,
+            datapath_attached,
         }
     }
 
@@ -164,12 +164,12 @@ impl Daemon {
     }
 
     /// Notices a datapath that vanished under the daemon (pins removed, interface deleted or
-    /// recreated): one log line when that changes, the `enforcer_datapath_up` gauge, and the engine
+    /// recreated): one log line when that changes, the `enforcer_datapath_attached` gauge, and the engine
     /// refuses changes while it lasts.
     fn housekeeping(&self) -> anyhow::Result<()> {
         let problem =
             datapath_problem(&PinDir::new(&self.settings.pin_dir), &self.settings.ifaces)?;
-        self.datapath_up.set(i64::from(problem.is_none()));
+        self.datapath_attached.set(i64::from(problem.is_none()));
         if self.settings.engine.datapath.set(problem.clone()) {
             match problem {
                 Some(p) => {
@@ -194,7 +194,7 @@ impl Daemon {
                 if a.adopted { ", adopted" } else { "" }
             );
         }
-        self.datapath_up.set(1);
+        self.datapath_attached.set(1);
         info!(
             "maps and links pinned under {}",
             self.settings.pin_dir.display()
