@@ -35,6 +35,11 @@ const ENGINE_QUEUE: usize = 64;
 /// Runs the daemon until SIGINT/SIGTERM: the whole of `enforcer run` after argument parsing.
 pub fn run(settings: Settings) -> anyhow::Result<()> {
     let _lock = DaemonLock::acquire(&settings.state_dir)?;
+    match super::gate::raise_fd_limit() {
+        Ok((old, new)) if new > old => info!("raised the open-files limit from {old} to {new}"),
+        Ok(_) => {}
+        Err(e) => warn!("could not raise the open-files limit: {e}"),
+    }
     let _pins = PinLock::acquire(&settings.pin_dir)?;
     if settings.reset_state {
         if let Some(aside) = Store::reset(&settings.state_dir)? {

@@ -14,6 +14,8 @@ pub trait Kernel {
     fn prefixes(&self) -> anyhow::Result<Vec<Prefix>>;
     /// Whether the kernel holds exactly `rule` (boot-clock times within a second).
     fn holds(&self, rule: &Rule) -> anyhow::Result<bool>;
+    /// The entries for `prefixes` (a page of a listing), as the kernel holds them.
+    fn lookup(&self, prefixes: &[Prefix]) -> anyhow::Result<Vec<Option<PolicyEntry>>>;
     /// Rewrites the entry if its boot-clock times no longer match the wall clock (after a step of
     /// the wall clock); true when it was rewritten.
     fn realign(&mut self, rule: &Rule) -> anyhow::Result<bool> {
@@ -44,6 +46,10 @@ impl Kernel for PinnedKernel {
             .0
             .get(&rule.prefix)?
             .is_some_and(|have| same_shape(&have, &want) && !moved(&have, &want)))
+    }
+
+    fn lookup(&self, prefixes: &[Prefix]) -> anyhow::Result<Vec<Option<PolicyEntry>>> {
+        self.0.get_many(prefixes)
     }
 
     fn realign(&mut self, rule: &Rule) -> anyhow::Result<bool> {
@@ -127,6 +133,14 @@ impl Kernel for MemKernel {
 
     fn holds(&self, rule: &Rule) -> anyhow::Result<bool> {
         Ok(self.entries.get(&rule.prefix) == Some(rule))
+    }
+
+    fn lookup(&self, prefixes: &[Prefix]) -> anyhow::Result<Vec<Option<PolicyEntry>>> {
+        let clock = Clock::now();
+        Ok(prefixes
+            .iter()
+            .map(|p| self.entries.get(p).map(|r| r.to_kernel(&clock)))
+            .collect())
     }
 }
 

@@ -19,6 +19,7 @@ use redb::Database;
 use crate::error::UsageError;
 
 pub mod operator;
+pub mod perms;
 pub mod senders;
 
 /// Default state directory.
@@ -135,7 +136,7 @@ impl Store {
     /// Opens (creating if needed) `<dir>/enforcer.redb`, waiting up to 3 s for another process to
     /// release it.
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir).with_context(|| {
+        perms::secure_dir(dir).with_context(|| {
             format!(
                 "creating the state directory {} (pass --state-dir to use another)",
                 dir.display()
@@ -143,6 +144,7 @@ impl Store {
         })?;
         let path = dir.join(DB_FILE);
         let db = open_db(&path)?;
+        perms::secure_file(&path)?;
         let store = Self {
             db: Mutex::new(Some(db)),
             path,
