@@ -80,8 +80,7 @@ fn corrupt(tag: &str, damage: impl Fn(&mut Vec<u8>)) -> String {
             s.senders()?;
             s.put_rule(&rule(99))
         })
-        .err()
-        .expect("a damaged file is noticed");
+        .expect_err("a damaged file is noticed");
     let msg = usage_text(e);
     assert!(msg.contains(&file.display().to_string()), "{msg}");
     assert!(msg.contains("--reset-state"), "{msg}");
