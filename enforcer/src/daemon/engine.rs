@@ -10,7 +10,7 @@
 use super::kernel::Kernel;
 use super::metrics::EngineMetrics;
 use super::views;
-use crate::classify::{classify_bytes, SupportOverrides};
+use crate::classify::{classify_connecting, SupportOverrides};
 use crate::control::{Reply, Request};
 use crate::datapath::Clock;
 use crate::duration::Span;
@@ -490,7 +490,8 @@ impl<K: Kernel> Engine<K> {
         let today = time::OffsetDateTime::from_unix_timestamp(now)
             .map(|d| d.date())
             .unwrap_or(time::Date::MIN);
-        let class = match classify_bytes(text.as_bytes(), today, &self.overrides) {
+        // The evidence is about `addr`: only what the server at that address wrote is attributed to it.
+        let class = match classify_connecting(text.as_bytes(), addr, today, &self.overrides) {
             Ok(c) => c,
             Err(e) => {
                 self.count_evidence("unreadable");
