@@ -23,6 +23,7 @@ pub struct Options {
     pub pin_dir: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub socket: Option<PathBuf>,
+    pub reset_state: bool,
 }
 
 /// Everything `run` needs, resolved and checked.
@@ -39,6 +40,8 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// Control socket.
     pub socket: PathBuf,
+    /// Move the state database aside and start with an empty one.
+    pub reset_state: bool,
     /// Schedule, aggregation, allow-list, pause budget, classifier overrides.
     pub engine: EngineSettings,
 }
@@ -140,6 +143,7 @@ impl Settings {
             policy: file.policy,
             report_only,
             state_dir: Some(state_dir.clone()),
+            datapath: Default::default(),
         };
         Ok(Self {
             ifaces,
@@ -150,6 +154,7 @@ impl Settings {
             pin_dir,
             state_dir,
             socket,
+            reset_state: a.reset_state,
             engine,
         })
     }
