@@ -192,9 +192,7 @@ mod tests {
         }
         assert!(body.starts_with("HTTP/1.1 200"), "{body}");
         assert!(
-            body.contains(
-                "enforcer_metrics_refused_total{why=\"connection_cap\"} 1"
-            ),
+            body.contains("enforcer_metrics_refused_total{why=\"connection_cap\"} 1"),
             "{body}"
         );
     }

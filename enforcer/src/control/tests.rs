@@ -170,9 +170,7 @@ fn connections_over_the_cap_are_refused_with_a_reason() {
         panic!("no slot came back: {last}");
     });
     assert!(
-        metrics.contains(
-            "enforcer_control_refused_total{why=\"connection_cap\"}"
-        ),
+        metrics.contains("enforcer_control_refused_total{why=\"connection_cap\"}"),
         "{metrics}"
     );
 }

@@ -70,7 +70,7 @@ impl Daemon {
     /// pinned links). Entries are in place before the first packet is judged.
     fn start_datapath(&self) -> anyhow::Result<(Engine<PinnedKernel>, Vec<Attached>)> {
         let s = &self.settings;
-        let mut dp = Datapath::load(&s.pin_dir).map_err(operator_error)?;
+        let mut dp = Datapath::load_with(&s.pin_dir, &s.capacity).map_err(operator_error)?;
         let mut control = ControlMaps::open_pinned(&s.pin_dir)?;
         control.set_ports(&s.ports)?;
         control.set_report_only(s.report_only)?;

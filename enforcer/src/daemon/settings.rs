@@ -41,6 +41,8 @@ pub struct Settings {
     pub socket: PathBuf,
     /// Schedule, aggregation, allow-list, pause budget, classifier overrides.
     pub engine: EngineSettings,
+    /// Kernel map sizes (`[capacity]`).
+    pub capacity: crate::datapath::Capacity,
 }
 
 /// Parses `--ports 25,465,587`.
@@ -147,6 +149,7 @@ impl Settings {
             state_dir,
             socket,
             engine,
+            capacity: file.capacity,
         })
     }
 }

@@ -64,6 +64,11 @@ impl Store {
         &self.path
     }
 
+    /// The database, for the table modules' free functions (`senders::put_senders`).
+    pub fn db(&self) -> &redb::Database {
+        &self.db
+    }
+
     /// Creates every table so readers never meet a missing one.
     fn init_tables(&self) -> anyhow::Result<()> {
         let tx = self.db.begin_write()?;

@@ -23,6 +23,23 @@ impl Store {
         Ok(())
     }
 
+    /// Inserts or replaces many rules in one transaction (a bulk load: one commit for all).
+    pub fn put_rules(&self, rules: impl IntoIterator<Item = Rule>) -> anyhow::Result<usize> {
+        let tx = self.db.begin_write()?;
+        let mut n = 0;
+        {
+            let mut t = tx.open_table(TABLE)?;
+            for rule in rules {
+                let key = rule.prefix.to_string();
+                let value = serde_json::to_string(&rule)?;
+                t.insert(key.as_str(), value.as_str())?;
+                n += 1;
+            }
+        }
+        tx.commit().context("committing the rules")?;
+        Ok(n)
+    }
+
     /// Removes the rule for exactly `prefix`; returns it if there was one.
     pub fn remove_rule(&self, prefix: &Prefix) -> anyhow::Result<Option<Rule>> {
         let key = prefix.to_string();
@@ -48,6 +65,25 @@ impl Store {
             Some(v) => serde_json::from_str(v.value()).ok(),
             None => None,
         })
+    }
+
+    /// The prefixes of every operator rule (keys only, unsorted); a row whose key does not parse is
+    /// skipped with a warning.
+    pub fn rule_prefixes(&self) -> anyhow::Result<Vec<Prefix>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(TABLE)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, _) = row?;
+            match k.value().parse::<Prefix>() {
+                Ok(p) => out.push(p),
+                Err(e) => log::warn!(
+                    "skipping operator rule with unreadable key {}: {e}",
+                    k.value()
+                ),
+            }
+        }
+        Ok(out)
     }
 
     /// Every operator rule, sorted by prefix. A row that no longer parses is skipped with a warning
