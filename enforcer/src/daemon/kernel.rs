@@ -35,7 +35,7 @@ impl Kernel for PinnedKernel {
     }
 
     fn prefixes(&self) -> anyhow::Result<Vec<Prefix>> {
-        Ok(self.0.entries()?.into_iter().map(|(p, _)| p).collect())
+        self.0.prefixes()
     }
 
     fn lookup(&self, prefixes: &[Prefix]) -> anyhow::Result<Vec<Option<PolicyEntry>>> {

@@ -53,9 +53,35 @@ struct Measured {
     hwm_mib: f64,
 }
 
+/// Kernel memory charged to the pinned maps (`memlock` of `bpftool map show`), in MiB.
+fn kernel_maps_mib(dirs: &Dirs) -> Result<f64> {
+    let mut total = 0u64;
+    for name in enforcer_common::maps::ALL_MAPS {
+        let path = dirs.pin_dir.join("maps").join(name);
+        let out = Command::new("bpftool")
+            .args(["-j", "map", "show", "pinned"])
+            .arg(&path)
+            .output()
+            .context("running bpftool (apt-get install bpftool)")?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("bpftool output for {}", path.display()))?;
+        total += v["bytes_memlock"].as_u64().unwrap_or(0);
+    }
+    Ok(total as f64 / (1 << 20) as f64)
+}
+
 fn run() -> Result<()> {
     let topo = Topology::new("bst");
     let mut out = Vec::new();
+    let kernel = {
+        let dirs = Dirs::new("bst-k");
+        drop(Datapath::load(&dirs.pin_dir).context("creating the pinned maps (run as root)")?);
+        let empty = kernel_maps_mib(&dirs)?;
+        load_operator(&dirs)?;
+        let full = kernel_maps_mib(&dirs)?;
+        eprintln!("bench-state: kernel maps {empty:.1} MiB empty, {full:.1} MiB with {N} hosts");
+        (empty, full)
+    };
     for what in ["operator entries", "senders"] {
         let dirs = Dirs::new(if what == "senders" { "bst-s" } else { "bst-o" });
         eprintln!("bench-state: loading {N} {what}");
@@ -68,7 +94,7 @@ fn run() -> Result<()> {
         eprintln!("bench-state: loaded in {:.1} s", t.elapsed().as_secs_f64());
         out.push(measure(what, &topo, &dirs)?);
     }
-    print(&out);
+    print(&out, kernel);
     Ok(())
 }
 
@@ -201,7 +227,8 @@ fn verdict(v: f64, target: f64) -> &'static str {
     }
 }
 
-fn print(rows: &[Measured]) {
+/// `kernel`: MiB of the pinned maps (empty, with 1M hosts).
+fn print(rows: &[Measured], kernel: (f64, f64)) {
     println!("## State at 1,000,000 entries (`cargo xtask bench state`)\n");
     println!(
         "One daemon (`enforcer run` on a veth in a private namespace) over a store and pinned maps holding 1,000,000 IPv4 host entries: first operator `block` entries (each with a reason), then senders in enforcement (end-of-life Exchange, detected a day earlier; the daemon writes their kernel entries at start). The entries are written through the library in one transaction (no bulk import command exists yet). RSS is the daemon's `VmRSS` two seconds after it reported enforcing; `list --json` is the whole command, its output read and counted by the harness; the CLI peak is its `ru_maxrss`.\n"
@@ -223,6 +250,10 @@ fn print(rows: &[Measured]) {
             m.hwm_mib,
         );
     }
+    let (empty, full) = kernel;
+    println!(
+        "\nKernel memory of the pinned maps with the default `[capacity]` (`bytes_memlock` of `bpftool map show`, all maps): {empty:.1} MiB right after they are created, {full:.1} MiB holding 1,000,000 IPv4 host entries."
+    );
     let kernel = std::process::Command::new("uname").arg("-r").output().ok();
     println!(
         "\nMachine: {} CPUs; kernel {}.",
