@@ -35,7 +35,7 @@ fn load(dirs: &Dirs) {
             source: RuleSource::Operator,
         })
         .collect();
-    store.put_rules(rules.iter().cloned()).unwrap();
+    store.put_rules(&rules).unwrap();
     for r in &rules {
         maps.upsert(&r.prefix, &r.to_kernel(&clock)).unwrap();
     }

@@ -106,16 +106,18 @@ fn load_operator(dirs: &Dirs) -> Result<()> {
     let store = Store::open(&dirs.state_dir)?;
     let clock = Clock::now();
     let now = clock.unix_secs();
-    let rules = (0..N).map(|n| Rule {
-        prefix: Prefix::host(host(n)),
-        verdict: Verdict::Drop,
-        expires_at: None,
-        reason: Some(format!("bench {n}")),
-        created_at: now,
-        source: RuleSource::Operator,
-    });
-    store.put_rules(rules.clone())?;
-    for r in rules {
+    let rules: Vec<Rule> = (0..N)
+        .map(|n| Rule {
+            prefix: Prefix::host(host(n)),
+            verdict: Verdict::Drop,
+            expires_at: None,
+            reason: Some(format!("bench {n}")),
+            created_at: now,
+            source: RuleSource::Operator,
+        })
+        .collect();
+    store.put_rules(&rules)?;
+    for r in &rules {
         maps.upsert(&r.prefix, &r.to_kernel(&clock))?;
     }
     Ok(())
@@ -145,7 +147,7 @@ fn load_senders(dirs: &Dirs) -> Result<()> {
         let recs: Vec<_> = (start..(start + chunk as u32).min(N))
             .map(|n| policy.observe(None, host(n), ev.clone(), now))
             .collect();
-        enforcer::store::senders::put_senders(store.db(), recs.iter())?;
+        store.put_senders(recs.iter())?;
     }
     Ok(())
 }
