@@ -5,6 +5,7 @@
 //!
 //! `enforcer.example.toml` at the repository root documents every key.
 
+use crate::datapath::Capacity;
 use crate::duration::Span;
 use crate::net::Prefix;
 use crate::policy::{Action, Aggregation, Policy, Refusal, Schedule, ScheduleError, Stage};
@@ -46,6 +47,10 @@ pub struct FileConfig {
     pub policy: Policy,
     /// Per-product end of support overrides (classifier product id -> date), e.g. an ESU contract.
     pub end_of_support: BTreeMap<String, time::Date>,
+    /// Kernel map sizes (`[capacity]`); defaults when not set.
+    pub capacity: Capacity,
+    /// `classifier.catalog`: an operator's build catalog laid over the built-in one (validated here).
+    pub catalog: Option<PathBuf>,
 }
 
 /// A configuration problem: file, line, key and what to do about it.
@@ -73,6 +78,17 @@ struct Raw {
     metrics_addr: Option<Spanned<String>>,
     enforcement: Option<RawEnforcement>,
     classifier: Option<RawClassifier>,
+    capacity: Option<RawCapacity>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCapacity {
+    v4_hosts: Option<Spanned<i64>>,
+    v6_hosts: Option<Spanned<i64>>,
+    v4_prefixes: Option<Spanned<i64>>,
+    v6_prefixes: Option<Spanned<i64>>,
+    rate_state: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -107,6 +123,7 @@ struct RawStage {
 #[serde(deny_unknown_fields)]
 struct RawClassifier {
     end_of_support: Option<BTreeMap<String, Spanned<String>>>,
+    catalog: Option<Spanned<PathBuf>>,
 }
 
 impl FileConfig {
@@ -137,6 +154,8 @@ impl FileConfig {
             metrics_addr: None,
             policy: Policy::default(),
             end_of_support: BTreeMap::new(),
+            capacity: Capacity::default(),
+            catalog: None,
         };
         if let Some(ifaces) = raw.interfaces {
             let span = ifaces.span();
@@ -194,7 +213,34 @@ impl FileConfig {
         if let Some(e) = raw.enforcement {
             ctx.enforcement(e, &mut cfg.policy)?;
         }
+        if let Some(c) = raw.capacity {
+            let cap = &mut cfg.capacity;
+            for (key, raw, slot) in [
+                ("v4_hosts", c.v4_hosts, &mut cap.v4_hosts),
+                ("v6_hosts", c.v6_hosts, &mut cap.v6_hosts),
+                ("v4_prefixes", c.v4_prefixes, &mut cap.v4_prefixes),
+                ("v6_prefixes", c.v6_prefixes, &mut cap.v6_prefixes),
+                ("rate_state", c.rate_state, &mut cap.rate_state),
+            ] {
+                if let Some(v) = raw {
+                    *slot = Capacity::check(key, *v.get_ref())
+                        .map_err(|m| ctx.err(v.span(), &format!("capacity.{key}"), m))?;
+                }
+            }
+        }
         if let Some(c) = raw.classifier {
+            if let Some(path) = c.catalog {
+                // Checked now, so a broken catalog stops the start with its own file:line.
+                if let Err(e) = crate::classify::catalog_file::load(path.get_ref()) {
+                    return Err(ctx.err(
+                        path.span(),
+                        "classifier.catalog",
+                        format!("{e}; check it with `enforcer catalog check FILE`")
+                            .replace('\n', "; "),
+                    ));
+                }
+                cfg.catalog = Some(path.into_inner());
+            }
             for (product, date) in c.end_of_support.unwrap_or_default() {
                 let fmt = time::macros::format_description!("[year]-[month]-[day]");
                 let d = time::Date::parse(date.get_ref(), fmt).map_err(|_| {

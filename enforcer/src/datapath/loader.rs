@@ -145,11 +145,20 @@ pub fn pinned_attachments(pins: &PinDir) -> anyhow::Result<Vec<PinnedAttachment>
 pub struct Datapath {
     ebpf: Ebpf,
     pins: PinDir,
+    /// The maps were pinned before this load (a live or stopped datapath), not created by it.
+    adopted: bool,
 }
 
 impl Datapath {
-    /// Loads the embedded object, reusing every map already pinned under `pin_dir`.
+    /// Loads the embedded object with the default map sizes, reusing every map already pinned under
+    /// `pin_dir`.
     pub fn load(pin_dir: &Path) -> anyhow::Result<Self> {
+        Self::load_with(pin_dir, &super::Capacity::default())
+    }
+
+    /// Loads the embedded object with maps of `capacity`, reusing every map already pinned under
+    /// `pin_dir` (which must have that capacity: a changed size needs `enforcer detach` first).
+    pub fn load_with(pin_dir: &Path, capacity: &super::Capacity) -> anyhow::Result<Self> {
         let pins = PinDir::new(pin_dir);
         if pin_dir.starts_with(sys::BPFFS_ROOT) {
             match sys::ensure_bpffs_root() {
@@ -188,7 +197,7 @@ impl Datapath {
             let path = pins.map(spec.name);
             match aya::maps::MapData::from_pin(&path) {
                 Ok(data) => {
-                    check_spec(&data, &path, spec)?;
+                    check_spec(&data, &path, spec, Some(capacity))?;
                     adopted += 1;
                 }
                 Err(e)
@@ -199,6 +208,9 @@ impl Datapath {
             }
         }
         let mut loader = EbpfLoader::new();
+        for (_, name, max) in capacity.entries() {
+            loader.map_max_entries(name, max);
+        }
         let paths: Vec<_> = names::ALL_MAPS.iter().map(|n| (*n, pins.map(n))).collect();
         for (name, path) in &paths {
             loader.map_pin_path(name, path.as_path());
@@ -220,11 +232,34 @@ impl Datapath {
         } else {
             info!("created and pinned maps under {}", pins.maps().display());
         }
-        Ok(Self { ebpf, pins })
+        Ok(Self {
+            ebpf,
+            pins,
+            adopted: adopted > 0,
+        })
     }
 
     pub fn pins(&self) -> &PinDir {
         &self.pins
+    }
+
+    /// True when the maps existed before this load; false when it created (and pinned) them.
+    pub fn adopted(&self) -> bool {
+        self.adopted
+    }
+
+    /// Fails, as [`Datapath::attach`] would, when `iface` has a live attachment that does not fit
+    /// `mode`. Checked for every interface before anything is written.
+    pub fn check_mode(&self, iface: &str, mode: Mode) -> anyhow::Result<()> {
+        for a in pinned_attachments(&self.pins)? {
+            if a.iface == iface && a.live && !a.kind.fits(mode) {
+                bail!(
+                    "{iface} already has enforcer attached as {}; run `enforcer detach` first to change --mode",
+                    a.kind.as_str()
+                );
+            }
+        }
+        Ok(())
     }
 
     fn xdp(&mut self) -> anyhow::Result<&mut Xdp> {
