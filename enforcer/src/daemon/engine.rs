@@ -20,6 +20,9 @@ use crate::store::{senders as db, Store};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
+mod fleet_io;
+pub use fleet_io::Touched;
+
 /// A failed kernel write is retried this many seconds later.
 const RETRY_SECS: i64 = 5;
 
@@ -64,6 +67,8 @@ pub struct Engine<K: Kernel> {
     metrics: EngineMetrics,
     /// Wall clock minus boot clock (ns) when the kernel entries were last converted.
     clock_offset: Option<i128>,
+    /// Local changes the fleet has not picked up yet ([`Engine::take_touched`]).
+    touched: Vec<Touched>,
 }
 
 impl<K: Kernel> Engine<K> {
@@ -91,6 +96,7 @@ impl<K: Kernel> Engine<K> {
             labels: HashMap::new(),
             metrics,
             clock_offset: None,
+            touched: Vec::new(),
         };
         let mut changed = Vec::new();
         for mut rec in db::senders(&e.store.db)? {
@@ -303,6 +309,10 @@ impl<K: Kernel> Engine<K> {
             Request::Forget { target } => self.forget(&target, now),
             Request::PutRule { rule } => self.put_rule(rule, now),
             Request::RemoveRule { prefix } => self.remove_rule(&prefix, now),
+            // Answered by the runner when the fleet is configured.
+            Request::FleetStatus {} => Reply::usage(
+                "this daemon is not part of a fleet: add a [fleet] section with redis = \"redis://host:6379/0\" to its configuration",
+            ),
             Request::Rules {} => {
                 let mut rules: Vec<&Rule> = self.operator.values().collect();
                 rules.extend(
@@ -365,6 +375,12 @@ impl<K: Kernel> Engine<K> {
         };
         self.count_evidence(outcome);
         log::info!("evidence for {addr} ({key}): {outcome}");
+        let cleared =
+            self.records.get(&key).is_some_and(|r| r.episode.is_some()) && rec.episode.is_none();
+        self.touched.push(Touched::Sender {
+            prefix: key,
+            cleared,
+        });
         self.records.insert(key, rec);
         let _ = self.sync(key, now); // failures are logged and retried
         self.schedule(key, now);
@@ -401,6 +417,10 @@ impl<K: Kernel> Engine<K> {
             ));
         }
         self.records.insert(p, rec);
+        self.touched.push(Touched::Sender {
+            prefix: p,
+            cleared: false,
+        });
         let _ = self.sync(p, now); // failures are logged and retried
         self.schedule(p, now);
         self.relabel(p, now);
@@ -418,6 +438,7 @@ impl<K: Kernel> Engine<K> {
             ));
         }
         self.records.remove(&p);
+        self.touched.push(Touched::Forgot { prefix: p });
         let _ = self.sync(p, now); // failures are logged and retried
         self.schedule(p, now);
         self.relabel(p, now);
@@ -442,6 +463,7 @@ impl<K: Kernel> Engine<K> {
         }
         let p = rule.prefix;
         self.operator.insert(p, rule.clone());
+        self.touched.push(Touched::Rule { prefix: p });
         let kernel = self.sync(p, now);
         self.schedule(p, now);
         self.relabel(p, now);
@@ -466,6 +488,7 @@ impl<K: Kernel> Engine<K> {
             }
         };
         let had = self.operator.remove(&p);
+        self.touched.push(Touched::Rule { prefix: p });
         let kernel = self.sync(p, now);
         self.schedule(p, now);
         self.relabel(p, now);
@@ -729,5 +752,6 @@ fn op_name(r: &Request) -> &'static str {
         Request::PutRule { .. } => "put_rule",
         Request::RemoveRule { .. } => "remove_rule",
         Request::Rules {} => "rules",
+        Request::FleetStatus {} => "fleet_status",
     }
 }

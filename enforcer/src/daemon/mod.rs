@@ -8,7 +8,7 @@ pub mod metrics;
 pub mod runner;
 pub mod views;
 
-pub use engine::{engine_rule, Engine, EngineSettings, Reconciled};
+pub use engine::{engine_rule, Engine, EngineSettings, Reconciled, Touched};
 pub use kernel::{Kernel, MemKernel, PinnedKernel};
 pub use metrics::EngineMetrics;
 

@@ -2,7 +2,9 @@
 
 use super::engine::Engine;
 use super::kernel::Kernel;
-use crate::control::{ControlServer, Incoming};
+use crate::control::{ControlServer, Incoming, Reply, Request};
+use crate::fleet::link::ToEngine;
+use crate::fleet::Fleet;
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
@@ -29,8 +31,26 @@ fn until(at: i64) -> Duration {
 
 /// Runs the engine and the control socket until `shutdown` completes.
 pub async fn run<K: Kernel>(
+    engine: Engine<K>,
+    server: ControlServer,
+    shutdown: impl Future<Output = ()>,
+) {
+    run_with(engine, server, None, shutdown).await
+}
+
+/// The next event from the fleet link; never, without a fleet.
+async fn fleet_event(fleet: &mut Option<Fleet>) -> Option<ToEngine> {
+    match fleet {
+        Some(f) => f.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// [`run`], with the fleet's changes applied between requests and local changes handed to it.
+pub async fn run_with<K: Kernel>(
     mut engine: Engine<K>,
     server: ControlServer,
+    mut fleet: Option<Fleet>,
     shutdown: impl Future<Output = ()>,
 ) {
     let (tx, mut rx) = mpsc::channel::<Incoming>(64);
@@ -52,6 +72,10 @@ pub async fn run<K: Kernel>(
             _ = &mut serve => break,
             inc = rx.recv() => match inc {
                 Some(inc) => {
+                    if let (Request::FleetStatus {}, Some(f)) = (&inc.request, &fleet) {
+                        let _ = inc.reply.send(Reply::ok(f.status(&engine)));
+                        continue;
+                    }
                     // A bug reached by one request must not take the control plane down with it;
                     // the store stays the truth, and a restart rebuilds everything from it.
                     let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -61,9 +85,20 @@ pub async fn run<K: Kernel>(
                         log::error!("a control request panicked; the daemon carries on");
                         crate::control::Reply::internal("internal error while serving the request (see the daemon log)")
                     });
+                    if let Some(f) = fleet.as_mut() {
+                        f.after_local(&mut engine);
+                    }
                     let _ = inc.reply.send(reply);
                 }
                 None => break,
+            },
+            ev = fleet_event(&mut fleet) => match (ev, fleet.as_mut()) {
+                (Some(ev), Some(f)) => f.handle(&mut engine, ev),
+                // The link stopped (it only does when the daemon stops): run on without it.
+                _ => {
+                    log::error!("fleet: the Redis link stopped; enforcing on without the fleet");
+                    fleet = None;
+                }
             },
             _ = sleep => engine.tick(unix_now()),
         }

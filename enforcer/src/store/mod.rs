@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+pub mod fleet;
 pub mod operator;
 pub mod senders;
 
