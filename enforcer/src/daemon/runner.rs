@@ -1,8 +1,9 @@
-//! The tokio shell around the engine: control requests in, one timer for the next change.
+//! The tokio shell around the engine: requests from the listeners in (one queue, applied one at a
+//! time in arrival order), one timer for the next change.
 
 use super::engine::Engine;
 use super::kernel::Kernel;
-use crate::control::{ControlServer, Incoming, Reply, Request};
+use crate::control::{Incoming, Reply, Request};
 use crate::fleet::link::ToEngine;
 use crate::fleet::Fleet;
 use std::future::Future;
@@ -29,13 +30,13 @@ fn until(at: i64) -> Duration {
     at.saturating_sub(now).min(MAX_SLEEP)
 }
 
-/// Runs the engine and the control socket until `shutdown` completes.
+/// Runs the engine on the requests from `rx` until `shutdown` completes or every sender is gone.
 pub async fn run<K: Kernel>(
     engine: Engine<K>,
-    server: ControlServer,
+    rx: mpsc::Receiver<Incoming>,
     shutdown: impl Future<Output = ()>,
 ) {
-    run_with(engine, server, None, shutdown).await
+    run_with(engine, rx, None, shutdown).await
 }
 
 /// The next event from the fleet link; never, without a fleet.
@@ -46,16 +47,15 @@ async fn fleet_event(fleet: &mut Option<Fleet>) -> Option<ToEngine> {
     }
 }
 
-/// [`run`], with the fleet's changes applied between requests and local changes handed to it.
+/// [`run`], with the fleet next to the engine: changes from other hosts are merged in between
+/// requests, and local changes are queued for them after each request. (The fleet is not a
+/// listener: merging records is not something a request can express.)
 pub async fn run_with<K: Kernel>(
     mut engine: Engine<K>,
-    server: ControlServer,
+    mut rx: mpsc::Receiver<Incoming>,
     mut fleet: Option<Fleet>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let (tx, mut rx) = mpsc::channel::<Incoming>(64);
-    let serve = server.serve(tx);
-    tokio::pin!(serve);
     tokio::pin!(shutdown);
     engine.tick(unix_now());
     loop {
@@ -69,7 +69,6 @@ pub async fn run_with<K: Kernel>(
         };
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = &mut serve => break,
             inc = rx.recv() => match inc {
                 Some(inc) => {
                     if let (Request::FleetStatus {}, Some(f)) = (&inc.request, &fleet) {
@@ -85,6 +84,7 @@ pub async fn run_with<K: Kernel>(
                         log::error!("a control request panicked; the daemon carries on");
                         crate::control::Reply::internal("internal error while serving the request (see the daemon log)")
                     });
+                    // Queued durably for the fleet before the caller is told.
                     if let Some(f) = fleet.as_mut() {
                         f.after_local(&mut engine);
                     }
@@ -94,7 +94,7 @@ pub async fn run_with<K: Kernel>(
             },
             ev = fleet_event(&mut fleet) => match (ev, fleet.as_mut()) {
                 (Some(ev), Some(f)) => f.handle(&mut engine, ev),
-                // The link stopped (it only does when the daemon stops): run on without it.
+                // The link only stops when the daemon does.
                 _ => {
                     log::error!("fleet: the Redis link stopped; enforcing on without the fleet");
                     fleet = None;
@@ -103,5 +103,4 @@ pub async fn run_with<K: Kernel>(
             _ = sleep => engine.tick(unix_now()),
         }
     }
-    // `server` is dropped on return, removing the socket file.
 }
