@@ -370,15 +370,27 @@ impl Link {
             Value::SimpleString(s) => Some(s.clone()),
             _ => None,
         };
+        // XDEL records what it deleted; trimming (MAXLEN) does not.
         if let Some(deleted) = info.get("max-deleted-entry-id").and_then(text) {
-            return Ok(id_key(last) < id_key(&deleted));
+            if id_key(last) < id_key(&deleted) {
+                return Ok(true);
+            }
         }
-        // Before Redis 7: the oldest entry kept must not be newer than the next one to read.
+        // Trimmed (more entries were ever added than are kept) and the oldest one kept is newer
+        // than the last one read: entries in between may be gone. When the one just after `last`
+        // happens to be the oldest kept this resyncs needlessly, which is only slower.
+        let count = |k: &str| match info.get(k) {
+            Some(Value::Int(n)) => *n,
+            _ => 0,
+        };
+        // (Before Redis 7 there is no counter: assume trimmed.)
+        let trimmed =
+            !info.contains_key("entries-added") || count("entries-added") > count("length");
         let first = match info.get("first-entry") {
             Some(Value::Array(parts)) => parts.first().and_then(text),
             _ => None,
         };
-        Ok(first.is_some_and(|f| id_key(&f) > id_key(last)))
+        Ok(trimmed && first.is_some_and(|f| id_key(&f) > id_key(last)))
     }
 
     /// Reads every host's hash and hands the lot to the engine. `None`: the engine hung up.
