@@ -9,6 +9,7 @@ use anyhow::Context as _;
 
 pub mod fleet;
 pub mod operator;
+pub mod perms;
 pub mod senders;
 
 /// Default state directory.
@@ -34,7 +35,7 @@ impl Store {
     /// Opens (creating if needed) `<dir>/enforcer.redb`, waiting up to 3 s for another process to
     /// release it.
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir).with_context(|| {
+        perms::secure_dir(dir).with_context(|| {
             format!(
                 "creating the state directory {} (pass --state-dir to use another)",
                 dir.display()
@@ -54,6 +55,7 @@ impl Store {
                 }
             }
         };
+        perms::secure_file(&path)?;
         let store = Self { db, path };
         store.init_tables()?;
         Ok(store)
