@@ -30,19 +30,70 @@ pub struct Redis {
     ns_path: String,
     pub port: u16,
     dir: PathBuf,
+    /// TLS only (no plain port): the CA that signed the server's certificate.
+    pub ca: Option<PathBuf>,
+}
+
+/// Makes a CA and a server certificate for the Redis addresses the hosts use (IP SANs).
+fn make_certs(dir: &Path, ips: &[String]) -> PathBuf {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("running openssl (apt-get install openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=enforcer-test-ca"]);
+    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=redis"]);
+    let san = ips.iter().map(|i| format!("IP:{i}")).collect::<Vec<_>>().join(",");
+    std::fs::write(dir.join("san.ext"), format!("subjectAltName={san}\n")).unwrap();
+    run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.ext"]);
+    dir.join("ca.pem")
 }
 
 impl Redis {
     pub fn start(ns: &Netns, port: u16, dir: &Path) -> Self {
+        Self::start_tls(ns, port, dir, None)
+    }
+
+    /// With `tls_ips`: TLS only, with a certificate for those addresses.
+    pub fn start_tls(ns: &Netns, port: u16, dir: &Path, tls_ips: Option<&[String]>) -> Self {
         std::fs::create_dir_all(dir).unwrap();
+        let ca = tls_ips.map(|ips| make_certs(dir, ips));
         let mut r = Redis {
             child: None,
             ns_path: ns.path(),
             port,
             dir: dir.to_path_buf(),
+            ca,
         };
         r.spawn();
         r
+    }
+
+    fn port_args(&self) -> Vec<String> {
+        match &self.ca {
+            None => vec!["--port".into(), self.port.to_string()],
+            Some(_) => vec![
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                self.port.to_string(),
+                "--tls-cert-file".into(),
+                self.dir.join("server.pem").display().to_string(),
+                "--tls-key-file".into(),
+                self.dir.join("server.key").display().to_string(),
+                "--tls-ca-cert-file".into(),
+                self.dir.join("ca.pem").display().to_string(),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ],
+        }
     }
 
     fn spawn(&mut self) {
@@ -51,7 +102,8 @@ impl Redis {
         let child = Command::new("nsenter")
             .arg(format!("--net={}", self.ns_path))
             .arg("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "0.0.0.0"])
+            .args(self.port_args())
+            .args(["--bind", "0.0.0.0"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .args(["--requirepass", PASSWORD, "--daemonize", "no"])
             .arg("--dir")
@@ -67,6 +119,25 @@ impl Redis {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// `redis-cli ARGS` without the password; returns stdout and stderr.
+    pub fn cli_no_auth(&self, args: &[&str]) -> String {
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", self.ns_path))
+            .args(["redis-cli", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(match &self.ca {
+                Some(ca) => vec!["--tls".to_string(), "--cacert".into(), ca.display().to_string()],
+                None => vec![],
+            })
+            .args(args)
+            .output()
+            .expect("running redis-cli");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
     }
 
     /// Kills the server (its data is gone: no persistence).
@@ -88,6 +159,10 @@ impl Redis {
             .arg(format!("--net={}", self.ns_path))
             .args(["redis-cli", "--no-auth-warning", "-a", PASSWORD])
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(match &self.ca {
+                Some(ca) => vec!["--tls".to_string(), "--cacert".into(), ca.display().to_string()],
+                None => vec![],
+            })
             .args(args)
             .output()
             .expect("running redis-cli (apt-get install redis-tools)");
@@ -263,6 +338,16 @@ impl Fleet {
     /// `n` hosts named mx1..mxN; `extra_fleet` is appended to every host's `[fleet]` section.
     /// Daemons are not started yet.
     pub fn new(tag: &str, n: u8, extra_fleet: &str) -> Self {
+        Self::build(tag, n, extra_fleet, false)
+    }
+
+    /// Like [`Fleet::new`], with Redis reachable only over TLS (`rediss://`, the test CA in
+    /// `fleet.ca_file`).
+    pub fn new_tls(tag: &str, n: u8) -> Self {
+        Self::build(tag, n, "", true)
+    }
+
+    fn build(tag: &str, n: u8, extra_fleet: &str, tls: bool) -> Self {
         let base = unique(tag);
         let dir = std::env::temp_dir().join(format!("enforcer-fleet-{base}"));
         let _ = std::fs::remove_dir_all(&dir);
@@ -282,7 +367,15 @@ impl Fleet {
         }
         // A port from the pid, so test binaries running at once never share a Redis.
         let port = 20_000 + (std::process::id() % 20_000) as u16;
-        let redis = Redis::start(&hub, port, &dir.join("redis"));
+        let ips: Vec<String> = (1..=n)
+            .map(|i| format!("10.200.{}.1", 80 + i))
+            .chain(["127.0.0.1".to_string()])
+            .collect();
+        let redis = Redis::start_tls(&hub, port, &dir.join("redis"), tls.then_some(&ips[..]));
+        let (scheme, ca_line) = match &redis.ca {
+            Some(ca) => ("rediss", format!("ca_file = \"{}\"\n", ca.display())),
+            None => ("redis", String::new()),
+        };
         let pwfile = dir.join("redis.pass");
         std::fs::write(&pwfile, format!("{PASSWORD}\n")).unwrap();
         let namespace = format!("t{base}");
@@ -340,8 +433,8 @@ impl Fleet {
                 format!(
                     "ports = [25]\n\
                      [[enforcement.stages]]\nafter = \"0s\"\naction = \"block\"\n\
-                     [fleet]\nredis = \"redis://10.200.{}.1:{port}/0\"\npassword_file = \"{}\"\n\
-                     name = \"{name}\"\nnamespace = \"{namespace}\"\n{extra_fleet}\n",
+                     [fleet]\nredis = \"{scheme}://10.200.{}.1:{port}/0\"\npassword_file = \"{}\"\n\
+                     {ca_line}name = \"{name}\"\nnamespace = \"{namespace}\"\n{extra_fleet}\n",
                     80 + i,
                     pwfile.display()
                 ),

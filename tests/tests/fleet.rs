@@ -385,3 +385,22 @@ fn malformed_records_in_redis_are_refused_and_counted() {
         .is_some())
     .is_some());
 }
+
+#[test]
+fn tls_and_auth_to_redis() {
+    let mut f = Fleet::new_tls("ft", 2);
+    f.start_all();
+    let st = f.hosts[0].fleet_status();
+    assert!(st["redis"].as_str().unwrap().starts_with("rediss://"), "{st}");
+    let src = sender_ip(14);
+    f.hosts[0].op(&["reject", &src]);
+    let b = &f.hosts[1];
+    assert!(
+        wait_for(PROPAGATION_BOUND, || b.entry(&format!("{src}/32")).as_deref() == Some("reject")).is_some(),
+        "{}",
+        b.log_text()
+    );
+    // Without the password Redis refuses the connection: AUTH is really in force.
+    let denied = f.redis.cli_no_auth(&["PING"]);
+    assert!(denied.contains("NOAUTH"), "{denied}");
+}
