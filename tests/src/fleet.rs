@@ -48,11 +48,56 @@ fn make_certs(dir: &Path, ips: &[String]) -> PathBuf {
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=enforcer-test-ca"]);
-    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=redis"]);
-    let san = ips.iter().map(|i| format!("IP:{i}")).collect::<Vec<_>>().join(",");
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=enforcer-test-ca",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=redis",
+    ]);
+    let san = ips
+        .iter()
+        .map(|i| format!("IP:{i}"))
+        .collect::<Vec<_>>()
+        .join(",");
     std::fs::write(dir.join("san.ext"), format!("subjectAltName={san}\n")).unwrap();
-    run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.ext"]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
     dir.join("ca.pem")
 }
 
@@ -127,7 +172,11 @@ impl Redis {
             .arg(format!("--net={}", self.ns_path))
             .args(["redis-cli", "-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(match &self.ca {
-                Some(ca) => vec!["--tls".to_string(), "--cacert".into(), ca.display().to_string()],
+                Some(ca) => vec![
+                    "--tls".to_string(),
+                    "--cacert".into(),
+                    ca.display().to_string(),
+                ],
                 None => vec![],
             })
             .args(args)
@@ -160,7 +209,11 @@ impl Redis {
             .args(["redis-cli", "--no-auth-warning", "-a", PASSWORD])
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(match &self.ca {
-                Some(ca) => vec!["--tls".to_string(), "--cacert".into(), ca.display().to_string()],
+                Some(ca) => vec![
+                    "--tls".to_string(),
+                    "--cacert".into(),
+                    ca.display().to_string(),
+                ],
                 None => vec![],
             })
             .args(args)

@@ -391,12 +391,19 @@ fn tls_and_auth_to_redis() {
     let mut f = Fleet::new_tls("ft", 2);
     f.start_all();
     let st = f.hosts[0].fleet_status();
-    assert!(st["redis"].as_str().unwrap().starts_with("rediss://"), "{st}");
+    assert!(
+        st["redis"].as_str().unwrap().starts_with("rediss://"),
+        "{st}"
+    );
     let src = sender_ip(14);
     f.hosts[0].op(&["reject", &src]);
     let b = &f.hosts[1];
     assert!(
-        wait_for(PROPAGATION_BOUND, || b.entry(&format!("{src}/32")).as_deref() == Some("reject")).is_some(),
+        wait_for(PROPAGATION_BOUND, || b
+            .entry(&format!("{src}/32"))
+            .as_deref()
+            == Some("reject"))
+        .is_some(),
         "{}",
         b.log_text()
     );

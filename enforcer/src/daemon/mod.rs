@@ -37,7 +37,9 @@ pub mod runner;
 pub mod settings;
 pub mod views;
 
-pub use engine::{engine_rule, Engine, EngineSettings, Reconciled, Touched};
+pub use engine::{
+    engine_rule, DatapathHealth, Engine, EngineSettings, LogLimit, Reconciled, Touched,
+};
 pub use kernel::{Kernel, MemKernel, PinnedKernel};
 pub use metrics::EngineMetrics;
 pub use settings::{Options, Settings};

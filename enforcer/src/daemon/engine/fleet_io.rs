@@ -7,7 +7,7 @@ use crate::daemon::kernel::Kernel;
 use crate::net::Prefix;
 use crate::policy::Record;
 use crate::rule::{Rule, RuleSource};
-use crate::store::{senders as db, Store};
+use crate::store::Store;
 
 /// A local change to publish.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,11 +55,11 @@ impl<K: Kernel> Engine<K> {
             Some(mut rec) => {
                 catch_up(&self.policy, &mut rec, now);
                 rec.log(now, why);
-                db::put_sender(&self.store.db, &rec)?;
+                self.store.put_sender(&rec)?;
                 self.records.insert(p, rec);
             }
             None => {
-                db::remove_sender(&self.store.db, &p)?;
+                self.store.remove_sender(&p)?;
                 if self.records.remove(&p).is_some() {
                     log::info!("{why}: sender {p} forgotten");
                 }
