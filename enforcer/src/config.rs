@@ -5,6 +5,7 @@
 //!
 //! `enforcer.example.toml` at the repository root documents every key.
 
+use crate::datapath::Capacity;
 use crate::duration::Span;
 use crate::fleet::settings::FleetFile;
 use crate::net::Prefix;
@@ -49,6 +50,8 @@ pub struct FileConfig {
     pub end_of_support: BTreeMap<String, time::Date>,
     /// `[fleet]`: share senders and operator entries with other hosts through Redis.
     pub fleet: Option<FleetFile>,
+    /// Kernel map sizes (`[capacity]`); defaults when not set.
+    pub capacity: Capacity,
     /// `classifier.catalog`: an operator's build catalog laid over the built-in one (validated here).
     pub catalog: Option<PathBuf>,
 }
@@ -79,6 +82,7 @@ struct Raw {
     enforcement: Option<RawEnforcement>,
     classifier: Option<RawClassifier>,
     fleet: Option<Spanned<RawFleet>>,
+    capacity: Option<RawCapacity>,
 }
 
 #[derive(Deserialize)]
@@ -99,6 +103,16 @@ struct RawFleet {
 enum OneOrMany {
     One(String),
     Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCapacity {
+    v4_hosts: Option<Spanned<i64>>,
+    v6_hosts: Option<Spanned<i64>>,
+    v4_prefixes: Option<Spanned<i64>>,
+    v6_prefixes: Option<Spanned<i64>>,
+    rate_state: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -165,6 +179,7 @@ impl FileConfig {
             policy: Policy::default(),
             end_of_support: BTreeMap::new(),
             fleet: None,
+            capacity: Capacity::default(),
             catalog: None,
         };
         if let Some(ifaces) = raw.interfaces {
@@ -225,6 +240,21 @@ impl FileConfig {
         }
         if let Some(f) = raw.fleet {
             cfg.fleet = Some(ctx.fleet(f)?);
+        }
+        if let Some(c) = raw.capacity {
+            let cap = &mut cfg.capacity;
+            for (key, raw, slot) in [
+                ("v4_hosts", c.v4_hosts, &mut cap.v4_hosts),
+                ("v6_hosts", c.v6_hosts, &mut cap.v6_hosts),
+                ("v4_prefixes", c.v4_prefixes, &mut cap.v4_prefixes),
+                ("v6_prefixes", c.v6_prefixes, &mut cap.v6_prefixes),
+                ("rate_state", c.rate_state, &mut cap.rate_state),
+            ] {
+                if let Some(v) = raw {
+                    *slot = Capacity::check(key, *v.get_ref())
+                        .map_err(|m| ctx.err(v.span(), &format!("capacity.{key}"), m))?;
+                }
+            }
         }
         if let Some(c) = raw.classifier {
             if let Some(path) = c.catalog {

@@ -47,6 +47,8 @@ pub struct Settings {
     pub engine: EngineSettings,
     /// `[fleet]`: share senders and operator entries with other hosts through Redis.
     pub fleet: Option<FleetSettings>,
+    /// Kernel map sizes (`[capacity]`).
+    pub capacity: crate::datapath::Capacity,
 }
 
 /// Parses `--ports 25,465,587`.
@@ -164,6 +166,7 @@ impl Settings {
             reset_state: a.reset_state,
             engine,
             fleet,
+            capacity: file.capacity,
         })
     }
 }
