@@ -78,11 +78,16 @@ fn ensure_bpf_linker() -> Result<()> {
     ]))
 }
 
-/// Tools the privileged tests and benchmarks drive: iproute2 for namespaces and veth;
-/// xdp-filter (xdp-tools) and bpftool as the datapath benchmark's peer.
+/// Tools the privileged tests and benchmarks drive: iproute2 for namespaces and veth; redis-server
+/// and redis-cli for the fleet tests and benchmark (each starts its own server on its own port);
+/// openssl makes the fleet TLS test's certificates; xdp-filter (xdp-tools) and bpftool are the
+/// datapath benchmark's peer.
 fn ensure_debian_tools() -> Result<()> {
     let wanted = [
         ("ip", "iproute2"),
+        ("redis-server", "redis-server"),
+        ("redis-cli", "redis-tools"),
+        ("openssl", "openssl"),
         ("xdp-filter", "xdp-tools"),
         ("bpftool", "bpftool"),
     ];
