@@ -144,13 +144,30 @@ fn a_failed_start_leaves_the_datapath_as_it_was() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("empty"), "{}", stderr(&out));
 
+    // A store file that is gone altogether, while the maps hold entries: refused the same way.
+    std::fs::remove_file(&db).unwrap();
+    let out = run_once(&t.server, &args(&t.server_if, &dirs, &["--mode", "tc"]));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("does not exist") && err.contains("--reset-state"),
+        "{err}"
+    );
+    assert_eq!(entries(&dirs.pin_dir), kernel, "no entry removed");
+
     // Starting over is explicit: the file is moved aside and the kernel follows the empty store.
+    std::fs::File::create(&db).unwrap();
     let d = Daemon::start(
         &t.server,
         &t.server_if,
         &dirs,
         &["--mode", "tc", "--ports", "25", "--reset-state"],
     );
+    assert!(std::fs::read_dir(&dirs.state_dir).unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with("enforcer.redb.reset-")));
     assert!(entries(&dirs.pin_dir).is_empty());
     assert_eq!(to_server(&t), Connect::Connected);
     assert!(std::fs::read_dir(&dirs.state_dir).unwrap().any(|e| e
