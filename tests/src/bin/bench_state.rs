@@ -179,7 +179,13 @@ fn status_kib(pid: u32, key: &str) -> Result<f64> {
 
 fn measure(what: &'static str, topo: &Topology, dirs: &Dirs) -> Result<Measured> {
     let t = Instant::now();
-    let daemon = Daemon::start(&topo.server, &topo.server_if, dirs, &[]);
+    let daemon = Daemon::start_within(
+        &topo.server,
+        &[topo.server_if.as_str()],
+        dirs,
+        &[],
+        Duration::from_secs(900),
+    );
     let start_s = t.elapsed().as_secs_f64();
     let pid = daemon.pid();
     // Let the allocator settle after reconciliation.
