@@ -88,8 +88,11 @@ fn ensure_debian_tools() -> Result<()> {
         ("redis-server", "redis-server"),
         ("redis-cli", "redis-tools"),
         ("openssl", "openssl"),
+        // `cargo xtask bench datapath`: xdp-filter is the peer, found and filled with bpftool.
         ("xdp-filter", "xdp-tools"),
+        // `cargo xtask bench state`: kernel map memory, the CLI's peak memory.
         ("bpftool", "bpftool"),
+        ("time", "time"),
     ];
     let missing: Vec<&str> = wanted
         .iter()

@@ -247,6 +247,8 @@ pub struct PolicyMaps {
     v4_prefixes: V4Prefixes,
     v6_hosts: V6Hosts,
     v6_prefixes: V6Prefixes,
+    /// For the size of a full map (`[capacity]` may differ from the default).
+    pins: PinDir,
 }
 
 /// Where an entry lives.
@@ -264,6 +266,7 @@ impl PolicyMaps {
             v4_prefixes: open(&pins, names::POLICY_V4_PREFIXES)?.try_into()?,
             v6_hosts: open(&pins, names::POLICY_V6_HOSTS)?.try_into()?,
             v6_prefixes: open(&pins, names::POLICY_V6_PREFIXES)?.try_into()?,
+            pins,
         })
     }
 
@@ -291,9 +294,13 @@ impl PolicyMaps {
                     (IpAddr::V6(_), true) => names::POLICY_V6_HOSTS,
                     (IpAddr::V6(_), false) => names::POLICY_V6_PREFIXES,
                 };
+                let max = MapData::from_pin(self.pins.map(name))
+                    .ok()
+                    .and_then(|d| d.info().ok())
+                    .map_or(spec_of(name).max_entries, |i| i.max_entries());
                 MapFull {
                     prefix: *prefix,
-                    max: spec_of(name).max_entries,
+                    max,
                 }
                 .into()
             } else {
