@@ -78,22 +78,25 @@ fn ensure_bpf_linker() -> Result<()> {
     ]))
 }
 
-/// Tools the privileged tests drive: iproute2 for namespaces and veth; redis-server and redis-cli
-/// for the fleet tests and benchmark (each starts its own server on its own port); openssl makes
-/// the fleet TLS test's certificates.
+/// Tools the privileged tests and benchmarks drive: iproute2 for namespaces and veth; redis-server
+/// and redis-cli for the fleet tests and benchmark (each starts its own server on its own port);
+/// openssl makes the fleet TLS test's certificates; xdp-filter (xdp-tools) and bpftool are the
+/// datapath benchmark's peer.
 fn ensure_debian_tools() -> Result<()> {
     let wanted = [
         ("ip", "iproute2"),
         ("redis-server", "redis-server"),
         ("redis-cli", "redis-tools"),
         ("openssl", "openssl"),
+        // `cargo xtask bench datapath`: xdp-filter is the peer, found and filled with bpftool.
+        ("xdp-filter", "xdp-tools"),
         // `cargo xtask bench state`: kernel map memory, the CLI's peak memory.
         ("bpftool", "bpftool"),
         ("time", "time"),
     ];
     let missing: Vec<&str> = wanted
         .iter()
-        .filter(|(bin, _)| which(bin).is_none())
+        .filter(|(bin, _)| which(bin).is_none() && which_sbin(bin).is_none())
         .map(|(_, pkg)| *pkg)
         .collect();
     if missing.is_empty() {
@@ -112,6 +115,14 @@ fn apt_install(pkgs: &[&str]) -> Result<()> {
         .env("DEBIAN_FRONTEND", "noninteractive")
         .args(["install", "-y", "-q"])
         .args(pkgs))
+}
+
+/// Debian puts xdp-filter and bpftool in /usr/sbin, which a non-root PATH may leave out.
+fn which_sbin(bin: &str) -> Option<std::path::PathBuf> {
+    ["/usr/sbin", "/sbin"]
+        .iter()
+        .map(|d| std::path::Path::new(d).join(bin))
+        .find(|p| p.is_file())
 }
 
 pub fn which(bin: &str) -> Option<std::path::PathBuf> {
