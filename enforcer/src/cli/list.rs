@@ -14,6 +14,9 @@ pub struct Args {
     /// Print JSON (field names are stable; see the README).
     #[arg(long)]
     pub json: bool,
+    /// Only the entries of this named list (made by `enforcer import --list NAME`).
+    #[arg(long, value_name = "NAME")]
+    pub list: Option<String>,
     #[command(flatten)]
     pub dirs: Dirs,
 }
@@ -36,6 +39,8 @@ pub struct Row {
     pub stage: Option<u32>,
     pub reason: Option<String>,
     pub created_at: Option<i64>,
+    /// The named list the entry belongs to (`enforcer import --list NAME`), if any.
+    pub list: Option<String>,
 }
 
 /// Builds the rows: every kernel entry, then store rules the kernel lacks.
@@ -51,7 +56,9 @@ pub fn rows(dirs: &Dirs, clock: &Clock) -> anyhow::Result<(Vec<Row>, Option<Stri
             )),
         ),
     };
-    let find = |p: &Prefix| rules.iter().find(|r| r.prefix == *p);
+    let by_prefix: std::collections::HashMap<Prefix, &Rule> =
+        rules.iter().map(|r| (r.prefix, r)).collect();
+    let find = |p: &Prefix| by_prefix.get(p).copied();
     let mut out = Vec::new();
     for (prefix, e) in &entries {
         let verdict = Verdict::from_kernel(e, clock);
@@ -64,8 +71,9 @@ pub fn rows(dirs: &Dirs, clock: &Clock) -> anyhow::Result<(Vec<Row>, Option<Stri
             find(prefix),
         ));
     }
+    let in_kernel: std::collections::HashSet<Prefix> = entries.iter().map(|(p, _)| *p).collect();
     for r in &rules {
-        if !entries.iter().any(|(p, _)| *p == r.prefix) {
+        if !in_kernel.contains(&r.prefix) {
             out.push(row(
                 r.prefix,
                 r.verdict.clone(),
@@ -104,12 +112,19 @@ fn row(
         stage,
         reason: rule.and_then(|r| r.reason.clone()),
         created_at: rule.map(|r| r.created_at),
+        list: rule.and_then(|r| r.list.clone()),
     }
 }
 
 pub fn execute(args: Args) -> anyhow::Result<()> {
     let clock = Clock::now();
-    let (rows, note) = rows(&args.dirs, &clock)?;
+    let (mut rows, note) = rows(&args.dirs, &clock)?;
+    if let Some(name) = &args.list {
+        if let Err(e) = crate::feed::check_list_name(name) {
+            return super::usage(e);
+        }
+        rows.retain(|r| r.list.as_deref() == Some(name.as_str()));
+    }
     if args.json {
         emit(format_args!(
             "{}",

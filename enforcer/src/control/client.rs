@@ -1,6 +1,6 @@
 //! CLI side of the control socket: one request, one reply, blocking, with timeouts.
 
-use super::protocol::{Reply, Request, MAX_LINE};
+use super::protocol::{Reply, Request, MAX_REQUEST};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -60,20 +60,20 @@ pub fn request(socket: &Path, req: &Request) -> Result<serde_json::Value, Client
     stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
     stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
     let mut line = serde_json::to_string(req).map_err(|e| ClientError::BadReply(e.to_string()))?;
-    if line.len() > MAX_LINE {
+    if line.len() > MAX_REQUEST {
         return Err(ClientError::Refused {
             usage: true,
             msg: format!(
-                "the request is {} bytes, more than the {} bytes the daemon accepts; feed a shorter transcript",
+                "the request is {} bytes, more than the {} bytes the daemon accepts; send less (a shorter transcript, or split the list into several files)",
                 line.len(),
-                MAX_LINE
+                MAX_REQUEST
             ),
         });
     }
     line.push('\n');
     stream.write_all(line.as_bytes()).map_err(io)?;
     let mut reply = Vec::new();
-    BufReader::new(stream.take(MAX_LINE as u64 * 4))
+    BufReader::new(stream.take(MAX_REQUEST as u64))
         .read_until(b'\n', &mut reply)
         .map_err(io)?;
     let reply: Reply = serde_json::from_slice(&reply).map_err(|e| {

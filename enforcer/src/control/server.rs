@@ -2,7 +2,7 @@
 //! handed to the engine loop over one channel, so changes are applied one at a time in arrival order.
 //! A malformed request gets an error reply on its connection and changes nothing else.
 
-use super::protocol::{decode_request, Reply, Request, MAX_LINE};
+use super::protocol::{decode_request, Reply, Request, MAX_REQUEST};
 use anyhow::Context;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -114,7 +114,7 @@ async fn serve_conn(stream: UnixStream, tx: mpsc::Sender<Incoming>) -> anyhow::R
         let n = tokio::time::timeout(
             IDLE,
             (&mut rd)
-                .take(MAX_LINE as u64 + 1)
+                .take(MAX_REQUEST as u64 + 1)
                 .read_until(b'\n', &mut line),
         )
         .await
@@ -122,9 +122,9 @@ async fn serve_conn(stream: UnixStream, tx: mpsc::Sender<Incoming>) -> anyhow::R
         if n == 0 {
             return Ok(());
         }
-        if line.len() > MAX_LINE {
+        if line.len() > MAX_REQUEST {
             let r = Reply::usage(format!(
-                "request longer than {MAX_LINE} bytes; closing the connection"
+                "request longer than {MAX_REQUEST} bytes; closing the connection"
             ));
             wr.write_all(r.to_line().as_bytes()).await?;
             return Ok(());

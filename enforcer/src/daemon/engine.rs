@@ -7,6 +7,8 @@
 //! Order of every change: store commit first (so what the CLI is told survives kill -9), then the
 //! kernel, then the reply.
 
+mod bulk;
+
 use super::kernel::Kernel;
 use super::metrics::EngineMetrics;
 use super::views;
@@ -303,6 +305,16 @@ impl<K: Kernel> Engine<K> {
             Request::Forget { target } => self.forget(&target, now),
             Request::PutRule { rule } => self.put_rule(rule, now),
             Request::RemoveRule { prefix } => self.remove_rule(&prefix, now),
+            Request::Import {
+                verdict,
+                expires_at,
+                reason,
+                list,
+                entries,
+            } => self.import(verdict, expires_at, reason, list, &entries, now),
+            Request::RemoveRules { entries, list } => {
+                self.remove_rules(entries.as_deref(), list.as_deref(), now)
+            }
             Request::Rules {} => {
                 let mut rules: Vec<&Rule> = self.operator.values().collect();
                 rules.extend(
@@ -525,17 +537,16 @@ impl<K: Kernel> Engine<K> {
     }
 
     /// The live operator rule that decides for `p`: one for exactly `p`, else the most specific one
-    /// covering it. Operator rules are few (typed by hand), so a scan is fine.
+    /// covering it. One map lookup per shorter prefix length, so a million imported rules cost the
+    /// same as ten.
     fn operator_for(&self, p: &Prefix, now: i64) -> Option<&Rule> {
-        if let Some(r) = self.operator.get(p).filter(|r| !r.is_expired(now)) {
+        let live = |q: &Prefix| self.operator.get(q).filter(|r| !r.is_expired(now));
+        if let Some(r) = live(p) {
             return Some(r);
         }
-        self.operator
-            .values()
-            .filter(|r| {
-                !r.is_expired(now) && r.prefix.len() < p.len() && r.prefix.contains(p.addr())
-            })
-            .max_by_key(|r| r.prefix.len())
+        (0..p.len())
+            .rev()
+            .find_map(|len| live(&Prefix::containing(p.addr(), len)))
     }
 
     /// Re-applies the engine entries of every sender inside `q` after an operator rule for `q`
@@ -695,6 +706,7 @@ pub fn engine_rule(d: &Desired) -> Rule {
         reason: Some(d.reason.clone()),
         created_at: d.since,
         source: RuleSource::Engine { stage: d.stage },
+        list: None,
     }
 }
 
@@ -729,5 +741,7 @@ fn op_name(r: &Request) -> &'static str {
         Request::PutRule { .. } => "put_rule",
         Request::RemoveRule { .. } => "remove_rule",
         Request::Rules {} => "rules",
+        Request::Import { .. } => "import",
+        Request::RemoveRules { .. } => "remove_rules",
     }
 }

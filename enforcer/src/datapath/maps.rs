@@ -208,6 +208,8 @@ pub struct PolicyMaps {
     v4_prefixes: V4Prefixes,
     v6_hosts: V6Hosts,
     v6_prefixes: V6Prefixes,
+    /// The same four maps as raw descriptors for batch writes.
+    batch: super::batch::BatchMaps,
 }
 
 /// Where an entry lives.
@@ -225,7 +227,19 @@ impl PolicyMaps {
             v4_prefixes: open(&pins, names::POLICY_V4_PREFIXES)?.try_into()?,
             v6_hosts: open(&pins, names::POLICY_V6_HOSTS)?.try_into()?,
             v6_prefixes: open(&pins, names::POLICY_V6_PREFIXES)?.try_into()?,
+            batch: super::batch::BatchMaps::open(&pins)?,
         })
+    }
+
+    /// Inserts or replaces many entries with batched syscalls (`enforcer import`).
+    pub fn upsert_many(&mut self, entries: &[(Prefix, PolicyEntry)]) -> anyhow::Result<()> {
+        self.batch.upsert(entries)
+    }
+
+    /// Removes the entries for exactly these prefixes with batched syscalls; returns how many
+    /// existed.
+    pub fn remove_many(&mut self, prefixes: &[Prefix]) -> anyhow::Result<usize> {
+        self.batch.remove(prefixes)
     }
 
     /// Inserts or replaces the entry for exactly `prefix`.
