@@ -6,7 +6,7 @@
 //! `{"op":"forget","target":...}`, `{"op":"put_rule","rule":{...}}`, `{"op":"remove_rule","prefix":"..."}`,
 //! `{"op":"import","verdict":{"action":"drop"},"expires_at":null,"reason":null,"list":"spamhaus-drop",
 //! "entries":"192.0.2.0/24\n198.51.100.7\n"}`, `{"op":"remove_rules","entries":"...","list":null}`,
-//! `{"op":"ping"}`.
+//! `{"op":"ping"}`, `{"op":"list","after":"192.0.2.7/32","prefix":"192.0.2.0/24","source":"operator","limit":4096}`.
 //! Reply: `{"ok":true,"result":...}` or `{"ok":false,"usage":true|false,"error":"..."}`; `usage` marks
 //! bad input (the CLI exits 2) as opposed to a failure inside the daemon (exit 1).
 
@@ -72,6 +72,18 @@ pub enum Request {
         entries: Option<String>,
         #[serde(default)]
         list: Option<String>,
+    },
+    /// One page of `enforcer list` (a [`crate::listing::Page`]): rows sorted by prefix, starting
+    /// after `after`, at most `limit` (capped at [`crate::listing::PAGE`]).
+    List {
+        #[serde(default)]
+        after: Option<crate::net::Prefix>,
+        #[serde(default)]
+        prefix: Option<crate::net::Prefix>,
+        #[serde(default)]
+        source: Option<crate::listing::Source>,
+        #[serde(default)]
+        limit: Option<u32>,
     },
 }
 
@@ -163,6 +175,24 @@ mod tests {
                 },
             ),
             (
+                r#"{"op":"list","after":"192.0.2.7/32","prefix":"192.0.2.0/24","source":"engine","limit":10}"#,
+                Request::List {
+                    after: Some("192.0.2.7".parse().unwrap()),
+                    prefix: Some("192.0.2.0/24".parse().unwrap()),
+                    source: Some(crate::listing::Source::Engine),
+                    limit: Some(10),
+                },
+            ),
+            (
+                r#"{"op":"list"}"#,
+                Request::List {
+                    after: None,
+                    prefix: None,
+                    source: None,
+                    limit: None,
+                },
+            ),
+            (
                 r#" {"op":"forget","target":"x"} "#,
                 Request::Forget { target: "x".into() },
             ),
@@ -187,6 +217,8 @@ mod tests {
             br#"{"op":"ping","extra":1}"#,
             b"\xff\xfe",
             br#"[1,2,3]"#,
+            br#"{"op":"list","prefix":"10.0.0.1/8"}"#,
+            br#"{"op":"list","source":"kernel"}"#,
         ] {
             let r = decode_request(bad).unwrap_err();
             assert!(!r.ok && r.usage, "{bad:?}");
