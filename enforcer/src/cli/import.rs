@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::entry::{emit, fmt_time, open_policy, parse_span, Dirs, EntryOpts};
 use super::usage;
 use crate::control::Request;
-use crate::datapath::Clock;
+use crate::datapath::{batch, Clock};
 use crate::feed::{self, Feed, Template};
 use crate::net::Prefix;
 use crate::rule::Verdict;
@@ -203,6 +203,16 @@ fn import_direct(
         Some(name) => feed::stale(store.rules()?.iter(), name, prefixes),
         None => Vec::new(),
     };
+    // What does not fit is refused before anything is stored, as a single `block` is.
+    let present: std::collections::HashSet<Prefix> =
+        maps.entries()?.into_iter().map(|(p, _)| p).collect();
+    let mut current = [0usize; 4];
+    for p in &present {
+        current[batch::map_of(p)] += 1;
+    }
+    if let Err(full) = batch::check_room(current, |p| present.contains(p), prefixes, &stale) {
+        return usage(full.to_string());
+    }
     let rules: Vec<_> = prefixes.iter().map(|p| template.rule(*p)).collect();
     store.put_and_remove_rules(&rules, &stale)?;
     let entries: Vec<_> = rules

@@ -31,6 +31,65 @@ const MAPS: [&str; 4] = [
     names::POLICY_V6_PREFIXES,
 ];
 
+/// Capacity of each map, in [`MAPS`] order.
+const CAPACITY: [u32; 4] = [
+    names::MAX_HOSTS_V4,
+    names::MAX_PREFIXES_V4,
+    names::MAX_HOSTS_V6,
+    names::MAX_PREFIXES_V6,
+];
+
+/// Which of the four maps holds `p` (index into the counts of [`check_room`]).
+pub fn map_of(p: &Prefix) -> usize {
+    match (p.is_ipv4(), p.is_host()) {
+        (true, true) => 0,
+        (true, false) => 1,
+        (false, true) => 2,
+        (false, false) => 3,
+    }
+}
+
+/// Refuses a bulk change before anything is written when the maps could not hold the result.
+/// `current` = entries each map holds now ([`map_of`] order), `present` = whether a prefix has an
+/// entry. The error names the first prefix that would not fit.
+pub fn check_room(
+    current: [usize; 4],
+    present: impl Fn(&Prefix) -> bool,
+    adding: &[Prefix],
+    removing: &[Prefix],
+) -> Result<(), super::MapFull> {
+    check_room_in(current, present, adding, removing, CAPACITY)
+}
+
+fn check_room_in(
+    current: [usize; 4],
+    present: impl Fn(&Prefix) -> bool,
+    adding: &[Prefix],
+    removing: &[Prefix],
+    capacity: [u32; 4],
+) -> Result<(), super::MapFull> {
+    let mut counts = current.map(|c| c as i64);
+    let adding_set: std::collections::HashSet<&Prefix> = adding.iter().collect();
+    for p in removing {
+        if present(p) && !adding_set.contains(p) {
+            counts[map_of(p)] -= 1;
+        }
+    }
+    for p in adding {
+        if !present(p) {
+            let m = map_of(p);
+            counts[m] += 1;
+            if counts[m] > i64::from(capacity[m]) {
+                return Err(super::MapFull {
+                    prefix: *p,
+                    max: capacity[m],
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Key bytes of a prefix in the map that holds it, and that map's index in [`MAPS`]: exact hosts are
 /// the address bytes; trie keys are `{ u32 prefixlen (host order); addr }` like aya's `lpm_trie::Key`.
 pub fn key_of(p: &Prefix) -> (usize, Vec<u8>) {
@@ -250,6 +309,39 @@ mod tests {
             aya_bytes.to_vec(),
             key_of(&"192.0.2.0/24".parse().unwrap()).1
         );
+    }
+
+    #[test]
+    fn room_is_checked_per_map_after_removals() {
+        let p = |s: &str| -> Prefix { s.parse().unwrap() };
+        let have = [p("10.0.0.1"), p("10.0.0.2")];
+        let present = |q: &Prefix| have.contains(q);
+        let cap = [3, 1, 1, 1];
+        // Two present, one new host: fits; two new: the second is refused.
+        assert!(check_room_in([2, 0, 0, 0], present, &[p("10.0.0.3")], &[], cap).is_ok());
+        let e = check_room_in(
+            [2, 0, 0, 0],
+            present,
+            &[p("10.0.0.3"), p("10.0.0.4")],
+            &[],
+            cap,
+        )
+        .unwrap_err();
+        assert_eq!((e.prefix, e.max), (p("10.0.0.4"), 3));
+        // A replaced list frees its old entries first; re-adding a present one costs nothing.
+        let adding = [p("10.0.0.1"), p("10.0.0.3"), p("10.0.0.4")];
+        assert!(check_room_in([2, 0, 0, 0], present, &adding, &[p("10.0.0.2")], cap).is_ok());
+        // Each map has its own capacity.
+        assert!(check_room_in(
+            [2, 0, 0, 0],
+            present,
+            &[p("10.0.0.0/8"), p("::/0")],
+            &[],
+            cap
+        )
+        .is_ok());
+        assert!(check_room_in([2, 1, 0, 0], present, &[p("11.0.0.0/8")], &[], cap).is_err());
+        assert_eq!(map_of(&p("2001:db8::1")), 2);
     }
 
     #[test]

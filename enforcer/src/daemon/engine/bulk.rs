@@ -6,6 +6,7 @@ use std::collections::HashSet;
 
 use super::{Engine, Kernel};
 use crate::control::Reply;
+use crate::datapath::batch;
 use crate::feed::{self, Template};
 use crate::net::Prefix;
 use crate::rule::{Rule, Verdict};
@@ -43,6 +44,20 @@ impl<K: Kernel> Engine<K> {
             Some(name) => feed::stale(self.operator.values(), name, &parsed.prefixes),
             None => Vec::new(),
         };
+        // What does not fit is refused before anything is stored, as a single `block` is.
+        let mut current = [0usize; 4];
+        for p in self.applied.keys() {
+            current[batch::map_of(p)] += 1;
+        }
+        if let Err(full) = batch::check_room(
+            current,
+            |p| self.applied.contains_key(p),
+            &parsed.prefixes,
+            &stale,
+        ) {
+            self.metrics.kernel_map_full.inc();
+            return Reply::usage(full.to_string());
+        }
         if let Err(err) = self.store.put_and_remove_rules(&rules, &stale) {
             return Reply::internal(format!(
                 "could not store the import (nothing changed): {err:#}"
