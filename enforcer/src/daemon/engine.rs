@@ -354,6 +354,8 @@ impl<K: Kernel> Engine<K> {
                 | Request::Forget { .. }
                 | Request::PutRule { .. }
                 | Request::RemoveRule { .. }
+                | Request::Import { .. }
+                | Request::RemoveRules { .. }
         );
         if changes {
             if let Some(problem) = self.datapath.problem() {
