@@ -64,6 +64,9 @@ pub struct Filter {
     pub prefix: Option<Prefix>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Source>,
+    /// Only the entries of this named list (`enforcer import --list NAME`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list: Option<String>,
 }
 
 impl Filter {
@@ -80,7 +83,14 @@ impl Filter {
     }
 
     pub fn keeps(&self, row: &Row) -> bool {
-        self.covers(&row.prefix) && self.source.is_none_or(|s| s.as_str() == row.source)
+        self.covers(&row.prefix)
+            && self.source.is_none_or(|s| s.as_str() == row.source)
+            && self.in_list(row.list.as_deref())
+    }
+
+    /// Whether an entry of list `list` (None = of no list) passes `--list`.
+    pub fn in_list(&self, list: Option<&str>) -> bool {
+        self.list.as_deref().is_none_or(|l| list == Some(l))
     }
 }
 
@@ -145,6 +155,7 @@ mod tests {
         let f = Filter {
             prefix: Some(p("192.0.2.0/24")),
             source: None,
+            list: None,
         };
         assert!(f.covers(&p("192.0.2.0/24")) && f.covers(&p("192.0.2.7")));
         assert!(f.covers(&p("192.0.2.128/25")));
@@ -175,10 +186,12 @@ mod tests {
         let engine = Filter {
             prefix: None,
             source: Some(Source::Engine),
+            list: None,
         };
         let operator = Filter {
             prefix: None,
             source: Some(Source::Operator),
+            list: None,
         };
         assert!(engine.keeps(&r) && !operator.keeps(&r));
         let k = rule.to_kernel(&clock);

@@ -210,7 +210,10 @@ fn import_direct(
     for p in &present {
         current[batch::map_of(p)] += 1;
     }
-    if let Err(full) = batch::check_room(current, |p| present.contains(p), prefixes, &stale) {
+    let capacity = maps.capacity()?;
+    if let Err(full) =
+        batch::check_room(current, |p| present.contains(p), prefixes, &stale, capacity)
+    {
         return usage(full.to_string());
     }
     let rules: Vec<_> = prefixes.iter().map(|p| template.rule(*p)).collect();

@@ -84,6 +84,9 @@ pub enum Request {
         source: Option<crate::listing::Source>,
         #[serde(default)]
         limit: Option<u32>,
+        /// Only the entries of this named list.
+        #[serde(default)]
+        list: Option<String>,
     },
 }
 
@@ -181,6 +184,7 @@ mod tests {
                     prefix: Some("192.0.2.0/24".parse().unwrap()),
                     source: Some(crate::listing::Source::Engine),
                     limit: Some(10),
+                    list: None,
                 },
             ),
             (
@@ -190,6 +194,7 @@ mod tests {
                     prefix: None,
                     source: None,
                     limit: None,
+                    list: None,
                 },
             ),
             (

@@ -407,7 +407,16 @@ impl<K: Kernel> Engine<K> {
                 prefix,
                 source,
                 limit,
-            } => self.list_page(after, &Filter { prefix, source }, limit),
+                list,
+            } => self.list_page(
+                after,
+                &Filter {
+                    prefix,
+                    source,
+                    list,
+                },
+                limit,
+            ),
             Request::Rules {} => {
                 let mut rules: Vec<&Rule> = self.operator.values().collect();
                 rules.extend(
@@ -466,7 +475,10 @@ impl<K: Kernel> Engine<K> {
                 RuleSource::Operator => Source::Operator,
                 RuleSource::Engine { .. } => Source::Engine,
             };
-            if filter.covers(&p) && filter.source.is_none_or(|s| s == source) {
+            if filter.covers(&p)
+                && filter.source.is_none_or(|s| s == source)
+                && filter.in_list(rule.list.as_deref())
+            {
                 picked.push((p, rule));
             }
         }

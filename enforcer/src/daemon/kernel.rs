@@ -21,6 +21,11 @@ pub trait Kernel {
     fn realign(&mut self, rule: &Rule) -> anyhow::Result<bool> {
         self.upsert(rule).map(|()| true)
     }
+    /// How many entries each policy map holds at most (`datapath::batch::map_of` order); `None`
+    /// when unbounded (tests).
+    fn capacity(&self) -> anyhow::Result<Option<[u32; 4]>> {
+        Ok(None)
+    }
     /// Many entries at once (`enforcer import`); stops at the first failure.
     fn upsert_many(&mut self, rules: &[Rule]) -> anyhow::Result<()> {
         rules.iter().try_for_each(|r| self.upsert(r))
@@ -45,7 +50,11 @@ impl Kernel for PinnedKernel {
     }
 
     fn prefixes(&self) -> anyhow::Result<Vec<Prefix>> {
-        Ok(self.0.entries()?.into_iter().map(|(p, _)| p).collect())
+        self.0.prefixes()
+    }
+
+    fn capacity(&self) -> anyhow::Result<Option<[u32; 4]>> {
+        self.0.capacity().map(Some)
     }
 
     fn upsert_many(&mut self, rules: &[Rule]) -> anyhow::Result<()> {

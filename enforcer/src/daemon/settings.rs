@@ -44,6 +44,8 @@ pub struct Settings {
     pub reset_state: bool,
     /// Schedule, aggregation, allow-list, pause budget, classifier overrides.
     pub engine: EngineSettings,
+    /// Kernel map sizes (`[capacity]`).
+    pub capacity: crate::datapath::Capacity,
 }
 
 /// Parses `--ports 25,465,587`.
@@ -156,6 +158,7 @@ impl Settings {
             socket,
             reset_state: a.reset_state,
             engine,
+            capacity: file.capacity,
         })
     }
 }

@@ -916,6 +916,7 @@ fn list_pages_cover_every_entry_once() {
                     prefix: f.prefix,
                     source: f.source,
                     limit: Some(limit),
+                    list: None,
                 },
                 T0,
             ));
@@ -962,6 +963,7 @@ fn list_pages_cover_every_entry_once() {
         Filter {
             prefix: Some("10.1.2.0/24".parse().unwrap()),
             source: None,
+            list: None,
         },
         3,
     );
@@ -971,6 +973,7 @@ fn list_pages_cover_every_entry_once() {
         Filter {
             prefix: None,
             source: Some(Source::Engine),
+            list: None,
         },
         PAGE_MAX,
     );

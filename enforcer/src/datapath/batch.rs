@@ -20,6 +20,7 @@ const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 /// The kernel's internal "operation not supported" (not in libc).
 const ENOTSUPP: i32 = 524;
 
@@ -29,14 +30,6 @@ const MAPS: [&str; 4] = [
     names::POLICY_V4_PREFIXES,
     names::POLICY_V6_HOSTS,
     names::POLICY_V6_PREFIXES,
-];
-
-/// Capacity of each map, in [`MAPS`] order.
-const CAPACITY: [u32; 4] = [
-    names::MAX_HOSTS_V4,
-    names::MAX_PREFIXES_V4,
-    names::MAX_HOSTS_V6,
-    names::MAX_PREFIXES_V6,
 ];
 
 /// Which of the four maps holds `p` (index into the counts of [`check_room`]).
@@ -51,17 +44,9 @@ pub fn map_of(p: &Prefix) -> usize {
 
 /// Refuses a bulk change before anything is written when the maps could not hold the result.
 /// `current` = entries each map holds now ([`map_of`] order), `present` = whether a prefix has an
-/// entry. The error names the first prefix that would not fit.
+/// entry, `capacity` = what each map holds at most ([`BatchMaps::capacity`]). The error names the
+/// first prefix that would not fit.
 pub fn check_room(
-    current: [usize; 4],
-    present: impl Fn(&Prefix) -> bool,
-    adding: &[Prefix],
-    removing: &[Prefix],
-) -> Result<(), super::MapFull> {
-    check_room_in(current, present, adding, removing, CAPACITY)
-}
-
-fn check_room_in(
     current: [usize; 4],
     present: impl Fn(&Prefix) -> bool,
     adding: &[Prefix],
@@ -194,6 +179,23 @@ impl BatchMaps {
         })
     }
 
+    /// `max_entries` of each map in [`map_of`] order (`[capacity]` sizes them when they are made).
+    pub fn capacity(&self) -> anyhow::Result<[u32; 4]> {
+        let mut out = [0u32; 4];
+        for (i, fd) in self.fds.iter().enumerate() {
+            // struct bpf_map_info: type, id, key_size, value_size, max_entries, ...
+            let mut info = [0u32; 32];
+            let mut attr = [0u64; 7];
+            attr[0] = u64::from(fd.as_raw_fd() as u32) | ((size_of_val(&info) as u64) << 32);
+            attr[1] = info.as_mut_ptr() as u64;
+            bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr).map_err(|e| {
+                anyhow::Error::from(e).context(format!("reading the size of {}", MAPS[i]))
+            })?;
+            out[i] = info[4];
+        }
+        Ok(out)
+    }
+
     /// Inserts or replaces every entry. Stops at the first entry the kernel refuses (entries
     /// before it are written).
     pub fn upsert(&self, entries: &[(Prefix, PolicyEntry)]) -> anyhow::Result<()> {
@@ -318,8 +320,8 @@ mod tests {
         let present = |q: &Prefix| have.contains(q);
         let cap = [3, 1, 1, 1];
         // Two present, one new host: fits; two new: the second is refused.
-        assert!(check_room_in([2, 0, 0, 0], present, &[p("10.0.0.3")], &[], cap).is_ok());
-        let e = check_room_in(
+        assert!(check_room([2, 0, 0, 0], present, &[p("10.0.0.3")], &[], cap).is_ok());
+        let e = check_room(
             [2, 0, 0, 0],
             present,
             &[p("10.0.0.3"), p("10.0.0.4")],
@@ -330,9 +332,9 @@ mod tests {
         assert_eq!((e.prefix, e.max), (p("10.0.0.4"), 3));
         // A replaced list frees its old entries first; re-adding a present one costs nothing.
         let adding = [p("10.0.0.1"), p("10.0.0.3"), p("10.0.0.4")];
-        assert!(check_room_in([2, 0, 0, 0], present, &adding, &[p("10.0.0.2")], cap).is_ok());
+        assert!(check_room([2, 0, 0, 0], present, &adding, &[p("10.0.0.2")], cap).is_ok());
         // Each map has its own capacity.
-        assert!(check_room_in(
+        assert!(check_room(
             [2, 0, 0, 0],
             present,
             &[p("10.0.0.0/8"), p("::/0")],
@@ -340,7 +342,7 @@ mod tests {
             cap
         )
         .is_ok());
-        assert!(check_room_in([2, 1, 0, 0], present, &[p("11.0.0.0/8")], &[], cap).is_err());
+        assert!(check_room([2, 1, 0, 0], present, &[p("11.0.0.0/8")], &[], cap).is_err());
         assert_eq!(map_of(&p("2001:db8::1")), 2);
     }
 

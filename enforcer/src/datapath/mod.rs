@@ -2,6 +2,7 @@
 //! maps and links, typed map access, kernel counters and the clock the kernel uses.
 
 pub mod batch;
+pub mod capacity;
 pub mod clock;
 pub mod eval;
 pub mod loader;
@@ -10,6 +11,7 @@ pub mod metrics;
 pub mod stats;
 pub mod sys;
 
+pub use capacity::Capacity;
 pub use clock::Clock;
 pub use loader::{detach, Attached, Datapath, Kind, Mode};
 pub use maps::{ControlMaps, MapFull, OpenError, PinDir, PolicyMaps, RateMap, StatsMap};

@@ -45,18 +45,22 @@ impl<K: Kernel> Engine<K> {
             None => Vec::new(),
         };
         // What does not fit is refused before anything is stored, as a single `block` is.
-        let mut current = [0usize; 4];
-        for p in self.applied.keys() {
-            current[batch::map_of(p)] += 1;
-        }
-        if let Err(full) = batch::check_room(
-            current,
-            |p| self.applied.contains_key(p),
-            &parsed.prefixes,
-            &stale,
-        ) {
-            self.metrics.kernel_map_full.inc();
-            return Reply::usage(full.to_string());
+        let capacity = match self.kernel.capacity() {
+            Ok(c) => c,
+            Err(err) => return Reply::internal(format!("{err:#} (nothing changed)")),
+        };
+        if let Some(capacity) = capacity {
+            let mut current = [0usize; 4];
+            for p in self.applied.keys() {
+                current[batch::map_of(p)] += 1;
+            }
+            let present = |p: &Prefix| self.applied.contains_key(p);
+            if let Err(full) =
+                batch::check_room(current, present, &parsed.prefixes, &stale, capacity)
+            {
+                self.metrics.kernel_map_full.inc();
+                return Reply::usage(full.to_string());
+            }
         }
         if let Err(err) = self.store.put_and_remove_rules(&rules, &stale) {
             return Reply::internal(format!(
