@@ -10,6 +10,7 @@ pub mod datapath;
 pub mod duration;
 pub mod error;
 pub mod feed;
+pub mod fleet;
 pub mod listing;
 pub mod metrics;
 pub mod net;

@@ -6,7 +6,7 @@
 //! `{"op":"forget","target":...}`, `{"op":"put_rule","rule":{...}}`, `{"op":"remove_rule","prefix":"..."}`,
 //! `{"op":"import","verdict":{"action":"drop"},"expires_at":null,"reason":null,"list":"spamhaus-drop",
 //! "entries":"192.0.2.0/24\n198.51.100.7\n"}`, `{"op":"remove_rules","entries":"...","list":null}`,
-//! `{"op":"ping"}`, `{"op":"list","after":"192.0.2.7/32","prefix":"192.0.2.0/24","source":"operator","limit":4096}`.
+//! `{"op":"ping"}`, `{"op":"fleet_status"}`, `{"op":"list","after":"192.0.2.7/32","prefix":"192.0.2.0/24","source":"operator","limit":4096}`.
 //! Reply: `{"ok":true,"result":...}` or `{"ok":false,"usage":true|false,"error":"..."}`; `usage` marks
 //! bad input (the CLI exits 2) as opposed to a failure inside the daemon (exit 1).
 
@@ -73,6 +73,8 @@ pub enum Request {
         #[serde(default)]
         list: Option<String>,
     },
+    /// The fleet link's state (`enforcer fleet status`).
+    FleetStatus {},
     /// One page of `enforcer list` (a [`crate::listing::Page`]): rows sorted by prefix, starting
     /// after `after`, at most `limit` (capped at [`crate::listing::PAGE`]).
     List {
