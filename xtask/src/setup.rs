@@ -87,6 +87,9 @@ fn ensure_debian_tools() -> Result<()> {
         ("redis-server", "redis-server"),
         ("redis-cli", "redis-tools"),
         ("openssl", "openssl"),
+        // `cargo xtask bench state`: kernel map memory, the CLI's peak memory.
+        ("bpftool", "bpftool"),
+        ("time", "time"),
     ];
     let missing: Vec<&str> = wanted
         .iter()

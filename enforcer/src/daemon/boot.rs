@@ -49,6 +49,8 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
                 aside.display()
             );
         }
+    } else {
+        refuse_a_vanished_store(&settings)?;
     }
     // A damaged or emptied store stops start-up here, before the kernel is touched.
     let store = Store::open(&settings.state_dir)?;
@@ -262,6 +264,27 @@ impl Daemon {
         self.tasks.shutdown().await;
         Ok(())
     }
+}
+
+/// A store file that is gone while the pinned maps hold entries (deleted, or `--state-dir` points
+/// somewhere new): reconciling would remove every entry, so start-up stops and says so.
+fn refuse_a_vanished_store(s: &Settings) -> anyhow::Result<()> {
+    let db = s.state_dir.join(crate::store::DB_FILE);
+    if db.exists() {
+        return Ok(());
+    }
+    let Ok(maps) = PolicyMaps::open_pinned(&s.pin_dir) else {
+        return Ok(()); // no datapath yet (first start, after a reboot): nothing to lose
+    };
+    let held = maps.entries().map(|e| e.len()).unwrap_or(0);
+    if held == 0 {
+        return Ok(());
+    }
+    crate::error::usage(format!(
+        "the state database {} does not exist, but the datapath pinned at {} holds {held} entries: starting would remove them all. Restore the file (or pass the --state-dir it is in), or start over with `enforcer run --reset-state`",
+        db.display(),
+        s.pin_dir.display()
+    ))
 }
 
 /// What is missing from the datapath the daemon runs, if anything.

@@ -249,6 +249,8 @@ pub struct PolicyMaps {
     v6_prefixes: V6Prefixes,
     /// The same four maps as raw descriptors for batch writes.
     batch: super::batch::BatchMaps,
+    /// For the size of a full map (`[capacity]` may differ from the default).
+    pins: PinDir,
 }
 
 /// Where an entry lives.
@@ -267,6 +269,7 @@ impl PolicyMaps {
             v6_hosts: open(&pins, names::POLICY_V6_HOSTS)?.try_into()?,
             v6_prefixes: open(&pins, names::POLICY_V6_PREFIXES)?.try_into()?,
             batch: super::batch::BatchMaps::open(&pins)?,
+            pins,
         })
     }
 
@@ -310,9 +313,13 @@ impl PolicyMaps {
                     (IpAddr::V6(_), true) => names::POLICY_V6_HOSTS,
                     (IpAddr::V6(_), false) => names::POLICY_V6_PREFIXES,
                 };
+                let max = MapData::from_pin(self.pins.map(name))
+                    .ok()
+                    .and_then(|d| d.info().ok())
+                    .map_or(spec_of(name).max_entries, |i| i.max_entries());
                 MapFull {
                     prefix: *prefix,
-                    max: spec_of(name).max_entries,
+                    max,
                 }
                 .into()
             } else {
