@@ -57,6 +57,10 @@ pub struct Rule {
     /// Unix seconds.
     pub created_at: i64,
     pub source: RuleSource,
+    /// The named list (`enforcer import --list NAME`) this entry belongs to; importing that list
+    /// again replaces every entry carrying its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list: Option<String>,
 }
 
 const NS: i128 = 1_000_000_000;
@@ -326,6 +330,7 @@ mod tests {
             reason: None,
             created_at: 1_700_000_000,
             source: RuleSource::Operator,
+            list: None,
         }
     }
 

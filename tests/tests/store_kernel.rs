@@ -343,6 +343,7 @@ fn rule(i: u32) -> enforcer::rule::Rule {
         reason: Some(format!("{i}: {}", "filler text ".repeat(20))),
         created_at: 1_700_000_000,
         source: enforcer::rule::RuleSource::Operator,
+        list: None,
     }
 }
 

@@ -9,6 +9,7 @@ pub mod entry;
 pub mod evidence;
 pub mod explain;
 pub mod fleet;
+pub mod import;
 pub mod list;
 pub mod pause;
 pub mod run;
@@ -46,8 +47,11 @@ pub enum Command {
     Throttle(entry::ThrottleArgs),
     /// Always let an address or prefix through (wins inside a blocked prefix).
     Allow(entry::TargetArgs),
-    /// Remove the entry for an address or prefix.
+    /// Remove the entry for an address or prefix, every entry in a file (--from), or a named list.
     Unset(entry::UnsetArgs),
+    /// Apply a list of addresses and prefixes (plain or Spamhaus DROP format) as one change;
+    /// with --list NAME, replace that named list atomically.
+    Import(import::Args),
     /// List kernel policy entries.
     List(list::Args),
     /// Kernel packet counters summed over CPUs, by action and reason.
@@ -85,6 +89,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Throttle(a) => entry::execute_throttle(a),
         Command::Allow(a) => entry::execute_allow(a),
         Command::Unset(a) => entry::execute_unset(a),
+        Command::Import(a) => import::execute(a),
         Command::List(a) => list::execute(a),
         Command::Stats(a) => stats::execute(a),
         Command::Explain(a) => explain::execute(a),

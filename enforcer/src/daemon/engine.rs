@@ -7,6 +7,8 @@
 //! Order of every change: store commit first (so what the CLI is told survives kill -9), then the
 //! kernel, then the reply.
 
+mod bulk;
+
 use super::kernel::Kernel;
 use super::metrics::EngineMetrics;
 use super::views;
@@ -358,6 +360,8 @@ impl<K: Kernel> Engine<K> {
                 | Request::Forget { .. }
                 | Request::PutRule { .. }
                 | Request::RemoveRule { .. }
+                | Request::Import { .. }
+                | Request::RemoveRules { .. }
         );
         if changes {
             if let Some(problem) = self.datapath.problem() {
@@ -394,6 +398,16 @@ impl<K: Kernel> Engine<K> {
             Request::Forget { target } => self.forget(&target, now),
             Request::PutRule { rule } => self.put_rule(rule, now),
             Request::RemoveRule { prefix } => self.remove_rule(&prefix, now),
+            Request::Import {
+                verdict,
+                expires_at,
+                reason,
+                list,
+                entries,
+            } => self.import(verdict, expires_at, reason, list, &entries, now),
+            Request::RemoveRules { entries, list } => {
+                self.remove_rules(entries.as_deref(), list.as_deref(), now)
+            }
             // Answered by the runner when the fleet is configured.
             Request::FleetStatus {} => Reply::usage(
                 "this daemon is not part of a fleet: add a [fleet] section with redis = \"redis://host:6379/0\" to its configuration",
@@ -403,7 +417,16 @@ impl<K: Kernel> Engine<K> {
                 prefix,
                 source,
                 limit,
-            } => self.list_page(after, &Filter { prefix, source }, limit),
+                list,
+            } => self.list_page(
+                after,
+                &Filter {
+                    prefix,
+                    source,
+                    list,
+                },
+                limit,
+            ),
             Request::Rules {} => {
                 let mut rules: Vec<&Rule> = self.operator.values().collect();
                 rules.extend(
@@ -462,7 +485,10 @@ impl<K: Kernel> Engine<K> {
                 RuleSource::Operator => Source::Operator,
                 RuleSource::Engine { .. } => Source::Engine,
             };
-            if filter.covers(&p) && filter.source.is_none_or(|s| s == source) {
+            if filter.covers(&p)
+                && filter.source.is_none_or(|s| s == source)
+                && filter.in_list(rule.list.as_deref())
+            {
                 picked.push((p, rule));
             }
         }
@@ -725,17 +751,16 @@ impl<K: Kernel> Engine<K> {
     }
 
     /// The live operator rule that decides for `p`: one for exactly `p`, else the most specific one
-    /// covering it. Operator rules are few (typed by hand), so a scan is fine.
+    /// covering it. One map lookup per shorter prefix length, so a million imported rules cost the
+    /// same as ten.
     fn operator_for(&self, p: &Prefix, now: i64) -> Option<&Rule> {
-        if let Some(r) = self.operator.get(p).filter(|r| !r.is_expired(now)) {
+        let live = |q: &Prefix| self.operator.get(q).filter(|r| !r.is_expired(now));
+        if let Some(r) = live(p) {
             return Some(r);
         }
-        self.operator
-            .values()
-            .filter(|r| {
-                !r.is_expired(now) && r.prefix.len() < p.len() && r.prefix.contains(p.addr())
-            })
-            .max_by_key(|r| r.prefix.len())
+        (0..p.len())
+            .rev()
+            .find_map(|len| live(&Prefix::containing(p.addr(), len)))
     }
 
     /// Re-applies the engine entries of every sender inside `q` after an operator rule for `q`
@@ -981,6 +1006,7 @@ pub fn engine_rule(d: &Desired) -> Rule {
         reason: Some(d.reason.clone()),
         created_at: d.since,
         source: RuleSource::Engine { stage: d.stage },
+        list: None,
     }
 }
 
@@ -1015,6 +1041,8 @@ fn op_name(r: &Request) -> &'static str {
         Request::PutRule { .. } => "put_rule",
         Request::RemoveRule { .. } => "remove_rule",
         Request::Rules {} => "rules",
+        Request::Import { .. } => "import",
+        Request::RemoveRules { .. } => "remove_rules",
         Request::FleetStatus {} => "fleet_status",
         Request::List { .. } => "list",
     }

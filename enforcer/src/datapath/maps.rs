@@ -247,6 +247,8 @@ pub struct PolicyMaps {
     v4_prefixes: V4Prefixes,
     v6_hosts: V6Hosts,
     v6_prefixes: V6Prefixes,
+    /// The same four maps as raw descriptors for batch writes.
+    batch: super::batch::BatchMaps,
     /// For the size of a full map (`[capacity]` may differ from the default).
     pins: PinDir,
 }
@@ -266,8 +268,25 @@ impl PolicyMaps {
             v4_prefixes: open(&pins, names::POLICY_V4_PREFIXES)?.try_into()?,
             v6_hosts: open(&pins, names::POLICY_V6_HOSTS)?.try_into()?,
             v6_prefixes: open(&pins, names::POLICY_V6_PREFIXES)?.try_into()?,
+            batch: super::batch::BatchMaps::open(&pins)?,
             pins,
         })
+    }
+
+    /// Inserts or replaces many entries with batched syscalls (`enforcer import`).
+    pub fn upsert_many(&mut self, entries: &[(Prefix, PolicyEntry)]) -> anyhow::Result<()> {
+        self.batch.upsert(entries)
+    }
+
+    /// How many entries each policy map holds at most, in `batch::map_of` order.
+    pub fn capacity(&self) -> anyhow::Result<[u32; 4]> {
+        self.batch.capacity()
+    }
+
+    /// Removes the entries for exactly these prefixes with batched syscalls; returns how many
+    /// existed.
+    pub fn remove_many(&mut self, prefixes: &[Prefix]) -> anyhow::Result<usize> {
+        self.batch.remove(prefixes)
     }
 
     /// Inserts or replaces the entry for exactly `prefix`.

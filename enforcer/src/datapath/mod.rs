@@ -1,6 +1,7 @@
 //! Userspace side of the XDP/TC datapath: loading and attaching the programs, pinning and adopting
 //! maps and links, typed map access, kernel counters and the clock the kernel uses.
 
+pub mod batch;
 pub mod capacity;
 pub mod clock;
 pub mod eval;

@@ -125,6 +125,7 @@ fn load_operator(dirs: &Dirs) -> Result<()> {
             reason: Some(format!("bench {n}")),
             created_at: now,
             source: RuleSource::Operator,
+            list: None,
         })
         .collect();
     store.put_rules(&rules)?;
