@@ -1,7 +1,7 @@
 //! The decision pipeline both programs run: parse, check the port, decide, refuse (or, in
 //! report-only mode, only count the refusal), and leave through the single exit.
 
-use enforcer_common::{config::CONFIG_FLAG_REPORT_ONLY, Reason};
+use enforcer_common::{config::CONFIG_FLAG_REPORT_ONLY, counters::Family, Reason};
 
 use crate::{
     ctx::{Outcome, Packet},
@@ -13,14 +13,20 @@ use crate::{
 
 #[inline(always)]
 pub fn run<C: Packet>(ctx: &C) -> u32 {
+    // Every packet is counted under the mode the datapath is in, passes included.
+    let ro = report_only();
     let syn = match parse_frame(ctx.data(), ctx.data_end()) {
         Ok(syn) => syn,
-        Err(reason) => return stats::exit(ctx, reason, false, Outcome::Pass),
+        Err(reason) => return stats::exit(ctx, reason, Family::None, ro, Outcome::Pass),
+    };
+    let family = match syn.l3 {
+        L3::V4 { .. } => Family::V4,
+        L3::V6 { .. } => Family::V6,
     };
     let port = u16::from_be(unsafe { (*syn.tcp).dport }) as u32;
     match PORTS.get(port) {
         Some(&p) if p != 0 => {}
-        _ => return stats::exit(ctx, Reason::OtherPort, false, Outcome::Pass),
+        _ => return stats::exit(ctx, Reason::OtherPort, family, ro, Outcome::Pass),
     }
     let decision = match syn.l3 {
         L3::V4 { ip, .. } => decide_v4(unsafe { &(*ip).src }),
@@ -28,22 +34,22 @@ pub fn run<C: Packet>(ctx: &C) -> u32 {
     };
     let mut reason = decision.reason;
     if decision.refusal == Refusal::None {
-        return stats::exit(ctx, reason, false, Outcome::Pass);
+        return stats::exit(ctx, reason, family, ro, Outcome::Pass);
     }
     let rst = decision.refusal == Refusal::Rst;
-    if report_only() {
+    if ro {
         // Count what would have happened, including a reject we could not have answered.
         if rst && !reject::possible(&syn) {
             reason = Reason::RejectFallbackDrop;
         }
-        return stats::exit(ctx, reason, true, Outcome::Pass);
+        return stats::exit(ctx, reason, family, true, Outcome::Pass);
     }
     if !rst {
-        return stats::exit(ctx, reason, false, Outcome::Drop);
+        return stats::exit(ctx, reason, family, false, Outcome::Drop);
     }
     match reject::rewrite(ctx, &syn) {
-        Ok(()) => stats::exit(ctx, reason, false, Outcome::Reply),
-        Err(()) => stats::exit(ctx, Reason::RejectFallbackDrop, false, Outcome::Drop),
+        Ok(()) => stats::exit(ctx, reason, family, false, Outcome::Reply),
+        Err(()) => stats::exit(ctx, Reason::RejectFallbackDrop, family, false, Outcome::Drop),
     }
 }
 

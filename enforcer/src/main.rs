@@ -4,11 +4,7 @@ fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = enforcer::cli::Cli::parse();
     if let Err(err) = enforcer::cli::execute(cli) {
-        let code = if err.downcast_ref::<enforcer::cli::UsageError>().is_some() {
-            enforcer::cli::EXIT_USAGE
-        } else {
-            1
-        };
+        let code = enforcer::cli::exit_status(&err);
         eprintln!("enforcer: {err:#}");
         std::process::exit(code);
     }

@@ -1,4 +1,4 @@
-//! Prerequisites, checked in well under 5 s when present (see ../shared/TOOLCHAIN.md for the recipe):
+//! Prerequisites, checked in well under 5 s when present (docs/TOOLCHAIN.md says why each step is needed):
 //! rust-src for the pinned toolchain (the eBPF crate builds core with -Z build-std), Debian's
 //! llvm-22-dev, and bpf-linker pinned and built against LLVM 22 (rustc 1.95 uses LLVM 22).
 
@@ -78,14 +78,24 @@ fn ensure_bpf_linker() -> Result<()> {
     ]))
 }
 
-/// Tools the privileged tests drive: iproute2 for namespaces and veth.
+/// Tools the privileged tests drive: iproute2 for namespaces and veth; Prometheus and promtool for
+/// the monitoring tests; dpkg-deb, systemd-analyze and setpriv for the packaging and service tests.
 fn ensure_debian_tools() -> Result<()> {
-    let wanted = [("ip", "iproute2")];
-    let missing: Vec<&str> = wanted
+    let wanted = [
+        ("ip", "iproute2"),
+        ("prometheus", "prometheus"),
+        ("promtool", "prometheus"),
+        ("systemd-analyze", "systemd"),
+        ("dpkg-deb", "dpkg"),
+        ("setpriv", "util-linux"),
+        ("man", "man-db"),
+    ];
+    let mut missing: Vec<&str> = wanted
         .iter()
         .filter(|(bin, _)| which(bin).is_none())
         .map(|(_, pkg)| *pkg)
         .collect();
+    missing.dedup();
     if missing.is_empty() {
         return Ok(());
     }

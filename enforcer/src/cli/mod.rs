@@ -2,7 +2,9 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod check_config;
 pub mod classify;
+pub mod completions;
 pub mod detach;
 pub mod entry;
 pub mod evidence;
@@ -67,6 +69,13 @@ pub enum Command {
     Resume(pause::AddrArgs),
     /// Delete a sender's record and its kernel entries.
     Forget(pause::AddrArgs),
+    /// Validate a configuration file without touching anything (exit status 2 when it is invalid).
+    CheckConfig(check_config::Args),
+    /// Print shell completions: `enforcer completions bash > /etc/bash_completion.d/enforcer`.
+    Completions(completions::Args),
+    /// Write the man pages (enforcer.8, one per subcommand) into a directory (used for packaging).
+    #[command(hide = true)]
+    Manpages(completions::ManArgs),
 }
 
 /// Runs one command; the `Err` is printed as one clear line by `main` with exit status 2 when it is a
@@ -90,6 +99,9 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Pause(a) => pause::execute_pause(a),
         Command::Resume(a) => pause::execute_resume(a),
         Command::Forget(a) => pause::execute_forget(a),
+        Command::CheckConfig(a) => check_config::execute(a),
+        Command::Completions(a) => completions::execute(a),
+        Command::Manpages(a) => completions::execute_man(a),
     }
 }
 
@@ -98,6 +110,28 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
+
+/// Exit status for an error: 2 when the operator can fix it by changing what they typed or how they
+/// run it (bad input, missing privileges, a pin directory off bpffs, an uncreatable state directory,
+/// a `--mode` that does not match the live attachment): nothing was changed. 1 for everything else
+/// (the daemon is not running, the kernel refused, I/O failed).
+pub fn exit_status(err: &anyhow::Error) -> i32 {
+    use crate::control::client::ClientError;
+    let operator_fixable = err.chain().any(|e| {
+        e.is::<UsageError>()
+            || e.is::<crate::datapath::OpenError>()
+            || e.is::<crate::store::StateDirError>()
+            || matches!(
+                e.downcast_ref::<ClientError>(),
+                Some(ClientError::Denied(_)) | Some(ClientError::Refused { usage: true, .. })
+            )
+    });
+    if operator_fixable {
+        EXIT_USAGE
+    } else {
+        1
+    }
+}
 
 /// Shorthand for returning a [`UsageError`].
 pub fn usage<T>(msg: impl Into<String>) -> anyhow::Result<T> {
