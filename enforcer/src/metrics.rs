@@ -211,6 +211,35 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>) {
     }
 }
 
+/// `/metrics` as a daemon listener.
+pub struct MetricsListener(TcpListener);
+
+impl crate::daemon::listener::Listener for MetricsListener {
+    const NAME: &'static str = "metrics";
+
+    async fn bind(
+        settings: &crate::daemon::settings::Settings,
+        _registry: &mut Registry,
+    ) -> anyhow::Result<Option<Self>> {
+        bind(settings.metrics_addr).await.map(|l| Some(Self(l)))
+    }
+
+    fn describe(&self) -> String {
+        match self.0.local_addr() {
+            Ok(addr) => format!("metrics on http://{addr}/metrics"),
+            Err(e) => format!("metrics listener (address unknown: {e})"),
+        }
+    }
+
+    async fn serve(self, ctx: crate::daemon::listener::Context) -> anyhow::Result<()> {
+        tokio::select! {
+            _ = serve(self.0, ctx.registry.clone()) => {}
+            _ = ctx.shutdown.wait() => {}
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use tests::netns::{Netns, Topology, CLIENT_V4};
 use tests::process::{cli_ok, Daemon, Dirs};
 
+/// An Exchange 2013 hop: end of life, so the sender enters enforcement.
+const EX2013: &str = "Received: from EX01.corp.example.net (10.1.2.3) by mail.corp.example.net (10.1.2.4) with Microsoft SMTP Server (TLS) id 15.0.1497.48; Tue, 4 Jun 2024 10:11:12 +0000\r\n";
+
 fn deploy() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
 }
@@ -185,6 +188,22 @@ fn live_scrape_passes_promtool_and_a_real_prometheus_reads_it_back() {
     let dirs = Dirs::new("mon");
     let d = Daemon::start(&t.server, &t.server_if, &dirs, &[]);
     cli_ok(&dirs, &["block", CLIENT_V4, "--reason", "monitoring test"]);
+    // Evidence from the CLI (the socket follows --state-dir): counted by source, outcome and result.
+    let mut ev = Command::new(tests::process::enforcer_bin())
+        .args(["evidence", "198.51.100.7", "-", "--state-dir"])
+        .arg(&dirs.state_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    ev.stdin
+        .take()
+        .unwrap()
+        .write_all(EX2013.as_bytes())
+        .unwrap();
+    let out = ev.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let addr = d.metrics_addr();
 
     // Plain scrape (curl, old scrapers): the Prometheus text format, and promtool accepts it.
@@ -205,6 +224,15 @@ fn live_scrape_passes_promtool_and_a_real_prometheus_reads_it_back() {
         );
     }
     assert!(text.contains("enforcer_build_info{version=\""), "{text}");
+    for want in [
+        r#"enforcer_engine_evidence_total{source="cli",outcome="entered"} 1"#,
+        r#"enforcer_engine_evidence_total{source="milter",outcome="entered"} 0"#,
+        r#"enforcer_engine_classified_total{product="exchange",status="end-of-life"} 1"#,
+        r#"enforcer_engine_senders{state="enforcing",stage="1",stage_action="report"} 1"#,
+        r#"enforcer_engine_senders{state="enforcing",stage="8",stage_action="block"} 0"#,
+    ] {
+        assert!(text.contains(want), "{want} missing:\n{text}");
+    }
     // No per-address labels.
     assert!(!text.contains(CLIENT_V4), "{text}");
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use super::usage;
-use crate::datapath::{Clock, OpenError, PolicyMaps, RateMap};
+use crate::datapath::{Clock, PolicyMaps, RateMap};
 use crate::duration::Span;
 use crate::net::Prefix;
 use crate::rule::{Rule, RuleSource, Verdict};
@@ -137,13 +137,7 @@ pub fn parse_rate(s: &str) -> anyhow::Result<u32> {
     }
 }
 
-/// Maps datapath and store errors the operator can fix to exit status 2.
-pub fn operator_error(e: anyhow::Error) -> anyhow::Error {
-    if let Some(o) = e.downcast_ref::<OpenError>() {
-        return super::UsageError(o.to_string()).into();
-    }
-    e
-}
+pub use crate::error::operator_error;
 
 /// Opens the pinned policy maps, with operator-fixable failures as usage errors.
 pub fn open_policy(dirs: &Dirs) -> anyhow::Result<PolicyMaps> {

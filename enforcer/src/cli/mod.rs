@@ -16,8 +16,7 @@ pub mod sender;
 pub mod senders;
 pub mod stats;
 
-/// Exit status for bad input (arguments, config, unreadable evidence): nothing was changed.
-pub const EXIT_USAGE: i32 = 2;
+pub use crate::error::{usage, UsageError, EXIT_USAGE};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -103,39 +102,6 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Completions(a) => completions::execute(a),
         Command::Manpages(a) => completions::execute_man(a),
     }
-}
-
-/// An error caused by what the user gave us (arguments, config, input file): exit status 2, and the
-/// message says what was wrong and how to fix it. Anything else exits 1.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
-/// Exit status for an error: 2 when the operator can fix it by changing what they typed or how they
-/// run it (bad input, missing privileges, a pin directory off bpffs, an uncreatable state directory,
-/// a `--mode` that does not match the live attachment): nothing was changed. 1 for everything else
-/// (the daemon is not running, the kernel refused, I/O failed).
-pub fn exit_status(err: &anyhow::Error) -> i32 {
-    use crate::control::client::ClientError;
-    let operator_fixable = err.chain().any(|e| {
-        e.is::<UsageError>()
-            || e.is::<crate::datapath::OpenError>()
-            || e.is::<crate::store::StateDirError>()
-            || matches!(
-                e.downcast_ref::<ClientError>(),
-                Some(ClientError::Denied(_)) | Some(ClientError::Refused { usage: true, .. })
-            )
-    });
-    if operator_fixable {
-        EXIT_USAGE
-    } else {
-        1
-    }
-}
-
-/// Shorthand for returning a [`UsageError`].
-pub fn usage<T>(msg: impl Into<String>) -> anyhow::Result<T> {
-    Err(UsageError(msg.into()).into())
 }
 
 #[cfg(test)]

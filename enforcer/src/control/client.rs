@@ -97,7 +97,7 @@ pub fn request(socket: &Path, req: &Request) -> Result<serde_json::Value, Client
 /// Maps a client error into the CLI's error kinds (bad input => exit status 2).
 pub fn to_cli_error(e: ClientError) -> anyhow::Error {
     match e {
-        ClientError::Refused { usage: true, msg } => crate::cli::UsageError(msg).into(),
+        ClientError::Refused { usage: true, msg } => crate::error::UsageError(msg).into(),
         other => anyhow::anyhow!(other),
     }
 }

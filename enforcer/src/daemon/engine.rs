@@ -105,6 +105,14 @@ impl<K: Kernel> Engine<K> {
         for rule in e.store.rules()? {
             e.operator.insert(rule.prefix, rule);
         }
+        let kinds: Vec<&str> = e
+            .policy
+            .schedule
+            .stages()
+            .iter()
+            .map(|st| action_kind(&st.action))
+            .collect();
+        e.metrics.init(&kinds);
         let report = e.reconcile(now)?;
         let prefixes: Vec<Prefix> = e.records.keys().chain(e.operator.keys()).copied().collect();
         for p in prefixes {
@@ -342,6 +350,13 @@ impl<K: Kernel> Engine<K> {
                 return Reply::usage(e.to_string());
             }
         };
+        self.metrics
+            .classified
+            .get_or_create(&vec![
+                ("product".to_string(), class.product.id().to_string()),
+                ("status".to_string(), class.status.id().to_string()),
+            ])
+            .inc();
         let ev = match evidence_of(&class, now) {
             Ok(ev) => ev,
             Err(e) => return Reply::internal(e),
@@ -372,10 +387,11 @@ impl<K: Kernel> Engine<K> {
         Reply::ok(self.detail(key, now))
     }
 
+    /// Evidence through the control socket is the operator's (`enforcer evidence`): source `cli`.
     fn count_evidence(&self, outcome: &str) {
         self.metrics
             .evidence
-            .get_or_create(&EngineMetrics::outcome("outcome", outcome))
+            .get_or_create(&EngineMetrics::evidence_label("cli", outcome))
             .inc();
     }
 
@@ -620,7 +636,10 @@ impl<K: Kernel> Engine<K> {
                 Standing::Enforcing { .. } => "enforcing",
                 Standing::Paused { .. } => "paused",
             };
-            EngineMetrics::sender_label(state, st.stage())
+            let stage = st
+                .stage()
+                .map(|n| (n, action_kind(&self.policy.schedule.stage(n).action)));
+            EngineMetrics::sender_label(state, stage)
         });
         if self.labels.get(&p) == new.as_ref() {
             return;
@@ -632,6 +651,16 @@ impl<K: Kernel> Engine<K> {
             self.metrics.senders.get_or_create(&new).inc();
             self.labels.insert(p, new);
         }
+    }
+}
+
+/// The `stage_action` label of a stage.
+fn action_kind(a: &crate::policy::Action) -> &'static str {
+    use crate::policy::Action;
+    match a {
+        Action::Report => "report",
+        Action::Windows { .. } => "windows",
+        Action::Block => "block",
     }
 }
 
