@@ -22,7 +22,7 @@ fn deploy() -> PathBuf {
 /// `GET path` inside `ns` with an optional Accept header; returns (head, body).
 fn get(ns: &Netns, addr: SocketAddr, path: &str, accept: Option<&str>) -> (String, String) {
     let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: x\r\n{}Connection: close\r\n\r\n",
+        "GET {path} HTTP/1.0\r\nHost: x\r\n{}Connection: close\r\n\r\n",
         accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default()
     );
     ns.run(move || {
@@ -167,7 +167,7 @@ fn query_until(ns: &Netns, prom: &Prometheus, api: SocketAddr, q: &str) -> Vec<s
         if let Ok((head, body)) = std::panic::catch_unwind(|| {
             get(ns, api, &format!("/api/v1/query?query={}", encode(q)), None)
         }) {
-            if head.starts_with("HTTP/1.1 200") {
+            if head.split_whitespace().nth(1) == Some("200") {
                 let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
                 if let Some(r) = v["data"]["result"].as_array() {
                     if !r.is_empty() {

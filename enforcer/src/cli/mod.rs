@@ -30,6 +30,10 @@ windows, block) and enforces verdicts on TCP SYNs in an XDP (or TC) program befo
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log line format on stderr: text (no timestamps under systemd, whose journal adds them) or
+    /// json (one object per line). Filter with RUST_LOG (e.g. RUST_LOG=debug).
+    #[arg(long, global = true, value_enum, default_value_t, env = "ENFORCER_LOG_FORMAT")]
+    pub log_format: crate::logging::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]

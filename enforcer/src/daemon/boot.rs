@@ -1,6 +1,7 @@
 //! `enforcer run`'s lifecycle: lock the state directory, bind every listener, load and attach the
 //! datapath (adopting pinned state), start the engine (which makes the kernel maps equal to the
-//! store), serve until SIGINT/SIGTERM. Exiting leaves enforcement in place.
+//! store), tell systemd it is ready, serve until SIGINT/SIGTERM, reload on SIGHUP. Exiting leaves
+//! enforcement in place.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,8 @@ use log::{error, info, warn};
 use prometheus_client::registry::Registry;
 use tokio::task::JoinSet;
 
-use super::listener::{Context, EngineHandle, Shutdown};
+use super::listener::{Context, EngineHandle, Shutdown, ShutdownTrigger};
+use super::notify;
 use super::listeners::Listeners;
 use super::lock::DaemonLock;
 use super::settings::Settings;
@@ -44,6 +46,8 @@ pub struct Daemon {
     /// Top-level metrics registry (`enforcer_` prefix); components add sub-registries.
     pub registry: Registry,
     tasks: JoinSet<anyhow::Result<()>>,
+    /// The listeners of the current configuration; a reload that moves an address restarts them.
+    listener_tasks: JoinSet<anyhow::Result<()>>,
     engine_metrics: EngineMetrics,
 }
 
@@ -57,6 +61,7 @@ impl Daemon {
             settings,
             registry,
             tasks: JoinSet::new(),
+            listener_tasks: JoinSet::new(),
             engine_metrics,
         }
     }
@@ -119,7 +124,7 @@ impl Daemon {
         Ok(())
     }
 
-    /// Starts the datapath and serves until SIGINT/SIGTERM.
+    /// Starts the datapath and serves until SIGINT/SIGTERM; SIGHUP reloads the configuration.
     pub async fn run(mut self) -> anyhow::Result<()> {
         // Bind first: a taken address must not leave a half-started datapath behind.
         let listeners = Listeners::bind(&self.settings, &mut self.registry).await?;
@@ -138,27 +143,40 @@ impl Daemon {
         );
         let (stop, shutdown) = Shutdown::new();
         let (handle, requests) = EngineHandle::channel(ENGINE_QUEUE);
+        let (reconfigure, reload_rx) = tokio::sync::mpsc::channel(1);
         let engine_stop = shutdown.clone();
         self.tasks.spawn(async move {
-            runner::run(engine, requests, engine_stop.wait()).await;
+            runner::run_with_reload(engine, requests, reload_rx, engine_stop.wait()).await;
             Ok(())
         });
-        let ctx = Context {
+        // Listeners stop with the daemon or, on a reload that moves them, on their own.
+        let (mut listeners_stop, listeners_shutdown) = Shutdown::new();
+        let mut ctx = Context {
             settings: Arc::new(self.settings.clone()),
             engine: handle,
             registry: Arc::new(std::mem::take(&mut self.registry)),
-            shutdown,
+            shutdown: listeners_shutdown,
         };
-        listeners.start(&mut self.tasks, &ctx);
-        drop(ctx);
+        listeners.start(&mut self.listener_tasks, &ctx);
+        notify::notify(&format!(
+            "READY=1\nSTATUS=enforcing on {}",
+            self.settings.ifaces.join(", ")
+        ));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("installing the SIGTERM handler")?;
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("installing the SIGHUP handler")?;
         let mut tick = tokio::time::interval(HOUSEKEEPING);
         tick.tick().await;
-        loop {
+        let result = loop {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
-                _ = term.recv() => break,
+                _ = tokio::signal::ctrl_c() => break Ok(()),
+                _ = term.recv() => break Ok(()),
+                _ = hup.recv() => {
+                    notify::reloading();
+                    self.reload(&reconfigure, &mut ctx, &mut listeners_stop).await;
+                    notify::notify("READY=1");
+                }
                 _ = tick.tick() => {
                     if let Err(e) = tokio::task::block_in_place(|| self.housekeeping()) {
                         warn!("housekeeping: {e:#}");
@@ -167,18 +185,126 @@ impl Daemon {
                 Some(done) = self.tasks.join_next() => {
                     match done {
                         Ok(Ok(())) => {}
-                        Ok(Err(e)) => { error!("{e:#}"); stop.fire(); return Err(e); }
-                        Err(e) => { stop.fire(); return Err(anyhow::anyhow!("a daemon task failed: {e}")) }
+                        Ok(Err(e)) => { error!("{e:#}"); break Err(e); }
+                        Err(e) => break Err(anyhow::anyhow!("a daemon task failed: {e}")),
+                    }
+                }
+                Some(done) = self.listener_tasks.join_next() => {
+                    match done {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => { error!("{e:#}"); break Err(e); }
+                        Err(e) if e.is_cancelled() => {}
+                        Err(e) => break Err(anyhow::anyhow!("a listener failed: {e}")),
                     }
                 }
             }
+        };
+        notify::notify("STOPPING=1");
+        if result.is_ok() {
+            info!(
+                "exiting; enforcement stays in place (pinned under {}; `enforcer detach` removes it)",
+                self.settings.pin_dir.display()
+            );
+        }
+        stop.fire();
+        listeners_stop.fire();
+        self.listener_tasks.shutdown().await;
+        self.tasks.shutdown().await;
+        result
+    }
+
+    /// SIGHUP: the configuration is read and validated in full first; an invalid one changes nothing
+    /// (one line says why). A valid one is applied without detaching: ports and report-only in the
+    /// kernel maps, schedule, allow-list and the rest in the engine (entries rewritten in place),
+    /// listeners bound again where their address changed.
+    async fn reload(
+        &mut self,
+        reconfigure: &tokio::sync::mpsc::Sender<runner::Reconfigure>,
+        ctx: &mut Context,
+        listeners_stop: &mut ShutdownTrigger,
+    ) {
+        let new = match Settings::resolve(self.settings.options.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("reload refused, the running configuration stays: {e:#}");
+                return;
+            }
+        };
+        let mut new = new;
+        let fixed = self.settings.restart_only_changes(&new);
+        if !fixed.is_empty() {
+            warn!(
+                "reload: {} changed; that needs a restart (`systemctl restart enforcer`), the running values stay",
+                fixed.join(", ")
+            );
+            new.ifaces = self.settings.ifaces.clone();
+            new.mode = self.settings.mode;
+            new.pin_dir = self.settings.pin_dir.clone();
+            new.state_dir = self.settings.state_dir.clone();
+            new.engine.state_dir = self.settings.engine.state_dir.clone();
+        }
+        let kernel = tokio::task::block_in_place(|| -> anyhow::Result<()> {
+            let mut control = ControlMaps::open_pinned(&new.pin_dir)?;
+            control.set_ports(&new.ports)?;
+            control.set_report_only(new.report_only)?;
+            Ok(())
+        });
+        if let Err(e) = kernel {
+            warn!("reload: could not update ports/report-only in the kernel (the old values stay): {e:#}");
+            return;
+        }
+        let (done, result) = tokio::sync::oneshot::channel();
+        if reconfigure.send((new.engine.clone(), done)).await.is_err() {
+            warn!("reload: the engine is stopping");
+            return;
+        }
+        match result.await {
+            Ok(Ok(rep)) => info!(
+                "reload: schedule and policy applied ({} entries written, {} stale removed)",
+                rep.written, rep.removed
+            ),
+            Ok(Err(e)) => warn!("reload: applying the schedule failed, retried at the next change: {e:#}"),
+            Err(_) => warn!("reload: the engine stopped"),
+        }
+        if self.settings.listeners_changed(&new) {
+            listeners_stop.fire();
+            let drained = tokio::time::timeout(Duration::from_secs(5), async {
+                while self.listener_tasks.join_next().await.is_some() {}
+            })
+            .await;
+            if drained.is_err() {
+                self.listener_tasks.shutdown().await;
+            }
+            let mut scratch = Registry::default();
+            let listeners = match Listeners::bind(&new, &mut scratch).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    warn!("reload: {e:#}; listening where it did before");
+                    new.metrics_addr = self.settings.metrics_addr;
+                    new.socket = self.settings.socket.clone();
+                    Listeners::bind(&new, &mut scratch).await.ok()
+                }
+            };
+            let (trigger, shutdown) = Shutdown::new();
+            *listeners_stop = trigger;
+            ctx.shutdown = shutdown;
+            ctx.settings = Arc::new(new.clone());
+            match listeners {
+                Some(l) => l.start(&mut self.listener_tasks, ctx),
+                None => error!("reload: could not bind the listeners again; control socket and metrics are down until a restart"),
+            }
+        } else {
+            ctx.settings = Arc::new(new.clone());
         }
         info!(
-            "exiting; enforcement stays in place (pinned under {}; `enforcer detach` removes it)",
-            self.settings.pin_dir.display()
+            "reloaded {}: ports {:?}{}",
+            new.config
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "(no configuration file)".into()),
+            new.ports,
+            if new.report_only { ", report-only" } else { "" }
         );
-        stop.fire();
-        self.tasks.shutdown().await;
-        Ok(())
+        self.settings = new;
     }
 }

@@ -122,6 +122,45 @@ impl<K: Kernel> Engine<K> {
         Ok((e, report))
     }
 
+    /// Applies a reloaded configuration: schedule, allow-list, pause budget, aggregation (for new
+    /// records), classifier overrides and report-only. Records catch up under the new schedule
+    /// (stages never go down) and the kernel entries are made equal to what it says, in place: no
+    /// entry is removed that stays.
+    pub fn reconfigure(&mut self, settings: EngineSettings, now: i64) -> anyhow::Result<Reconciled> {
+        self.policy = settings.policy;
+        self.overrides = settings.overrides;
+        self.report_only = settings.report_only;
+        let mut changed = Vec::new();
+        for rec in self.records.values_mut() {
+            if catch_up(&self.policy, rec, now) {
+                changed.push(rec.clone());
+            }
+        }
+        if !changed.is_empty() {
+            db::put_senders(&self.store.db, changed.iter())?;
+        }
+        let kinds: Vec<&str> = self
+            .policy
+            .schedule
+            .stages()
+            .iter()
+            .map(|st| action_kind(&st.action))
+            .collect();
+        self.metrics.init(&kinds);
+        let report = self.reconcile(now)?;
+        let prefixes: Vec<Prefix> = self
+            .records
+            .keys()
+            .chain(self.operator.keys())
+            .copied()
+            .collect();
+        for p in prefixes {
+            self.schedule(p, now);
+            self.relabel(p, now);
+        }
+        Ok(report)
+    }
+
     /// Kernel := store. Entries the store does not know are removed; every desired entry is written.
     pub fn reconcile(&mut self, now: i64) -> anyhow::Result<Reconciled> {
         let mut desired = BTreeMap::new();

@@ -1,12 +1,15 @@
 //! The tokio shell around the engine: requests from the listeners in (one queue, applied one at a
 //! time in arrival order), one timer for the next change.
 
-use super::engine::Engine;
+use super::engine::{Engine, EngineSettings, Reconciled};
 use super::kernel::Kernel;
 use crate::control::Incoming;
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+
+/// A reload's new engine settings and where to say how applying them went.
+pub type Reconfigure = (EngineSettings, oneshot::Sender<anyhow::Result<Reconciled>>);
 
 /// Longest single sleep: the wake-up time is re-read at least this often, so a wall-clock step
 /// (NTP, suspend) delays a change by at most this much. This re-arms one timer; it scans nothing.
@@ -30,8 +33,19 @@ fn until(at: i64) -> Duration {
 
 /// Runs the engine on the requests from `rx` until `shutdown` completes or every sender is gone.
 pub async fn run<K: Kernel>(
+    engine: Engine<K>,
+    rx: mpsc::Receiver<Incoming>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (_keep, reload) = mpsc::channel(1);
+    run_with_reload(engine, rx, reload, shutdown).await
+}
+
+/// [`run`], also applying new settings from a reload (SIGHUP) between two requests.
+pub async fn run_with_reload<K: Kernel>(
     mut engine: Engine<K>,
     mut rx: mpsc::Receiver<Incoming>,
+    mut reload: mpsc::Receiver<Reconfigure>,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -62,6 +76,9 @@ pub async fn run<K: Kernel>(
                 }
                 None => break,
             },
+            Some((settings, done)) = reload.recv() => {
+                let _ = done.send(engine.reconfigure(settings, unix_now()));
+            }
             _ = sleep => engine.tick(unix_now()),
         }
     }
