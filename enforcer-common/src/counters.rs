@@ -90,7 +90,12 @@ pub const STATS_SLOTS: u32 = MAX_IFACE_SLOTS * FAMILY_COUNT * COUNTER_SLOTS;
 
 /// Index into `STATS` for one packet. `iface_slot` is clamped into range so the kernel needs no
 /// separate check.
-pub const fn stats_index(iface_slot: u32, family: Family, reason: Reason, report_only: bool) -> u32 {
+pub const fn stats_index(
+    iface_slot: u32,
+    family: Family,
+    reason: Reason,
+    report_only: bool,
+) -> u32 {
     let iface = if iface_slot < MAX_IFACE_SLOTS {
         iface_slot
     } else {

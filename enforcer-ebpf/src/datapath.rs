@@ -49,7 +49,13 @@ pub fn run<C: Packet>(ctx: &C) -> u32 {
     }
     match reject::rewrite(ctx, &syn) {
         Ok(()) => stats::exit(ctx, reason, family, false, Outcome::Reply),
-        Err(()) => stats::exit(ctx, Reason::RejectFallbackDrop, family, false, Outcome::Drop),
+        Err(()) => stats::exit(
+            ctx,
+            Reason::RejectFallbackDrop,
+            family,
+            false,
+            Outcome::Drop,
+        ),
     }
 }
 

@@ -16,8 +16,7 @@ pub enum LogFormat {
 /// Installs the logger (once per process).
 pub fn init(format: LogFormat) {
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
-    let mut b =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    let mut b = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
     b.format(move |buf, record| {
         let line = render(format, journald, record);
         writeln!(buf, "{line}")

@@ -270,7 +270,10 @@ mod tests {
             body.contains("Content-Type: text/plain; version=0.0.4"),
             "{body}"
         );
-        assert!(body.contains("# TYPE enforcer_test_things_total counter"), "{body}");
+        assert!(
+            body.contains("# TYPE enforcer_test_things_total counter"),
+            "{body}"
+        );
         assert!(body.contains("enforcer_test_things_total 1"), "{body}");
         assert!(!body.contains("# EOF"), "{body}");
         let om = get(

@@ -146,7 +146,9 @@ pub fn local_addresses() -> Vec<IpAddr> {
                 match i32::from((*sa).sa_family) {
                     libc::AF_INET => {
                         let sin = &*(sa as *const libc::sockaddr_in);
-                        out.push(IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()));
+                        out.push(IpAddr::from(
+                            u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                        ));
                     }
                     libc::AF_INET6 => {
                         let sin6 = &*(sa as *const libc::sockaddr_in6);
@@ -346,7 +348,12 @@ mod tests {
         assert!(check("::/0", false).unwrap_err().contains("--force"));
         assert!(check("0.0.0.0/0", true).is_ok());
         assert!(check("::/0", true).is_ok());
-        for good in ["198.51.100.7", "203.0.113.0/24", "2001:db8::25", "192.0.2.0/24"] {
+        for good in [
+            "198.51.100.7",
+            "203.0.113.0/24",
+            "2001:db8::25",
+            "192.0.2.0/24",
+        ] {
             assert!(check(good, false).is_ok(), "{good}");
         }
         let own = local_addresses();

@@ -384,7 +384,13 @@ mod tests {
     #[test]
     fn reasons_are_one_printable_line() {
         let mut r = rule(Verdict::Drop);
-        for bad in ["two\nlines", "cr\rhere", "\x1b[2Jclear", "bell\x07", "c1\u{9b}31m"] {
+        for bad in [
+            "two\nlines",
+            "cr\rhere",
+            "\x1b[2Jclear",
+            "bell\x07",
+            "c1\u{9b}31m",
+        ] {
             r.reason = Some(bad.into());
             let e = r.validate().unwrap_err();
             assert!(e.starts_with("--reason contains"), "{bad:?}: {e}");

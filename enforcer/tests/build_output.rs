@@ -9,10 +9,14 @@ fn build_outputs() -> Vec<PathBuf> {
     // <target>/<profile>/deps/<test-exe>
     let profile_dir = exe.parent().and_then(Path::parent).unwrap();
     let mut out = Vec::new();
-    for e in std::fs::read_dir(profile_dir.join("build")).unwrap().flatten() {
+    for e in std::fs::read_dir(profile_dir.join("build"))
+        .unwrap()
+        .flatten()
+    {
         let name = e.file_name().to_string_lossy().into_owned();
         let output = e.path().join("output");
-        if name.starts_with("enforcer-") && !name.starts_with("enforcer-common") && output.exists() {
+        if name.starts_with("enforcer-") && !name.starts_with("enforcer-common") && output.exists()
+        {
             out.push(output);
         }
     }

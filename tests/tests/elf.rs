@@ -10,7 +10,9 @@ use aya_obj::{
     Object,
 };
 use enforcer_common::{
-    counters::{IFINDEX_LIMIT, STATS_SLOTS}, maps::*, GlobalConfig, PolicyEntry, RateKey, RateState,
+    counters::{IFINDEX_LIMIT, STATS_SLOTS},
+    maps::*,
+    GlobalConfig, PolicyEntry, RateKey, RateState,
 };
 
 const BPF_F_NO_PREALLOC: u32 = 1;

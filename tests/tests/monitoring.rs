@@ -23,7 +23,9 @@ fn deploy() -> PathBuf {
 fn get(ns: &Netns, addr: SocketAddr, path: &str, accept: Option<&str>) -> (String, String) {
     let req = format!(
         "GET {path} HTTP/1.0\r\nHost: x\r\n{}Connection: close\r\n\r\n",
-        accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default()
+        accept
+            .map(|a| format!("Accept: {a}\r\n"))
+            .unwrap_or_default()
     );
     ns.run(move || {
         let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
@@ -122,8 +124,14 @@ impl Prometheus {
         let child = Command::new("nsenter")
             .arg(format!("--net={}", ns.path()))
             .arg("prometheus")
-            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
             .arg(format!("--web.listen-address={listen}"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -203,7 +211,11 @@ fn live_scrape_passes_promtool_and_a_real_prometheus_reads_it_back() {
         .write_all(EX2013.as_bytes())
         .unwrap();
     let out = ev.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let addr = d.metrics_addr();
 
     // Plain scrape (curl, old scrapers): the Prometheus text format, and promtool accepts it.
@@ -214,7 +226,10 @@ fn live_scrape_passes_promtool_and_a_real_prometheus_reads_it_back() {
         "{head}"
     );
     let (ok, out) = promtool(&["check", "metrics"], Some(&text));
-    assert!(ok && out.trim().is_empty(), "promtool check metrics:\n{out}\n{text}");
+    assert!(
+        ok && out.trim().is_empty(),
+        "promtool check metrics:\n{out}\n{text}"
+    );
     // Every family has help text.
     for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
         let name = line.split_whitespace().nth(2).unwrap();
@@ -274,7 +289,10 @@ fn live_scrape_passes_promtool_and_a_real_prometheus_reads_it_back() {
         &t.server,
         &prom,
         api,
-        &format!("enforcer_kernel_attached{{interface=\"{}\"}} == 1", t.server_if),
+        &format!(
+            "enforcer_kernel_attached{{interface=\"{}\"}} == 1",
+            t.server_if
+        ),
     );
     assert_eq!(attached.len(), 1, "{attached:?}");
     let entries = query_until(

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 use tests::process::enforcer_bin;
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn sh(cmd: &mut Command) -> Output {
@@ -78,7 +81,13 @@ fn deb_installs_runs_and_purges() {
         .arg(enforcer_bin())
         .arg("--out")
         .arg(&out_dir));
-    let deb = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap());
+    let deb = PathBuf::from(
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .lines()
+            .last()
+            .unwrap(),
+    );
     assert!(deb.exists(), "{}", deb.display());
 
     // What the package holds, before installing it.
@@ -96,10 +105,17 @@ fn deb_installs_runs_and_purges() {
         "./usr/share/fish/vendor_completions.d/enforcer.fish",
         "./usr/share/doc/enforcer/examples/enforcer-alerts.yml",
     ] {
-        assert!(listing.contains(path), "{path} missing from the .deb:\n{listing}");
+        assert!(
+            listing.contains(path),
+            "{path} missing from the .deb:\n{listing}"
+        );
     }
     let conffiles = String::from_utf8_lossy(
-        &sh(Command::new("dpkg-deb").args(["-I"]).arg(&deb).arg("conffiles")).stdout,
+        &sh(Command::new("dpkg-deb")
+            .args(["-I"])
+            .arg(&deb)
+            .arg("conffiles"))
+        .stdout,
     )
     .into_owned();
     assert_eq!(conffiles.trim(), "/etc/enforcer/enforcer.toml");
@@ -111,8 +127,7 @@ fn deb_installs_runs_and_purges() {
         format!("enforcer {}", env!("CARGO_PKG_VERSION"))
     );
     // The unit is valid (its ExecStart/ExecStartPre exist, its man pages resolve).
-    sh(Command::new("systemd-analyze")
-        .args(["verify", "/lib/systemd/system/enforcer.service"]));
+    sh(Command::new("systemd-analyze").args(["verify", "/lib/systemd/system/enforcer.service"]));
     // Enabled by postinst (a wants/ link), never started (no daemon appeared).
     assert!(
         Path::new("/etc/systemd/system/multi-user.target.wants/enforcer.service").exists(),
@@ -123,7 +138,10 @@ fn deb_installs_runs_and_purges() {
     let man = sh(Command::new("man").args(["-w", "enforcer-run"]));
     assert!(String::from_utf8_lossy(&man.stdout).contains("enforcer-run.8"));
     drop(_installed);
-    assert!(!Path::new("/usr/sbin/enforcer").exists(), "purge left the binary");
+    assert!(
+        !Path::new("/usr/sbin/enforcer").exists(),
+        "purge left the binary"
+    );
     assert!(
         !Path::new("/etc/systemd/system/multi-user.target.wants/enforcer.service").exists(),
         "purge left the unit enabled"

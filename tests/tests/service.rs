@@ -22,7 +22,13 @@ fn run_with_caps(t: &Topology, dirs: &Dirs, caps: &str) -> (bool, String) {
             "--inh-caps=-all",
         ])
         .arg(enforcer_bin())
-        .args(["run", "--iface", &t.server_if, "--metrics-addr", "127.0.0.1:0"])
+        .args([
+            "run",
+            "--iface",
+            &t.server_if,
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
         .args(dirs.args())
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
@@ -68,7 +74,12 @@ fn the_units_capabilities_are_exactly_what_the_daemon_needs() {
         .map(|c| c.trim_start_matches("CAP_").to_ascii_lowercase())
         .collect();
     assert_eq!(caps, ["bpf", "net_admin", "perfmon"]);
-    let list = |cs: &[String]| cs.iter().map(|c| format!("+{c}")).collect::<Vec<_>>().join(",");
+    let list = |cs: &[String]| {
+        cs.iter()
+            .map(|c| format!("+{c}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     let t = Topology::new("cap");
     let dirs = Dirs::new("cap");
     let (ok, log) = run_with_caps(&t, &dirs, &list(&caps));
@@ -77,9 +88,14 @@ fn the_units_capabilities_are_exactly_what_the_daemon_needs() {
         let mut fewer = caps.clone();
         let dropped = fewer.remove(i);
         let (ok, log) = run_with_caps(&t, &dirs, &list(&fewer));
-        assert!(!ok, "the daemon ran without CAP_{dropped}: drop it from the unit\n{log}");
         assert!(
-            log.contains("Operation not permitted") || log.contains("Permission denied") || log.contains("permission denied"),
+            !ok,
+            "the daemon ran without CAP_{dropped}: drop it from the unit\n{log}"
+        );
+        assert!(
+            log.contains("Operation not permitted")
+                || log.contains("Permission denied")
+                || log.contains("permission denied"),
             "without CAP_{dropped}: {log}"
         );
     }
@@ -100,7 +116,10 @@ fn the_unit_is_hardened() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no score in:\n{text}"));
     // README and BENCHMARKS-style claim: 2.0 OK. Fail when a change weakens it.
-    assert!(score <= 2.0, "systemd-analyze security score {score}:\n{text}");
+    assert!(
+        score <= 2.0,
+        "systemd-analyze security score {score}:\n{text}"
+    );
 }
 
 /// An Exchange 2013 hop: end of life, so the sender enters enforcement.
@@ -237,7 +256,16 @@ fn sd_notify_readiness_and_sighup_reload() {
         .collect();
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert!(refused[0].contains("pause_budget"), "{refused:?}");
-    let st = json(enforcer(&dirs, &["stats", "--json", "--pin-dir", dirs.pin_dir.to_str().unwrap()], None));
+    let st = json(enforcer(
+        &dirs,
+        &[
+            "stats",
+            "--json",
+            "--pin-dir",
+            dirs.pin_dir.to_str().unwrap(),
+        ],
+        None,
+    ));
     assert_eq!(st["ports"], serde_json::json!([25]));
 
     // Valid: ports, report-only, allow-list and the metrics address change in place.
@@ -247,7 +275,16 @@ fn sd_notify_readiness_and_sighup_reload() {
     )
     .unwrap();
     hup("reloaded");
-    let st = json(enforcer(&dirs, &["stats", "--json", "--pin-dir", dirs.pin_dir.to_str().unwrap()], None));
+    let st = json(enforcer(
+        &dirs,
+        &[
+            "stats",
+            "--json",
+            "--pin-dir",
+            dirs.pin_dir.to_str().unwrap(),
+        ],
+        None,
+    ));
     assert_eq!(st["ports"], serde_json::json!([25, 2525]), "{st}");
     assert_eq!(st["report_only"], true, "{st}");
     let s = json(enforcer(&dirs, &["sender", "198.51.100.7", "--json"], None));
@@ -257,10 +294,18 @@ fn sd_notify_readiness_and_sighup_reload() {
         inode,
         "the attachment was replaced"
     );
-    assert!(log_text().matches("attached as").count() <= 1, "{}", log_text());
+    assert!(
+        log_text().matches("attached as").count() <= 1,
+        "{}",
+        log_text()
+    );
     let body = tests::process::scrape(&t.server, "127.0.0.1:19926".parse().unwrap());
     assert!(body.contains("enforcer_kernel_report_only 1"), "{body}");
-    assert!(log_text().contains("metrics on http://127.0.0.1:19926"), "{}", log_text());
+    assert!(
+        log_text().contains("metrics on http://127.0.0.1:19926"),
+        "{}",
+        log_text()
+    );
     // SIGTERM: STOPPING=1, clean exit.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     assert!(recv().starts_with("STOPPING=1"));

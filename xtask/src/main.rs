@@ -72,7 +72,11 @@ mod tests {
             for e in std::fs::read_dir(&d).unwrap().flatten() {
                 let p = e.path();
                 let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with('.') && name != ".ci" || name == "target" || name == "artifacts" || name == "corpus" {
+                if name.starts_with('.') && name != ".ci"
+                    || name == "target"
+                    || name == "artifacts"
+                    || name == "corpus"
+                {
                     continue;
                 }
                 if p.is_dir() {

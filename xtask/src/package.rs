@@ -85,7 +85,11 @@ fn build(root: &Path, bin: &Path, out: &Path) -> Result<PathBuf> {
     )?;
     let doc = "usr/share/doc/enforcer";
     put(&format!("{doc}/README.md"), &root.join("README.md"), 0o644)?;
-    for f in ["prometheus.yml", "enforcer-alerts.yml", "grafana-dashboard.json"] {
+    for f in [
+        "prometheus.yml",
+        "enforcer-alerts.yml",
+        "grafana-dashboard.json",
+    ] {
         put(
             &format!("{doc}/examples/{f}"),
             &root.join("deploy").join(f),

@@ -49,7 +49,8 @@ mod tests {
     use super::*;
 
     fn write(name: &str, text: &str) -> PathBuf {
-        let p = std::env::temp_dir().join(format!("enforcer-cc-{}-{name}.toml", std::process::id()));
+        let p =
+            std::env::temp_dir().join(format!("enforcer-cc-{}-{name}.toml", std::process::id()));
         std::fs::write(&p, text).unwrap();
         p
     }

@@ -84,7 +84,10 @@ mod tests {
             .collect();
         assert!(names.contains(&"enforcer.8".to_string()), "{names:?}");
         assert!(names.contains(&"enforcer-run.8".to_string()), "{names:?}");
-        assert!(names.contains(&"enforcer-check-config.8".to_string()), "{names:?}");
+        assert!(
+            names.contains(&"enforcer-check-config.8".to_string()),
+            "{names:?}"
+        );
         let run = std::fs::read_to_string(dir.join("enforcer-run.8")).unwrap();
         assert!(run.contains(".TH enforcer-run 8"), "{run}");
         assert!(run.contains("iface"), "{run}");

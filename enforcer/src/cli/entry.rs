@@ -498,7 +498,14 @@ mod tests {
             dirs: &dirs,
         };
         is_usage(make_rule(&c("10.0.0.0/33", None), Verdict::Drop, &clock));
-        for never in ["0.0.0.0", "255.255.255.255", "127.0.0.1", "::1", "0.0.0.0/0", "::/0"] {
+        for never in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "127.0.0.1",
+            "::1",
+            "0.0.0.0/0",
+            "::/0",
+        ] {
             is_usage(make_rule(&c(never, None), Verdict::Drop, &clock));
         }
         let forced = Common {

@@ -32,7 +32,13 @@ pub struct Cli {
     pub command: Command,
     /// Log line format on stderr: text (no timestamps under systemd, whose journal adds them) or
     /// json (one object per line). Filter with RUST_LOG (e.g. RUST_LOG=debug).
-    #[arg(long, global = true, value_enum, default_value_t, env = "ENFORCER_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "ENFORCER_LOG_FORMAT"
+    )]
     pub log_format: crate::logging::LogFormat,
 }
 

@@ -138,7 +138,14 @@ mod tests {
             &["senders", "--state-dir", "/tmp/st"][..],
             &["sender", "192.0.2.7", "--state-dir", "/tmp/st"],
             &["evidence", "192.0.2.7", "-", "--state-dir", "/tmp/st"],
-            &["pause", "192.0.2.7", "--days", "1", "--state-dir", "/tmp/st"],
+            &[
+                "pause",
+                "192.0.2.7",
+                "--days",
+                "1",
+                "--state-dir",
+                "/tmp/st",
+            ],
             &["resume", "192.0.2.7", "--state-dir", "/tmp/st"],
             &["forget", "192.0.2.7", "--state-dir", "/tmp/st"],
         ] {
@@ -150,7 +157,11 @@ mod tests {
                 Command::Resume(a) | Command::Forget(a) => a.socket.path(),
                 c => panic!("{c:?}"),
             };
-            assert_eq!(socket, std::path::PathBuf::from("/tmp/st/enforcer.sock"), "{cmd:?}");
+            assert_eq!(
+                socket,
+                std::path::PathBuf::from("/tmp/st/enforcer.sock"),
+                "{cmd:?}"
+            );
         }
         match parse(&[
             "pause",

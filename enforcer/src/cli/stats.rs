@@ -118,7 +118,10 @@ fn watch(args: &Args, stats: &StatsMap, control: &ControlMaps) -> anyhow::Result
             "{:<22} {:<13} {:<12} {:>12} {:>14}",
             "REASON", "ACTION", "MODE", "PACKETS/S", "TOTAL"
         ));
-        for (c, r) in rows.iter().filter(|(c, r)| args.all || *r > 0.0 || (c.packets > 0 && c.action != "pass")) {
+        for (c, r) in rows
+            .iter()
+            .filter(|(c, r)| args.all || *r > 0.0 || (c.packets > 0 && c.action != "pass"))
+        {
             emit(format_args!(
                 "{:<22} {:<13} {:<12} {:>12.0} {:>14}",
                 c.reason, c.action, c.mode, r, c.packets
@@ -150,6 +153,9 @@ mod tests {
             .unwrap();
         assert_eq!(blocked.1, 10.0);
         assert_eq!(blocked.0.packets, 30);
-        assert!(r.iter().filter(|(c, _)| c.reason != "blocked").all(|(_, v)| *v == 0.0));
+        assert!(r
+            .iter()
+            .filter(|(c, _)| c.reason != "blocked")
+            .all(|(_, v)| *v == 0.0));
     }
 }

@@ -12,9 +12,9 @@ use prometheus_client::registry::Registry;
 use tokio::task::JoinSet;
 
 use super::listener::{Context, EngineHandle, Shutdown, ShutdownTrigger};
-use super::notify;
 use super::listeners::Listeners;
 use super::lock::DaemonLock;
+use super::notify;
 use super::settings::Settings;
 use super::{runner, Engine, EngineMetrics, PinnedKernel};
 use crate::datapath::loader::pinned_attachments;
@@ -263,7 +263,9 @@ impl Daemon {
                 "reload: schedule and policy applied ({} entries written, {} stale removed)",
                 rep.written, rep.removed
             ),
-            Ok(Err(e)) => warn!("reload: applying the schedule failed, retried at the next change: {e:#}"),
+            Ok(Err(e)) => {
+                warn!("reload: applying the schedule failed, retried at the next change: {e:#}")
+            }
             Err(_) => warn!("reload: the engine stopped"),
         }
         if self.settings.listeners_changed(&new) {

@@ -126,7 +126,11 @@ impl<K: Kernel> Engine<K> {
     /// records), classifier overrides and report-only. Records catch up under the new schedule
     /// (stages never go down) and the kernel entries are made equal to what it says, in place: no
     /// entry is removed that stays.
-    pub fn reconfigure(&mut self, settings: EngineSettings, now: i64) -> anyhow::Result<Reconciled> {
+    pub fn reconfigure(
+        &mut self,
+        settings: EngineSettings,
+        now: i64,
+    ) -> anyhow::Result<Reconciled> {
         self.policy = settings.policy;
         self.overrides = settings.overrides;
         self.report_only = settings.report_only;

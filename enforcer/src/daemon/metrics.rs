@@ -10,7 +10,8 @@ type Labels = Vec<(String, String)>;
 /// Where evidence came from: the label values of `enforcer_engine_evidence_total{source}`.
 pub const EVIDENCE_SOURCES: [&str; 5] = ["cli", "milter", "policy", "probe", "responder"];
 /// What evidence did to its sender: `enforcer_engine_evidence_total{outcome}`.
-pub const EVIDENCE_OUTCOMES: [&str; 5] = ["entered", "left", "unchanged", "allow-listed", "unreadable"];
+pub const EVIDENCE_OUTCOMES: [&str; 5] =
+    ["entered", "left", "unchanged", "allow-listed", "unreadable"];
 
 #[derive(Clone, Default)]
 pub struct EngineMetrics {

@@ -65,7 +65,10 @@ mod tests {
         let msg = std::str::from_utf8(&buf[..n]).unwrap();
         assert!(msg.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{msg}");
         rx.set_nonblocking(true).unwrap();
-        assert!(rx.recv(&mut buf).is_err(), "nothing after the variable was removed");
+        assert!(
+            rx.recv(&mut buf).is_err(),
+            "nothing after the variable was removed"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

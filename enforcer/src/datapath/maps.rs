@@ -494,7 +494,9 @@ pub struct IfaceSlots(Array<MapData, u32>);
 
 impl IfaceSlots {
     pub fn open_pinned(pin_dir: &Path) -> anyhow::Result<Self> {
-        Ok(Self(open(&PinDir::new(pin_dir), names::IFACE_SLOTS)?.try_into()?))
+        Ok(Self(
+            open(&PinDir::new(pin_dir), names::IFACE_SLOTS)?.try_into()?,
+        ))
     }
 
     /// The slot of an ifindex (0 = none).
@@ -561,16 +563,30 @@ pub fn fill_levels(pin_dir: &Path) -> anyhow::Result<Vec<(&'static str, u64, u32
         Ok(n)
     };
     let v4h: V4Hosts = open(&pins, names::POLICY_V4_HOSTS)?.try_into()?;
-    out.push((names::POLICY_V4_HOSTS, count(&mut v4h.keys().map(|k| k.map(drop)))?));
+    out.push((
+        names::POLICY_V4_HOSTS,
+        count(&mut v4h.keys().map(|k| k.map(drop)))?,
+    ));
     let v4p: V4Prefixes = open(&pins, names::POLICY_V4_PREFIXES)?.try_into()?;
-    out.push((names::POLICY_V4_PREFIXES, count(&mut v4p.keys().map(|k| k.map(drop)))?));
+    out.push((
+        names::POLICY_V4_PREFIXES,
+        count(&mut v4p.keys().map(|k| k.map(drop)))?,
+    ));
     let v6h: V6Hosts = open(&pins, names::POLICY_V6_HOSTS)?.try_into()?;
-    out.push((names::POLICY_V6_HOSTS, count(&mut v6h.keys().map(|k| k.map(drop)))?));
+    out.push((
+        names::POLICY_V6_HOSTS,
+        count(&mut v6h.keys().map(|k| k.map(drop)))?,
+    ));
     let v6p: V6Prefixes = open(&pins, names::POLICY_V6_PREFIXES)?.try_into()?;
-    out.push((names::POLICY_V6_PREFIXES, count(&mut v6p.keys().map(|k| k.map(drop)))?));
-    let rate: HashMap<MapData, RateKey, RateState> =
-        open(&pins, names::RATE_STATE)?.try_into()?;
-    out.push((names::RATE_STATE, count(&mut rate.keys().map(|k| k.map(drop)))?));
+    out.push((
+        names::POLICY_V6_PREFIXES,
+        count(&mut v6p.keys().map(|k| k.map(drop)))?,
+    ));
+    let rate: HashMap<MapData, RateKey, RateState> = open(&pins, names::RATE_STATE)?.try_into()?;
+    out.push((
+        names::RATE_STATE,
+        count(&mut rate.keys().map(|k| k.map(drop)))?,
+    ));
     Ok(out
         .into_iter()
         .map(|(name, n)| (name, n, spec_of(name).max_entries))

@@ -149,7 +149,10 @@ mod tests {
         let get = |iface: &str, family, reason, mode| {
             c.iter()
                 .find(|x| {
-                    x.interface == iface && x.family == family && x.reason == reason && x.mode == mode
+                    x.interface == iface
+                        && x.family == family
+                        && x.reason == reason
+                        && x.mode == mode
                 })
                 .map(|x| x.packets)
         };
