@@ -47,3 +47,40 @@ pub fn operator_error(e: anyhow::Error) -> anyhow::Error {
     }
     e
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::client::ClientError;
+    use std::path::PathBuf;
+
+    #[test]
+    fn exit_status_classes() {
+        let two: Vec<anyhow::Error> = vec![
+            UsageError("bad".into()).into(),
+            OpenError::NotBpffs(PathBuf::from("/tmp/x")).into(),
+            OpenError::ModeMismatch {
+                iface: "eth0".into(),
+                kind: "tcx",
+            }
+            .into(),
+            crate::store::StateDirError {
+                path: PathBuf::from("/x"),
+                err: std::io::Error::from(std::io::ErrorKind::NotADirectory),
+            }
+            .into(),
+            anyhow::Error::from(ClientError::Denied(PathBuf::from("/run/x.sock"))),
+            anyhow::Error::from(OpenError::NotPinned(PathBuf::from("/x"))).context("listing"),
+        ];
+        for e in &two {
+            assert_eq!(exit_status(e), EXIT_USAGE, "{e:#}");
+        }
+        let one: Vec<anyhow::Error> = vec![
+            anyhow::Error::from(ClientError::NotRunning(PathBuf::from("/run/x.sock"))),
+            anyhow::anyhow!("the kernel refused"),
+        ];
+        for e in &one {
+            assert_eq!(exit_status(e), 1, "{e:#}");
+        }
+    }
+}

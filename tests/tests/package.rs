@@ -135,6 +135,21 @@ fn deb_installs_runs_and_purges() {
     );
     // The installed config passes the unit's ExecStartPre.
     sh(Command::new("/usr/sbin/enforcer").args(["check-config", "/etc/enforcer/enforcer.toml"]));
+    // Without --config, `run` reads /etc/enforcer/enforcer.toml: a bad key there stops it (exit 2,
+    // naming the file) before anything is touched.
+    let conf = std::fs::read_to_string("/etc/enforcer/enforcer.toml").unwrap();
+    std::fs::write("/etc/enforcer/enforcer.toml", format!("{conf}\nbogus_key = 1\n")).unwrap();
+    let run = Command::new("/usr/sbin/enforcer")
+        .args(["run", "--pin-dir", "/sys/fs/bpf/enforcer-pkg-test-unused"])
+        .args(["--state-dir", "/nonexistent/enforcer-pkg-test"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("/etc/enforcer/enforcer.toml") && err.contains("bogus_key"),
+        "{err}"
+    );
     let man = sh(Command::new("man").args(["-w", "enforcer-run"]));
     assert!(String::from_utf8_lossy(&man.stdout).contains("enforcer-run.8"));
     drop(_installed);
