@@ -122,3 +122,43 @@ fn support_override_extends_end_of_life() {
     // No longer end of life; Apr24HU is far behind the updates shipped by then.
     assert_eq!(v["status"], "outdated");
 }
+
+#[test]
+fn connecting_ip_attributes_only_that_servers_fields() {
+    // A Postfix relay at 203.0.113.5 in front of Exchange: anchored to the relay, no Exchange build.
+    let relay = HEADERS.replace(
+        "Received: from EX01.corp.sender.example (10.1.2.3) by mail.sender.example\n (10.1.2.4)",
+        "Received: from ex.corp.sender.example (ex.corp.sender.example [10.1.2.9])\n\tby mail.sender.example (Postfix) with ESMTP id 7A1B2; Tue, 4 Jun 2024 10:11:13 +0000\nReceived: from EX01.corp.sender.example (10.1.2.3) by ex.corp.sender.example\n (10.1.2.4)",
+    );
+    assert_ne!(relay, HEADERS);
+    let json = |args: &[&str]| {
+        let out = enforcer(args, Some(relay.as_bytes()));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("one JSON object")
+    };
+    let v = json(&[
+        "classify",
+        "--json",
+        "--as-of",
+        "2025-10-15",
+        "--connecting-ip",
+        "203.0.113.5",
+        "-",
+    ]);
+    assert_eq!(v["product"], "postfix");
+    assert_eq!(v["build"], serde_json::Value::Null);
+    assert_eq!(v["persistently_vulnerable"], false);
+    // Without the anchor the header block is the sending organisation's: its Exchange is rated.
+    let v = json(&["classify", "--json", "--as-of", "2025-10-15", "-"]);
+    assert_eq!(v["build"], "15.1.2507.39");
+    let out = enforcer(
+        &["classify", "--connecting-ip", "not-an-ip", "-"],
+        Some(relay.as_bytes()),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--connecting-ip"));
+}

@@ -154,6 +154,25 @@ pub fn emit(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Writes text as it is (a table that ends in its own newline), like [`emit`].
+pub fn emit_text(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if out
+        .write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .is_err()
+    {
+        std::process::exit(0);
+    }
+}
+
+/// Writes a value as pretty JSON followed by a newline, like [`emit`].
+pub fn emit_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    emit(format_args!("{}", serde_json::to_string_pretty(v)?));
+    Ok(())
+}
+
 /// RFC 3339 UTC time of a Unix timestamp.
 pub fn fmt_time(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
@@ -346,7 +365,7 @@ pub fn execute_unset(a: UnsetArgs) -> anyhow::Result<()> {
                 "there is no operator entry for exactly {prefix} (see `enforcer list`)"
             ));
         }
-        println!("removed the entry for {prefix}");
+        emit(format_args!("removed the entry for {prefix}"));
         return Ok(());
     }
     let mut maps = open_policy(&a.dirs)?;

@@ -12,8 +12,10 @@ pub struct ControlListener(ControlServer);
 impl Listener for ControlListener {
     const NAME: &'static str = "control";
 
-    async fn bind(settings: &Settings, _registry: &mut Registry) -> anyhow::Result<Option<Self>> {
-        ControlServer::bind(&settings.socket).map(|s| Some(Self(s)))
+    async fn bind(settings: &Settings, registry: &mut Registry) -> anyhow::Result<Option<Self>> {
+        let metrics = crate::daemon::gate::ListenerMetrics::default();
+        metrics.register(registry.sub_registry_with_prefix("control"));
+        ControlServer::bind(&settings.socket).map(|s| Some(Self(s.with_metrics(&metrics))))
     }
 
     fn describe(&self) -> String {

@@ -9,7 +9,7 @@ pub mod server;
 pub use client::{request, ClientError};
 pub use listener::ControlListener;
 pub use protocol::{Reply, Request};
-pub use server::{ControlServer, Incoming};
+pub use server::{ControlServer, Incoming, Limits};
 
 #[cfg(test)]
 mod tests;

@@ -32,6 +32,11 @@ const ENGINE_QUEUE: usize = 64;
 /// Runs the daemon until SIGINT/SIGTERM: the whole of `enforcer run` after argument parsing.
 pub fn run(settings: Settings) -> anyhow::Result<()> {
     let _lock = DaemonLock::acquire(&settings.state_dir)?;
+    match super::gate::raise_fd_limit() {
+        Ok((old, new)) if new > old => info!("raised the open-files limit from {old} to {new}"),
+        Ok(_) => {}
+        Err(e) => warn!("could not raise the open-files limit: {e}"),
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

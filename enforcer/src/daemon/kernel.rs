@@ -12,6 +12,8 @@ pub trait Kernel {
     fn remove(&mut self, prefix: &Prefix) -> anyhow::Result<bool>;
     /// Every prefix that has an entry.
     fn prefixes(&self) -> anyhow::Result<Vec<Prefix>>;
+    /// The entries for `prefixes` (a page of a listing), as the kernel holds them.
+    fn lookup(&self, prefixes: &[Prefix]) -> anyhow::Result<Vec<Option<PolicyEntry>>>;
     /// Rewrites the entry if its boot-clock times no longer match the wall clock (after a step of
     /// the wall clock); true when it was rewritten.
     fn realign(&mut self, rule: &Rule) -> anyhow::Result<bool> {
@@ -34,6 +36,10 @@ impl Kernel for PinnedKernel {
 
     fn prefixes(&self) -> anyhow::Result<Vec<Prefix>> {
         Ok(self.0.entries()?.into_iter().map(|(p, _)| p).collect())
+    }
+
+    fn lookup(&self, prefixes: &[Prefix]) -> anyhow::Result<Vec<Option<PolicyEntry>>> {
+        self.0.get_many(prefixes)
     }
 
     fn realign(&mut self, rule: &Rule) -> anyhow::Result<bool> {
@@ -96,6 +102,14 @@ impl Kernel for MemKernel {
 
     fn prefixes(&self) -> anyhow::Result<Vec<Prefix>> {
         Ok(self.entries.keys().copied().collect())
+    }
+
+    fn lookup(&self, prefixes: &[Prefix]) -> anyhow::Result<Vec<Option<PolicyEntry>>> {
+        let clock = Clock::now();
+        Ok(prefixes
+            .iter()
+            .map(|p| self.entries.get(p).map(|r| r.to_kernel(&clock)))
+            .collect())
     }
 }
 

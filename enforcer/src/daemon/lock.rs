@@ -3,6 +3,7 @@
 
 use std::io::{Read as _, Seek as _, Write as _};
 use std::os::fd::AsRawFd as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
 use crate::error::usage;
@@ -12,7 +13,7 @@ pub struct DaemonLock(#[allow(dead_code)] std::fs::File);
 
 impl DaemonLock {
     pub fn acquire(state_dir: &Path) -> anyhow::Result<Self> {
-        if let Err(e) = std::fs::create_dir_all(state_dir) {
+        if let Err(e) = crate::store::perms::secure_dir(state_dir) {
             if e.kind() == std::io::ErrorKind::PermissionDenied {
                 return usage(format!(
                     "permission denied creating {}: `enforcer run` needs root; run it as root",
@@ -31,6 +32,7 @@ impl DaemonLock {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(crate::store::perms::FILE_MODE)
             .open(&path)
             .or_else(|e| {
                 if e.kind() == std::io::ErrorKind::PermissionDenied {
@@ -42,6 +44,7 @@ impl DaemonLock {
                     Err(anyhow::Error::from(e).context(format!("opening {}", path.display())))
                 }
             })?;
+        crate::store::perms::secure_file(&path)?;
         // SAFETY: flock on a file we own.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let mut pid = String::new();

@@ -23,6 +23,7 @@
 
 pub mod boot;
 mod engine;
+pub mod gate;
 pub mod kernel;
 pub mod listener;
 pub mod listeners;

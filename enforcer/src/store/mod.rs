@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 pub mod operator;
+pub mod perms;
 pub mod senders;
 
 /// Default state directory.
@@ -41,7 +42,7 @@ impl Store {
     /// Opens (creating if needed) `<dir>/enforcer.redb`, waiting up to 3 s for another process to
     /// release it.
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|err| StateDirError {
+        perms::secure_dir(dir).map_err(|err| StateDirError {
             path: dir.to_path_buf(),
             err,
         })?;
@@ -59,6 +60,7 @@ impl Store {
                 }
             }
         };
+        perms::secure_file(&path)?;
         let store = Self { db, path };
         store.init_tables()?;
         Ok(store)
