@@ -57,7 +57,10 @@ fn exit_status_classes_are_consistent() {
     let (c, err) = code(&out);
     assert_eq!(c, Some(2), "{err}");
     assert!(err.contains("not on a BPF filesystem"), "{err}");
-    assert!(!pin.join("maps").exists() && !pin.join("links").exists(), "maps/ or links/ created off bpffs");
+    assert!(
+        !pin.join("maps").exists() && !pin.join("links").exists(),
+        "maps/ or links/ created off bpffs"
+    );
     // A state directory that cannot be created (a file is in the way): 2.
     std::fs::write(tmp.join("file"), b"x").unwrap();
     let out = run(&[
@@ -78,18 +81,18 @@ fn exit_status_classes_are_consistent() {
     // A non-root sender command: the root-only socket is a missing privilege, 2.
     let sock = tmp.join("enforcer.sock");
     let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-    std::fs::set_permissions(
-        &sock,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
+    std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let out = as_nobody(&["senders", "--socket", sock.to_str().unwrap()]);
     let (c, err) = code(&out);
     assert_eq!(c, Some(2), "{err}");
     assert!(err.contains("root"), "{err}");
     // The daemon not running is not the operator's input: 1.
-    let out = run(&["senders", "--socket", tmp.join("none.sock").to_str().unwrap()]);
+    let out = run(&[
+        "senders",
+        "--socket",
+        tmp.join("none.sock").to_str().unwrap(),
+    ]);
     let (c, err) = code(&out);
     assert_eq!(c, Some(1), "{err}");
     assert!(err.contains("not running"), "{err}");
@@ -111,7 +114,15 @@ fn auto_mode_on_a_veth_picks_a_mode_where_reject_works_and_mode_mismatch_is_2() 
     let out = Command::new("nsenter")
         .arg(format!("--net={}", t.server.path()))
         .arg(enforcer_bin())
-        .args(["run", "--iface", &t.server_if, "--mode", "tc", "--metrics-addr", "127.0.0.1:0"])
+        .args([
+            "run",
+            "--iface",
+            &t.server_if,
+            "--mode",
+            "tc",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
         .args(dirs.args())
         .stdin(Stdio::null())
         .output()
@@ -136,13 +147,25 @@ fn explain_names_the_sender_record_and_addresses_are_checked() {
         .spawn()
         .unwrap();
     use std::io::Write as _;
-    ev.stdin.take().unwrap().write_all(EX2013.as_bytes()).unwrap();
+    ev.stdin
+        .take()
+        .unwrap()
+        .write_all(EX2013.as_bytes())
+        .unwrap();
     let out = ev.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Stage 1 is report only: no kernel entry, but explain says there is a sender record.
     let out = cli(&dirs, &["explain", "198.51.100.7"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         text.contains("sender record 198.51.100.7/32: enforcing, stage 1 (report only)"),
         "{text}"
@@ -176,7 +199,11 @@ fn explain_names_the_sender_record_and_addresses_are_checked() {
     assert_eq!(c, Some(2), "{err}");
     // An IPv4-mapped address is stored as the IPv4 host it is.
     let out = cli(&dirs, &["block", &format!("::ffff:{CLIENT_V4}")]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let list: serde_json::Value =
         serde_json::from_slice(&cli(&dirs, &["list", "--json"]).stdout).unwrap();
     let prefixes: Vec<&str> = list["entries"]
@@ -188,5 +215,9 @@ fn explain_names_the_sender_record_and_addresses_are_checked() {
     assert_eq!(prefixes, [format!("{CLIENT_V4}/32")], "{list}");
     // --force allows a default route.
     let out = cli(&dirs, &["block", "0.0.0.0/0", "--force", "--ttl", "1m"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -138,7 +138,11 @@ fn deb_installs_runs_and_purges() {
     // Without --config, `run` reads /etc/enforcer/enforcer.toml: a bad key there stops it (exit 2,
     // naming the file) before anything is touched.
     let conf = std::fs::read_to_string("/etc/enforcer/enforcer.toml").unwrap();
-    std::fs::write("/etc/enforcer/enforcer.toml", format!("{conf}\nbogus_key = 1\n")).unwrap();
+    std::fs::write(
+        "/etc/enforcer/enforcer.toml",
+        format!("{conf}\nbogus_key = 1\n"),
+    )
+    .unwrap();
     let run = Command::new("/usr/sbin/enforcer")
         .args(["run", "--pin-dir", "/sys/fs/bpf/enforcer-pkg-test-unused"])
         .args(["--state-dir", "/nonexistent/enforcer-pkg-test"])
