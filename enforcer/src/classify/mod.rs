@@ -10,6 +10,7 @@
 
 mod build;
 mod catalog;
+pub mod catalog_file;
 mod chain;
 mod resolve;
 mod scan;
@@ -216,6 +217,16 @@ fn classify_anchored(
         });
     }
     Ok(resolve::resolve(scanned, anchor, as_of, overrides))
+}
+
+/// Loads the operator's catalog at `path` (validated; problems as `file:line: …`) and lays it over the
+/// built-in one for the rest of the process. Call once at start, before anything is classified.
+/// Returns how many rows it added and how many built-in rows they replace.
+pub fn install_operator_catalog(path: &std::path::Path) -> Result<(usize, usize), String> {
+    let f = catalog_file::load(path).map_err(|e| e.to_string())?;
+    let counts = (f.rows.len() - f.replacing, f.replacing);
+    Catalog::install(f.rows)?;
+    Ok(counts)
 }
 
 /// `text` as evidence: lossy UTF-8, control characters shown as spaces, cut at 400 characters.

@@ -36,6 +36,10 @@ pub struct Args {
     /// server at this address (the MTA's own field naming it is skipped), never an older hop.
     #[arg(long = "connecting-ip", value_name = "IP")]
     pub connecting_ip: Option<String>,
+    /// Lay an operator's build catalog (CSV, the format of enforcer/data/exchange-builds.csv) over the
+    /// built-in one, as `classifier.catalog` does for the daemon.
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
 }
 
 pub fn execute(args: Args) -> anyhow::Result<()> {
@@ -66,6 +70,11 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
             ))
         }
     };
+    if let Some(path) = &args.catalog {
+        if let Err(e) = crate::classify::install_operator_catalog(path) {
+            return usage(format!("--catalog: {e}"));
+        }
+    }
     let (name, input) = match read_input(args.file.as_ref()) {
         Ok(x) => x,
         Err(e) => return usage(e),

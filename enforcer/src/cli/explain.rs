@@ -87,7 +87,7 @@ fn sender_note(dirs: &Dirs, ip: IpAddr) -> Option<SenderNote> {
         });
     }
     let store = crate::store::Store::open(&dirs.state_dir).ok()?;
-    let recs = crate::store::senders::senders(&store.db).ok()?;
+    let recs = store.senders().ok()?;
     recs.into_iter()
         .find(|r| r.prefix.contains(ip))
         .map(|r| SenderNote {

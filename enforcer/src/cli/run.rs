@@ -37,6 +37,11 @@ pub struct Args {
     /// for another --state-dir].
     #[arg(long, value_name = "PATH", env = "ENFORCER_SOCKET")]
     pub socket: Option<PathBuf>,
+    /// Start over with an empty state database: the current enforcer.redb (damaged, emptied, or
+    /// just unwanted) is moved aside to enforcer.redb.reset-<time>, and every kernel entry it held
+    /// is removed.
+    #[arg(long)]
+    pub reset_state: bool,
 }
 
 impl From<Args> for Options {
@@ -51,6 +56,7 @@ impl From<Args> for Options {
             pin_dir: a.pin_dir,
             state_dir: a.state_dir,
             socket: a.socket,
+            reset_state: a.reset_state,
         }
     }
 }

@@ -23,6 +23,7 @@ pub struct Options {
     pub pin_dir: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub socket: Option<PathBuf>,
+    pub reset_state: bool,
 }
 
 /// Everything `run` needs, resolved and checked.
@@ -39,6 +40,8 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// Control socket.
     pub socket: PathBuf,
+    /// Move the state database aside and start with an empty one.
+    pub reset_state: bool,
     /// Schedule, aggregation, allow-list, pause budget, classifier overrides.
     pub engine: EngineSettings,
     /// What these settings were resolved from: a reload (SIGHUP) resolves them again, re-reading the
@@ -85,6 +88,10 @@ impl Settings {
             Some(path) => FileConfig::load(path).map_err(|e| UsageError(e.to_string()))?,
             None => FileConfig::default(),
         };
+        if let Some(path) = &file.catalog {
+            crate::classify::install_operator_catalog(path)
+                .map_err(|e| UsageError(format!("classifier.catalog: {e}")))?;
+        }
         let ports = match (&a.ports, &file.ports) {
             (Some(p), _) => parse_ports(p)?,
             (None, Some(p)) => {
@@ -147,6 +154,7 @@ impl Settings {
             policy: file.policy,
             report_only,
             state_dir: Some(state_dir.clone()),
+            datapath: Default::default(),
         };
         Ok(Self {
             ifaces,
@@ -157,6 +165,7 @@ impl Settings {
             pin_dir,
             state_dir,
             socket,
+            reset_state: a.reset_state,
             engine,
             options,
             config,
