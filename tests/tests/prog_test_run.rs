@@ -1952,6 +1952,7 @@ fn programs_verify_well_inside_the_limit() {
         let n = n.expect("kernel reports verified_insns");
         assert!(n < 300_000, "{name}: {n} instructions verified");
     }
+}
 
 /// Counters are kept per interface slot (from `IFACE_SLOTS`, by ifindex) and address family: a test
 /// run arrives on the loopback device.
