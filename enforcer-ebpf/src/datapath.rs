@@ -18,8 +18,10 @@ use crate::{
 /// meet at `decide` as one. A reject, the only verdict that writes the packet, parses it again.
 #[inline(always)]
 pub fn run<C: Packet>(ctx: &C) -> u32 {
-    // Every packet is counted under the mode the datapath is in, passes included.
-    let ro = report_only();
+    // Every packet judged or sent to an unprotected port is counted under the mode the datapath is
+    // in, passes included. The flag is read after the parse paths meet, not up front: a 0/1 known
+    // before parsing would make the verifier walk every packet shape twice. Packets that never got
+    // as far as a source address have no verdict and count as enforced.
     let (src, port, blind, answerable) = match parse_frame(ctx.data(), ctx.data_end()) {
         Ok(Parsed::Syn(syn)) => (
             Source::of(&syn),
@@ -28,7 +30,7 @@ pub fn run<C: Packet>(ctx: &C) -> u32 {
             reject::possible(&syn),
         ),
         Ok(Parsed::Blind { src, port, pass }) => (Source::copy(src), port, Some(pass), false),
-        Err(reason) => return stats::exit(ctx, reason, Family::None, ro, Outcome::Pass),
+        Err(reason) => return stats::exit(ctx, reason, Family::None, false, Outcome::Pass),
     };
     let family = match src {
         Source::V4(_) => Family::V4,
@@ -38,10 +40,11 @@ pub fn run<C: Packet>(ctx: &C) -> u32 {
     // its source alone; one with a port only when that port is protected.
     if let Some(p) = port {
         if !protected(p) {
-            return stats::exit(ctx, Reason::OtherPort, family, ro, Outcome::Pass);
+            return stats::exit(ctx, Reason::OtherPort, family, report_only(), Outcome::Pass);
         }
     }
     let decision = decide(&src, port.is_some());
+    let ro = report_only();
     if decision.refusal == Refusal::None {
         return stats::exit(
             ctx,

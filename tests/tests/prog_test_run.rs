@@ -1950,7 +1950,9 @@ fn programs_verify_well_inside_the_limit() {
     eprintln!("verified instructions: xdp {xdp:?}, tc {tc:?}");
     for (name, n) in [("xdp", xdp), ("tc", tc)] {
         let n = n.expect("kernel reports verified_insns");
-        assert!(n < 300_000, "{name}: {n} instructions verified");
+        // ~400k since the single exit also looks up the interface's counter slot (per-interface
+        // counting); still well under half the limit.
+        assert!(n < 450_000, "{name}: {n} instructions verified");
     }
 }
 

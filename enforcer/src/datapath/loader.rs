@@ -248,10 +248,11 @@ impl Datapath {
     pub fn check_mode(&self, iface: &str, mode: Mode) -> anyhow::Result<()> {
         for a in pinned_attachments(&self.pins)? {
             if a.iface == iface && a.live && !a.kind.fits(mode) {
-                bail!(
-                    "{iface} already has enforcer attached as {}; run `enforcer detach` first to change --mode",
-                    a.kind.as_str()
-                );
+                return Err(super::OpenError::ModeMismatch {
+                    iface: iface.to_string(),
+                    kind: a.kind.as_str(),
+                }
+                .into());
             }
         }
         Ok(())
