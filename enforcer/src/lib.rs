@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod datapath;
 pub mod duration;
 pub mod error;
+pub mod fleet;
 pub mod listing;
 pub mod logging;
 pub mod metrics;

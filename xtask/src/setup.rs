@@ -78,11 +78,16 @@ fn ensure_bpf_linker() -> Result<()> {
     ]))
 }
 
-/// Tools the privileged tests drive: iproute2 for namespaces and veth; Prometheus and promtool for
-/// the monitoring tests; dpkg-deb, systemd-analyze and setpriv for the packaging and service tests.
+/// Tools the privileged tests drive: iproute2 for namespaces and veth; redis-server and redis-cli
+/// for the fleet tests and benchmark (each starts its own server on its own port); openssl makes
+/// the fleet TLS test's certificates; Prometheus and promtool for the monitoring tests; dpkg-deb,
+/// systemd-analyze, setpriv and man for the packaging and service tests.
 fn ensure_debian_tools() -> Result<()> {
     let wanted = [
         ("ip", "iproute2"),
+        ("redis-server", "redis-server"),
+        ("redis-cli", "redis-tools"),
+        ("openssl", "openssl"),
         ("prometheus", "prometheus"),
         ("promtool", "prometheus"),
         ("systemd-analyze", "systemd"),

@@ -10,6 +10,7 @@ pub mod detach;
 pub mod entry;
 pub mod evidence;
 pub mod explain;
+pub mod fleet;
 pub mod list;
 pub mod pause;
 pub mod run;
@@ -88,6 +89,8 @@ pub enum Command {
     /// Write the man pages (enforcer.8, one per subcommand) into a directory (used for packaging).
     #[command(hide = true)]
     Manpages(completions::ManArgs),
+    /// Several MX hosts sharing senders and verdicts through Redis: `enforcer fleet status`.
+    Fleet(fleet::Args),
 }
 
 /// Runs one command; the `Err` is printed as one clear line by `main` with exit status 2 when it is a
@@ -115,6 +118,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig(a) => check_config::execute(a),
         Command::Completions(a) => completions::execute(a),
         Command::Manpages(a) => completions::execute_man(a),
+        Command::Fleet(a) => fleet::execute(a),
     }
 }
 

@@ -26,6 +26,7 @@ use crate::datapath::loader::pinned_attachments;
 use crate::datapath::metrics::KernelCollector;
 use crate::datapath::{Attached, Clock, ControlMaps, Datapath, PinDir, PolicyMaps};
 use crate::error::operator_error;
+use crate::fleet::{Fleet, FleetMetrics};
 use crate::store::Store;
 
 /// How often the pins and attachments are checked (a few `stat`s and one `readdir`).
@@ -104,7 +105,7 @@ impl Daemon {
         store: Store,
     ) -> anyhow::Result<(Engine<PinnedKernel>, Vec<Attached>)> {
         let s = &self.settings;
-        let mut dp = Datapath::load(&s.pin_dir).map_err(operator_error)?;
+        let mut dp = Datapath::load_with(&s.pin_dir, &s.capacity).map_err(operator_error)?;
         let res = self.bring_up(&mut dp, store);
         if res.is_err() && !dp.adopted() {
             drop(dp);
@@ -195,7 +196,7 @@ impl Daemon {
     pub async fn run(mut self, store: Store) -> anyhow::Result<()> {
         // Bind first: a taken address must not leave a half-started datapath behind.
         let listeners = Listeners::bind(&self.settings, &mut self.registry).await?;
-        let (engine, attached) = tokio::task::block_in_place(|| self.start_datapath(store))?;
+        let (mut engine, attached) = tokio::task::block_in_place(|| self.start_datapath(store))?;
         for a in &attached {
             info!(
                 "enforcing on {} ({}{})",
@@ -212,9 +213,21 @@ impl Daemon {
         let (stop, shutdown) = Shutdown::new();
         let (handle, requests) = EngineHandle::channel(ENGINE_QUEUE);
         let (reconfigure, reload_rx) = tokio::sync::mpsc::channel(1);
+        // The fleet runs next to the engine; its Redis link is a task of its own that nothing
+        // waits for (Redis is never on the packet path).
+        let fleet = match &self.settings.fleet {
+            Some(fs) => {
+                let metrics = FleetMetrics::default();
+                metrics.register(self.registry.sub_registry_with_prefix("fleet"));
+                Some(tokio::task::block_in_place(|| {
+                    Fleet::start(fs, &mut engine, metrics)
+                })?)
+            }
+            None => None,
+        };
         let engine_stop = shutdown.clone();
         self.tasks.spawn(async move {
-            runner::run_with_reload(engine, requests, reload_rx, engine_stop.wait()).await;
+            runner::run_with_reload(engine, requests, fleet, reload_rx, engine_stop.wait()).await;
             Ok(())
         });
         // Listeners stop with the daemon or, on a reload that moves them, on their own.
@@ -310,6 +323,8 @@ impl Daemon {
             new.pin_dir = self.settings.pin_dir.clone();
             new.state_dir = self.settings.state_dir.clone();
             new.engine.state_dir = self.settings.engine.state_dir.clone();
+            new.capacity = self.settings.capacity.clone();
+            new.fleet = self.settings.fleet.clone();
         }
         let kernel = tokio::task::block_in_place(|| -> anyhow::Result<()> {
             let mut control = ControlMaps::open_pinned(&new.pin_dir)?;

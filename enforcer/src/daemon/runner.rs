@@ -3,7 +3,9 @@
 
 use super::engine::{Engine, EngineSettings, Reconciled};
 use super::kernel::Kernel;
-use crate::control::Incoming;
+use crate::control::{Incoming, Reply, Request};
+use crate::fleet::link::ToEngine;
+use crate::fleet::Fleet;
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
@@ -41,14 +43,35 @@ pub async fn run<K: Kernel>(
     rx: mpsc::Receiver<Incoming>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let (_keep, reload) = mpsc::channel(1);
-    run_with_reload(engine, rx, reload, shutdown).await
+    run_with(engine, rx, None, shutdown).await
 }
 
-/// [`run`], also applying new settings from a reload (SIGHUP) between two requests.
+/// The next event from the fleet link; never, without a fleet.
+async fn fleet_event(fleet: &mut Option<Fleet>) -> Option<ToEngine> {
+    match fleet {
+        Some(f) => f.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// [`run`], with the fleet next to the engine: changes from other hosts are merged in between
+/// requests, and local changes are queued for them after each request. (The fleet is not a
+/// listener: merging records is not something a request can express.)
+pub async fn run_with<K: Kernel>(
+    engine: Engine<K>,
+    rx: mpsc::Receiver<Incoming>,
+    fleet: Option<Fleet>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (_keep, reload) = mpsc::channel(1);
+    run_with_reload(engine, rx, fleet, reload, shutdown).await
+}
+
+/// [`run_with`], also applying new settings from a reload (SIGHUP) between two requests.
 pub async fn run_with_reload<K: Kernel>(
     mut engine: Engine<K>,
     mut rx: mpsc::Receiver<Incoming>,
+    mut fleet: Option<Fleet>,
     mut reload: mpsc::Receiver<Reconfigure>,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -70,6 +93,10 @@ pub async fn run_with_reload<K: Kernel>(
             _ = &mut shutdown => break,
             inc = rx.recv() => match inc {
                 Some(inc) => {
+                    if let (Request::FleetStatus {}, Some(f)) = (&inc.request, &fleet) {
+                        let _ = inc.reply.send(Reply::ok(f.status(&engine)));
+                        continue;
+                    }
                     // A bug reached by one request must not take the control plane down with it;
                     // the store stays the truth, and a restart rebuilds everything from it.
                     let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -79,6 +106,10 @@ pub async fn run_with_reload<K: Kernel>(
                         log::error!("a control request panicked; the daemon carries on");
                         crate::control::Reply::internal("internal error while serving the request (see the daemon log)")
                     });
+                    // Queued durably for the fleet before the caller is told.
+                    if let Some(f) = fleet.as_mut() {
+                        f.after_local(&mut engine);
+                    }
                     let _ = inc.reply.send(reply);
                 }
                 None => break,
@@ -86,6 +117,14 @@ pub async fn run_with_reload<K: Kernel>(
             Some((settings, done)) = reload.recv() => {
                 let _ = done.send(engine.reconfigure(settings, unix_now()));
             }
+            ev = fleet_event(&mut fleet) => match (ev, fleet.as_mut()) {
+                (Some(ev), Some(f)) => f.handle(&mut engine, ev),
+                // The link only stops when the daemon does.
+                _ => {
+                    log::error!("fleet: the Redis link stopped; enforcing on without the fleet");
+                    fleet = None;
+                }
+            },
             _ = sleep => engine.tick(unix_now()),
             _ = check.tick() => {
                 let repaired = engine.self_check(unix_now(), SELF_CHECK_BUDGET);

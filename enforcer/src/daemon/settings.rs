@@ -8,6 +8,7 @@ use crate::config::FileConfig;
 use crate::daemon::EngineSettings;
 use crate::datapath::{sys, Mode};
 use crate::error::{usage, UsageError};
+use crate::fleet::FleetSettings;
 use enforcer_common::maps::DEFAULT_PORTS;
 
 /// The daemon's options as given on the command line (`None` = not given: the config file or the
@@ -44,6 +45,10 @@ pub struct Settings {
     pub reset_state: bool,
     /// Schedule, aggregation, allow-list, pause budget, classifier overrides.
     pub engine: EngineSettings,
+    /// `[fleet]`: share senders and operator entries with other hosts through Redis.
+    pub fleet: Option<FleetSettings>,
+    /// Kernel map sizes (`[capacity]`).
+    pub capacity: crate::datapath::Capacity,
     /// What these settings were resolved from: a reload (SIGHUP) resolves them again, re-reading the
     /// configuration file.
     pub options: Options,
@@ -149,6 +154,10 @@ impl Settings {
             .or(file.pin_dir.clone())
             .unwrap_or_else(|| crate::datapath::DEFAULT_PIN_DIR.into());
         let report_only = a.report_only || file.report_only.unwrap_or(false);
+        let fleet = match &file.fleet {
+            Some(f) => Some(FleetSettings::resolve(f).map_err(UsageError)?),
+            None => None,
+        };
         let engine = EngineSettings {
             overrides: file.support_overrides().map_err(UsageError)?,
             policy: file.policy,
@@ -167,6 +176,8 @@ impl Settings {
             socket,
             reset_state: a.reset_state,
             engine,
+            fleet,
+            capacity: file.capacity,
             options,
             config,
         })
@@ -187,6 +198,12 @@ impl Settings {
         }
         if self.state_dir != new.state_dir {
             out.push("state_dir");
+        }
+        if format!("{:?}", self.capacity) != format!("{:?}", new.capacity) {
+            out.push("capacity");
+        }
+        if format!("{:?}", self.fleet) != format!("{:?}", new.fleet) {
+            out.push("fleet");
         }
         out
     }
