@@ -323,7 +323,7 @@ impl Daemon {
             new.pin_dir = self.settings.pin_dir.clone();
             new.state_dir = self.settings.state_dir.clone();
             new.engine.state_dir = self.settings.engine.state_dir.clone();
-            new.capacity = self.settings.capacity.clone();
+            new.capacity = self.settings.capacity;
             new.fleet = self.settings.fleet.clone();
         }
         let kernel = tokio::task::block_in_place(|| -> anyhow::Result<()> {
