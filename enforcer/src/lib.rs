@@ -12,6 +12,7 @@ pub mod error;
 pub mod feed;
 pub mod fleet;
 pub mod listing;
+pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod policy;

@@ -1,4 +1,4 @@
-//! Prerequisites, checked in well under 5 s when present (see ../shared/TOOLCHAIN.md for the recipe):
+//! Prerequisites, checked in well under 5 s when present (docs/TOOLCHAIN.md says why each step is needed):
 //! rust-src for the pinned toolchain (the eBPF crate builds core with -Z build-std), Debian's
 //! llvm-22-dev, and bpf-linker pinned and built against LLVM 22 (rustc 1.95 uses LLVM 22).
 
@@ -81,7 +81,8 @@ fn ensure_bpf_linker() -> Result<()> {
 /// Tools the privileged tests and benchmarks drive: iproute2 for namespaces and veth; redis-server
 /// and redis-cli for the fleet tests and benchmark (each starts its own server on its own port);
 /// openssl makes the fleet TLS test's certificates; xdp-filter (xdp-tools) and bpftool are the
-/// datapath benchmark's peer.
+/// datapath benchmark's peer; Prometheus and promtool for the monitoring tests; dpkg-deb,
+/// systemd-analyze, setpriv and man for the packaging and service tests.
 fn ensure_debian_tools() -> Result<()> {
     let wanted = [
         ("ip", "iproute2"),
@@ -93,12 +94,19 @@ fn ensure_debian_tools() -> Result<()> {
         // `cargo xtask bench state`: kernel map memory, the CLI's peak memory.
         ("bpftool", "bpftool"),
         ("time", "time"),
+        ("prometheus", "prometheus"),
+        ("promtool", "prometheus"),
+        ("systemd-analyze", "systemd"),
+        ("dpkg-deb", "dpkg"),
+        ("setpriv", "util-linux"),
+        ("man", "man-db"),
     ];
-    let missing: Vec<&str> = wanted
+    let mut missing: Vec<&str> = wanted
         .iter()
         .filter(|(bin, _)| which(bin).is_none() && which_sbin(bin).is_none())
         .map(|(_, pkg)| *pkg)
         .collect();
+    missing.dedup();
     if missing.is_empty() {
         return Ok(());
     }

@@ -64,9 +64,12 @@ pub struct EntryOpts {
     /// Remove the entry after this long (e.g. 45s, 10m, 1h, 30d).
     #[arg(long, value_name = "DURATION")]
     pub ttl: Option<String>,
-    /// Free text kept with the entry and shown by `list` and `explain`.
+    /// Free text kept with the entry and shown by `list` and `explain` (one line, printable).
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
+    /// Accept a default route (0.0.0.0/0, ::/0), which covers every sender.
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub dirs: Dirs,
 }
@@ -204,11 +207,15 @@ struct Common<'a> {
     target: &'a str,
     ttl: Option<&'a str>,
     reason: Option<&'a str>,
+    force: bool,
     dirs: &'a Dirs,
 }
 
 fn make_rule(c: &Common<'_>, verdict: Verdict, clock: &Clock) -> anyhow::Result<Rule> {
     let prefix = parse_target(c.target)?;
+    if let Err(e) = crate::net::check_sender(&prefix, &crate::net::local_addresses(), c.force) {
+        return usage(e);
+    }
     let now = clock.unix_secs();
     let expires_at = match c.ttl {
         None => None,
@@ -329,6 +336,7 @@ fn common<'a>(target: &'a str, o: &'a EntryOpts) -> Common<'a> {
         target,
         ttl: o.ttl.as_deref(),
         reason: o.reason.as_deref(),
+        force: o.force,
         dirs: &o.dirs,
     }
 }
@@ -594,9 +602,35 @@ mod tests {
             target,
             ttl,
             reason: None,
+            force: false,
             dirs: &dirs,
         };
         is_usage(make_rule(&c("10.0.0.0/33", None), Verdict::Drop, &clock));
+        for never in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "127.0.0.1",
+            "::1",
+            "0.0.0.0/0",
+            "::/0",
+        ] {
+            is_usage(make_rule(&c(never, None), Verdict::Drop, &clock));
+        }
+        let forced = Common {
+            force: true,
+            ..c("0.0.0.0/0", None)
+        };
+        assert!(make_rule(&forced, Verdict::Drop, &clock).is_ok());
+        let mapped = make_rule(&c("::ffff:198.51.100.7", None), Verdict::Drop, &clock).unwrap();
+        assert_eq!(mapped.prefix.to_string(), "198.51.100.7/32");
+        let newline = Common {
+            reason: Some("a\nb"),
+            ..c("198.51.100.7", None)
+        };
+        assert!(is_usage(make_rule(&newline, Verdict::Drop, &clock)).contains("line break"));
+        let t = throttle_args(&["throttle", "10.0.0.1", "--window", "1h", "--period", "1h"]);
+        let v = throttle_verdict(&t).unwrap();
+        assert!(is_usage(make_rule(&c("10.0.0.1", None), v, &clock)).contains("covers the whole"));
         is_usage(make_rule(&c("10.0.0.1", Some("0s")), Verdict::Drop, &clock));
         is_usage(make_rule(&c("10.0.0.1", Some("30")), Verdict::Drop, &clock));
         let t = throttle_args(&["throttle", "10.0.0.1", "--window", "2h", "--period", "1h"]);

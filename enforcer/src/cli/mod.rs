@@ -3,7 +3,9 @@
 use clap::{Parser, Subcommand};
 
 pub mod catalog;
+pub mod check_config;
 pub mod classify;
+pub mod completions;
 pub mod detach;
 pub mod entry;
 pub mod evidence;
@@ -31,6 +33,16 @@ windows, block) and enforces verdicts on TCP SYNs in an XDP (or TC) program befo
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log line format on stderr: text (no timestamps under systemd, whose journal adds them) or
+    /// json (one object per line). Filter with RUST_LOG (e.g. RUST_LOG=debug).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "ENFORCER_LOG_FORMAT"
+    )]
+    pub log_format: crate::logging::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,6 +86,13 @@ pub enum Command {
     Resume(pause::AddrArgs),
     /// Delete a sender's record and its kernel entries.
     Forget(pause::AddrArgs),
+    /// Validate a configuration file without touching anything (exit status 2 when it is invalid).
+    CheckConfig(check_config::Args),
+    /// Print shell completions: `enforcer completions bash > /etc/bash_completion.d/enforcer`.
+    Completions(completions::Args),
+    /// Write the man pages (enforcer.8, one per subcommand) into a directory (used for packaging).
+    #[command(hide = true)]
+    Manpages(completions::ManArgs),
     /// Several MX hosts sharing senders and verdicts through Redis: `enforcer fleet status`.
     Fleet(fleet::Args),
 }
@@ -101,6 +120,9 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Pause(a) => pause::execute_pause(a),
         Command::Resume(a) => pause::execute_resume(a),
         Command::Forget(a) => pause::execute_forget(a),
+        Command::CheckConfig(a) => check_config::execute(a),
+        Command::Completions(a) => completions::execute(a),
+        Command::Manpages(a) => completions::execute_man(a),
         Command::Fleet(a) => fleet::execute(a),
     }
 }

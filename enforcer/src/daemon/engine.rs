@@ -175,6 +175,14 @@ impl<K: Kernel> Engine<K> {
         for rule in e.store.rules()? {
             e.operator.insert(rule.prefix, rule);
         }
+        let kinds: Vec<&str> = e
+            .policy
+            .schedule
+            .stages()
+            .iter()
+            .map(|st| action_kind(&st.action))
+            .collect();
+        e.metrics.init(&kinds);
         let report = e.reconcile(now)?;
         let prefixes: Vec<Prefix> = e.records.keys().chain(e.operator.keys()).copied().collect();
         for p in prefixes {
@@ -182,6 +190,49 @@ impl<K: Kernel> Engine<K> {
             e.relabel(p, now);
         }
         Ok((e, report))
+    }
+
+    /// Applies a reloaded configuration: schedule, allow-list, pause budget, aggregation (for new
+    /// records), classifier overrides and report-only. Records catch up under the new schedule
+    /// (stages never go down) and the kernel entries are made equal to what it says, in place: no
+    /// entry is removed that stays.
+    pub fn reconfigure(
+        &mut self,
+        settings: EngineSettings,
+        now: i64,
+    ) -> anyhow::Result<Reconciled> {
+        self.policy = settings.policy;
+        self.overrides = settings.overrides;
+        self.report_only = settings.report_only;
+        let mut changed = Vec::new();
+        for rec in self.records.values_mut() {
+            if catch_up(&self.policy, rec, now) {
+                changed.push(rec.clone());
+            }
+        }
+        if !changed.is_empty() {
+            self.store.put_senders(changed.iter())?;
+        }
+        let kinds: Vec<&str> = self
+            .policy
+            .schedule
+            .stages()
+            .iter()
+            .map(|st| action_kind(&st.action))
+            .collect();
+        self.metrics.init(&kinds);
+        let report = self.reconcile(now)?;
+        let prefixes: Vec<Prefix> = self
+            .records
+            .keys()
+            .chain(self.operator.keys())
+            .copied()
+            .collect();
+        for p in prefixes {
+            self.schedule(p, now);
+            self.relabel(p, now);
+        }
+        Ok(report)
     }
 
     /// Kernel := store. Entries the store does not know are removed; every desired entry is written.
@@ -534,6 +585,13 @@ impl<K: Kernel> Engine<K> {
                 return Reply::usage(e.to_string());
             }
         };
+        self.metrics
+            .classified
+            .get_or_create(&vec![
+                ("product".to_string(), class.product.id().to_string()),
+                ("status".to_string(), class.status.id().to_string()),
+            ])
+            .inc();
         let ev = match evidence_of(&class, now) {
             Ok(ev) => ev,
             Err(e) => return Reply::internal(e),
@@ -570,10 +628,11 @@ impl<K: Kernel> Engine<K> {
         Reply::ok(self.detail(key, now))
     }
 
+    /// Evidence through the control socket is the operator's (`enforcer evidence`): source `cli`.
     fn count_evidence(&self, outcome: &str) {
         self.metrics
             .evidence
-            .get_or_create(&EngineMetrics::outcome("outcome", outcome))
+            .get_or_create(&EngineMetrics::evidence_label("cli", outcome))
             .inc();
     }
 
@@ -931,7 +990,10 @@ impl<K: Kernel> Engine<K> {
                 Standing::Enforcing { .. } => "enforcing",
                 Standing::Paused { .. } => "paused",
             };
-            EngineMetrics::sender_label(state, st.stage())
+            let stage = st
+                .stage()
+                .map(|n| (n, action_kind(&self.policy.schedule.stage(n).action)));
+            EngineMetrics::sender_label(state, stage)
         });
         if self.labels.get(&p) == new.as_ref() {
             return;
@@ -943,6 +1005,16 @@ impl<K: Kernel> Engine<K> {
             self.metrics.senders.get_or_create(&new).inc();
             self.labels.insert(p, new);
         }
+    }
+}
+
+/// The `stage_action` label of a stage.
+fn action_kind(a: &crate::policy::Action) -> &'static str {
+    use crate::policy::Action;
+    match a {
+        Action::Report => "report",
+        Action::Windows { .. } => "windows",
+        Action::Block => "block",
     }
 }
 

@@ -443,20 +443,20 @@ fn aggregated_senders_share_one_entry_and_metrics_count_them() {
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
     assert!(
-        text.contains("engine_senders{state=\"enforcing\",stage=\"2\"} 1"),
+        text.contains("engine_senders{state=\"enforcing\",stage=\"2\",stage_action=\"windows\"} 1"),
         "{text}"
     );
     assert!(
-        text.contains("engine_senders{state=\"allow-listed\",stage=\"\"} 1"),
+        text.contains("engine_senders{state=\"allow-listed\",stage=\"\",stage_action=\"\"} 1"),
         "{text}"
     );
     assert!(
-        text.contains("engine_senders{state=\"enforcing\",stage=\"1\"} 0"),
+        text.contains("engine_senders{state=\"enforcing\",stage=\"1\",stage_action=\"report\"} 0"),
         "{text}"
     );
     assert!(text.contains("engine_stage_changes_total 1"), "{text}");
     assert!(
-        text.contains("engine_evidence_total{outcome=\"entered\"} 1"),
+        text.contains("engine_evidence_total{source=\"cli\",outcome=\"entered\"} 1"),
         "{text}"
     );
 }
