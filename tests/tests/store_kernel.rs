@@ -405,17 +405,20 @@ fn a_full_map_refuses_on_both_paths_and_stores_nothing() {
     let conf = ["--config", cfg.0.to_str().unwrap(), "--mode", "tc"];
     let d = Daemon::start(&t.server, &t.server_if, &dirs, &conf);
     for i in 1..=16 {
-        cli_ok(&dirs, &["block", &format!("192.0.2.{i}")]);
+        cli_ok(&dirs, &["block", &format!("198.51.100.{i}")]);
     }
     let refused = |what: &str| {
-        let out = cli(&dirs, &["block", "192.0.2.17", "--reason", "no room"]);
+        let out = cli(&dirs, &["block", "198.51.100.17", "--reason", "no room"]);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{what}: {err}");
         assert!(
             err.contains("is full (16 entries)") && err.contains("nothing was stored"),
             "{what}: {err}"
         );
-        assert!(!cli_ok(&dirs, &["list"]).contains("192.0.2.17"), "{what}");
+        assert!(
+            !cli_ok(&dirs, &["list"]).contains("198.51.100.17"),
+            "{what}"
+        );
         err
     };
     let through_daemon = refused("through the daemon");
@@ -427,6 +430,6 @@ fn a_full_map_refuses_on_both_paths_and_stores_nothing() {
     // Nothing was stored: a restarted daemon puts back exactly the sixteen.
     let d = Daemon::start(&t.server, &t.server_if, &dirs, &conf);
     assert_eq!(entries(&dirs.pin_dir).len(), 16);
-    assert!(!d.log_text().contains("192.0.2.17"), "{}", d.log_text());
+    assert!(!d.log_text().contains("198.51.100.17"), "{}", d.log_text());
     assert!(d.stop());
 }
