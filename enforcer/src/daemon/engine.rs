@@ -905,27 +905,28 @@ impl<K: Kernel> Engine<K> {
             batch.last().map(|r| r.prefix)
         };
         let mut repaired = 0;
-        for rule in &batch {
-            match self.kernel.holds(rule) {
-                Ok(true) => {}
-                Ok(false) => {
-                    self.metrics.kernel_writes.inc();
-                    match self.kernel.upsert(rule) {
-                        Ok(()) => {
-                            log::warn!(
-                                "self-check: the kernel entry for {} was missing or different; rewrote it ({})",
-                                rule.prefix,
-                                rule.verdict.describe()
-                            );
-                            repaired += 1;
-                        }
-                        Err(err) => {
-                            self.metrics.kernel_errors.inc();
-                            log::error!("self-check: rewriting {}: {err:#}", rule.prefix);
-                        }
-                    }
+        let held = match self.kernel.holds_many(&batch) {
+            Ok(h) => h,
+            Err(err) => {
+                log::error!("self-check: reading the kernel entries: {err:#}");
+                return 0;
+            }
+        };
+        for (rule, _) in batch.iter().zip(held).filter(|(_, held)| !held) {
+            self.metrics.kernel_writes.inc();
+            match self.kernel.upsert(rule) {
+                Ok(()) => {
+                    log::warn!(
+                        "self-check: the kernel entry for {} was missing or different; rewrote it ({})",
+                        rule.prefix,
+                        rule.verdict.describe()
+                    );
+                    repaired += 1;
                 }
-                Err(err) => log::error!("self-check: reading {}: {err:#}", rule.prefix),
+                Err(err) => {
+                    self.metrics.kernel_errors.inc();
+                    log::error!("self-check: rewriting {}: {err:#}", rule.prefix);
+                }
             }
         }
         if round_done {

@@ -311,14 +311,14 @@ impl Drop for WmemGuard {
 enum Installed {
     Nothing,
     /// The BPF link (detaches on close) and its program.
-    Floor(OwnedFd, OwnedFd),
+    Floor { _link: OwnedFd, _prog: OwnedFd },
     /// Namespace name and table family.
     Nft(String, &'static str),
     Iptables(String),
     /// Namespace name, interface, private bpffs.
     XdpFilter(String, String, PathBuf),
     /// Daemon first: it is stopped before its pins and state are removed.
-    Enforcer(Daemon, Dirs),
+    Enforcer { _daemon: Daemon, _dirs: Dirs },
 }
 
 impl Drop for Installed {
@@ -341,7 +341,7 @@ impl Drop for Installed {
                 let _ = Command::new("umount").arg(&*bpffs).output();
                 let _ = std::fs::remove_dir(&*bpffs);
             }
-            Installed::Nothing | Installed::Floor(..) | Installed::Enforcer(..) => {}
+            Installed::Nothing | Installed::Floor { .. } | Installed::Enforcer { .. } => {}
         }
     }
 }
@@ -369,7 +369,10 @@ fn install(b: &Bench, c: Competitor) -> Result<Installed> {
                 let prog = bpf::load_verdict(bpf::XDP_DROP, "bench_drop_all")?;
                 Ok((bpf::attach_native(&prog, ifindex)?, prog))
             })?;
-            Installed::Floor(link, prog)
+            Installed::Floor {
+                _link: link,
+                _prog: prog,
+            }
         }
         NftNetdev | NftInet => {
             let elements: Vec<String> = listed().map(|a| a.to_string()).collect();
@@ -507,7 +510,10 @@ fn install(b: &Bench, c: Competitor) -> Result<Installed> {
                 let rate = format!("{}/min", RATE_PER_S * 60);
                 cli_ok(&dirs, &["throttle", &src.to_string(), "--rate", &rate]);
             }
-            Installed::Enforcer(daemon, dirs)
+            Installed::Enforcer {
+                _daemon: daemon,
+                _dirs: dirs,
+            }
         }
     })
 }

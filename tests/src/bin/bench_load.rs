@@ -469,7 +469,7 @@ fn ensure_contains(out: &str, want: &str) -> Result<()> {
 
 /// The kernel's policy maps hold `n` entries (counted by walking their keys).
 fn check_kernel(dirs: &Dirs, n: usize) -> Result<()> {
-    let levels = enforcer::datapath::fill_levels(&dirs.pin_dir)?;
+    let levels = enforcer::datapath::maps::fill_levels(&dirs.pin_dir)?;
     let total: u64 = levels
         .iter()
         .filter(|(name, _, _)| *name != enforcer_common::maps::RATE_STATE)
