@@ -8,6 +8,7 @@ pub mod control;
 pub mod daemon;
 pub mod datapath;
 pub mod duration;
+pub mod evidence;
 pub mod metrics;
 pub mod net;
 pub mod policy;
