@@ -3,3 +3,4 @@
 
 pub mod milter;
 pub mod policy;
+pub mod reply;
