@@ -2,4 +2,5 @@
 //! version 6, a pure per-connection session, and the listener that drives them.
 
 pub mod codec;
+pub mod listener;
 pub mod session;
