@@ -24,6 +24,8 @@ use crate::daemon::{runner, Engine, EngineMetrics, EngineSettings, PinnedKernel}
 use crate::datapath::loader::pinned_attachments;
 use crate::datapath::metrics::KernelCollector;
 use crate::datapath::{sys, Attached, Clock, ControlMaps, Datapath, Mode, PinDir, PolicyMaps};
+use crate::evidence::reply::Board;
+use crate::evidence::{MtaListeners, MtaSettings};
 use crate::store::Store;
 use enforcer_common::maps::DEFAULT_PORTS;
 use enforcer_common::PolicyEntry;
@@ -59,6 +61,14 @@ pub struct Args {
     /// for another --state-dir].
     #[arg(long, value_name = "PATH", env = "ENFORCER_SOCKET")]
     pub socket: Option<PathBuf>,
+    /// Serve the milter protocol for Postfix `smtpd_milters` / Sendmail `INPUT_MAIL_FILTER`:
+    /// inet:127.0.0.1:8895 or unix:/run/enforcer/milter.sock [config: milter.listen].
+    #[arg(long, value_name = "SPEC")]
+    pub milter: Option<String>,
+    /// Serve the Postfix policy delegation protocol (`check_policy_service`):
+    /// inet:127.0.0.1:10040 or unix:/PATH [config: policy.listen].
+    #[arg(long, value_name = "SPEC")]
+    pub policy: Option<String>,
 }
 
 /// Everything `run` needs, resolved and checked.
@@ -73,6 +83,8 @@ pub struct Settings {
     pub socket: PathBuf,
     /// Schedule, aggregation, allow-list, pause budget, classifier overrides.
     pub engine: EngineSettings,
+    /// Milter and policy service listeners and the reply texts.
+    pub mta: MtaSettings,
 }
 
 /// Parses `--ports 25,465,587`.
@@ -168,8 +180,21 @@ impl Settings {
             state_dir,
         };
         let report_only = a.report_only || file.report_only.unwrap_or(false);
+        let mut mta = file.mta.clone();
+        for (flag, given, slot) in [
+            ("--milter", &a.milter, &mut mta.milter),
+            ("--policy", &a.policy, &mut mta.policy),
+        ] {
+            if let Some(spec) = given {
+                *slot = Some(
+                    spec.parse()
+                        .map_err(|e| super::UsageError(format!("{flag}: {e}")))?,
+                );
+            }
+        }
         let engine = EngineSettings {
             overrides: file.support_overrides().map_err(super::UsageError)?,
+            board: Board::new(file.policy.aggregation),
             policy: file.policy,
             report_only,
             state_dir: Some(dirs.state_dir.clone()),
@@ -183,6 +208,7 @@ impl Settings {
             dirs,
             socket,
             engine,
+            mta,
         })
     }
 }
@@ -367,6 +393,10 @@ impl Daemon {
             .map_err(|e| super::UsageError(format!("{e:#}")))?;
         let control = ControlServer::bind(&self.settings.socket)
             .map_err(|e| super::UsageError(format!("{e:#}")))?;
+        let mta = MtaListeners::bind(&self.settings.mta)
+            .await
+            .map_err(|e| super::UsageError(format!("{e:#}")))?;
+        mta.register(&mut self.registry);
         let attached = tokio::task::block_in_place(|| self.start_datapath())?;
         for a in &attached {
             info!(
@@ -382,9 +412,16 @@ impl Daemon {
             self.settings.dirs.pin_dir.display()
         );
         info!("control socket {}", control.path().display());
+        for (what, ep) in mta.endpoints() {
+            info!("{what} on {ep}");
+        }
+        let sightings = mta.start(
+            self.settings.engine.board.clone(),
+            self.settings.report_only,
+        );
         if let Some(engine) = self.engine.take() {
             self.tasks.spawn(async move {
-                runner::run(engine, control, std::future::pending()).await;
+                runner::run(engine, control, sightings, std::future::pending()).await;
                 Ok(())
             });
         }

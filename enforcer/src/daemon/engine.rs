@@ -13,6 +13,8 @@ use super::views;
 use crate::classify::{classify_bytes, SupportOverrides};
 use crate::control::{Reply, Request};
 use crate::duration::Span;
+use crate::evidence::milter::session::Sighting;
+use crate::evidence::reply::{Board, Notice};
 use crate::net::Prefix;
 use crate::policy::{Action, Desired, Evidence, Policy, Record, Refusal, Standing};
 use crate::rule::{Rule, RuleSource, Verdict};
@@ -33,6 +35,8 @@ pub struct EngineSettings {
     /// Reported by `ping`, so the CLI routes operator commands only to the daemon that owns the
     /// state directory it was pointed at.
     pub state_dir: Option<std::path::PathBuf>,
+    /// Where the engine publishes each enforced sender's kernel rule for the MTA listeners.
+    pub board: Board,
 }
 
 /// What start-up reconciliation did.
@@ -64,6 +68,7 @@ pub struct Engine<K: Kernel> {
     metrics: EngineMetrics,
     /// Wall clock minus boot clock (ns) when the kernel entries were last converted.
     clock_offset: Option<i128>,
+    board: Board,
 }
 
 impl<K: Kernel> Engine<K> {
@@ -91,6 +96,7 @@ impl<K: Kernel> Engine<K> {
             labels: HashMap::new(),
             metrics,
             clock_offset: None,
+            board: settings.board,
         };
         let mut changed = Vec::new();
         for mut rec in db::senders(&e.store.db)? {
@@ -332,27 +338,49 @@ impl<K: Kernel> Engine<K> {
                 "`{target}` is not an IP address; evidence is fed for one sending host (e.g. 192.0.2.7)"
             ));
         };
-        let today = time::OffsetDateTime::from_unix_timestamp(now)
-            .map(|d| d.date())
-            .unwrap_or(time::Date::MIN);
-        let class = match classify_bytes(text.as_bytes(), today, &self.overrides) {
+        let class = match classify_bytes(text.as_bytes(), today(now), &self.overrides) {
             Ok(c) => c,
             Err(e) => {
                 self.count_evidence("unreadable");
                 return Reply::usage(e.to_string());
             }
         };
-        let ev = match evidence_of(&class, now) {
-            Ok(ev) => ev,
-            Err(e) => return Reply::internal(e),
+        match self.feed(addr, &class, now) {
+            Ok(key) => Reply::ok(self.detail(key, now)),
+            Err(e) => Reply::internal(e),
+        }
+    }
+
+    /// Evidence the milter or the policy service saw for a connecting address. Input that names no
+    /// mail server at all (no Received field, an empty HELO) is counted and dropped.
+    pub fn sighting(&mut self, s: &Sighting, now: i64) {
+        let class = match crate::evidence::attribute(s, today(now), &self.overrides) {
+            Some(c) => c,
+            None => {
+                self.count_evidence("unreadable");
+                return;
+            }
         };
+        if let Err(e) = self.feed(s.addr, &class, now) {
+            log::error!("evidence from the MTA for {}: {e}", s.addr);
+        }
+    }
+
+    /// Records a classification for `addr` and applies what it changes.
+    fn feed(
+        &mut self,
+        addr: IpAddr,
+        class: &crate::classify::Classification,
+        now: i64,
+    ) -> Result<Prefix, String> {
+        let ev = evidence_of(class, now)?;
         let key = self.policy.aggregation.prefix_for(addr);
         let before = self.records.get(&key).cloned();
         let was = before.as_ref().map(|r| self.policy.stage_at(r, now));
         let mut rec = self.policy.observe(before, addr, ev, now);
         catch_up(&self.policy, &mut rec, now);
         if let Err(err) = db::put_sender(&self.store.db, &rec) {
-            return Reply::internal(format!(
+            return Err(format!(
                 "could not store the record for {key} (nothing changed): {err:#}"
             ));
         }
@@ -369,7 +397,7 @@ impl<K: Kernel> Engine<K> {
         let _ = self.sync(key, now); // failures are logged and retried
         self.schedule(key, now);
         self.relabel(key, now);
-        Reply::ok(self.detail(key, now))
+        Ok(key)
     }
 
     fn count_evidence(&self, outcome: &str) {
@@ -550,6 +578,7 @@ impl<K: Kernel> Engine<K> {
         for p in inside {
             let _ = self.sync(p, now); // failures are logged and retried
             self.schedule(p, now);
+            self.publish(p, now);
         }
     }
 
@@ -611,7 +640,27 @@ impl<K: Kernel> Engine<K> {
         }
     }
 
+    /// Publishes what the MTA listeners answer for `p`: its engine rule while the kernel should hold
+    /// one (an operator rule deciding instead means no SMTP notice).
+    fn publish(&self, p: Prefix, now: i64) {
+        let notice = self.desired_for(&p, now).and_then(|rule| {
+            let RuleSource::Engine { stage } = rule.source else {
+                return None;
+            };
+            let ev = self.records.get(&p)?.evidence.as_ref();
+            Some(Notice {
+                rule,
+                stage,
+                build: ev.and_then(|e| e.build.clone().or_else(|| e.version.clone())),
+                upgrade_to: ev.and_then(|e| e.upgrade_to.clone()),
+            })
+        });
+        self.board.set(p, notice);
+    }
+
+    /// Called after every change of `p`: metrics labels and the listeners' board follow it.
     fn relabel(&mut self, p: Prefix, now: i64) {
+        self.publish(p, now);
         let new = self.records.get(&p).map(|r| {
             let st = self.policy.stage_at(r, now);
             let state = match st {
@@ -662,6 +711,12 @@ fn catch_up(policy: &Policy, rec: &mut Record, now: i64) -> bool {
         changed = true;
     }
     changed | policy.advance(rec, now).is_some()
+}
+
+fn today(now: i64) -> time::Date {
+    time::OffsetDateTime::from_unix_timestamp(now)
+        .map(|d| d.date())
+        .unwrap_or(time::Date::MIN)
 }
 
 /// The kernel rule for an engine decision.

@@ -3,6 +3,7 @@
 use super::engine::Engine;
 use super::kernel::Kernel;
 use crate::control::{ControlServer, Incoming};
+use crate::evidence::milter::session::Sighting;
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
@@ -27,10 +28,12 @@ fn until(at: i64) -> Duration {
     at.saturating_sub(now).min(MAX_SLEEP)
 }
 
-/// Runs the engine and the control socket until `shutdown` completes.
+/// Runs the engine, the control socket and the evidence from the MTA listeners until `shutdown`
+/// completes.
 pub async fn run<K: Kernel>(
     mut engine: Engine<K>,
     server: ControlServer,
+    mut sightings: mpsc::Receiver<Sighting>,
     shutdown: impl Future<Output = ()>,
 ) {
     let (tx, mut rx) = mpsc::channel::<Incoming>(64);
@@ -65,6 +68,14 @@ pub async fn run<K: Kernel>(
                 }
                 None => break,
             },
+            Some(s) = sightings.recv() => {
+                let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    engine.sighting(&s, unix_now())
+                }));
+                if done.is_err() {
+                    log::error!("evidence from the MTA for {} panicked; the daemon carries on", s.addr);
+                }
+            }
             _ = sleep => engine.tick(unix_now()),
         }
     }

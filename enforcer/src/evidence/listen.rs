@@ -99,15 +99,31 @@ pub struct ListenerMetrics {
 impl ListenerMetrics {
     pub fn register(&self, reg: &mut Registry) {
         reg.register("sessions", "MTA sessions accepted", self.sessions.clone());
-        reg.register("active_sessions", "MTA sessions open now", self.active.clone());
-        reg.register("malformed", "Sessions closed for malformed input", self.malformed.clone());
-        reg.register("refused", "Sessions refused at the session limit", self.refused.clone());
+        reg.register(
+            "active_sessions",
+            "MTA sessions open now",
+            self.active.clone(),
+        );
+        reg.register(
+            "malformed",
+            "Sessions closed for malformed input",
+            self.malformed.clone(),
+        );
+        reg.register(
+            "refused",
+            "Sessions refused at the session limit",
+            self.refused.clone(),
+        );
         reg.register(
             "answers",
             "Refusals answered (tempfail, reject) or, in report-only mode, counted (would_tempfail, would_reject)",
             self.answers.clone(),
         );
-        reg.register("sightings", "Evidence handed to the engine", self.sightings.clone());
+        reg.register(
+            "sightings",
+            "Evidence handed to the engine",
+            self.sightings.clone(),
+        );
         reg.register(
             "sightings_dropped",
             "Evidence dropped because the engine's queue was full",
@@ -141,7 +157,12 @@ pub struct Shared {
 impl Shared {
     /// The answer for a connect from `addr` now.
     pub fn decide(&self, addr: std::net::IpAddr) -> Answer {
-        answer(self.board.lookup(addr).as_ref(), addr, &Clock::now(), &self.texts)
+        answer(
+            self.board.lookup(addr).as_ref(),
+            addr,
+            &Clock::now(),
+            &self.texts,
+        )
     }
 
     /// Hands evidence to the engine without waiting: a full queue drops it (and counts), the MTA is
@@ -177,17 +198,22 @@ impl Bound {
             Endpoint::Inet(a) => tokio::net::TcpListener::bind(a)
                 .await
                 .map(Bound::Inet)
-                .with_context(|| format!("cannot listen for the {what} on {ep} (in use? choose another address)")),
+                .with_context(|| {
+                    format!("cannot listen for the {what} on {ep} (in use? choose another address)")
+                }),
             Endpoint::Unix(p) => {
                 if let Some(dir) = p.parent() {
-                    std::fs::create_dir_all(dir)
-                        .with_context(|| format!("creating {} for the {what} socket", dir.display()))?;
+                    std::fs::create_dir_all(dir).with_context(|| {
+                        format!("creating {} for the {what} socket", dir.display())
+                    })?;
                 }
                 // A socket file left by a daemon that was killed is in the way; a live one is not ours
                 // to take over, which connecting tells apart.
                 if p.exists() {
                     if std::os::unix::net::UnixStream::connect(p).is_ok() {
-                        anyhow::bail!("cannot listen for the {what} on {ep}: another process serves it");
+                        anyhow::bail!(
+                            "cannot listen for the {what} on {ep}: another process serves it"
+                        );
                     }
                     let _ = std::fs::remove_file(p);
                 }
@@ -204,7 +230,9 @@ impl Bound {
     /// The address actually bound (an `inet:` port 0 becomes the chosen port).
     pub fn endpoint(&self) -> Endpoint {
         match self {
-            Bound::Inet(l) => Endpoint::Inet(l.local_addr().expect("a bound TCP listener has an address")),
+            Bound::Inet(l) => {
+                Endpoint::Inet(l.local_addr().expect("a bound TCP listener has an address"))
+            }
             Bound::Unix(_, g) => Endpoint::Unix(g.0.clone()),
         }
     }
@@ -239,7 +267,10 @@ impl Bound {
             };
             let Ok(permit) = slots.clone().try_acquire_owned() else {
                 shared.metrics.refused.inc();
-                log::warn!("{what}: {} sessions open, the limit; closing the connection from {peer}", shared.limits.sessions);
+                log::warn!(
+                    "{what}: {} sessions open, the limit; closing the connection from {peer}",
+                    shared.limits.sessions
+                );
                 continue;
             };
             shared.metrics.sessions.inc();
@@ -283,11 +314,20 @@ mod tests {
             "unix:/run/enforcer/milter.sock".parse::<Endpoint>(),
             Ok(Endpoint::Unix("/run/enforcer/milter.sock".into()))
         );
-        assert!("inet:8895".parse::<Endpoint>().unwrap_err().contains("HOST:PORT"));
-        assert!("unix:rel.sock".parse::<Endpoint>().unwrap_err().contains("absolute"));
+        assert!("inet:8895"
+            .parse::<Endpoint>()
+            .unwrap_err()
+            .contains("HOST:PORT"));
+        assert!("unix:rel.sock"
+            .parse::<Endpoint>()
+            .unwrap_err()
+            .contains("absolute"));
         assert!("127.0.0.1:8895".parse::<Endpoint>().is_err());
         assert_eq!(
-            "inet:127.0.0.1:8895".parse::<Endpoint>().unwrap().to_string(),
+            "inet:127.0.0.1:8895"
+                .parse::<Endpoint>()
+                .unwrap()
+                .to_string(),
             "inet:127.0.0.1:8895"
         );
     }

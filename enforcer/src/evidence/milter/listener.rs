@@ -29,7 +29,9 @@ impl Default for MilterLimits {
 /// Serves the milter protocol on `bound` forever.
 pub async fn serve(bound: Bound, shared: Arc<Shared>, limits: MilterLimits) {
     bound
-        .serve(shared, "milter", move |s, peer, sh| session(s, peer, sh, limits))
+        .serve(shared, "milter", move |s, peer, sh| {
+            session(s, peer, sh, limits)
+        })
         .await
 }
 
@@ -91,7 +93,10 @@ async fn session(mut sock: Box<dyn Stream>, peer: String, sh: Arc<Shared>, limit
                 return;
             }
             Err(_) => {
-                log::info!("milter session from {peer}: idle for {:?}; closing it", sh.limits.idle);
+                log::info!(
+                    "milter session from {peer}: idle for {:?}; closing it",
+                    sh.limits.idle
+                );
                 return;
             }
         }

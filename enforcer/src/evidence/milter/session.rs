@@ -111,7 +111,9 @@ impl Session {
                 }
             }
             Command::Header { name, value } => {
-                self.header_bytes = self.header_bytes.saturating_add(name.len() + value.len() + 4);
+                self.header_bytes = self
+                    .header_bytes
+                    .saturating_add(name.len() + value.len() + 4);
                 if self.header_bytes <= self.max_header_bytes {
                     self.headers.push_str(&String::from_utf8_lossy(&name));
                     self.headers.push_str(": ");

@@ -58,7 +58,10 @@ async fn session(mut sock: Box<dyn Stream>, peer: String, sh: Arc<Shared>) {
             Ok(Ok(0)) | Ok(Err(_)) => return,
             Ok(Ok(_)) => {}
             Err(_) => {
-                log::info!("policy session from {peer}: idle for {:?}; closing it", sh.limits.idle);
+                log::info!(
+                    "policy session from {peer}: idle for {:?}; closing it",
+                    sh.limits.idle
+                );
                 return;
             }
         }

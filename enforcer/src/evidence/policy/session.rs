@@ -118,7 +118,9 @@ mod tests {
         .unwrap();
         assert_eq!(o.sighting, None);
         assert_eq!(
-            answer(&req(&[("client_address", "unknown")]), false, |_| Answer::Continue),
+            answer(&req(&[("client_address", "unknown")]), false, |_| {
+                Answer::Continue
+            }),
             Err(Unanswerable::BadClient("unknown".into()))
         );
         assert_eq!(
@@ -126,7 +128,11 @@ mod tests {
             Err(Unanswerable::NoClient)
         );
         assert_eq!(
-            answer(&req(&[("request", "junk"), ("client_address", "10.0.0.1")]), false, |_| Answer::Continue),
+            answer(
+                &req(&[("request", "junk"), ("client_address", "10.0.0.1")]),
+                false,
+                |_| Answer::Continue
+            ),
             Err(Unanswerable::WrongRequest("junk".into()))
         );
     }

@@ -58,8 +58,16 @@ fn negotiates_only_what_the_mta_offers() {
         })
     );
     // No reply where no-reply was agreed.
-    assert_eq!(s.handle(connect("10.200.0.2", Family::Inet), never).response, None);
-    assert_eq!(s.handle(Command::Helo(Bytes::from_static(b"x")), never).response, None);
+    assert_eq!(
+        s.handle(connect("10.200.0.2", Family::Inet), never)
+            .response,
+        None
+    );
+    assert_eq!(
+        s.handle(Command::Helo(Bytes::from_static(b"x")), never)
+            .response,
+        None
+    );
     // An older MTA without no-reply support gets a reply at every stage.
     let mut old = Session::new(false, DEFAULT_MAX_HEADER_BYTES);
     let step = old.handle(
@@ -79,10 +87,14 @@ fn negotiates_only_what_the_mta_offers() {
         })
     );
     assert_eq!(
-        old.handle(connect("10.200.0.2", Family::Inet), never).response,
+        old.handle(connect("10.200.0.2", Family::Inet), never)
+            .response,
         Some(Response::Continue)
     );
-    assert_eq!(old.handle(header("a", "b"), never).response, Some(Response::Continue));
+    assert_eq!(
+        old.handle(header("a", "b"), never).response,
+        Some(Response::Continue)
+    );
 }
 
 #[test]
@@ -101,7 +113,13 @@ fn refuses_at_mail_and_reports_headers_at_eoh() {
     assert_eq!(step.answered, Some(Answer::Tempfail("slow down".into())));
     // Next transaction on the same connection, outside a window: headers flow to a sighting.
     assert_eq!(s.handle(mail(), cont).response, Some(Response::Continue));
-    s.handle(header("Received", "from ex by mx with Microsoft SMTP Server id 15.0.1497.2"), never);
+    s.handle(
+        header(
+            "Received",
+            "from ex by mx with Microsoft SMTP Server id 15.0.1497.2",
+        ),
+        never,
+    );
     s.handle(header("Subject", "hi"), never);
     let step = s.handle(Command::EndOfHeaders, never);
     assert_eq!(
@@ -112,7 +130,10 @@ fn refuses_at_mail_and_reports_headers_at_eoh() {
             headers: "Received: from ex by mx with Microsoft SMTP Server id 15.0.1497.2\r\nSubject: hi\r\n".into(),
         })
     );
-    assert_eq!(s.handle(Command::EndOfMessage, never).response, Some(Response::Continue));
+    assert_eq!(
+        s.handle(Command::EndOfMessage, never).response,
+        Some(Response::Continue)
+    );
     assert!(s.handle(Command::Quit, never).close);
 }
 
@@ -122,7 +143,10 @@ fn report_only_continues_but_says_what_it_would_do() {
     s.handle(connect("10.200.0.2", Family::Inet), never);
     let step = s.handle(mail(), |_| Answer::Reject("go away".into()));
     assert_eq!(step.response, Some(Response::Continue));
-    assert_eq!(step.answered.as_ref().and_then(Answer::would), Some("would_reject"));
+    assert_eq!(
+        step.answered.as_ref().and_then(Answer::would),
+        Some("would_reject")
+    );
 }
 
 #[test]
