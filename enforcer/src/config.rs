@@ -135,14 +135,13 @@ struct RawClassifier {
 impl FileConfig {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let src = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.display().to_string(),
-            line: 0,
-            key: "(file)".into(),
-            message: format!(
-                "cannot read the configuration file: {e}; pass an existing file to --config"
-            ),
-        })?;
+        let src =
+            read::read_bounded(path, read::MAX_CONFIG_BYTES).map_err(|message| ConfigError {
+                file: path.display().to_string(),
+                line: 0,
+                key: "(file)".into(),
+                message,
+            })?;
         Self::parse(&path.display().to_string(), &src)
     }
 
@@ -515,6 +514,8 @@ impl Ctx<'_> {
         self.err(span, &key, err.to_string())
     }
 }
+
+mod read;
 
 #[cfg(test)]
 mod tests;

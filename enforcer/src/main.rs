@@ -4,8 +4,8 @@ fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = enforcer::cli::Cli::parse();
     if let Err(err) = enforcer::cli::execute(cli) {
-        let code = if err.downcast_ref::<enforcer::cli::UsageError>().is_some() {
-            enforcer::cli::EXIT_USAGE
+        let code = if err.downcast_ref::<enforcer::error::UsageError>().is_some() {
+            enforcer::error::EXIT_USAGE
         } else {
             1
         };

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use prometheus_client::registry::Registry;
+
+use crate::daemon::gate::Gate;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
@@ -34,14 +36,25 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     })
 }
 
-/// Serves `GET /metrics` forever; anything else gets 404. One small request per connection.
-pub async fn serve(listener: TcpListener, registry: Arc<Registry>) {
+/// Most scrape connections served at once; more get a 503 and are closed. Prometheus opens one per
+/// scrape, so this is far above any real use and far below the file-descriptor limit.
+pub const MAX_CONNS: usize = 32;
+
+/// Serves `GET /metrics` forever; anything else gets 404. One small request per connection; at most
+/// `gate.max_conns()` at once.
+pub async fn serve(listener: TcpListener, registry: Arc<Registry>, gate: Gate) {
     loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
+        let ((mut sock, _), slot) = gate.accept(|| listener.accept()).await;
+        let Some(slot) = slot else {
+            // Never waits: a fresh connection's send buffer has room for one short line.
+            let _ = sock.try_write(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
             continue;
         };
         let registry = registry.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let mut buf = vec![0u8; 4096];
             let mut n = 0;
             // Read until the end of the request head, bounded by the buffer and a timeout.
@@ -87,6 +100,41 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>) {
     }
 }
 
+/// `/metrics` as a daemon listener.
+pub struct MetricsListener(TcpListener, Gate);
+
+impl crate::daemon::listener::Listener for MetricsListener {
+    const NAME: &'static str = "metrics";
+
+    async fn bind(
+        settings: &crate::daemon::settings::Settings,
+        registry: &mut Registry,
+    ) -> anyhow::Result<Option<Self>> {
+        let listener = bind(settings.metrics_addr).await?;
+        let metrics = crate::daemon::gate::ListenerMetrics::default();
+        metrics.register(registry.sub_registry_with_prefix("metrics"));
+        Ok(Some(Self(
+            listener,
+            Gate::new("metrics", MAX_CONNS, metrics),
+        )))
+    }
+
+    fn describe(&self) -> String {
+        match self.0.local_addr() {
+            Ok(addr) => format!("metrics on http://{addr}/metrics"),
+            Err(e) => format!("metrics listener (address unknown: {e})"),
+        }
+    }
+
+    async fn serve(self, ctx: crate::daemon::listener::Context) -> anyhow::Result<()> {
+        tokio::select! {
+            _ = serve(self.0, ctx.registry.clone(), self.1) => {}
+            _ = ctx.shutdown.wait() => {}
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,7 +149,14 @@ mod tests {
         c.inc();
         let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(serve(listener, Arc::new(reg)));
+        let gate = Gate::new(
+            "metrics",
+            2,
+            crate::daemon::gate::ListenerMetrics::default(),
+        );
+        gate.metrics()
+            .register(reg.sub_registry_with_prefix("metrics"));
+        tokio::spawn(serve(listener, Arc::new(reg), gate));
         let get = |path: &'static str| async move {
             let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
             s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
@@ -115,5 +170,30 @@ mod tests {
         assert!(body.starts_with("HTTP/1.1 200"), "{body}");
         assert!(body.contains("enforcer_test_things_total 1"), "{body}");
         assert!(get("/nope").await.starts_with("HTTP/1.1 404"));
+        // Two idle connections fill the cap of 2: the third is answered 503 and closed at once.
+        let idle1 = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let idle2 = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        // Refused at accept, before the request is read: read without writing (a write could meet a
+        // reset socket).
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut third = String::new();
+        s.read_to_string(&mut third).await.unwrap();
+        assert!(third.starts_with("HTTP/1.1 503"), "{third}");
+        drop((idle1, idle2));
+        // Slots come back when the idle clients go.
+        let mut body = String::new();
+        for _ in 0..50 {
+            body = get("/metrics").await;
+            if body.starts_with("HTTP/1.1 200") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+        assert!(
+            body.contains("enforcer_metrics_refused_total{why=\"connection_cap\"} 1"),
+            "{body}"
+        );
     }
 }

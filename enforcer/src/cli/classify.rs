@@ -59,9 +59,9 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
         Err(e) => return usage(format!("{name}: {e}")),
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&c)?);
+        super::entry::emit_json(&c)?;
     } else {
-        print!("{}", render_text(&c, as_of));
+        super::entry::emit_text(&render_text(&c, as_of));
     }
     Ok(())
 }

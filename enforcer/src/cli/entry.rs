@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use super::usage;
-use crate::datapath::{Clock, OpenError, PolicyMaps, RateMap};
+use crate::datapath::{Clock, PolicyMaps, RateMap};
 use crate::duration::Span;
 use crate::net::Prefix;
 use crate::rule::{Rule, RuleSource, Verdict};
@@ -134,13 +134,7 @@ pub fn parse_rate(s: &str) -> anyhow::Result<u32> {
     }
 }
 
-/// Maps datapath and store errors the operator can fix to exit status 2.
-pub fn operator_error(e: anyhow::Error) -> anyhow::Error {
-    if let Some(o) = e.downcast_ref::<OpenError>() {
-        return super::UsageError(o.to_string()).into();
-    }
-    e
-}
+pub use crate::error::operator_error;
 
 /// Opens the pinned policy maps, with operator-fixable failures as usage errors.
 pub fn open_policy(dirs: &Dirs) -> anyhow::Result<PolicyMaps> {
@@ -155,6 +149,25 @@ pub fn emit(args: std::fmt::Arguments<'_>) {
     if writeln!(out, "{args}").is_err() {
         std::process::exit(0);
     }
+}
+
+/// Writes text as it is (a table that ends in its own newline), like [`emit`].
+pub fn emit_text(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if out
+        .write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .is_err()
+    {
+        std::process::exit(0);
+    }
+}
+
+/// Writes a value as pretty JSON followed by a newline, like [`emit`].
+pub fn emit_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    emit(format_args!("{}", serde_json::to_string_pretty(v)?));
+    Ok(())
 }
 
 /// RFC 3339 UTC time of a Unix timestamp.
@@ -344,7 +357,7 @@ pub fn execute_unset(a: UnsetArgs) -> anyhow::Result<()> {
                 "there is no operator entry for exactly {prefix} (see `enforcer list`)"
             ));
         }
-        println!("removed the entry for {prefix}");
+        emit(format_args!("removed the entry for {prefix}"));
         return Ok(());
     }
     let mut maps = open_policy(&a.dirs)?;

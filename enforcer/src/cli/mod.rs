@@ -14,8 +14,7 @@ pub mod sender;
 pub mod senders;
 pub mod stats;
 
-/// Exit status for bad input (arguments, config, unreadable evidence): nothing was changed.
-pub const EXIT_USAGE: i32 = 2;
+pub use crate::error::{usage, UsageError, EXIT_USAGE};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -91,17 +90,6 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Resume(a) => pause::execute_resume(a),
         Command::Forget(a) => pause::execute_forget(a),
     }
-}
-
-/// An error caused by what the user gave us (arguments, config, input file): exit status 2, and the
-/// message says what was wrong and how to fix it. Anything else exits 1.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
-/// Shorthand for returning a [`UsageError`].
-pub fn usage<T>(msg: impl Into<String>) -> anyhow::Result<T> {
-    Err(UsageError(msg.into()).into())
 }
 
 #[cfg(test)]

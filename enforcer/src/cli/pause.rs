@@ -48,14 +48,14 @@ pub fn execute_forget(a: AddrArgs) -> anyhow::Result<()> {
         target: a.target.clone(),
     })?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        super::entry::emit_json(&v)?;
     } else {
-        println!(
+        super::entry::emit(format_args!(
             "forgot {}: record deleted, its engine entry removed",
             v.get("forgotten")
                 .and_then(|p| p.as_str())
                 .unwrap_or(&a.target)
-        );
+        ));
     }
     Ok(())
 }

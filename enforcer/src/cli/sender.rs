@@ -28,11 +28,11 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
 /// Prints a sender detail returned by the daemon (also used by evidence/pause/resume).
 pub fn print_detail(v: serde_json::Value, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        super::entry::emit_json(&v)?;
         return Ok(());
     }
     let d: SenderDetail = serde_json::from_value(v)?;
-    print!("{}", render(&d));
+    super::entry::emit_text(&render(&d));
     Ok(())
 }
 

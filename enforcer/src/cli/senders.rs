@@ -31,11 +31,11 @@ pub struct Args {
 pub fn execute(args: Args) -> anyhow::Result<()> {
     let v = args.socket.call(&Request::Senders)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        super::entry::emit_json(&v)?;
         return Ok(());
     }
     let list: Vec<SenderView> = serde_json::from_value(v)?;
-    print!("{}", table(&list));
+    super::entry::emit_text(&table(&list));
     Ok(())
 }
 

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 /// Evidence classification and a durable commit take well under a second; this only catches a hung daemon.
 const TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest reply read. Lists that can be long (`list`) come in pages far below this.
+pub const MAX_REPLY: usize = MAX_LINE * 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -21,6 +23,12 @@ pub enum ClientError {
     Io { path: PathBuf, err: std::io::Error },
     #[error("the daemon sent a reply that is not valid JSON: {0}")]
     BadReply(String),
+    /// The request was sent but no complete reply came back (the daemon died, was restarted or hung):
+    /// it may or may not have been applied.
+    #[error("the daemon on {path} {how} before it replied: the outcome of the request is unknown (it may or may not have been applied); check with `enforcer list` or `enforcer sender`, then retry if needed")]
+    OutcomeUnknown { path: PathBuf, how: String },
+    #[error("the daemon's reply is larger than {0} bytes; narrow the request (e.g. `enforcer list --prefix`, `--limit`)")]
+    ReplyTooLarge(usize),
     /// The daemon refused the request; `usage` = bad input.
     #[error("{msg}")]
     Refused { usage: bool, msg: String },
@@ -71,11 +79,32 @@ pub fn request(socket: &Path, req: &Request) -> Result<serde_json::Value, Client
         });
     }
     line.push('\n');
-    stream.write_all(line.as_bytes()).map_err(io)?;
+    let unknown = |how: String| ClientError::OutcomeUnknown {
+        path: socket.to_path_buf(),
+        how,
+    };
+    stream
+        .write_all(line.as_bytes())
+        .map_err(|e| unknown(format!("failed while the request was sent ({e})")))?;
     let mut reply = Vec::new();
-    BufReader::new(stream.take(MAX_LINE as u64 * 4))
+    BufReader::new(stream.take(MAX_REPLY as u64 + 1))
         .read_until(b'\n', &mut reply)
-        .map_err(io)?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                unknown(format!("did not answer within {}s", TIMEOUT.as_secs()))
+            }
+            _ => unknown(format!("failed ({e})")),
+        })?;
+    if reply.last() != Some(&b'\n') {
+        if reply.len() > MAX_REPLY {
+            return Err(ClientError::ReplyTooLarge(MAX_REPLY));
+        }
+        return Err(unknown(if reply.is_empty() {
+            "closed the connection".into()
+        } else {
+            format!("closed the connection after {} bytes", reply.len())
+        }));
+    }
     let reply: Reply = serde_json::from_slice(&reply).map_err(|e| {
         ClientError::BadReply(format!(
             "{e}: {}",
@@ -97,7 +126,7 @@ pub fn request(socket: &Path, req: &Request) -> Result<serde_json::Value, Client
 /// Maps a client error into the CLI's error kinds (bad input => exit status 2).
 pub fn to_cli_error(e: ClientError) -> anyhow::Error {
     match e {
-        ClientError::Refused { usage: true, msg } => crate::cli::UsageError(msg).into(),
+        ClientError::Refused { usage: true, msg } => crate::error::UsageError(msg).into(),
         other => anyhow::anyhow!(other),
     }
 }

@@ -2,12 +2,14 @@
 //! only) and the CLI client. Wire format in [`protocol`].
 
 pub mod client;
+pub mod listener;
 pub mod protocol;
 pub mod server;
 
 pub use client::{request, ClientError};
+pub use listener::ControlListener;
 pub use protocol::{Reply, Request};
-pub use server::{ControlServer, Incoming};
+pub use server::{ControlServer, Incoming, Limits};
 
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,9 @@
 //! `{"op":"evidence","target":"192.0.2.7","text":"220 mail.example.com Microsoft ESMTP ..."}`,
 //! `{"op":"pause","target":"192.0.2.7","days":7}`, `{"op":"resume","target":...}`,
 //! `{"op":"forget","target":...}`, `{"op":"put_rule","rule":{...}}`, `{"op":"remove_rule","prefix":"..."}`,
-//! `{"op":"ping"}`.
+//! `{"op":"mta_evidence","addr":"192.0.2.7","helo":"ex01.example","headers":"Received: ...\r\n"}` (what
+//! the milter and the policy service saw; HELO and headers are optional),
+//! `{"op":"ping"}`, `{"op":"list","after":"192.0.2.7/32","prefix":"192.0.2.0/24","source":"operator","limit":4096}`.
 //! Reply: `{"ok":true,"result":...}` or `{"ok":false,"usage":true|false,"error":"..."}`; `usage` marks
 //! bad input (the CLI exits 2) as opposed to a failure inside the daemon (exit 1).
 
@@ -24,6 +26,14 @@ pub enum Request {
     Evidence {
         target: String,
         text: String,
+    },
+    /// Evidence the milter or the policy service saw from a connecting address.
+    MtaEvidence {
+        addr: std::net::IpAddr,
+        #[serde(default)]
+        helo: Option<String>,
+        #[serde(default)]
+        headers: String,
     },
     Pause {
         target: String,
@@ -45,6 +55,18 @@ pub enum Request {
     },
     /// Every rule the daemon keeps in the kernel: operator rules and engine entries.
     Rules {},
+    /// One page of `enforcer list` (a [`crate::listing::Page`]): rows sorted by prefix, starting
+    /// after `after`, at most `limit` (capped at [`crate::listing::PAGE`]).
+    List {
+        #[serde(default)]
+        after: Option<crate::net::Prefix>,
+        #[serde(default)]
+        prefix: Option<crate::net::Prefix>,
+        #[serde(default)]
+        source: Option<crate::listing::Source>,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -135,6 +157,24 @@ mod tests {
                 },
             ),
             (
+                r#"{"op":"list","after":"192.0.2.7/32","prefix":"192.0.2.0/24","source":"engine","limit":10}"#,
+                Request::List {
+                    after: Some("192.0.2.7".parse().unwrap()),
+                    prefix: Some("192.0.2.0/24".parse().unwrap()),
+                    source: Some(crate::listing::Source::Engine),
+                    limit: Some(10),
+                },
+            ),
+            (
+                r#"{"op":"list"}"#,
+                Request::List {
+                    after: None,
+                    prefix: None,
+                    source: None,
+                    limit: None,
+                },
+            ),
+            (
                 r#" {"op":"forget","target":"x"} "#,
                 Request::Forget { target: "x".into() },
             ),
@@ -159,6 +199,8 @@ mod tests {
             br#"{"op":"ping","extra":1}"#,
             b"\xff\xfe",
             br#"[1,2,3]"#,
+            br#"{"op":"list","prefix":"10.0.0.1/8"}"#,
+            br#"{"op":"list","source":"kernel"}"#,
         ] {
             let r = decode_request(bad).unwrap_err();
             assert!(!r.ok && r.usage, "{bad:?}");

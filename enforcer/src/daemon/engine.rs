@@ -12,15 +12,18 @@ use super::metrics::EngineMetrics;
 use super::views;
 use crate::classify::{classify_bytes, SupportOverrides};
 use crate::control::{Reply, Request};
+use crate::datapath::Clock;
 use crate::duration::Span;
 use crate::evidence::milter::session::Sighting;
 use crate::evidence::reply::{Board, Notice};
+use crate::listing::{self, Filter, Page, Source, PAGE};
 use crate::net::Prefix;
 use crate::policy::{Action, Desired, Evidence, Policy, Record, Refusal, Standing};
 use crate::rule::{Rule, RuleSource, Verdict};
 use crate::store::{senders as db, Store};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::ops::Bound;
 
 /// A failed kernel write is retried this many seconds later.
 const RETRY_SECS: i64 = 5;
@@ -300,6 +303,18 @@ impl<K: Kernel> Engine<K> {
                 Err(r) => r,
             },
             Request::Evidence { target, text } => self.evidence(&target, &text, now),
+            Request::MtaEvidence {
+                addr,
+                helo,
+                headers,
+            } => self.sighting(
+                &Sighting {
+                    addr,
+                    helo,
+                    headers,
+                },
+                now,
+            ),
             Request::Pause { target, days } => self.modify(&target, now, |pol, rec| {
                 pol.pause(rec, days, now).map(|_| ())
             }),
@@ -309,6 +324,12 @@ impl<K: Kernel> Engine<K> {
             Request::Forget { target } => self.forget(&target, now),
             Request::PutRule { rule } => self.put_rule(rule, now),
             Request::RemoveRule { prefix } => self.remove_rule(&prefix, now),
+            Request::List {
+                after,
+                prefix,
+                source,
+                limit,
+            } => self.list_page(after, &Filter { prefix, source }, limit),
             Request::Rules {} => {
                 let mut rules: Vec<&Rule> = self.operator.values().collect();
                 rules.extend(
@@ -319,6 +340,70 @@ impl<K: Kernel> Engine<K> {
                 Reply::ok(rules)
             }
         }
+    }
+
+    /// One page of `enforcer list`: operator rules and engine entries after `after`, sorted by
+    /// prefix, each with what the kernel holds for it. At most `SCAN` keys are looked at per page, so
+    /// a filter that keeps few rows still answers quickly (with fewer rows and a `next`).
+    fn list_page(&self, after: Option<Prefix>, filter: &Filter, limit: Option<u32>) -> Reply {
+        const SCAN: usize = 16 * PAGE as usize;
+        let limit = limit.unwrap_or(PAGE).clamp(1, PAGE) as usize;
+        let start = match (after, filter.prefix) {
+            (Some(a), _) => Bound::Excluded(a),
+            (None, Some(f)) => Bound::Included(f),
+            (None, None) => Bound::Unbounded,
+        };
+        let range = (start, Bound::Unbounded);
+        let mut ops = self.operator.range(range).peekable();
+        let mut eng = self.applied.range(range).peekable();
+        let mut picked: Vec<(Prefix, &Rule)> = Vec::new();
+        let mut scanned = 0;
+        let mut next = None;
+        loop {
+            // Merge the two sorted key sets; the operator rule wins where both have the prefix.
+            let (p, rule) = match (ops.peek(), eng.peek()) {
+                (None, None) => break,
+                (Some((a, _)), Some((b, _))) if b < a => eng.next().map(|(p, r)| (*p, r)),
+                (Some((a, _)), Some((b, _))) if a == b => {
+                    eng.next();
+                    ops.next().map(|(p, r)| (*p, r))
+                }
+                (Some(_), _) => ops.next().map(|(p, r)| (*p, r)),
+                (None, Some(_)) => eng.next().map(|(p, r)| (*p, r)),
+            }
+            .expect("peeked");
+            if filter.past_end(&p) {
+                break;
+            }
+            if picked.len() == limit || scanned == SCAN {
+                next = picked.last().map(|(p, _)| *p).or(Some(p));
+                if scanned == SCAN && picked.len() < limit {
+                    // Stopped on the scan budget: resume right after the last key looked at.
+                    next = Some(p);
+                }
+                break;
+            }
+            scanned += 1;
+            let source = match rule.source {
+                RuleSource::Operator => Source::Operator,
+                RuleSource::Engine { .. } => Source::Engine,
+            };
+            if filter.covers(&p) && filter.source.is_none_or(|s| s == source) {
+                picked.push((p, rule));
+            }
+        }
+        let prefixes: Vec<Prefix> = picked.iter().map(|(p, _)| *p).collect();
+        let kernel = match self.kernel.lookup(&prefixes) {
+            Ok(k) => k,
+            Err(e) => return Reply::internal(format!("reading the kernel maps: {e:#}")),
+        };
+        let clock = Clock::now();
+        let rows = picked
+            .iter()
+            .zip(&kernel)
+            .map(|((p, rule), k)| listing::row(*p, k.as_ref(), Some(rule), &clock))
+            .collect();
+        Reply::ok(Page { rows, next })
     }
 
     fn detail(&self, p: Prefix, now: i64) -> views::SenderDetail {
@@ -353,16 +438,20 @@ impl<K: Kernel> Engine<K> {
 
     /// Evidence the milter or the policy service saw for a connecting address. Input that names no
     /// mail server at all (no Received field, an empty HELO) is counted and dropped.
-    pub fn sighting(&mut self, s: &Sighting, now: i64) {
-        let class = match crate::evidence::attribute(s, today(now), &self.overrides) {
-            Some(c) => c,
-            None => {
-                self.count_evidence("unreadable");
-                return;
-            }
+    pub fn sighting(&mut self, s: &Sighting, now: i64) -> Reply {
+        let Some(class) = crate::evidence::attribute(s, today(now), &self.overrides) else {
+            self.count_evidence("unreadable");
+            return Reply::usage(format!(
+                "nothing from {} names a mail server (no Received field, HELO or banner the classifier reads)",
+                s.addr
+            ));
         };
-        if let Err(e) = self.feed(s.addr, &class, now) {
-            log::error!("evidence from the MTA for {}: {e}", s.addr);
+        match self.feed(s.addr, &class, now) {
+            Ok(key) => Reply::ok(serde_json::json!({ "sender": key })),
+            Err(e) => {
+                log::error!("evidence from the MTA for {}: {e}", s.addr);
+                Reply::internal(e)
+            }
         }
     }
 
@@ -778,11 +867,13 @@ fn op_name(r: &Request) -> &'static str {
         Request::Senders => "senders",
         Request::Sender { .. } => "sender",
         Request::Evidence { .. } => "evidence",
+        Request::MtaEvidence { .. } => "mta_evidence",
         Request::Pause { .. } => "pause",
         Request::Resume { .. } => "resume",
         Request::Forget { .. } => "forget",
         Request::PutRule { .. } => "put_rule",
         Request::RemoveRule { .. } => "remove_rule",
         Request::Rules {} => "rules",
+        Request::List { .. } => "list",
     }
 }

@@ -3,6 +3,7 @@
 use crate::datapath::{Clock, PolicyMaps};
 use crate::net::Prefix;
 use crate::rule::Rule;
+use enforcer_common::PolicyEntry;
 use std::collections::BTreeMap;
 
 /// The policy entries the engine manages, keyed by exact prefix.
@@ -11,6 +12,8 @@ pub trait Kernel {
     fn remove(&mut self, prefix: &Prefix) -> anyhow::Result<bool>;
     /// Every prefix that has an entry.
     fn prefixes(&self) -> anyhow::Result<Vec<Prefix>>;
+    /// The entries for `prefixes` (a page of a listing), as the kernel holds them.
+    fn lookup(&self, prefixes: &[Prefix]) -> anyhow::Result<Vec<Option<PolicyEntry>>>;
     /// Rewrites the entry if its boot-clock times no longer match the wall clock (after a step of
     /// the wall clock); true when it was rewritten.
     fn realign(&mut self, rule: &Rule) -> anyhow::Result<bool> {
@@ -35,13 +38,43 @@ impl Kernel for PinnedKernel {
         Ok(self.0.entries()?.into_iter().map(|(p, _)| p).collect())
     }
 
+    fn lookup(&self, prefixes: &[Prefix]) -> anyhow::Result<Vec<Option<PolicyEntry>>> {
+        self.0.get_many(prefixes)
+    }
+
     fn realign(&mut self, rule: &Rule) -> anyhow::Result<bool> {
         let want = rule.to_kernel(&Clock::now());
         match self.0.get(&rule.prefix)? {
-            Some(have) if !crate::cli::run::drifted(&have, &want) => Ok(false),
+            Some(have) if !drifted(&have, &want) => Ok(false),
             _ => self.0.upsert(&rule.prefix, &want).map(|()| true),
         }
     }
+}
+
+/// True when two entries for the same rule differ only because the clocks moved apart by more
+/// than a second (anchors are compared modulo the period).
+pub(crate) fn drifted(have: &PolicyEntry, want: &PolicyEntry) -> bool {
+    const SLACK: u64 = 1_000_000_000;
+    let same_shape = PolicyEntry {
+        anchor_ns: 0,
+        expires_ns: 0,
+        ..*have
+    } == PolicyEntry {
+        anchor_ns: 0,
+        expires_ns: 0,
+        ..*want
+    };
+    if !same_shape {
+        return false;
+    }
+    let expiry_moved = (have.expires_ns == 0) != (want.expires_ns == 0)
+        || have.expires_ns.abs_diff(want.expires_ns) > SLACK;
+    let period = u64::from(want.period_secs) * 1_000_000_000;
+    let anchor_moved = period > 0 && {
+        let d = have.anchor_ns.abs_diff(want.anchor_ns) % period;
+        d.min(period - d) > SLACK
+    };
+    expiry_moved || anchor_moved
 }
 
 /// In-memory kernel for tests: the rules as written.
@@ -69,5 +102,60 @@ impl Kernel for MemKernel {
 
     fn prefixes(&self) -> anyhow::Result<Vec<Prefix>> {
         Ok(self.entries.keys().copied().collect())
+    }
+
+    fn lookup(&self, prefixes: &[Prefix]) -> anyhow::Result<Vec<Option<PolicyEntry>>> {
+        let clock = Clock::now();
+        Ok(prefixes
+            .iter()
+            .map(|p| self.entries.get(p).map(|r| r.to_kernel(&clock)))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drift_is_detected_modulo_the_period() {
+        let base = PolicyEntry {
+            action: enforcer_common::policy::ACTION_THROTTLE,
+            period_secs: 3600,
+            throttle_secs: 300,
+            anchor_ns: 10_000_000_000_000,
+            expires_ns: 20_000_000_000_000,
+            ..Default::default()
+        };
+        let s = 1_000_000_000u64;
+        let shifted = |a: u64, e: u64| PolicyEntry {
+            anchor_ns: a,
+            expires_ns: e,
+            ..base
+        };
+        assert!(!drifted(&base, &base));
+        // A whole period later is the same alignment.
+        assert!(!drifted(
+            &base,
+            &shifted(base.anchor_ns + 3600 * s, base.expires_ns)
+        ));
+        assert!(!drifted(
+            &base,
+            &shifted(base.anchor_ns + s / 2, base.expires_ns)
+        ));
+        assert!(drifted(
+            &base,
+            &shifted(base.anchor_ns + 5 * s, base.expires_ns)
+        ));
+        assert!(drifted(
+            &base,
+            &shifted(base.anchor_ns, base.expires_ns + 5 * s)
+        ));
+        // A different rule is not drift: reconcile handles that.
+        let other = PolicyEntry {
+            throttle_secs: 60,
+            ..base
+        };
+        assert!(!drifted(&base, &other));
     }
 }

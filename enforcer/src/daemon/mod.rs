@@ -1,16 +1,42 @@
-//! The daemon's engine: turns sender records into kernel entries and keeps maps, store and clock in
-//! step. `enforcer run` builds an [`Engine`] over the pinned maps after attaching, then drives it with
-//! [`runner::run`] next to the control socket.
+//! The daemon (`enforcer run`): its boot and lifecycle ([`boot`]), its settings ([`settings`]), its
+//! listeners ([`listeners`]), and the engine that turns sender records into kernel entries and keeps
+//! maps, store and clock in step ([`Engine`], driven by [`runner::run`]).
+//!
+//! Boot order ([`boot::Daemon::run`]): lock the state directory, bind every listener, load and attach
+//! the datapath and reconcile the maps with the store, start the engine loop, start the listeners,
+//! serve until SIGINT/SIGTERM.
+//!
+//! # Adding a listener (milter, policy, responder, fleet, ...)
+//! 1. Give it one module of its own (e.g. `milter/listener.rs`) with a type implementing
+//!    [`listener::Listener`]: `bind` claims the address from [`Settings`] (return `Ok(None)` when the
+//!    settings do not ask for it) and registers the listener's metrics under
+//!    `registry.sub_registry_with_prefix("milter")`; `describe` is the one log line saying where it
+//!    listens; `serve` runs until `ctx.shutdown.wait()` completes.
+//! 2. Inside `serve`, send work to the engine with `ctx.engine.call(Request::...)`: the engine applies
+//!    requests one at a time in arrival order, so a listener holds no state of its own that the
+//!    store does not have.
+//! 3. Add a field for it to [`listeners::Listeners`], one line in `bind` and one in `start`.
+//! 4. Add its options to [`settings::Options`]/[`Settings`] (and the flag to `cli/run.rs`, the key to
+//!    `config.rs` and enforcer.example.toml).
+//!
+//! Nothing here imports from `cli/`: the command line only parses and prints.
 
+pub mod boot;
 mod engine;
+pub mod gate;
 pub mod kernel;
+pub mod listener;
+pub mod listeners;
+pub mod lock;
 pub mod metrics;
 pub mod runner;
+pub mod settings;
 pub mod views;
 
 pub use engine::{engine_rule, Engine, EngineSettings, Reconciled};
 pub use kernel::{Kernel, MemKernel, PinnedKernel};
 pub use metrics::EngineMetrics;
+pub use settings::{Options, Settings};
 
 #[cfg(test)]
 mod tests;

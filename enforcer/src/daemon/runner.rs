@@ -1,9 +1,9 @@
-//! The tokio shell around the engine: control requests in, one timer for the next change.
+//! The tokio shell around the engine: requests from the listeners in (one queue, applied one at a
+//! time in arrival order), one timer for the next change.
 
 use super::engine::Engine;
 use super::kernel::Kernel;
-use crate::control::{ControlServer, Incoming};
-use crate::evidence::milter::session::Sighting;
+use crate::control::Incoming;
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
@@ -28,17 +28,12 @@ fn until(at: i64) -> Duration {
     at.saturating_sub(now).min(MAX_SLEEP)
 }
 
-/// Runs the engine, the control socket and the evidence from the MTA listeners until `shutdown`
-/// completes.
+/// Runs the engine on the requests from `rx` until `shutdown` completes or every sender is gone.
 pub async fn run<K: Kernel>(
     mut engine: Engine<K>,
-    server: ControlServer,
-    mut sightings: mpsc::Receiver<Sighting>,
+    mut rx: mpsc::Receiver<Incoming>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let (tx, mut rx) = mpsc::channel::<Incoming>(64);
-    let serve = server.serve(tx);
-    tokio::pin!(serve);
     tokio::pin!(shutdown);
     engine.tick(unix_now());
     loop {
@@ -52,7 +47,6 @@ pub async fn run<K: Kernel>(
         };
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = &mut serve => break,
             inc = rx.recv() => match inc {
                 Some(inc) => {
                     // A bug reached by one request must not take the control plane down with it;
@@ -68,16 +62,7 @@ pub async fn run<K: Kernel>(
                 }
                 None => break,
             },
-            Some(s) = sightings.recv() => {
-                let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    engine.sighting(&s, unix_now())
-                }));
-                if done.is_err() {
-                    log::error!("evidence from the MTA for {} panicked; the daemon carries on", s.addr);
-                }
-            }
             _ = sleep => engine.tick(unix_now()),
         }
     }
-    // `server` is dropped on return, removing the socket file.
 }

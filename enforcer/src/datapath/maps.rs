@@ -283,13 +283,56 @@ impl PolicyMaps {
             // The trie's lookup is longest-prefix, so check it returned exactly this prefix.
             Ok(e) if prefix.is_host() => Ok(Some(e)),
             Ok(e) => Ok(self
-                .entries()?
+                .trie_entries(prefix.is_ipv4())?
                 .into_iter()
                 .find(|(p, _)| p == prefix)
                 .map(|_| e)),
             Err(e) if is_enoent(&e) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The entries for exactly these prefixes. Host entries are one lookup each; the tries (whose
+    /// lookup is longest-prefix, not exact) are read once for the whole batch, and only if it has a
+    /// shorter prefix.
+    pub fn get_many(&self, prefixes: &[Prefix]) -> anyhow::Result<Vec<Option<PolicyEntry>>> {
+        let mut tries: [Option<std::collections::HashMap<Prefix, PolicyEntry>>; 2] = [None, None];
+        let mut out = Vec::with_capacity(prefixes.len());
+        for p in prefixes {
+            if p.is_host() {
+                out.push(self.get(p)?);
+                continue;
+            }
+            let t = &mut tries[usize::from(p.is_ipv4())];
+            if t.is_none() {
+                *t = Some(self.trie_entries(p.is_ipv4())?.into_iter().collect());
+            }
+            out.push(t.as_ref().and_then(|m| m.get(p).copied()));
+        }
+        Ok(out)
+    }
+
+    /// The entries of one family's prefix trie.
+    fn trie_entries(&self, v4: bool) -> anyhow::Result<Vec<(Prefix, PolicyEntry)>> {
+        let mut out = Vec::new();
+        if v4 {
+            for r in self.v4_prefixes.iter() {
+                let (k, v) = r?;
+                out.push((
+                    Prefix::containing(IpAddr::from(k.data()), k.prefix_len() as u8),
+                    v,
+                ));
+            }
+        } else {
+            for r in self.v6_prefixes.iter() {
+                let (k, v) = r?;
+                out.push((
+                    Prefix::containing(IpAddr::from(k.data()), k.prefix_len() as u8),
+                    v,
+                ));
+            }
+        }
+        Ok(out)
     }
 
     /// Every entry, hosts and prefixes of both families, sorted by prefix.

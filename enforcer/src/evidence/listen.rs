@@ -1,6 +1,7 @@
 //! What both MTA listeners share: where they listen (`inet:HOST:PORT` or `unix:/path`), the state
-//! every session reads (board, texts, report-only flag), the evidence channel to the engine, limits
-//! and metrics. Each listener (milter, policy) is one module with a `serve` started the same way.
+//! every session reads (board, texts, report-only flag), the way evidence reaches the engine, limits
+//! and metrics. Each listener (milter, policy) is one module implementing the daemon's `Listener`;
+//! connection caps and accept back-off are the daemon's [`Gate`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,13 +11,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 
 use super::milter::session::Sighting;
 use super::reply::{answer, Answer, Board, Texts};
+use crate::control::{Incoming, Request};
+use crate::daemon::gate::Gate;
 use crate::datapath::Clock;
 
 /// Where a listener listens.
@@ -65,30 +67,27 @@ pub struct Limits {
     pub idle: Duration,
     /// Writing one answer may take at most this long.
     pub write: Duration,
-    /// Sessions served at once; further connections are closed at once (the MTA's default action
-    /// then applies: `milter_default_action = accept`).
-    pub sessions: usize,
 }
+
+/// Sessions served at once; further connections are closed at once (the MTA's default action then
+/// applies: `milter_default_action = accept`). Postfix opens one per smtpd process.
+pub const MAX_SESSIONS: usize = 4096;
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             idle: Duration::from_secs(600),
             write: Duration::from_secs(30),
-            sessions: 4096,
         }
     }
 }
 
-/// One listener's metrics (`enforcer_milter_*` or `enforcer_policy_*`).
+/// One MTA listener's own metrics (`enforcer_milter_*` or `enforcer_policy_*`), next to the
+/// connection metrics of its [`Gate`].
 #[derive(Clone, Default)]
-pub struct ListenerMetrics {
-    pub sessions: Counter,
-    pub active: Gauge,
+pub struct MtaMetrics {
     /// Sessions closed for a malformed frame or request.
     pub malformed: Counter,
-    /// Sessions refused because the session limit was reached.
-    pub refused: Counter,
     /// Answers other than "continue": tempfail, reject, would_tempfail, would_reject.
     pub answers: Family<Vec<(String, String)>, Counter>,
     /// Evidence handed to the engine, and evidence dropped because the engine was behind.
@@ -96,23 +95,12 @@ pub struct ListenerMetrics {
     pub sightings_dropped: Counter,
 }
 
-impl ListenerMetrics {
+impl MtaMetrics {
     pub fn register(&self, reg: &mut Registry) {
-        reg.register("sessions", "MTA sessions accepted", self.sessions.clone());
-        reg.register(
-            "active_sessions",
-            "MTA sessions open now",
-            self.active.clone(),
-        );
         reg.register(
             "malformed",
             "Sessions closed for malformed input",
             self.malformed.clone(),
-        );
-        reg.register(
-            "refused",
-            "Sessions refused at the session limit",
-            self.refused.clone(),
         );
         reg.register(
             "answers",
@@ -149,12 +137,25 @@ pub struct Shared {
     pub board: Board,
     pub texts: Texts,
     pub report_only: bool,
-    pub sightings: mpsc::Sender<Sighting>,
-    pub metrics: ListenerMetrics,
+    /// The engine's request queue.
+    pub engine: mpsc::Sender<Incoming>,
+    pub metrics: MtaMetrics,
     pub limits: Limits,
 }
 
 impl Shared {
+    /// What the daemon's settings and engine give every session of one listener.
+    pub fn new(ctx: &crate::daemon::listener::Context, metrics: MtaMetrics) -> Self {
+        Shared {
+            board: ctx.settings.engine.board.clone(),
+            texts: ctx.settings.mta.texts.clone(),
+            report_only: ctx.settings.report_only,
+            engine: ctx.engine.sender(),
+            metrics,
+            limits: Limits::default(),
+        }
+    }
+
     /// The answer for a connect from `addr` now.
     pub fn decide(&self, addr: std::net::IpAddr) -> Answer {
         answer(
@@ -165,10 +166,16 @@ impl Shared {
         )
     }
 
-    /// Hands evidence to the engine without waiting: a full queue drops it (and counts), the MTA is
-    /// never held up by the engine.
+    /// Hands evidence to the engine without waiting for it: a full queue drops it (and counts), the
+    /// MTA is never held up by the engine. Nobody reads the engine's reply.
     pub fn report(&self, s: Sighting) {
-        let counter = match self.sightings.try_send(s) {
+        let (reply, _) = oneshot::channel();
+        let request = Request::MtaEvidence {
+            addr: s.addr,
+            helo: s.helo,
+            headers: s.headers,
+        };
+        let counter = match self.engine.try_send(Incoming { request, reply }) {
             Ok(()) => &self.metrics.sightings,
             Err(_) => &self.metrics.sightings_dropped,
         };
@@ -237,59 +244,40 @@ impl Bound {
         }
     }
 
-    /// Accepts connections forever, each served by `session` in its own task, at most
-    /// `limits.sessions` at once.
-    pub async fn serve<F, Fut>(self, shared: Arc<Shared>, what: &'static str, session: F)
+    /// Accepts connections until dropped, each served by `session` in its own task, at most the
+    /// gate's cap at once.
+    pub async fn serve<F, Fut>(self, shared: Arc<Shared>, gate: Gate, session: F)
     where
         F: Fn(Box<dyn Stream>, String, Arc<Shared>) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
-        let slots = Arc::new(Semaphore::new(shared.limits.sessions));
         loop {
-            let (stream, peer): (Box<dyn Stream>, String) = match &self {
-                Bound::Inet(l) => match l.accept().await {
-                    Ok((s, a)) => {
-                        let _ = s.set_nodelay(true);
-                        (Box::new(s), a.to_string())
-                    }
-                    Err(e) => {
-                        accept_error(what, e).await;
-                        continue;
-                    }
-                },
-                Bound::Unix(l, _) => match l.accept().await {
-                    Ok((s, _)) => (Box::new(s), "unix".to_string()),
-                    Err(e) => {
-                        accept_error(what, e).await;
-                        continue;
-                    }
-                },
+            let ((stream, peer), slot): ((Box<dyn Stream>, String), _) = match &self {
+                Bound::Inet(l) => {
+                    let ((s, a), slot) = gate.accept(|| l.accept()).await;
+                    let _ = s.set_nodelay(true);
+                    ((Box::new(s), a.to_string()), slot)
+                }
+                Bound::Unix(l, _) => {
+                    let ((s, _), slot) = gate.accept(|| l.accept()).await;
+                    ((Box::new(s), "unix".to_string()), slot)
+                }
             };
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                shared.metrics.refused.inc();
+            let Some(slot) = slot else {
                 log::warn!(
-                    "{what}: {} sessions open, the limit; closing the connection from {peer}",
-                    shared.limits.sessions
+                    "{}: {} sessions open, the limit; closing the connection from {peer}",
+                    gate.name(),
+                    gate.max_conns()
                 );
                 continue;
             };
-            shared.metrics.sessions.inc();
-            shared.metrics.active.inc();
-            let sh = shared.clone();
-            let fut = session(stream, peer, sh.clone());
+            let fut = session(stream, peer, shared.clone());
             tokio::spawn(async move {
                 fut.await;
-                sh.metrics.active.dec();
-                drop(permit);
+                drop(slot);
             });
         }
     }
-}
-
-/// Out of file descriptors and similar: wait a little instead of spinning.
-async fn accept_error(what: &str, e: std::io::Error) {
-    log::warn!("{what}: accepting a connection failed: {e}");
-    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
 /// A connected MTA socket of either kind.

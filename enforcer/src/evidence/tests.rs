@@ -1,46 +1,81 @@
 //! The listeners over real loopback sockets: a fake MTA speaks the milter and policy protocols.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use super::listen::Endpoint;
+use super::listen::{Bound, Endpoint, Limits, MtaMetrics, Shared};
 use super::milter::codec::{decode_response, encode_command, Command, Family, Response};
 use super::milter::session::Sighting;
-use super::reply::{Board, Notice};
-use super::{MtaListeners, MtaSettings};
+use super::reply::{Board, Notice, Texts};
+use crate::control::{Incoming, Request};
+use crate::daemon::gate::{Gate, ListenerMetrics};
 use crate::rule::{Rule, RuleSource, Verdict};
 
+/// Both listeners on loopback ports, with the engine's queue read by the test.
 struct Running {
     milter: SocketAddr,
     policy: SocketAddr,
-    sightings: tokio::sync::mpsc::Receiver<Sighting>,
+    engine: tokio::sync::mpsc::Receiver<Incoming>,
     board: Board,
+}
+
+impl Running {
+    async fn sighting(&mut self) -> Sighting {
+        let inc = tokio::time::timeout(Duration::from_secs(10), self.engine.recv())
+            .await
+            .expect("evidence reaches the engine in time")
+            .unwrap();
+        match inc.request {
+            Request::MtaEvidence {
+                addr,
+                helo,
+                headers,
+            } => Sighting {
+                addr,
+                helo,
+                headers,
+            },
+            other => panic!("{other:?}"),
+        }
+    }
 }
 
 async fn start(report_only: bool) -> Running {
     let any: Endpoint = "inet:127.0.0.1:0".parse().unwrap();
-    let s = MtaSettings {
-        milter: Some(any.clone()),
-        policy: Some(any),
-        ..MtaSettings::default()
-    };
-    let l = MtaListeners::bind(&s).await.unwrap();
-    let eps = l.endpoints();
-    let addr = |i: usize| match &eps[i].1 {
-        Endpoint::Inet(a) => *a,
+    let board = Board::default();
+    let (tx, engine) = tokio::sync::mpsc::channel(1024);
+    let shared = Arc::new(Shared {
+        board: board.clone(),
+        texts: Texts::default(),
+        report_only,
+        engine: tx,
+        metrics: MtaMetrics::default(),
+        limits: Limits::default(),
+    });
+    let gate = |n| Gate::new(n, 1000, ListenerMetrics::default());
+    let addr = |b: &Bound| match b.endpoint() {
+        Endpoint::Inet(a) => a,
         other => panic!("{other}"),
     };
-    let (milter, policy) = (addr(0), addr(1));
-    let board = Board::default();
-    let sightings = l.start(board.clone(), report_only);
+    let m = Bound::bind(&any, "milter").await.unwrap();
+    let p = Bound::bind(&any, "policy").await.unwrap();
+    let (milter, policy) = (addr(&m), addr(&p));
+    tokio::spawn(super::milter::listener::serve(
+        m,
+        shared.clone(),
+        gate("milter"),
+        Default::default(),
+    ));
+    tokio::spawn(super::policy::listener::serve(p, shared, gate("policy")));
     Running {
         milter,
         policy,
-        sightings,
+        engine,
         board,
     }
 }
@@ -162,10 +197,7 @@ async fn milter_refuses_at_mail_and_reports_the_header_block() {
     let mut m = Mta::open(r.milter, "10.200.0.2").await;
     assert_eq!(m.mail().await, Some(Response::Continue));
     m.message(RECEIVED).await;
-    let s = tokio::time::timeout(Duration::from_secs(10), r.sightings.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let s = r.sighting().await;
     assert_eq!(s.addr.to_string(), "10.200.0.2");
     assert_eq!(s.helo.as_deref(), Some("ex01.corp.example.net"));
     assert!(s.headers.starts_with("Received: from EX01"));
@@ -264,13 +296,8 @@ async fn two_hundred_concurrent_sessions() {
         }
     }
     assert_eq!(refused, 1);
-    let mut n = 0;
-    while n < 200 {
-        tokio::time::timeout(Duration::from_secs(10), r.sightings.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        n += 1;
+    for _ in 0..200 {
+        r.sighting().await;
     }
 }
 
@@ -297,7 +324,7 @@ async fn policy_service_answers_and_closes_on_malformed_requests() {
     let mut r = start(false).await;
     let req = b"request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=10.200.0.2\nhelo_name=ex01.corp.example.net\n\n";
     assert_eq!(policy_exchange(r.policy, req).await, "action=DUNNO\n\n");
-    let s = r.sightings.recv().await.unwrap();
+    let s = r.sighting().await;
     assert_eq!(s.helo.as_deref(), Some("ex01.corp.example.net"));
     r.board.set(
         "10.200.0.2/32".parse().unwrap(),

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 pub mod operator;
+pub mod perms;
 pub mod senders;
 
 /// Default state directory.
@@ -33,7 +34,7 @@ impl Store {
     /// Opens (creating if needed) `<dir>/enforcer.redb`, waiting up to 3 s for another process to
     /// release it.
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir).with_context(|| {
+        perms::secure_dir(dir).with_context(|| {
             format!(
                 "creating the state directory {} (pass --state-dir to use another)",
                 dir.display()
@@ -53,6 +54,7 @@ impl Store {
                 }
             }
         };
+        perms::secure_file(&path)?;
         let store = Self { db, path };
         store.init_tables()?;
         Ok(store)

@@ -6,9 +6,55 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+use prometheus_client::registry::Registry;
+
 use super::codec::{Decoder, DEFAULT_MAX_FRAME};
 use super::session::{Session, DEFAULT_MAX_HEADER_BYTES};
-use crate::evidence::listen::{Bound, Shared, Stream};
+use crate::daemon::gate::{Gate, ListenerMetrics};
+use crate::daemon::listener::{Context, Listener};
+use crate::daemon::settings::Settings;
+use crate::evidence::listen::{Bound, MtaMetrics, Shared, Stream, MAX_SESSIONS};
+
+/// The milter as a daemon listener (`--milter`, `milter.listen`).
+pub struct MilterListener {
+    bound: Bound,
+    gate: Gate,
+    metrics: MtaMetrics,
+}
+
+impl Listener for MilterListener {
+    const NAME: &'static str = "milter";
+
+    async fn bind(settings: &Settings, registry: &mut Registry) -> anyhow::Result<Option<Self>> {
+        let Some(ep) = &settings.mta.milter else {
+            return Ok(None);
+        };
+        let bound = Bound::bind(ep, "milter").await?;
+        let reg = registry.sub_registry_with_prefix("milter");
+        let conns = ListenerMetrics::default();
+        conns.register(reg);
+        let metrics = MtaMetrics::default();
+        metrics.register(reg);
+        Ok(Some(MilterListener {
+            bound,
+            gate: Gate::new("milter", MAX_SESSIONS, conns),
+            metrics,
+        }))
+    }
+
+    fn describe(&self) -> String {
+        format!("milter on {}", self.bound.endpoint())
+    }
+
+    async fn serve(self, ctx: Context) -> anyhow::Result<()> {
+        let shared = Arc::new(Shared::new(&ctx, self.metrics));
+        tokio::select! {
+            _ = serve(self.bound, shared, self.gate, MilterLimits::default()) => {}
+            _ = ctx.shutdown.wait() => {}
+        }
+        Ok(())
+    }
+}
 
 /// Per-session memory limits.
 #[derive(Clone, Copy, Debug)]
@@ -26,10 +72,10 @@ impl Default for MilterLimits {
     }
 }
 
-/// Serves the milter protocol on `bound` forever.
-pub async fn serve(bound: Bound, shared: Arc<Shared>, limits: MilterLimits) {
+/// Serves the milter protocol on `bound` until dropped.
+pub async fn serve(bound: Bound, shared: Arc<Shared>, gate: Gate, limits: MilterLimits) {
     bound
-        .serve(shared, "milter", move |s, peer, sh| {
+        .serve(shared, gate, move |s, peer, sh| {
             session(s, peer, sh, limits)
         })
         .await

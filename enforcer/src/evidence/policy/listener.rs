@@ -6,13 +6,59 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+use prometheus_client::registry::Registry;
+
 use super::codec::{encode_action, Decoder};
 use super::session::answer;
-use crate::evidence::listen::{Bound, Shared, Stream};
+use crate::daemon::gate::{Gate, ListenerMetrics};
+use crate::daemon::listener::{Context, Listener};
+use crate::daemon::settings::Settings;
+use crate::evidence::listen::{Bound, MtaMetrics, Shared, Stream, MAX_SESSIONS};
 
-/// Serves the policy delegation protocol on `bound` forever.
-pub async fn serve(bound: Bound, shared: Arc<Shared>) {
-    bound.serve(shared, "policy service", session).await
+/// The policy service as a daemon listener (`--policy`, `policy.listen`).
+pub struct PolicyListener {
+    bound: Bound,
+    gate: Gate,
+    metrics: MtaMetrics,
+}
+
+impl Listener for PolicyListener {
+    const NAME: &'static str = "policy";
+
+    async fn bind(settings: &Settings, registry: &mut Registry) -> anyhow::Result<Option<Self>> {
+        let Some(ep) = &settings.mta.policy else {
+            return Ok(None);
+        };
+        let bound = Bound::bind(ep, "policy service").await?;
+        let reg = registry.sub_registry_with_prefix("policy");
+        let conns = ListenerMetrics::default();
+        conns.register(reg);
+        let metrics = MtaMetrics::default();
+        metrics.register(reg);
+        Ok(Some(PolicyListener {
+            bound,
+            gate: Gate::new("policy", MAX_SESSIONS, conns),
+            metrics,
+        }))
+    }
+
+    fn describe(&self) -> String {
+        format!("policy service on {}", self.bound.endpoint())
+    }
+
+    async fn serve(self, ctx: Context) -> anyhow::Result<()> {
+        let shared = Arc::new(Shared::new(&ctx, self.metrics));
+        tokio::select! {
+            _ = serve(self.bound, shared, self.gate) => {}
+            _ = ctx.shutdown.wait() => {}
+        }
+        Ok(())
+    }
+}
+
+/// Serves the policy delegation protocol on `bound` until dropped.
+pub async fn serve(bound: Bound, shared: Arc<Shared>, gate: Gate) {
+    bound.serve(shared, gate, session).await
 }
 
 async fn session(mut sock: Box<dyn Stream>, peer: String, sh: Arc<Shared>) {

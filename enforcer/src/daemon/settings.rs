@@ -1,0 +1,188 @@
+//! What `enforcer run` needs, resolved from the flags, then `--config FILE`, then the defaults, in
+//! that order, and checked before anything is touched (bad input is a [`UsageError`], exit status 2).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::config::FileConfig;
+use crate::daemon::EngineSettings;
+use crate::datapath::{sys, Mode};
+use crate::error::{usage, UsageError};
+use crate::evidence::reply::Board;
+use crate::evidence::MtaSettings;
+use enforcer_common::maps::DEFAULT_PORTS;
+
+/// The daemon's options as given on the command line (`None` = not given: the config file or the
+/// default decides).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub config: Option<PathBuf>,
+    pub ifaces: Vec<String>,
+    pub ports: Option<String>,
+    pub mode: Option<Mode>,
+    pub report_only: bool,
+    pub metrics_addr: Option<String>,
+    pub pin_dir: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub socket: Option<PathBuf>,
+    /// `--milter inet:HOST:PORT|unix:/PATH`.
+    pub milter: Option<String>,
+    /// `--policy inet:HOST:PORT|unix:/PATH`.
+    pub policy: Option<String>,
+}
+
+/// Everything `run` needs, resolved and checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub ifaces: Vec<String>,
+    pub ports: Vec<u16>,
+    pub mode: Mode,
+    pub report_only: bool,
+    pub metrics_addr: SocketAddr,
+    /// bpffs directory of the pinned maps and links.
+    pub pin_dir: PathBuf,
+    /// Directory of the state database.
+    pub state_dir: PathBuf,
+    /// Control socket.
+    pub socket: PathBuf,
+    /// Schedule, aggregation, allow-list, pause budget, classifier overrides.
+    pub engine: EngineSettings,
+    /// Milter and policy service listeners and the reply texts.
+    pub mta: MtaSettings,
+}
+
+/// Parses `--ports 25,465,587`.
+pub fn parse_ports(s: &str) -> anyhow::Result<Vec<u16>> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.parse::<u16>() {
+            Ok(p) if p > 0 => {
+                if !out.contains(&p) {
+                    out.push(p)
+                }
+            }
+            _ => {
+                return usage(format!(
+                    "--ports: `{part}` is not a TCP port (1-65535); write e.g. --ports 25,465,587"
+                ))
+            }
+        }
+    }
+    if out.is_empty() {
+        return usage("--ports needs at least one port, e.g. --ports 25,465,587");
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+impl Settings {
+    /// Checks the options and the configuration file before anything is touched.
+    pub fn resolve(a: Options) -> anyhow::Result<Self> {
+        let file = match &a.config {
+            Some(path) => FileConfig::load(path).map_err(|e| UsageError(e.to_string()))?,
+            None => FileConfig::default(),
+        };
+        let ports = match (&a.ports, &file.ports) {
+            (Some(p), _) => parse_ports(p)?,
+            (None, Some(p)) => {
+                parse_ports(&p.iter().map(u16::to_string).collect::<Vec<_>>().join(","))?
+            }
+            (None, None) => DEFAULT_PORTS.to_vec(),
+        };
+        let mode = match (a.mode, &file.mode) {
+            (Some(m), _) => m,
+            (None, Some(m)) => <Mode as clap::ValueEnum>::from_str(m, false)
+                .map_err(|e| UsageError(format!("config `mode`: {e}")))?,
+            (None, None) => Mode::Auto,
+        };
+        let metrics_addr: SocketAddr = match (&a.metrics_addr, file.metrics_addr) {
+            (Some(s), _) => match s.parse() {
+                Ok(s) => s,
+                Err(_) => {
+                    return usage(format!(
+                        "--metrics-addr `{s}` is not an address:port like 127.0.0.1:9925"
+                    ))
+                }
+            },
+            (None, Some(addr)) => addr,
+            (None, None) => crate::metrics::DEFAULT_ADDR.parse()?,
+        };
+        let requested = if a.ifaces.is_empty() {
+            file.interfaces.clone().unwrap_or_default()
+        } else {
+            a.ifaces
+        };
+        if requested.is_empty() {
+            return usage("no interface to protect: pass --iface IFACE (or set `interfaces` in the config file)");
+        }
+        let mut ifaces = Vec::new();
+        for i in requested {
+            if sys::ifindex(&i).is_none() {
+                return usage(format!(
+                    "unknown interface `{i}`: pass an existing one (see `ip link`)"
+                ));
+            }
+            if !ifaces.contains(&i) {
+                ifaces.push(i);
+            }
+        }
+        let state_dir: PathBuf = a
+            .state_dir
+            .or(file.state_dir.clone())
+            .unwrap_or_else(|| crate::store::DEFAULT_STATE_DIR.into());
+        let socket = a
+            .socket
+            .or(file.socket.clone())
+            .unwrap_or_else(|| crate::config::default_socket_for(&state_dir));
+        let pin_dir = a
+            .pin_dir
+            .or(file.pin_dir.clone())
+            .unwrap_or_else(|| crate::datapath::DEFAULT_PIN_DIR.into());
+        let report_only = a.report_only || file.report_only.unwrap_or(false);
+        let mut mta = file.mta.clone();
+        for (flag, given, slot) in [
+            ("--milter", &a.milter, &mut mta.milter),
+            ("--policy", &a.policy, &mut mta.policy),
+        ] {
+            if let Some(spec) = given {
+                *slot = Some(
+                    spec.parse()
+                        .map_err(|e| UsageError(format!("{flag}: {e}")))?,
+                );
+            }
+        }
+        let engine = EngineSettings {
+            overrides: file.support_overrides().map_err(UsageError)?,
+            board: Board::new(file.policy.aggregation),
+            policy: file.policy,
+            report_only,
+            state_dir: Some(state_dir.clone()),
+        };
+        Ok(Self {
+            ifaces,
+            ports,
+            mode,
+            report_only,
+            metrics_addr,
+            pin_dir,
+            state_dir,
+            socket,
+            engine,
+            mta,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_parse() {
+        assert_eq!(parse_ports("25,465,587").unwrap(), vec![25, 465, 587]);
+        assert_eq!(parse_ports("587, 25,25").unwrap(), vec![25, 587]);
+        for bad in ["", "0", "70000", "25,smtp", ","] {
+            assert!(parse_ports(bad).is_err(), "{bad}");
+        }
+    }
+}
