@@ -366,8 +366,11 @@ pub fn parse_command(frame: Bytes) -> Result<Command, FrameError> {
     })
 }
 
+/// A connect command's host name, family, port and address.
+type ConnectFields<'a> = (&'a [u8], Family, u16, &'a [u8]);
+
 /// `host\0 family` then, unless the family is unknown, `port(be16) address\0`.
-fn connect(i: &[u8]) -> IResult<&[u8], (&[u8], Family, u16, &[u8])> {
+fn connect(i: &[u8]) -> IResult<&[u8], ConnectFields<'_>> {
     let (i, hostname) = cstr(i)?;
     let (i, fam) = byte(i)?;
     let family = match fam {
@@ -410,7 +413,7 @@ fn cstrings(mut data: &[u8]) -> Option<Vec<&[u8]>> {
 
 fn one_cstring(data: &[u8]) -> Option<&[u8]> {
     match cstr(data) {
-        Ok((rest, s)) if rest.is_empty() => Some(s),
+        Ok(([], s)) => Some(s),
         _ => None,
     }
 }

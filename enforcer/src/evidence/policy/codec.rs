@@ -200,7 +200,7 @@ mod tests {
         assert_eq!(e(b"=v\n\n"), RequestError::EmptyName { line: 1 });
         assert_eq!(e(b"a=\xff\n\n"), RequestError::NotText { line: 1 });
         let small = Decoder::new(64);
-        let long = vec![b'a'; 65];
+        let long = [b'a'; 65];
         assert_eq!(
             small.decode(&mut BytesMut::from(&long[..])).unwrap_err(),
             RequestError::TooLong { max: 64 }

@@ -169,7 +169,7 @@ fn unix_peers_and_aborts_and_new_connections() {
     assert_eq!(sighting.headers, "Received: y\r\n");
     assert_eq!(s.handle(Command::QuitNewConnection, never).response, None);
     s.handle(mail(), never);
-    assert!(!s.handle(Command::Quit, never).response.is_some());
+    assert!(s.handle(Command::Quit, never).response.is_none());
 }
 
 #[test]
