@@ -28,10 +28,19 @@ pub enum Reason {
     /// A reject could not be turned into a RST in place (IPv4 options, IPv6 extension headers,
     /// helper failure): the SYN was dropped instead.
     RejectFallbackDrop,
+    /// A notice throttle (`ENTRY_FLAG_NOTICE`) let a SYN inside a window through to the MTA, which
+    /// tells the sender why.
+    NoticeAdmitted,
+    /// A notice throttle's budget was spent: the SYN inside a window was dropped.
+    NoticeRefused,
+    /// Refused on its source alone: possibly TCP to a protected port, but the TCP header was not
+    /// all in view (an IPv4/IPv6 fragment, more extension headers than walked, headers beyond the
+    /// bytes in reach), and the source's entry refuses. Always dropped, never reset.
+    SourceOnlyRefused,
 }
 
 /// Number of reasons (slots in one half of the counter array).
-pub const REASON_COUNT: u32 = Reason::RejectFallbackDrop as u32 + 1;
+pub const REASON_COUNT: u32 = Reason::SourceOnlyRefused as u32 + 1;
 /// Total slots of `STATS`: enforced half then report-only half.
 pub const COUNTER_SLOTS: u32 = 2 * REASON_COUNT;
 
@@ -55,6 +64,9 @@ pub const ALL_REASONS: [Reason; REASON_COUNT as usize] = [
     Reason::ThrottleRefused,
     Reason::BlockWindowRefused,
     Reason::RejectFallbackDrop,
+    Reason::NoticeAdmitted,
+    Reason::NoticeRefused,
+    Reason::SourceOnlyRefused,
 ];
 
 /// Counter slot for a reason; `report_only` selects the half where would-be refusals are counted.
@@ -84,6 +96,9 @@ impl Reason {
             Reason::ThrottleRefused => "throttle_refused",
             Reason::BlockWindowRefused => "block_window_refused",
             Reason::RejectFallbackDrop => "reject_fallback_drop",
+            Reason::NoticeAdmitted => "notice_admitted",
+            Reason::NoticeRefused => "notice_refused",
+            Reason::SourceOnlyRefused => "source_only_refused",
         }
     }
 
@@ -97,6 +112,8 @@ impl Reason {
                 | Reason::ThrottleRefused
                 | Reason::BlockWindowRefused
                 | Reason::RejectFallbackDrop
+                | Reason::NoticeRefused
+                | Reason::SourceOnlyRefused
         )
     }
 
@@ -127,7 +144,8 @@ mod tests {
             slot(Reason::Blocked, true),
             Reason::Blocked as u32 + REASON_COUNT
         );
-        assert!(slot(Reason::RejectFallbackDrop, true) < COUNTER_SLOTS);
+        assert!(slot(Reason::SourceOnlyRefused, true) < COUNTER_SLOTS);
+        assert_eq!(slot(Reason::SourceOnlyRefused, true), COUNTER_SLOTS - 1);
     }
 
     #[test]
@@ -137,5 +155,10 @@ mod tests {
         assert!(Reason::ThrottleRefused.is_refusal());
         assert!(!Reason::ThrottleOutside.is_refusal());
         assert!(!Reason::Allowed.is_refusal());
+        assert!(Reason::NoticeRefused.is_refusal());
+        assert!(!Reason::NoticeAdmitted.is_refusal());
+        assert!(Reason::SourceOnlyRefused.is_refusal());
+        assert!(!Reason::SourceOnlyRefused.is_bypass());
+        assert!(Reason::Fragment.is_bypass());
     }
 }

@@ -20,6 +20,12 @@ pub const ACTION_COUNT: u32 = 5;
 
 /// Refuse with a RST instead of a silent drop (rate-limit and throttle entries).
 pub const ENTRY_FLAG_RST: u32 = 1 << 0;
+/// Throttle entries only (`refusal = "notice"`): inside the throttle and block windows, admit up to
+/// `notice_count` SYNs per `notice_period_secs` from each source address (GCRA, state in
+/// `RATE_STATE`, as for rate limits) so they reach the MTA, whose milter or policy service answers
+/// 450/550 with the reason; SYNs beyond that budget are dropped (never reset). Outside the windows
+/// every SYN passes, as for any throttle entry. Without this flag the notice fields are ignored.
+pub const ENTRY_FLAG_NOTICE: u32 = 1 << 1;
 
 /// Value of `POLICY_V4_HOSTS`, `POLICY_V4_PREFIXES`, `POLICY_V6_HOSTS` and `POLICY_V6_PREFIXES`.
 ///
@@ -50,9 +56,14 @@ pub struct PolicyEntry {
     pub anchor_ns: u64,
     /// CLOCK_BOOTTIME ns after which the entry no longer applies; 0 = never expires.
     pub expires_ns: u64,
+    /// Notice throttle (`ENTRY_FLAG_NOTICE`): SYNs admitted per source and `notice_period_secs`
+    /// inside a window (0 admits none: every SYN in a window is dropped).
+    pub notice_count: u32,
+    /// Notice throttle: the period of `notice_count`, in seconds (> 0).
+    pub notice_period_secs: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<PolicyEntry>() == 48);
+const _: () = assert!(core::mem::size_of::<PolicyEntry>() == 56);
 
 /// Key of `RATE_STATE`: the source address, IPv4 as IPv4-mapped IPv6 (`::ffff:a.b.c.d`).
 #[repr(C)]
@@ -96,6 +107,16 @@ pub const fn emission_interval_ns(rate_per_min: u32) -> u64 {
     }
 }
 
+/// Nanoseconds between admitted SYNs at `count` per `period_secs` (GCRA emission interval of a
+/// notice budget); `u64::MAX` when `count` is 0.
+pub const fn notice_interval_ns(count: u32, period_secs: u32) -> u64 {
+    if count == 0 {
+        u64::MAX
+    } else {
+        period_secs as u64 * NS_PER_SEC / count as u64
+    }
+}
+
 const NS_PER_SEC: u64 = 1_000_000_000;
 
 /// Where an instant falls in a throttle entry's period (see [`PolicyEntry`]).
@@ -107,6 +128,36 @@ pub enum Window {
 }
 
 impl PolicyEntry {
+    /// A notice throttle entry (see [`ENTRY_FLAG_NOTICE`]): `count` SYNs per `period_secs` from
+    /// each source pass inside the windows of `throttle`, the rest are dropped. Every other field is
+    /// taken from `throttle` (an `ACTION_THROTTLE` entry); `ENTRY_FLAG_RST` is cleared.
+    pub const fn notice(throttle: PolicyEntry, count: u32, period_secs: u32) -> PolicyEntry {
+        let mut e = throttle;
+        e.action = ACTION_THROTTLE;
+        e.flags = (e.flags & !ENTRY_FLAG_RST) | ENTRY_FLAG_NOTICE;
+        e.notice_count = count;
+        e.notice_period_secs = period_secs;
+        e
+    }
+
+    /// True for a throttle entry that admits a notice budget inside its windows.
+    pub const fn is_notice(&self) -> bool {
+        self.action == ACTION_THROTTLE && self.flags & ENTRY_FLAG_NOTICE != 0
+    }
+
+    /// One GCRA step of the notice budget for a SYN inside a window: `Some(new_tat)` admits it,
+    /// `None` drops it (state unchanged). `notice_count` SYNs pass back to back from a fresh state,
+    /// then one every `notice_period_secs / notice_count`. The kernel and `enforcer explain` both
+    /// use this.
+    pub const fn notice_admit(&self, tat_ns: u64, now_ns: u64) -> Option<u64> {
+        gcra_interval(
+            tat_ns,
+            now_ns,
+            notice_interval_ns(self.notice_count, self.notice_period_secs),
+            self.notice_count,
+        )
+    }
+
     /// True once `now_ns` (CLOCK_BOOTTIME) has reached `expires_ns`; 0 never expires.
     pub const fn is_expired(&self, now_ns: u64) -> bool {
         self.expires_ns != 0 && now_ns >= self.expires_ns
@@ -147,15 +198,24 @@ impl PolicyEntry {
 /// Tolerance is `(burst - 1)` emission intervals, so `burst` SYNs pass back to back. A rate of 0
 /// admits nothing (userspace refuses to write one).
 pub const fn gcra(tat_ns: u64, now_ns: u64, rate_per_min: u32, burst: u32) -> Option<u64> {
-    if rate_per_min == 0 {
+    gcra_interval(tat_ns, now_ns, emission_interval_ns(rate_per_min), burst)
+}
+
+/// [`gcra`] with the emission interval given in nanoseconds; `u64::MAX` (a rate of 0) admits
+/// nothing.
+pub const fn gcra_interval(tat_ns: u64, now_ns: u64, interval: u64, burst: u32) -> Option<u64> {
+    if interval == u64::MAX {
         return None;
     }
-    let interval = emission_interval_ns(rate_per_min);
     let burst = if burst == 0 { 1 } else { burst };
     let tat = if tat_ns > now_ns { tat_ns } else { now_ns };
-    // Refuse when the backlog exceeds the tolerance, `(burst - 1) * interval`. interval < 2^36, so
-    // the product fits u64 for bursts below 2^28; larger ones compare by division instead (BPF has
-    // no 128-bit multiply for `saturating_mul`, and a division costs more than the rest of this).
+    if interval == 0 {
+        return Some(tat);
+    }
+    // Refuse when the backlog exceeds the tolerance, `(burst - 1) * interval`. A rate limit's
+    // interval is below 2^36, so the product fits u64 for bursts below 2^28, and a notice budget's
+    // `(count - 1) * period / count` is below its period; larger ones compare by division instead
+    // (BPF has no 128-bit multiply for `saturating_mul`, and a division costs more than the rest).
     let backlog = tat - now_ns;
     let extra = burst as u64 - 1;
     let over = if extra < 1 << 28 {
@@ -184,7 +244,6 @@ mod tests {
 
     #[test]
     fn policy_entry_layout_is_stable() {
-        assert_eq!(size_of::<PolicyEntry>(), 48);
         assert_eq!(align_of::<PolicyEntry>(), 8);
         assert_eq!(offset_of!(PolicyEntry, action), 0);
         assert_eq!(offset_of!(PolicyEntry, flags), 4);
@@ -196,6 +255,42 @@ mod tests {
         assert_eq!(offset_of!(PolicyEntry, block_secs), 28);
         assert_eq!(offset_of!(PolicyEntry, anchor_ns), 32);
         assert_eq!(offset_of!(PolicyEntry, expires_ns), 40);
+        assert_eq!(offset_of!(PolicyEntry, notice_count), 48);
+        assert_eq!(offset_of!(PolicyEntry, notice_period_secs), 52);
+        assert_eq!(size_of::<PolicyEntry>(), 56);
+    }
+
+    #[test]
+    fn notice_budget() {
+        let base = throttle(3600, 300, 0, 0, 0);
+        let e = PolicyEntry::notice(
+            PolicyEntry {
+                flags: ENTRY_FLAG_RST,
+                ..base
+            },
+            2,
+            600,
+        );
+        assert!(e.is_notice());
+        assert_eq!(e.flags, ENTRY_FLAG_NOTICE);
+        assert_eq!((e.period_secs, e.throttle_secs), (3600, 300));
+        assert!(!base.is_notice());
+        // 2 per 10 minutes: two back to back, then one every 5 minutes.
+        let now = 1_000 * S;
+        let t = e.notice_admit(0, now).expect("first");
+        let t = e.notice_admit(t, now).expect("second");
+        assert_eq!(e.notice_admit(t, now), None);
+        assert_eq!(e.notice_admit(t, now + 300 * S - 1), None);
+        assert!(e.notice_admit(t, now + 300 * S).is_some());
+        // A zero budget admits nothing; a zero period admits everything at once (interval 0).
+        assert_eq!(PolicyEntry::notice(base, 0, 600).notice_admit(0, now), None);
+        let free = PolicyEntry::notice(base, 3, 0);
+        let mut tat = 0;
+        for _ in 0..10 {
+            tat = free.notice_admit(tat, now).expect("no period, no limit");
+        }
+        assert_eq!(notice_interval_ns(2, 600), 300 * S);
+        assert_eq!(notice_interval_ns(0, 600), u64::MAX);
     }
 
     #[test]

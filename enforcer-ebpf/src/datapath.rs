@@ -5,46 +5,75 @@ use enforcer_common::{config::CONFIG_FLAG_REPORT_ONLY, Reason};
 
 use crate::{
     ctx::{Outcome, Packet},
-    decide::{decide_v4, decide_v6, Refusal},
+    decide::{decide, Refusal, Source},
     maps::{CONFIG, PORTS},
-    parse::{parse_frame, L3},
+    parse::{parse_frame, Parsed},
     reject, stats,
 };
 
+/// Parsing explores one verifier path per packet shape (VLAN depth × extension-header chain ×
+/// fragment state); the decision after it must not be verified once per shape. So everything the
+/// decision needs is copied out of the packet first (the source address onto the stack, a few
+/// scalars), no packet pointer stays live across it, and the verifier's states from every shape
+/// meet at `decide` as one. A reject, the only verdict that writes the packet, parses it again.
 #[inline(always)]
 pub fn run<C: Packet>(ctx: &C) -> u32 {
-    let syn = match parse_frame(ctx.data(), ctx.data_end()) {
-        Ok(syn) => syn,
+    let (src, port, blind, answerable) = match parse_frame(ctx.data(), ctx.data_end()) {
+        Ok(Parsed::Syn(syn)) => (
+            Source::of(&syn),
+            Some(u16::from_be(unsafe { (*syn.tcp).dport })),
+            None,
+            reject::possible(&syn),
+        ),
+        Ok(Parsed::Blind { src, port, pass }) => (Source::copy(src), port, Some(pass), false),
         Err(reason) => return stats::exit(ctx, reason, false, Outcome::Pass),
     };
-    let port = u16::from_be(unsafe { (*syn.tcp).dport }) as u32;
-    match PORTS.get(port) {
-        Some(&p) if p != 0 => {}
-        _ => return stats::exit(ctx, Reason::OtherPort, false, Outcome::Pass),
+    // A packet without a visible port (a non-first fragment, a chain too long to walk) is judged on
+    // its source alone; one with a port only when that port is protected.
+    if let Some(p) = port {
+        if !protected(p) {
+            return stats::exit(ctx, Reason::OtherPort, false, Outcome::Pass);
+        }
     }
-    let decision = match syn.l3 {
-        L3::V4 { ip, .. } => decide_v4(unsafe { &(*ip).src }),
-        L3::V6 { ip, .. } => decide_v6(unsafe { &(*ip).src }),
-    };
-    let mut reason = decision.reason;
+    let decision = decide(&src, port.is_some());
     if decision.refusal == Refusal::None {
-        return stats::exit(ctx, reason, false, Outcome::Pass);
+        return stats::exit(ctx, blind.unwrap_or(decision.reason), false, Outcome::Pass);
+    }
+    let report_only = report_only();
+    if blind.is_some() {
+        // No whole SYN to answer with a RST: a refusal is a drop.
+        let outcome = if report_only {
+            Outcome::Pass
+        } else {
+            Outcome::Drop
+        };
+        return stats::exit(ctx, Reason::SourceOnlyRefused, report_only, outcome);
     }
     let rst = decision.refusal == Refusal::Rst;
-    if report_only() {
+    if report_only {
         // Count what would have happened, including a reject we could not have answered.
-        if rst && !reject::possible(&syn) {
-            reason = Reason::RejectFallbackDrop;
-        }
+        let reason = if rst && !answerable {
+            Reason::RejectFallbackDrop
+        } else {
+            decision.reason
+        };
         return stats::exit(ctx, reason, true, Outcome::Pass);
     }
     if !rst {
-        return stats::exit(ctx, reason, false, Outcome::Drop);
+        return stats::exit(ctx, decision.reason, false, Outcome::Drop);
     }
-    match reject::rewrite(ctx, &syn) {
-        Ok(()) => stats::exit(ctx, reason, false, Outcome::Reply),
-        Err(()) => stats::exit(ctx, Reason::RejectFallbackDrop, false, Outcome::Drop),
+    match parse_frame(ctx.data(), ctx.data_end()) {
+        Ok(Parsed::Syn(syn)) => match reject::rewrite(ctx, &syn) {
+            Ok(()) => stats::exit(ctx, decision.reason, false, Outcome::Reply),
+            Err(()) => stats::exit(ctx, Reason::RejectFallbackDrop, false, Outcome::Drop),
+        },
+        _ => stats::exit(ctx, Reason::RejectFallbackDrop, false, Outcome::Drop),
     }
+}
+
+#[inline(always)]
+fn protected(port: u16) -> bool {
+    matches!(PORTS.get(port as u32), Some(&p) if p != 0)
 }
 
 #[inline(always)]
@@ -66,7 +95,7 @@ pub fn hash_only(ctx: &aya_ebpf::programs::XdpContext) -> u32 {
     if unsafe { (*eth).proto } != crate::parse::ETH_P_IPV4.to_be() {
         return xdp_action::XDP_PASS;
     }
-    // Key straight from the packet, as `decide_v4` does.
+    // Key straight from the packet, as `decide` does.
     let src: &[u8; 4] = unsafe { &(*ip).src };
     match crate::maps::POLICY_V4_HOSTS.get_ptr(src) {
         Some(_) => xdp_action::XDP_DROP,

@@ -1,17 +1,21 @@
 //! Policy for a SYN to a protected port: find the source's entry (exact host first, then the
 //! longest prefix), apply its action at the current CLOCK_BOOTTIME instant, and name the reason.
+//! One decision for every program and every packet shape: a packet judged on its source alone
+//! (`attempt == false`: no port seen, so not a connection attempt) takes no rate-limit or notice
+//! token and is refused only by entries that refuse every SYN from that source at this instant.
 
 use aya_ebpf::{helpers::bpf_ktime_get_boot_ns, maps::lpm_trie::Key};
 use enforcer_common::{
     policy::{
-        gcra, Window, ACTION_DROP, ACTION_PASS, ACTION_RATE_LIMIT, ACTION_REJECT, ACTION_THROTTLE,
-        ENTRY_FLAG_RST,
+        emission_interval_ns, gcra_interval, notice_interval_ns, Window, ACTION_DROP, ACTION_PASS,
+        ACTION_RATE_LIMIT, ACTION_REJECT, ACTION_THROTTLE, ENTRY_FLAG_NOTICE, ENTRY_FLAG_RST,
     },
     PolicyEntry, RateKey, RateState, Reason,
 };
 
-use crate::maps::{
-    POLICY_V4_HOSTS, POLICY_V4_PREFIXES, POLICY_V6_HOSTS, POLICY_V6_PREFIXES, RATE_STATE,
+use crate::{
+    maps::{POLICY_V4_HOSTS, POLICY_V4_PREFIXES, POLICY_V6_HOSTS, POLICY_V6_PREFIXES, RATE_STATE},
+    parse::{Src, Syn, L3},
 };
 
 /// How a refused SYN is refused.
@@ -43,16 +47,52 @@ impl Decision {
 /// refusing, never toward admitting more than the bucket allows.
 const RATE_CAS_ATTEMPTS: usize = 8;
 
+/// A source address copied out of the packet (network order), so no packet pointer has to stay
+/// live across the decision.
+#[derive(Clone, Copy)]
+pub enum Source {
+    V4([u8; 4]),
+    V6([u8; 16]),
+}
+
+impl Source {
+    #[inline(always)]
+    pub fn copy(src: Src) -> Self {
+        match src {
+            Src::V4(a) => Source::V4(unsafe { core::ptr::read_unaligned(a) }),
+            Src::V6(a) => Source::V6(unsafe { core::ptr::read_unaligned(a) }),
+        }
+    }
+
+    #[inline(always)]
+    pub fn of(syn: &Syn) -> Self {
+        match syn.l3 {
+            L3::V4 { ip, .. } => Source::copy(Src::V4(unsafe { core::ptr::addr_of!((*ip).src) })),
+            L3::V6 { ip, .. } => Source::copy(Src::V6(unsafe { core::ptr::addr_of!((*ip).src) })),
+        }
+    }
+}
+
+/// Decides for a source. `attempt` is false for a packet without a visible port (judged on its
+/// source alone).
+#[inline(always)]
+pub fn decide(src: &Source, attempt: bool) -> Decision {
+    match src {
+        Source::V4(a) => decide_v4(a, attempt),
+        Source::V6(a) => decide_v6(a, attempt),
+    }
+}
+
 /// Decides for an IPv4 source (address bytes in network order, possibly pointing into the packet).
 #[inline(always)]
-pub fn decide_v4(src: &[u8; 4]) -> Decision {
+fn decide_v4(src: &[u8; 4], attempt: bool) -> Decision {
     let host = POLICY_V4_HOSTS.get_ptr(src);
     let prefix = || {
         POLICY_V4_PREFIXES
             .get(Key::new(32, *src))
             .map(|e| e as *const _)
     };
-    apply(host, prefix, || rate_key_v4(src))
+    apply(host, prefix, || rate_key_v4(src), attempt)
 }
 
 /// The bytes of [`RateKey::v4`], built from two words: LLVM lowers that array literal to a call to
@@ -66,14 +106,14 @@ fn rate_key_v4(src: &[u8; 4]) -> RateKey {
 
 /// Decides for an IPv6 source.
 #[inline(always)]
-pub fn decide_v6(src: &[u8; 16]) -> Decision {
+fn decide_v6(src: &[u8; 16], attempt: bool) -> Decision {
     let host = POLICY_V6_HOSTS.get_ptr(src);
     let prefix = || {
         POLICY_V6_PREFIXES
             .get(Key::new(128, *src))
             .map(|e| e as *const _)
     };
-    apply(host, prefix, || RateKey::v6(*src))
+    apply(host, prefix, || RateKey::v6(*src), attempt)
 }
 
 /// An expired host entry falls through to the prefix trie (as if the daemon had already swept it);
@@ -84,19 +124,20 @@ fn apply(
     host: Option<*const PolicyEntry>,
     prefix: impl FnOnce() -> Option<*const PolicyEntry>,
     rate_key: impl FnOnce() -> RateKey,
+    attempt: bool,
 ) -> Decision {
     if let Some(e) = host {
         let e = unsafe { &*e };
         if !expired(e) {
-            return act(e, rate_key);
+            return act(e, rate_key, attempt);
         }
         return match prefix() {
-            Some(p) => judge(unsafe { &*p }, rate_key),
+            Some(p) => judge(unsafe { &*p }, rate_key, attempt),
             None => Decision::pass(Reason::Expired),
         };
     }
     match prefix() {
-        Some(p) => judge(unsafe { &*p }, rate_key),
+        Some(p) => judge(unsafe { &*p }, rate_key, attempt),
         None => Decision::pass(Reason::NoEntry),
     }
 }
@@ -113,59 +154,96 @@ fn now() -> u64 {
 }
 
 #[inline(always)]
-fn judge(e: &PolicyEntry, rate_key: impl FnOnce() -> RateKey) -> Decision {
+fn judge(e: &PolicyEntry, rate_key: impl FnOnce() -> RateKey, attempt: bool) -> Decision {
     if expired(e) {
         Decision::pass(Reason::Expired)
     } else {
-        act(e, rate_key)
+        act(e, rate_key, attempt)
     }
 }
 
 #[inline(always)]
-fn act(e: &PolicyEntry, rate_key: impl FnOnce() -> RateKey) -> Decision {
+fn act(e: &PolicyEntry, rate_key: impl FnOnce() -> RateKey, attempt: bool) -> Decision {
     // Only the timed actions read the flags: drop and reject entries skip the load.
-    let refuse = |reason| Decision {
-        reason,
-        refusal: if e.flags & ENTRY_FLAG_RST != 0 {
+    let refusal = || {
+        if e.flags & ENTRY_FLAG_RST != 0 {
             Refusal::Rst
         } else {
             Refusal::Drop
-        },
+        }
     };
-    match e.action {
-        ACTION_PASS => Decision::pass(Reason::Allowed),
-        ACTION_DROP => Decision {
-            reason: Reason::Blocked,
-            refusal: Refusal::Drop,
-        },
-        ACTION_REJECT => Decision {
-            reason: Reason::Rejected,
-            refusal: Refusal::Rst,
-        },
-        ACTION_RATE_LIMIT => {
-            if rate_admit(&rate_key(), now(), e.rate_per_min, e.burst) {
-                Decision::pass(Reason::RateAllowed)
-            } else {
-                refuse(Reason::RateRefused)
+    // The token-bucket actions share one GCRA step: (interval, burst, admitted, refused reason,
+    // refusal).
+    let (interval, burst, admitted, refused, refusal) = match e.action {
+        ACTION_PASS => return Decision::pass(Reason::Allowed),
+        ACTION_DROP => {
+            return Decision {
+                reason: Reason::Blocked,
+                refusal: Refusal::Drop,
             }
         }
+        ACTION_REJECT => {
+            return Decision {
+                reason: Reason::Rejected,
+                refusal: Refusal::Rst,
+            }
+        }
+        ACTION_RATE_LIMIT => (
+            emission_interval_ns(e.rate_per_min),
+            e.burst,
+            Reason::RateAllowed,
+            Reason::RateRefused,
+            refusal(),
+        ),
         ACTION_THROTTLE => match e.window_at(now()) {
-            Window::Outside => Decision::pass(Reason::ThrottleOutside),
-            Window::Throttle => refuse(Reason::ThrottleRefused),
-            Window::Block => refuse(Reason::BlockWindowRefused),
+            Window::Outside => return Decision::pass(Reason::ThrottleOutside),
+            // Inside a notice throttle's window the source's first SYNs up to the budget reach the
+            // MTA, the rest are dropped (never reset: the point is that the sender reads the
+            // MTA's reply).
+            _ if e.flags & ENTRY_FLAG_NOTICE != 0 => (
+                notice_interval_ns(e.notice_count, e.notice_period_secs),
+                e.notice_count,
+                Reason::NoticeAdmitted,
+                Reason::NoticeRefused,
+                Refusal::Drop,
+            ),
+            Window::Throttle => {
+                return Decision {
+                    reason: Reason::ThrottleRefused,
+                    refusal: refusal(),
+                }
+            }
+            Window::Block => {
+                return Decision {
+                    reason: Reason::BlockWindowRefused,
+                    refusal: refusal(),
+                }
+            }
         },
         // An action this kernel program does not know (newer userspace): fail open.
-        _ => Decision::pass(Reason::NoEntry),
+        _ => return Decision::pass(Reason::NoEntry),
+    };
+    // A budget counts connection attempts; the rest of an admitted SYN's fragments follow it.
+    if !attempt {
+        return Decision::pass(admitted);
+    }
+    if rate_admit(&rate_key(), now(), interval, burst) {
+        Decision::pass(admitted)
+    } else {
+        Decision {
+            reason: refused,
+            refusal,
+        }
     }
 }
 
 /// GCRA with the state updated by compare-and-swap, so concurrent SYNs from one source on several
 /// CPUs each see and advance the latest theoretical arrival time.
 #[inline(always)]
-fn rate_admit(key: &RateKey, now: u64, rate_per_min: u32, burst: u32) -> bool {
+fn rate_admit(key: &RateKey, now: u64, interval: u64, burst: u32) -> bool {
     for _ in 0..RATE_CAS_ATTEMPTS {
         let Some(state) = RATE_STATE.get_ptr_mut(key) else {
-            let Some(tat) = gcra(0, now, rate_per_min, burst) else {
+            let Some(tat) = gcra_interval(0, now, interval, burst) else {
                 return false;
             };
             // BPF_NOEXIST: if another CPU created the state first, go round and race on it instead.
@@ -178,7 +256,7 @@ fn rate_admit(key: &RateKey, now: u64, rate_per_min: u32, burst: u32) -> bool {
         // A plain volatile load: BPF has no atomic load instruction the backend selects here, and
         // the compare-and-swap below catches any value that changed since.
         let old = unsafe { core::ptr::read_volatile(tat_ptr) };
-        let Some(new) = gcra(old, now, rate_per_min, burst) else {
+        let Some(new) = gcra_interval(old, now, interval, burst) else {
             return false;
         };
         let (_, swapped) = unsafe {

@@ -51,6 +51,8 @@ pub struct FileConfig {
     pub end_of_support: BTreeMap<String, time::Date>,
     /// `[milter] listen`, `[policy] listen` and the `[replies]` texts.
     pub mta: MtaSettings,
+    /// `classifier.catalog`: an operator's build catalog laid over the built-in one (validated here).
+    pub catalog: Option<PathBuf>,
 }
 
 /// A configuration problem: file, line, key and what to do about it.
@@ -130,6 +132,7 @@ struct RawStage {
 #[serde(deny_unknown_fields)]
 struct RawClassifier {
     end_of_support: Option<BTreeMap<String, Spanned<String>>>,
+    catalog: Option<Spanned<PathBuf>>,
 }
 
 impl FileConfig {
@@ -161,6 +164,7 @@ impl FileConfig {
             policy: Policy::default(),
             end_of_support: BTreeMap::new(),
             mta: MtaSettings::default(),
+            catalog: None,
         };
         for (table, raw_listener, slot) in [
             ("milter", raw.milter, &mut cfg.mta.milter),
@@ -248,6 +252,18 @@ impl FileConfig {
             ctx.enforcement(e, &mut cfg.policy)?;
         }
         if let Some(c) = raw.classifier {
+            if let Some(path) = c.catalog {
+                // Checked now, so a broken catalog stops the start with its own file:line.
+                if let Err(e) = crate::classify::catalog_file::load(path.get_ref()) {
+                    return Err(ctx.err(
+                        path.span(),
+                        "classifier.catalog",
+                        format!("{e}; check it with `enforcer catalog check FILE`")
+                            .replace('\n', "; "),
+                    ));
+                }
+                cfg.catalog = Some(path.into_inner());
+            }
             for (product, date) in c.end_of_support.unwrap_or_default() {
                 let fmt = time::macros::format_description!("[year]-[month]-[day]");
                 let d = time::Date::parse(date.get_ref(), fmt).map_err(|_| {

@@ -430,3 +430,223 @@ mod tests {
         assert_eq!(u16::from_be_bytes([p[4], p[5]]), 16);
     }
 }
+
+impl Ext {
+    /// A header of `kind` with `body` after the (next, length) prefix, padded to 8 bytes.
+    pub fn raw(kind: u8, body: &[u8]) -> Self {
+        Self {
+            kind,
+            body: body.to_vec(),
+        }
+    }
+
+    /// A routing header Linux steps over (type 0, segments left 0): `padded` would say
+    /// "segments left 4", which Linux answers with an ICMP parameter problem.
+    pub fn routing_done() -> Self {
+        Self::raw(EXT_ROUTING, &[0, 0, 0, 0, 0, 0])
+    }
+
+    /// A hop-by-hop or destination-options header of `8 * units` bytes that Linux accepts at any
+    /// size: unknown skippable options (type 0x1e, at most 8 per header as Linux allows) and
+    /// PadN no longer than Linux's 7 bytes. `units` up to 256.
+    pub fn big_options(kind: u8, units: usize) -> Self {
+        let mut n = 8 * units - 2;
+        let mut body = Vec::with_capacity(n);
+        // Up to 8 options of at most 257 bytes each, the last one taking what is left but for a
+        // PadN/Pad1 tail.
+        for _ in 0..8 {
+            if n < 2 {
+                break;
+            }
+            let len = (n - 2).min(255);
+            body.push(0x1e);
+            body.push(len as u8);
+            body.extend(std::iter::repeat_n(0xaa, len));
+            n -= len + 2;
+        }
+        assert_eq!(n, 0, "{units} units do not fit 8 options");
+        Self { kind, body }
+    }
+}
+
+/// One frame of a packet shape: VLAN tags, EtherType and the network-layer bytes.
+#[derive(Clone, Debug)]
+pub struct ShapeFrame {
+    pub vlans: Vec<(u16, u16)>,
+    pub ethertype: u16,
+    pub l3: Vec<u8>,
+}
+
+impl ShapeFrame {
+    /// With the test MACs ([`MAC_SERVER`] ← [`MAC_CLIENT`]).
+    pub fn frame(&self) -> Vec<u8> {
+        ethernet(&self.vlans, self.ethertype, &self.l3)
+    }
+
+    /// With real MACs, for a raw socket.
+    pub fn frame_to(&self, dst_mac: [u8; 6], src_mac: [u8; 6]) -> Vec<u8> {
+        let mut f = self.frame();
+        f[..6].copy_from_slice(&dst_mac);
+        f[6..12].copy_from_slice(&src_mac);
+        f
+    }
+}
+
+/// A way of wrapping one SYN that Linux accepts and a datapath may not see through: the frames that
+/// together deliver the SYN to the TCP stack.
+#[derive(Clone, Debug)]
+pub struct Shape {
+    pub name: &'static str,
+    pub frames: Vec<ShapeFrame>,
+    /// Bytes a link must carry (MTU) for the largest frame.
+    pub mtu: usize,
+}
+
+/// The IPv4 shapes of a SYN from `src` to `dst` (issue 7): fragments (first with the whole TCP
+/// header; 8-byte fragments) and VID-0 VLAN stacks (3 and 4 802.1Q, 802.1ad + 2×802.1Q).
+/// `syn` should carry a payload so that fragments are possible.
+pub fn shapes_v4(src: [u8; 4], dst: [u8; 4], syn: &Tcp) -> Vec<Shape> {
+    let seg = syn.encode(src.into(), dst.into());
+    let whole = ipv4(src, dst, PROTO_TCP, &[], 0, &seg);
+    let frag = |pieces: &[(usize, usize)]| -> Vec<ShapeFrame> {
+        pieces
+            .iter()
+            .map(|&(from, to)| {
+                let more = if to < seg.len() { 0x2000 } else { 0 };
+                ShapeFrame {
+                    vlans: vec![],
+                    ethertype: ETH_P_IPV4,
+                    l3: ipv4(
+                        src,
+                        dst,
+                        PROTO_TCP,
+                        &[],
+                        more | (from / 8) as u16,
+                        &seg[from..to],
+                    ),
+                }
+            })
+            .collect()
+    };
+    let tcp_len = 20 + syn.options.len().next_multiple_of(4);
+    let first = tcp_len.next_multiple_of(8);
+    assert!(first < seg.len(), "the SYN needs a payload to fragment");
+    let eights: Vec<(usize, usize)> = (0..seg.len())
+        .step_by(8)
+        .map(|a| (a, (a + 8).min(seg.len())))
+        .collect();
+    let tagged = |vlans: &[(u16, u16)]| {
+        vec![ShapeFrame {
+            vlans: vlans.to_vec(),
+            ethertype: ETH_P_IPV4,
+            l3: whole.clone(),
+        }]
+    };
+    let q = (ETH_P_8021Q, 0);
+    vec![
+        Shape {
+            name: "v4 fragments, first with the whole TCP header",
+            frames: frag(&[(0, first), (first, seg.len())]),
+            mtu: 1500,
+        },
+        Shape {
+            name: "v4 8-byte fragments",
+            frames: frag(&eights),
+            mtu: 1500,
+        },
+        Shape {
+            name: "v4 behind 3 VID-0 802.1Q tags",
+            frames: tagged(&[q, q, q]),
+            mtu: 1500,
+        },
+        Shape {
+            name: "v4 behind 4 VID-0 802.1Q tags",
+            frames: tagged(&[q, q, q, q]),
+            mtu: 1500,
+        },
+        Shape {
+            name: "v4 behind 802.1ad + 2x802.1Q (VID 0)",
+            frames: tagged(&[(ETH_P_8021AD, 0), q, q]),
+            mtu: 1500,
+        },
+    ]
+}
+
+/// The IPv6 shapes of a SYN (issue 7): an atomic fragment, the SYN with data in fragments, 8
+/// Destination-Options headers, hop-by-hop + routing + 5 Destination-Options, a chain longer than
+/// the datapath walks (17 headers), and 4 KiB of options that put TCP beyond the first buffer or
+/// the bytes a TC program pulls (needs a jumbo MTU).
+pub fn shapes_v6(src: [u8; 16], dst: [u8; 16], syn: &Tcp) -> Vec<Shape> {
+    let seg = syn.encode(src.into(), dst.into());
+    let one = |exts: &[Ext]| {
+        vec![ShapeFrame {
+            vlans: vec![],
+            ethertype: ETH_P_IPV6,
+            l3: ipv6(src, dst, exts, PROTO_TCP, &seg),
+        }]
+    };
+    let tcp_len = 20 + syn.options.len().next_multiple_of(4);
+    let first = tcp_len.next_multiple_of(8);
+    assert!(first < seg.len(), "the SYN needs a payload to fragment");
+    let fragments = vec![
+        ShapeFrame {
+            vlans: vec![],
+            ethertype: ETH_P_IPV6,
+            l3: ipv6(
+                src,
+                dst,
+                &[Ext::fragment(0, true)],
+                PROTO_TCP,
+                &seg[..first],
+            ),
+        },
+        ShapeFrame {
+            vlans: vec![],
+            ethertype: ETH_P_IPV6,
+            l3: ipv6(
+                src,
+                dst,
+                &[Ext::fragment((first / 8) as u16, false)],
+                PROTO_TCP,
+                &seg[first..],
+            ),
+        },
+    ];
+    let dst8 = Ext::padded(EXT_DEST_OPTS, 1);
+    let hbh8 = Ext::padded(EXT_HOP_BY_HOP, 1);
+    let mut mixed = vec![hbh8, Ext::routing_done()];
+    mixed.extend(std::iter::repeat_n(dst8.clone(), 5));
+    let big = Ext::big_options(EXT_DEST_OPTS, 256);
+    vec![
+        Shape {
+            name: "v6 atomic fragment",
+            frames: one(&[Ext::fragment(0, false)]),
+            mtu: 1500,
+        },
+        Shape {
+            name: "v6 SYN with data in fragments",
+            frames: fragments,
+            mtu: 1500,
+        },
+        Shape {
+            name: "v6 behind 8 Destination-Options headers",
+            frames: one(&vec![dst8.clone(); 8]),
+            mtu: 1500,
+        },
+        Shape {
+            name: "v6 behind hop-by-hop + routing + 5 Destination-Options",
+            frames: one(&mixed),
+            mtu: 1500,
+        },
+        Shape {
+            name: "v6 behind 17 Destination-Options headers",
+            frames: one(&vec![dst8; 17]),
+            mtu: 1500,
+        },
+        Shape {
+            name: "v6 behind 4 KiB of Destination-Options",
+            frames: one(&[big.clone(), big]),
+            mtu: 40 + 2 * 2048 + seg.len(),
+        },
+    ]
+}

@@ -1,5 +1,7 @@
 //! The Exchange Server build catalog (`enforcer/data/exchange-builds.csv`, sources in
 //! `exchange-builds.SOURCES.md`), compiled into the binary and parsed once into a table sorted by build.
+//! An operator's catalog in the same format (`classifier.catalog`, see [`super::catalog_file`]) is laid
+//! over it once at start, before anything is classified.
 
 use std::sync::OnceLock;
 
@@ -93,7 +95,7 @@ impl ExVersion {
         })
     }
 
-    fn from_catalog(product: &str) -> Option<Self> {
+    pub(crate) fn from_catalog(product: &str) -> Option<Self> {
         let p = product.trim();
         let v = match () {
             _ if p.ends_with("4.0") => ExVersion::V4_0,
@@ -139,7 +141,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn of_label(label: &str) -> Kind {
+    pub(crate) fn of_label(label: &str) -> Kind {
         let b = label.as_bytes();
         let after_digit = |tag: &[u8]| {
             b.windows(tag.len() + 1)
@@ -213,15 +215,40 @@ pub struct Catalog {
     by_version: [(usize, usize); ExVersion::ALL.len()],
 }
 
+static CATALOG: OnceLock<Catalog> = OnceLock::new();
+
 impl Catalog {
+    /// The catalog in use: the built-in one, or the one [`Catalog::install`] laid an operator's rows over.
     pub fn get() -> &'static Catalog {
-        static CATALOG: OnceLock<Catalog> = OnceLock::new();
         CATALOG.get_or_init(|| Catalog::parse(CSV))
+    }
+
+    /// Makes `extra` (an operator's rows, validated) part of the catalog for the rest of the process:
+    /// a row for a build the built-in catalog lists replaces it. Must run before anything is classified.
+    pub fn install(extra: Vec<Release>) -> Result<(), String> {
+        CATALOG.set(Catalog::with(extra)).map_err(|_| {
+            "the build catalog was already in use; an operator's catalog is loaded once, at start".to_string()
+        })
+    }
+
+    /// The built-in rows with `extra` laid over them (same build: the extra row wins).
+    pub fn with(extra: Vec<Release>) -> Catalog {
+        let mut rows: Vec<(Release, bool)> = CSV
+            .lines()
+            .skip(1)
+            .filter_map(parse_row)
+            .filter(|(r, _)| !extra.iter().any(|x| x.build == r.build))
+            .collect();
+        rows.extend(extra.into_iter().map(|r| (r, true)));
+        Catalog::from_rows(rows)
     }
 
     /// Rows that do not parse are skipped; a unit test proves every shipped row parses.
     fn parse(csv: &'static str) -> Catalog {
-        let mut rows: Vec<(Release, bool)> = csv.lines().skip(1).filter_map(parse_row).collect();
+        Catalog::from_rows(csv.lines().skip(1).filter_map(parse_row).collect())
+    }
+
+    fn from_rows(mut rows: Vec<(Release, bool)>) -> Catalog {
         // The source lists a few builds twice (`8.2.305.3` and zero-padded `8.2.305.03`): keep the row
         // dated to the day.
         rows.sort_by_key(|(r, day)| (r.build, !day));
@@ -285,7 +312,7 @@ impl Catalog {
 }
 
 /// A row and whether its release date is given to the day.
-fn parse_row(line: &'static str) -> Option<(Release, bool)> {
+pub(crate) fn parse_row(line: &'static str) -> Option<(Release, bool)> {
     let mut cols = line.split(',');
     let product = cols.next()?;
     let label = cols.next()?.trim();

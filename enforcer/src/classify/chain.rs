@@ -1,28 +1,36 @@
-//! The Received chain: which hop is the sending organisation's outbound server.
+//! The Received chain: which hop is the sending server's. One rule for every product (README, "Which
+//! Received hop"):
 //!
-//! Received fields are newest first: our own edge's hop is at the top. Walking from the oldest hop up,
-//! the sending organisation's Microsoft hops form a run; the run ends where the message was handed to a
-//! `by` that is not Exchange (our edge, a filtering service). The last hop of the first run that ends in
-//! such a hand-off is the outbound server, and the build in its `id` is that server's build. A run that
-//! reaches the top without a hand-off is taken only when it starts at the oldest hop (a header block
-//! pasted from the sender's side); a run that starts above a non-Exchange hop and reaches the top is the
-//! receiving side and never attributed. When the run's last hop is Exchange Online (hybrid, or a tenant
-//! sending from Microsoft 365), Exchange Online is what talks to the next organisation and is reported,
-//! with any on-premises builds seen earlier in the run listed in the evidence.
+//! Fields are newest first. A hop *crosses* into another organisation when its `from` host and its `by`
+//! host belong to different organisations (see [`Links::crosses`]). Walking down from the newest hop,
+//! the hops that do not cross are the receiving side's own; the first hop that crosses is the *entry*:
+//! the receiving side took the message from the sending server there. The hops below the entry, down to
+//! and including the next hop that crosses (where the sending organisation itself took the message from
+//! someone else: a mailing list's author, a forwarder's origin), are the sending organisation's. The
+//! newest of them that names its software is the sending server; when the organisation's route passes
+//! its own Exchange behind a relay (a gateway, a filter), that Exchange is reported and the relay named
+//! in the evidence, because the Exchange build is what enforcement rates. Nothing below the sending
+//! organisation and nothing on the receiving side is ever attributed. With no crossing at all the block
+//! is one organisation's (a copy from the sender's side): its newest hop decides, with less confidence.
+//!
+//! With the connecting address known ([`attribute_connecting`]), the rule is tighter: the newest hops
+//! written by the server at that address are its own, and only they are attributed.
 
 use std::fmt::Write;
+use std::net::IpAddr;
 
 use super::build::Build;
 use super::scan::{iis_era, Candidate, ERA_2007_ON};
-use super::signature::{self, is_exchange_online_host};
+use super::signature::{self, is_exchange_online_host, is_microsoft_host};
 use super::{evidence_text, EvidenceItem, EvidenceKind, Product};
 use crate::smtp::{ClauseKind, TokensView};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum HopKind {
-    /// `with Microsoft SMTP Server` / `with mapi` on an on-premises `by`.
+    /// `with Microsoft SMTP Server` / `with mapi` / `with Internet Mail Service` on an on-premises `by`.
     OnPrem,
-    /// The same on an Exchange Online `by` (or a 15.20+ build).
+    /// The same on a Microsoft service `by` (or a 15.20+ build); `with HTTPS` inside Microsoft; the
+    /// consumer front ends' `SMTPSVC` stamps.
     Online,
     /// `with Microsoft SMTPSVC(…)`: the IIS SMTP service (Exchange 2000/2003, or plain IIS).
     Iis,
@@ -33,7 +41,11 @@ pub(crate) enum HopKind {
 pub(crate) struct Hop {
     pub kind: HopKind,
     pub by: Option<String>,
+    /// The `from` host: the reverse-DNS name the receiving MTA looked up when it wrote one, else the name
+    /// the client gave.
     pub from: Option<String>,
+    /// The client address the receiving MTA recorded in the `from` clause.
+    pub from_ip: Option<IpAddr>,
     /// Exchange build in `id` (on-premises and online hops), or the IIS version in `SMTPSVC(…)`.
     pub build: Option<Build>,
     /// A product named by the hop's `by` comments, `with` clause or qmail preamble.
@@ -41,16 +53,106 @@ pub(crate) struct Hop {
     pub text: String,
 }
 
+/// What the header block says about organisations beyond host names: Exchange's own stamps.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct OrgSignals {
+    /// `X-OriginatorOrg:` (Exchange Online's name for the tenant the message passed).
+    pub originator: Option<String>,
+    /// `X-MS-Exchange-Organization-AuthSource:` (the server that accepted the message).
+    pub auth_source: Option<String>,
+    /// `X-MS-Exchange-Organization-AuthAs: Internal`.
+    pub auth_internal: bool,
+    /// `X-MS-Exchange-CrossTenant-FromEntityHeader: HybridOnPrem`.
+    pub hybrid_on_prem: bool,
+}
+
 fn host(r: &TokensView<'_>, k: ClauseKind) -> Option<String> {
-    r.words(r.clause(k)).next().map(|h| {
-        std::str::from_utf8(h)
-            .map_or_else(|_| String::from_utf8_lossy(h).into_owned(), str::to_string)
-    })
+    r.words(r.clause(k)).next().map(lossy)
+}
+
+fn lossy(h: &[u8]) -> String {
+    std::str::from_utf8(h).map_or_else(|_| String::from_utf8_lossy(h).into_owned(), str::to_string)
+}
+
+/// An address as MTAs write it: `[192.0.2.1]`, `[IPv6:2001:db8::1]`, `192.0.2.1`, `[192.0.2.1]:25`,
+/// `fe80::1%12`, `[::ffff:192.0.2.1]` (read as IPv4).
+pub(crate) fn parse_addr(w: &[u8]) -> Option<IpAddr> {
+    let s = std::str::from_utf8(w)
+        .ok()?
+        .trim_matches(|c| c == '"' || c == ',');
+    let s = match s.strip_prefix('[') {
+        Some(inner) => inner.split(']').next()?,
+        None => s,
+    };
+    let s = s
+        .strip_prefix("IPv6:")
+        .or_else(|| s.strip_prefix("ipv6:"))
+        .unwrap_or(s);
+    let s = s.split('%').next()?;
+    if s.is_empty()
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':')
+    {
+        return None;
+    }
+    s.parse::<IpAddr>().ok().map(|a| a.to_canonical())
+}
+
+/// Private, loopback, link-local, shared (CGNAT) and unique-local addresses: one site's own network.
+pub(crate) fn is_internal(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(a) => {
+            a.is_private()
+                || a.is_loopback()
+                || a.is_link_local()
+                || a.is_unspecified()
+                || (a.octets()[0] == 100 && (a.octets()[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(a) => {
+            a.is_loopback()
+                || a.is_unspecified()
+                || a.is_unique_local()
+                || a.is_unicast_link_local()
+        }
+    }
+}
+
+/// Who handed the message over, as the `from` clause records it: (name, address). The name is the
+/// reverse-DNS name in the comment when there is one (`from helo (rdns [addr])`, Exim's `from rdns
+/// ([addr] helo=…)`), else the name the client gave.
+fn from_clause(r: &TokensView<'_>) -> (Option<String>, Option<IpAddr>) {
+    let c = r.clause(ClauseKind::From);
+    let mut words = r.words(c);
+    let first = words.next();
+    let mut ip = first.and_then(parse_addr);
+    let mut rdns: Option<&[u8]> = None;
+    for comment in r.comments(c) {
+        for w in comment
+            .split(|b| matches!(b, b' ' | b'\t'))
+            .filter(|w| !w.is_empty())
+        {
+            if let Some(a) = parse_addr(w) {
+                ip.get_or_insert(a);
+            } else if rdns.is_none()
+                && w.contains(&b'.')
+                && !w.contains(&b'=')
+                && !w.eq_ignore_ascii_case(b"unknown")
+                && w.first().is_some_and(u8::is_ascii_alphanumeric)
+            {
+                rdns = Some(w);
+            }
+        }
+    }
+    let name = rdns
+        .or(first.filter(|w| parse_addr(w).is_none() && !w.eq_ignore_ascii_case(b"unknown")))
+        .map(lossy);
+    (name, ip)
 }
 
 pub(crate) fn hop(r: &TokensView<'_>, raw: &[u8]) -> Hop {
     let by = host(r, ClauseKind::By);
-    let from = host(r, ClauseKind::From);
+    let (from, from_ip) = from_clause(r);
     let with = r.clause(ClauseKind::With);
     let with_words = r.words(with);
     let with_first = with_words.clone().next().unwrap_or_default();
@@ -61,6 +163,18 @@ pub(crate) fn hop(r: &TokensView<'_>, raw: &[u8]) -> Hop {
             .any(|w| w.len() >= 7 && w[..7].eq_ignore_ascii_case(b"SMTPSVC"));
     let ms_smtp = microsoft && !iis && with_words.clone().any(|w| w.eq_ignore_ascii_case(b"SMTP"));
     let mapi = with_first.eq_ignore_ascii_case(b"mapi") && with_words.clone().count() == 1;
+    let ms_service_by = by
+        .as_deref()
+        .is_some_and(|h| is_microsoft_host(h.as_bytes()));
+    // Exchange Online's internal HTTP proxy hops.
+    let https = ms_service_by
+        && (with_first.eq_ignore_ascii_case(b"HTTPS") || with_first.eq_ignore_ascii_case(b"HTTP"));
+    // Exchange 5.5: `by host with Internet Mail Service (5.5.2653.19)`.
+    let ims = with_first.eq_ignore_ascii_case(b"Internet")
+        && with_words
+            .clone()
+            .nth(2)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"Service"));
     let id_build = r
         .words(r.clause(ClauseKind::Id))
         .next()
@@ -74,9 +188,16 @@ pub(crate) fn hop(r: &TokensView<'_>, raw: &[u8]) -> Hop {
             .comments(with)
             .next()
             .and_then(|c| Build::parse(c.trim_ascii()));
-        (HopKind::Iis, v)
+        // Outlook.com/Hotmail front ends stamp SMTPSVC: Microsoft's service, never an IIS server.
+        if ms_service_by {
+            (HopKind::Online, None)
+        } else {
+            (HopKind::Iis, v)
+        }
     } else if ms_smtp || mapi {
-        let online = online_host || id_build.is_some_and(|b| b.major() == 15 && b.minor() >= 20);
+        let online = online_host
+            || ms_service_by
+            || id_build.is_some_and(|b| b.major() == 15 && b.minor() >= 20);
         (
             if online {
                 HopKind::Online
@@ -85,8 +206,29 @@ pub(crate) fn hop(r: &TokensView<'_>, raw: &[u8]) -> Hop {
             },
             id_build,
         )
+    } else if https {
+        (HopKind::Online, None)
+    } else if ims {
+        let v = r
+            .comments(with)
+            .next()
+            .and_then(|c| Build::parse(c.trim_ascii()))
+            .filter(|b| b.major() == 5 && b.len() >= 3);
+        (HopKind::OnPrem, v)
     } else {
-        (HopKind::Other, None)
+        // Exchange 5.5's IMS as the receiving side of an SMTP hop: `with SMTP (Microsoft Exchange
+        // Internet Mail Service Version 5.5.2653.13)`.
+        let ex55 = r.comments(with).find_map(|c| match signature::scan(c) {
+            Some(signature::Hit {
+                ms: Some(signature::MsSignal::ExchangeBuild(b)),
+                ..
+            }) => Some(b),
+            _ => None,
+        });
+        match ex55 {
+            Some(b) => (HopKind::OnPrem, Some(b)),
+            None => (HopKind::Other, None),
+        }
     };
     let mut hint = None;
     if kind == HopKind::Other {
@@ -110,6 +252,7 @@ pub(crate) fn hop(r: &TokensView<'_>, raw: &[u8]) -> Hop {
         kind,
         by,
         from,
+        from_ip,
         build,
         hint,
         text: evidence_text(raw),
@@ -120,21 +263,75 @@ fn is_ms(h: &Hop) -> bool {
     h.kind != HopKind::Other
 }
 
-/// Whether `next` (the later hop) is still inside `prev`'s organisation: Exchange handing mail to
-/// another organisation's Exchange is a hand-off too. Host names are compared by their registrable
-/// domain (the last two labels, three under a short second level such as `co.uk`); single-label names
-/// (`EX01`, `Pickup`) and address literals never split a run. Exchange Online continues any run: a
-/// hybrid organisation relays through its own tenant.
-fn same_org(prev: &Hop, next: &Hop) -> bool {
-    if next.kind == HopKind::Online {
-        return true;
+/// Which organisation a host belongs to: Microsoft's service hosts (Exchange Online, EOP, Outlook.com)
+/// are one; any other name is its registrable domain. Single-label names and address literals say
+/// nothing.
+fn org_key(host: &str) -> Option<&str> {
+    if is_microsoft_host(host.as_bytes()) {
+        return Some("microsoft");
     }
-    match (
-        prev.by.as_deref().and_then(org_domain),
-        next.by.as_deref().and_then(org_domain),
-    ) {
-        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
-        _ => true,
+    org_domain(host)
+}
+
+/// How organisation names are tied together in this header block.
+pub(crate) struct Links<'a> {
+    /// Organisation keys that Exchange's own stamps say are one organisation.
+    joined: Vec<&'a str>,
+    hybrid: bool,
+}
+
+impl<'a> Links<'a> {
+    pub(crate) fn new(s: &'a OrgSignals) -> Self {
+        let mut joined = Vec::new();
+        // X-OriginatorOrg is written by Exchange Online for the tenant the message passed: the tenant's
+        // own domains and Microsoft's hosts are one organisation for this message.
+        if let Some(o) = s.originator.as_deref().and_then(org_domain) {
+            joined.push(o);
+            joined.push("microsoft");
+        }
+        // AuthAs: Internal means the Exchange that accepted the message took its sender as internal.
+        if s.auth_internal {
+            if let Some(a) = s.auth_source.as_deref().and_then(org_key) {
+                if !joined.is_empty() {
+                    joined.push(a);
+                }
+            }
+        }
+        Links {
+            joined,
+            hybrid: s.hybrid_on_prem,
+        }
+    }
+
+    fn same(&self, a: &str, b: &str) -> bool {
+        a.eq_ignore_ascii_case(b)
+            || (self.joined.iter().any(|j| j.eq_ignore_ascii_case(a))
+                && self.joined.iter().any(|j| j.eq_ignore_ascii_case(b)))
+    }
+
+    /// Whether hop `h` hands the message from one organisation to another. Not a hand-off: a `from`
+    /// address in a private, loopback or link-local range; the same registrable domain on both sides;
+    /// two Microsoft service hosts; organisations tied by Exchange's stamps; a Microsoft-stamped hop
+    /// between the tenant and its on-premises servers when the message says `HybridOnPrem`. A hop whose
+    /// `by` has no usable name, or that names no `from` at all, is not taken as a hand-off either.
+    pub(crate) fn crosses(&self, h: &Hop) -> bool {
+        if h.from_ip.is_some_and(is_internal) {
+            return false;
+        }
+        let Some(by) = h.by.as_deref().and_then(org_key) else {
+            return false;
+        };
+        match h.from.as_deref().and_then(org_key) {
+            Some(from) => {
+                if self.same(from, by) {
+                    return false;
+                }
+                let microsoft_side = from == "microsoft" || by == "microsoft";
+                !(self.hybrid && microsoft_side && is_ms(h))
+            }
+            // A public address with no usable name, handed to a named host.
+            None => h.from_ip.is_some(),
+        }
     }
 }
 
@@ -165,184 +362,265 @@ fn name(h: &Option<String>) -> &str {
     h.as_deref().unwrap_or("an unnamed host")
 }
 
-/// Candidates from the chain, plus notes on the hops that were not attributed.
-pub(crate) fn attribute(hops: &[Hop]) -> Vec<Candidate> {
+/// The sending organisation's part of the chain (newest first), per the module's rule.
+struct Route {
+    /// Index of the entry hop (the receiving side's hop that took the message from outside).
+    entry: Option<usize>,
+    /// The sending organisation's hops: `hops[start..end]`.
+    start: usize,
+    end: usize,
+}
+
+fn route(hops: &[Hop], links: &Links<'_>) -> Route {
+    let Some(entry) = hops.iter().position(|h| links.crosses(h)) else {
+        return Route {
+            entry: None,
+            start: 0,
+            end: hops.len(),
+        };
+    };
+    // Exchange Online relays outward only for its own tenant: below the entry, a hop into Microsoft's
+    // service is the tenant's on-premises server handing over (hybrid), not another organisation.
+    let into_microsoft = |h: &Hop| {
+        h.by.as_deref()
+            .is_some_and(|b| is_microsoft_host(b.as_bytes()))
+    };
+    let end = hops[entry + 1..]
+        .iter()
+        .position(|h| links.crosses(h) && !into_microsoft(h))
+        .map_or(hops.len(), |i| entry + 1 + i + 1);
+    Route {
+        entry: Some(entry),
+        start: entry + 1,
+        end,
+    }
+}
+
+/// Candidates from the header block's chain, plus notes on the hops that were not attributed.
+pub(crate) fn attribute(hops: &[Hop], signals: &OrgSignals) -> Vec<Candidate> {
     let mut out = Vec::with_capacity(hops.len() + 1);
     if hops.is_empty() {
         return out;
     }
-    // Oldest first.
-    let chrono: Vec<&Hop> = hops.iter().rev().collect();
-    let mut runs: Vec<(usize, usize)> = Vec::with_capacity(hops.len()); // [start, end] in chrono, inclusive
-    let mut i = 0;
-    while i < chrono.len() {
-        if is_ms(chrono[i]) {
-            let start = i;
-            while i + 1 < chrono.len() && is_ms(chrono[i + 1]) && same_org(chrono[i], chrono[i + 1])
-            {
-                i += 1;
-            }
-            runs.push((start, i));
+    let links = Links::new(signals);
+    let r = route(hops, &links);
+    let receiving_end = r.entry.map_or(0, |e| e + 1);
+    for h in &hops[..receiving_end] {
+        if is_ms(h) {
+            out.push(note(
+                h,
+                format!(
+                    "Microsoft hop by {} belongs to the receiving side: not attributed",
+                    name(&h.by)
+                ),
+            ));
         }
-        i += 1;
     }
-    let handed_off = runs.iter().find(|(_, end)| end + 1 < chrono.len());
-    let chosen = handed_off.map(|r| (*r, true)).or_else(|| {
-        runs.iter()
-            .find(|(start, _)| *start == 0)
-            .map(|r| (*r, false))
+    let entry = r.entry.map(|e| &hops[e]);
+    let why_buf = entry.map(|e| {
+        let mut b = String::with_capacity(128);
+        let _ = write!(
+            b,
+            "the sending organisation's newest hop below the hand-off to {} (the receiving side)",
+            name(&e.by)
+        );
+        b
     });
-    // Receiving-side runs (at the top, above a non-Exchange hop) are skipped; say so.
-    for (start, end) in &runs {
-        if Some((*start, *end)) != chosen.map(|c| c.0) && *end + 1 == chrono.len() && *start > 0 {
-            let h = chrono[*end];
-            out.push(note(h, format!("Exchange hop at the top of the chain (by {}) belongs to the receiving side: not attributed", name(&h.by))));
-        }
-    }
-    match chosen {
-        Some(((start, end), handoff)) => {
-            let h = chrono[end];
-            let next = chrono.get(end + 1);
-            // Findings are written into strings sized up front: formatting them is a large part of
-            // classifying a header block, and growing them as they are written costs as much again.
-            let why_buf: Option<String> = next.map(|n| {
-                let mut b = String::with_capacity(128);
-                let _ = write!(b, "last Exchange hop before the hand-off to {} (not Exchange): the sending organisation's outbound server", name(&n.by));
-                b
-            });
-            let why: &str = why_buf.as_deref().unwrap_or(
-                "no hand-off to another organisation is visible; taken as the sender's own hop",
-            );
-            let finding = || String::with_capacity(why.len() + 96);
-            let penalty = if handoff { 0.0 } else { 0.15 };
-            match h.kind {
-                HopKind::Online => {
-                    let earlier: Vec<String> = chrono[start..end]
-                        .iter()
-                        .filter(|x| x.kind == HopKind::OnPrem)
-                        .filter_map(|x| x.build.map(|b| format!("{} ({b})", name(&x.by))))
-                        .collect();
-                    let mut f = finding();
-                    let _ = write!(f, "{} is Exchange Online; {why}", name(&h.by));
-                    if !earlier.is_empty() {
-                        f.push_str(&format!(
-                            "; on-premises Exchange earlier in the route relays through it: {}",
-                            earlier.join(", ")
-                        ));
-                    }
-                    out.push(candidate(
-                        h,
-                        Product::ExchangeOnline,
-                        h.build,
-                        0,
-                        0.9 - penalty,
-                        f,
-                    ));
-                }
-                HopKind::OnPrem => match h.build {
-                    Some(b) => {
-                        let mut f = finding();
-                        let _ = write!(f, "{} runs Exchange build {b}; {why}", name(&h.by));
-                        out.push(candidate(
-                            h,
-                            Product::Exchange,
-                            Some(b),
-                            0,
-                            0.95 - penalty,
-                            f,
-                        ));
-                    }
-                    None => {
-                        let mut f = finding();
-                        let _ = write!(
-                            f,
-                            "{} is Exchange 2007 or later (no build in `id`); {why}",
-                            name(&h.by)
-                        );
-                        out.push(candidate(
-                            h,
-                            Product::Exchange,
-                            None,
-                            ERA_2007_ON,
-                            0.7 - penalty,
-                            f,
-                        ));
-                    }
-                },
-                HopKind::Iis => {
-                    let v = h.build.map(|b| format!(" {b}")).unwrap_or_default();
-                    let mut f = finding();
-                    let _ = write!(f, "{} runs the Windows IIS SMTP service{v} (Exchange 2000/2003 or plain IIS); {why}", name(&h.by));
-                    let mut c = candidate(
-                        h,
-                        Product::IisSmtp,
-                        h.build,
-                        iis_era(h.build),
-                        0.7 - penalty,
-                        f,
-                    );
-                    c.version = h.build.map(|b| b.to_string());
-                    out.push(c);
-                }
-                HopKind::Other => {}
+    let why: &str = why_buf.as_deref().unwrap_or(
+        "no hand-off between organisations is visible; the newest hop is taken as the sender's own",
+    );
+    let penalty = if r.entry.is_some() { 0.0 } else { 0.15 };
+    let sending = &hops[r.start..r.end];
+    let newest_named = sending.iter().position(|h| is_ms(h) || h.hint.is_some());
+    let newest_ms = sending.iter().position(is_ms);
+    match (newest_named, newest_ms) {
+        (_, Some(m)) => {
+            let h = &sending[m];
+            let mut c = exchange_candidate(h, &sending[m + 1..], why, penalty);
+            if m > 0 {
+                let relays: Vec<String> = sending[..m]
+                    .iter()
+                    .map(|x| match &x.hint {
+                        Some((p, _)) => format!("{} ({})", name(&x.by), p.name()),
+                        None => name(&x.by).to_string(),
+                    })
+                    .collect();
+                let _ = write!(
+                    c.evidence.finding,
+                    "; the organisation relays it out through {}",
+                    relays.join(", ")
+                );
             }
-            for x in chrono[start..end].iter().rev() {
+            out.push(c);
+            for x in sending[m + 1..]
+                .iter()
+                .filter(|x| x.build.is_some() && is_ms(x))
+            {
                 if let Some(b) = x.build.filter(|_| x.kind != HopKind::Iis) {
                     out.push(note(x, format!("internal hop by {} (build {b}) before the outbound one: not attributed", name(&x.by))));
                 }
             }
         }
-        None => out.extend(non_exchange(hops, &runs, chrono.len())),
+        (Some(n), None) => {
+            let h = &sending[n];
+            if let Some((p, v)) = &h.hint {
+                let weight = if n == 0 { 0.6 } else { 0.5 } - penalty;
+                let ver = v.as_ref().map(|v| format!(" {v}")).unwrap_or_default();
+                let f = format!("{} names {}{ver}; {why}", name(&h.by), p.name());
+                let mut c = candidate(h, *p, None, 0, weight, f);
+                c.version = v.clone();
+                out.push(c);
+            }
+        }
+        (None, None) => {
+            // Nothing the sending organisation wrote names its software; Exchange Online is still
+            // known from the name the receiving side recorded.
+            if let Some(f) = entry
+                .and_then(|e| e.from.as_deref())
+                .filter(|f| is_exchange_online_host(f.as_bytes()))
+            {
+                let e = entry.expect("entry is set when its from is");
+                let msg = format!(
+                    "the receiving side ({}) took the message from {f}, an Exchange Online host",
+                    name(&e.by)
+                );
+                out.push(candidate(e, Product::ExchangeOnline, None, 0, 0.75, msg));
+            }
+        }
+    }
+    for x in hops[r.end..].iter().filter(|x| is_ms(x)) {
+        out.push(note(x, format!("Microsoft hop by {} is below the sending organisation (it received the message from another one): not attributed", name(&x.by))));
     }
     out
 }
 
-/// No Exchange route: the sender's outbound server is the `from` of our edge's hop, and its own stamp is
-/// the hop below. Our edge is the top hop, or the first hop under a receiving-side Exchange run.
-fn non_exchange(hops: &[Hop], runs: &[(usize, usize)], n: usize) -> Vec<Candidate> {
+/// The first label of a host, which names the machine whatever domain it is written with.
+fn machine(h: &Hop) -> Option<&str> {
+    h.by.as_deref().map(|b| b.split('.').next().unwrap_or(b))
+}
+
+/// Candidates when the connecting server's address is known: the newest Received fields written by that
+/// server are its own (see the module's rule). `hops` newest first.
+pub(crate) fn attribute_connecting(
+    hops: &[Hop],
+    signals: &OrgSignals,
+    ip: IpAddr,
+) -> Vec<Candidate> {
     let mut out = Vec::new();
-    let ours_top = runs
+    let ip = ip.to_canonical();
+    let links = Links::new(signals);
+    // Our own MTA's stamp names the connecting address in its `from` clause: everything down to it is
+    // ours. It is looked for among our own hops and the first hop that crosses into our organisation.
+    let ours = hops
         .iter()
-        .find(|(_, end)| end + 1 == n)
-        .map_or(0, |(start, end)| end - start + 1);
-    let Some(edge) = hops.get(ours_top) else {
-        return out;
-    };
-    if let Some(f) = edge
-        .from
-        .as_deref()
-        .filter(|f| is_exchange_online_host(f.as_bytes()))
-    {
-        let msg = format!(
-            "our edge ({}) received the message from {f}, an Exchange Online host",
-            name(&edge.by)
-        );
-        out.push(candidate(edge, Product::ExchangeOnline, None, 0, 0.75, msg));
-        return out;
-    }
-    let (sender, weight, why) = match hops.get(ours_top + 1) {
-        Some(s) => (
-            s,
-            0.6,
+        .position(|h| h.from_ip == Some(ip))
+        .filter(|&k| !hops[..k].iter().any(|h| links.crosses(h)));
+    let start = ours.map_or(0, |k| k + 1);
+    for h in hops[..start].iter().filter(|h| is_ms(h)) {
+        out.push(note(
+            h,
             format!(
-                "the hop below our edge's ({}) is the sender's outbound server's own stamp",
-                name(&edge.by)
+                "Microsoft hop by {} is the receiving side's: not attributed to {ip}",
+                name(&h.by)
             ),
-        ),
-        None => (
-            edge,
-            0.45,
-            "only one Received hop: it may be our own".to_string(),
-        ),
+        ));
+    }
+    let Some(first) = hops.get(start) else {
+        return out;
     };
-    if let Some((p, v)) = &sender.hint {
+    let own_len = hops[start..]
+        .iter()
+        .take_while(|h| {
+            machine(h)
+                .zip(machine(first))
+                .is_some_and(|(a, b)| a.eq_ignore_ascii_case(b))
+        })
+        .count()
+        .max(1);
+    let own = &hops[start..start + own_len];
+    let why = match ours {
+        Some(k) => format!(
+            "written by the connecting server {ip} (the hop above, by {}, records receiving from it)",
+            name(&hops[k].by)
+        ),
+        None => format!("the newest Received field, written by the connecting server {ip}"),
+    };
+    if let Some(m) = own.iter().position(is_ms) {
+        out.push(exchange_candidate(&own[m], &own[m + 1..], &why, 0.0));
+    } else if let Some((p, v)) = &first.hint {
         let ver = v.as_ref().map(|v| format!(" {v}")).unwrap_or_default();
-        let f = format!("{} names {}{ver}; {why}", name(&sender.by), p.name());
-        let mut c = candidate(sender, *p, None, 0, weight, f);
+        let f = format!("{} names {}{ver}; {why}", name(&first.by), p.name());
+        let mut c = candidate(first, *p, None, 0, 0.6, f);
         c.version = v.clone();
         out.push(c);
     }
+    for x in hops[start + own_len..].iter().filter(|x| is_ms(x)) {
+        let b = x.build.map(|b| format!(" (build {b})")).unwrap_or_default();
+        out.push(note(x, format!("Microsoft hop by {}{b} was written before the message reached the connecting server {ip}: not attributed to it", name(&x.by))));
+    }
     out
+}
+
+/// The candidate for a Microsoft hop `h` chosen as the sending server; `older` are the hops below it
+/// (listed when Exchange Online relays for on-premises servers).
+fn exchange_candidate(h: &Hop, older: &[Hop], why: &str, penalty: f64) -> Candidate {
+    // Findings are written into strings sized up front: formatting them is a large part of classifying
+    // a header block.
+    let mut f = String::with_capacity(why.len() + 96);
+    match h.kind {
+        HopKind::Online => {
+            let earlier: Vec<String> = older
+                .iter()
+                .filter(|x| x.kind == HopKind::OnPrem)
+                .filter_map(|x| x.build.map(|b| format!("{} ({b})", name(&x.by))))
+                .collect();
+            let _ = write!(
+                f,
+                "{} is Microsoft's service (Exchange Online); {why}",
+                name(&h.by)
+            );
+            if !earlier.is_empty() {
+                let _ = write!(
+                    f,
+                    "; on-premises Exchange earlier in the route relays through it: {}",
+                    earlier.join(", ")
+                );
+            }
+            candidate(h, Product::ExchangeOnline, h.build, 0, 0.9 - penalty, f)
+        }
+        HopKind::OnPrem => match h.build {
+            Some(b) => {
+                let _ = write!(f, "{} runs Exchange build {b}; {why}", name(&h.by));
+                candidate(h, Product::Exchange, Some(b), 0, 0.95 - penalty, f)
+            }
+            None => {
+                let _ = write!(
+                    f,
+                    "{} is Exchange 2007 or later (no build in `id`); {why}",
+                    name(&h.by)
+                );
+                candidate(h, Product::Exchange, None, ERA_2007_ON, 0.7 - penalty, f)
+            }
+        },
+        HopKind::Iis | HopKind::Other => {
+            let v = h.build.map(|b| format!(" {b}")).unwrap_or_default();
+            let _ = write!(
+                f,
+                "{} runs the Windows IIS SMTP service{v} (Exchange 2000/2003 or plain IIS); {why}",
+                name(&h.by)
+            );
+            let mut c = candidate(
+                h,
+                Product::IisSmtp,
+                h.build,
+                iis_era(h.build),
+                0.7 - penalty,
+                f,
+            );
+            c.version = h.build.map(|b| b.to_string());
+            c
+        }
+    }
 }
 
 fn candidate(
@@ -398,5 +676,23 @@ mod tests {
         fn org_domain_matches_the_reference(h in "[a-f0-9:.\\[\\]xyz]{0,20}") {
             prop_assert_eq!(super::org_domain(&h), reference(&h));
         }
+    }
+
+    #[test]
+    fn addresses_as_mtas_write_them() {
+        use super::parse_addr;
+        let a = |s: &str| parse_addr(s.as_bytes()).map(|a| a.to_string());
+        assert_eq!(a("[192.0.2.1]").as_deref(), Some("192.0.2.1"));
+        assert_eq!(a("[192.0.2.1]:25").as_deref(), Some("192.0.2.1"));
+        assert_eq!(a("[IPv6:2001:db8::1]").as_deref(), Some("2001:db8::1"));
+        assert_eq!(a("[fe80::1%12]").as_deref(), Some("fe80::1"));
+        assert_eq!(a("[::ffff:192.0.2.9]").as_deref(), Some("192.0.2.9"));
+        assert_eq!(a("10.0.0.1").as_deref(), Some("10.0.0.1"));
+        assert_eq!(a("mail.example.com"), None);
+        assert_eq!(a("cafe"), None);
+        assert!(super::is_internal("10.1.2.3".parse().unwrap()));
+        assert!(super::is_internal("fd00::1".parse().unwrap()));
+        assert!(super::is_internal("100.64.0.1".parse().unwrap()));
+        assert!(!super::is_internal("203.0.113.5".parse().unwrap()));
     }
 }

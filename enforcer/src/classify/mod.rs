@@ -10,6 +10,7 @@
 
 mod build;
 mod catalog;
+pub mod catalog_file;
 mod chain;
 mod resolve;
 mod scan;
@@ -169,8 +170,43 @@ pub enum ClassifyError {
 
 /// Classifies the sending server from `input` (a transcript, a header block, or any mix of them),
 /// evaluating support status as of `as_of`. Fails only when the input contains nothing readable as SMTP.
+///
+/// A header block read on its own is attributed by the single rule of the README's "Which Received
+/// hop": the newest hop of the sending organisation, below the receiving side's hand-off.
 pub fn classify_bytes(
     input: &[u8],
+    as_of: Date,
+    overrides: &SupportOverrides,
+) -> Result<Classification, ClassifyError> {
+    classify_anchored(input, None, as_of, overrides)
+}
+
+/// Classifies the server that connected from `connecting` (the address the MTA saw: the milter's
+/// connect callback, `enforcer evidence IP`, `enforcer classify --connecting-ip IP`) from `input`, the
+/// message's header block as it arrived (or any mix of evidence, as for [`classify_bytes`]).
+///
+/// The Received field(s) attributed are the newest ones written by the connecting server: if a field
+/// records receiving the message from `connecting` (the MTA's own stamp, `from … [addr]`), the fields
+/// above it and it are the receiving side's and the ones below are the connecting server's; otherwise
+/// the newest field is the connecting server's. Its consecutive fields with the same `by` machine are
+/// read together (Exchange writes a transport and a mailbox hop); their `with Microsoft SMTP Server … id
+/// <build>` (or the product their `by` comments name) is attributed to `connecting`. Nothing older is:
+/// an Exchange build below a connecting Postfix gateway or mailing list stays in the evidence as a
+/// note, never as the verdict; an `X-MimeOLE` build counts only when the connecting server's own
+/// fields are Microsoft's. IPv4-mapped IPv6 addresses are compared as IPv4.
+/// Fails only when the input contains nothing readable as SMTP.
+pub fn classify_connecting(
+    input: &[u8],
+    connecting: std::net::IpAddr,
+    as_of: Date,
+    overrides: &SupportOverrides,
+) -> Result<Classification, ClassifyError> {
+    classify_anchored(input, Some(connecting), as_of, overrides)
+}
+
+fn classify_anchored(
+    input: &[u8],
+    anchor: Option<std::net::IpAddr>,
     as_of: Date,
     overrides: &SupportOverrides,
 ) -> Result<Classification, ClassifyError> {
@@ -180,7 +216,17 @@ pub fn classify_bytes(
             lines: scanned.lines,
         });
     }
-    Ok(resolve::resolve(scanned, as_of, overrides))
+    Ok(resolve::resolve(scanned, anchor, as_of, overrides))
+}
+
+/// Loads the operator's catalog at `path` (validated; problems as `file:line: …`) and lays it over the
+/// built-in one for the rest of the process. Call once at start, before anything is classified.
+/// Returns how many rows it added and how many built-in rows they replace.
+pub fn install_operator_catalog(path: &std::path::Path) -> Result<(usize, usize), String> {
+    let f = catalog_file::load(path).map_err(|e| e.to_string())?;
+    let counts = (f.rows.len() - f.replacing, f.replacing);
+    Catalog::install(f.rows)?;
+    Ok(counts)
 }
 
 /// `text` as evidence: lossy UTF-8, control characters shown as spaces, cut at 400 characters.
@@ -208,6 +254,8 @@ pub(crate) fn evidence_text(text: &[u8]) -> String {
     out
 }
 
+#[cfg(test)]
+mod shapes_tests;
 #[cfg(test)]
 mod tests;
 

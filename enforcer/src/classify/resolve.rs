@@ -2,19 +2,66 @@
 //! agreeing evidence raises confidence, disagreeing evidence lowers it, and for Exchange every era
 //! constraint (EHLO keywords, greeting style, IIS version) narrows the possible versions.
 
+use std::net::IpAddr;
+
 use time::{Date, Month};
 
 use super::build::Build;
 use super::catalog::ExVersion;
 use super::scan::{era_text, era_versions, Candidate, Era, Scanned, ERA_2000_2003};
 use super::support::{self, assess, end_of_support, upgrade_target, SupportOverrides};
-use super::{chain, Classification, EvidenceItem, Product, Status};
+use super::{chain, Classification, EvidenceItem, EvidenceKind, Product, Status};
 
-pub(crate) fn resolve(scanned: Scanned, as_of: Date, ov: &SupportOverrides) -> Classification {
+/// `anchor`: the connecting server's address when it is known (see [`chain::attribute_connecting`]).
+pub(crate) fn resolve(
+    scanned: Scanned,
+    anchor: Option<IpAddr>,
+    as_of: Date,
+    ov: &SupportOverrides,
+) -> Classification {
     let mut cands = scanned.candidates;
-    cands.extend(chain::attribute(&scanned.hops));
-    // Stable: equal weights keep input order.
-    cands.sort_by(|a, b| b.weight.total_cmp(&a.weight));
+    let from_chain = match anchor {
+        Some(ip) => chain::attribute_connecting(&scanned.hops, &scanned.org, ip),
+        None => chain::attribute(&scanned.hops, &scanned.org),
+    };
+    // A build in X-MimeOLE was written by the author's own Exchange: it describes the sending server
+    // only when the chain's sending server is Microsoft's too (or the chain names none and no address
+    // anchors it); a mailing list or a gateway of another product relayed the message.
+    let chain_product = from_chain
+        .iter()
+        .find(|c| c.weight > 0.0)
+        .map(|c| c.product);
+    let header_applies = match chain_product {
+        Some(p) => matches!(
+            p,
+            Product::Exchange | Product::IisSmtp | Product::ExchangeOnline
+        ),
+        None => anchor.is_none(),
+    };
+    if !header_applies {
+        for c in cands.iter_mut().filter(|c| {
+            c.evidence.kind == EvidenceKind::Header
+                && c.product == Product::Exchange
+                && c.weight > 0.0
+        }) {
+            c.weight = 0.0;
+            c.evidence
+                .finding
+                .push_str(" (written by the author's server, not the sending one: not attributed)");
+        }
+    }
+    cands.extend(from_chain);
+    // A total order, so that the verdict never depends on the order the evidence was given in.
+    cands.sort_by(|a, b| {
+        b.weight
+            .total_cmp(&a.weight)
+            .then_with(|| a.product.id().cmp(b.product.id()))
+            .then_with(|| a.build.cmp(&b.build))
+            .then_with(|| a.era.cmp(&b.era))
+            .then_with(|| a.version.cmp(&b.version))
+            .then_with(|| a.evidence.text.cmp(&b.evidence.text))
+            .then_with(|| a.evidence.finding.cmp(&b.evidence.finding))
+    });
     let voters: Vec<&Candidate> = cands.iter().filter(|c| c.weight > 0.0).collect();
     let Some(best) = voters.first() else {
         return unknown(cands.into_iter().map(|c| c.evidence).collect());
@@ -149,17 +196,25 @@ fn exchange(out: &mut Classification, voters: &[&Candidate], as_of: Date, ov: &S
         set_build(out, b, as_of, ov);
         return;
     }
-    let mut era: Era = 0;
-    for c in &exch {
-        if c.era == 0 {
-            continue;
-        }
-        if era == 0 {
-            era = c.era;
-        } else if era & c.era != 0 {
-            era &= c.era;
-        }
-    }
+    // Every constraint at once (so their order never matters); when they cannot all hold, the versions
+    // any of them allows are kept and the conflict is said.
+    let constraints: Vec<Era> = exch.iter().map(|c| c.era).filter(|e| *e != 0).collect();
+    let all = constraints.iter().fold(Era::MAX, |a, e| a & e);
+    let era = if constraints.is_empty() {
+        0
+    } else if all != 0 {
+        all
+    } else {
+        let any = constraints.iter().fold(0, |a, e| a | e);
+        out.evidence.push(note(
+            &format!("Exchange {}", era_text(any)),
+            &format!(
+                "the era evidence conflicts ({}): no single version fits all of it, so every version any of it allows is kept",
+                constraints.iter().map(|e| era_text(*e)).collect::<Vec<_>>().join("; ")
+            ),
+        ));
+        any
+    };
     if era == 0 {
         return;
     }

@@ -1,10 +1,12 @@
 //! Reads mixed input line by line, finds each kind of SMTP evidence itself (greetings, replies, EHLO
 //! commands and responses, header fields with folding) and turns each into weighted candidates.
-//! Transcript prefixes such as `S: `, `C: `, `<- `, ` -> `, `<<< `, `>>> ` are skipped.
+//! Transcript prefixes such as `S: `, `C: `, `<- `, ` -> `, `<<< `, `>>> ` are skipped, and so are the
+//! prefixes tools and logs put in front of a reply or command (see [`evidence_start`]). Lines end at LF,
+//! CRLF or a lone CR.
 
 use super::build::Build;
 use super::catalog::ExVersion;
-use super::chain::{self, Hop};
+use super::chain::{self, Hop, OrgSignals};
 use super::signature::{self, Hit, MsSignal};
 use super::{evidence_text, EvidenceItem, EvidenceKind, Product};
 use crate::smtp::{self, EhloResponse};
@@ -27,7 +29,6 @@ pub(crate) const ERA_2000_2003: Era = era(&[V2000, V2003]);
 pub(crate) const ERA_2007_ON: Era = era(&[V2007, V2010, V2013, V2016, V2019, Se]);
 pub(crate) const ERA_2013_ON: Era = era(&[V2013, V2016, V2019, Se]);
 const ERA_2010_ON: Era = era(&[V2010, V2013, V2016, V2019, Se]);
-const ERA_XEXCH50: Era = era(&[V2000, V2003, V2007, V2010]);
 const ERA_2000_ON: Era = era(&[V2000, V2003, V2007, V2010, V2013, V2016, V2019, Se]);
 
 pub(crate) fn era_versions(e: Era) -> Vec<ExVersion> {
@@ -96,6 +97,8 @@ pub(crate) struct Scanned {
     pub candidates: Vec<Candidate>,
     /// Received hops, newest (top) first.
     pub hops: Vec<Hop>,
+    /// Exchange's organisation stamps in the message's own header block.
+    pub org: OrgSignals,
 }
 
 fn strip_prefix(line: &[u8]) -> &[u8] {
@@ -113,11 +116,147 @@ fn strip_prefix(line: &[u8]) -> &[u8] {
     l
 }
 
+/// Where the reply or command in a line starts, after whatever a tool or log put in front of it:
+/// `[*] 10.0.0.1:25 SMTP 220 …`, `[S] 220 …`, `S 220 …`, `2024-06-04 10:11:12 <<< 250 …`, tab-separated
+/// log fields, `… said: 550 …`. A reply code or `EHLO`/`HELO` counts when everything before it looks like
+/// a prefix (time stamps, addresses, ports, ids, direction markers) or the word right before it is a
+/// direction marker (`S`, `SMTP`, `<-`, `said:` …). Lines that start with evidence are returned as they
+/// are; so is a line where nothing qualifies.
+fn evidence_start(line: &[u8]) -> &[u8] {
+    let l = strip_prefix(line);
+    if l.is_empty() || is_reply_line(l) || is_command(l) || header_name(l).is_some() {
+        return l;
+    }
+    // Only lines with a digit or an `E`/`H` can hold a reply or a command: skip the walk for the rest.
+    if !l
+        .iter()
+        .take(256)
+        .any(|b| b.is_ascii_digit() || matches!(b | 0x20, b'e' | b'h'))
+    {
+        return l;
+    }
+    let mut all_prefix = true;
+    let mut prev: &[u8] = b"";
+    let mut pos = 0;
+    for _ in 0..16 {
+        // The next token.
+        while pos < l.len() && matches!(l[pos], b' ' | b'\t') {
+            pos += 1;
+        }
+        if pos >= l.len() || pos > 256 {
+            break;
+        }
+        let rest = &l[pos..];
+        if pos > 0 && (all_prefix || is_marker(prev)) && (is_reply_line(rest) || is_command(rest)) {
+            return rest;
+        }
+        let n = rest
+            .iter()
+            .position(|b| matches!(b, b' ' | b'\t'))
+            .unwrap_or(rest.len());
+        prev = &rest[..n];
+        all_prefix &= is_prefix_token(prev);
+        pos += n;
+    }
+    l
+}
+
+fn is_command(l: &[u8]) -> bool {
+    l.len() >= 5 && (l[..5].eq_ignore_ascii_case(b"EHLO ") || l[..5].eq_ignore_ascii_case(b"HELO "))
+}
+
+/// A token without its brackets and trailing punctuation: `[S]` → `S`, `said:` → `said`.
+fn bare_token(t: &[u8]) -> &[u8] {
+    let t = t.strip_prefix(b"[").unwrap_or(t);
+    let t = t.strip_suffix(b":").unwrap_or(t);
+    let t = t.strip_suffix(b"]").unwrap_or(t);
+    t.strip_suffix(b",").unwrap_or(t)
+}
+
+/// Words tools and logs put right before a reply or command.
+fn is_marker(t: &[u8]) -> bool {
+    const MARKERS: [&[u8]; 24] = [
+        b"S",
+        b"C",
+        b"SMTP",
+        b"ESMTP",
+        b"SERVER",
+        b"CLIENT",
+        b"RECV",
+        b"SEND",
+        b"SENT",
+        b"RCVD",
+        b"RX",
+        b"TX",
+        b"IN",
+        b"OUT",
+        b"said",
+        b"reply",
+        b"response",
+        b"banner",
+        b"greeting",
+        b"answer",
+        b"<",
+        b">",
+        b"<<",
+        b">>",
+    ];
+    let b = bare_token(t);
+    MARKERS.iter().any(|m| b.eq_ignore_ascii_case(m))
+        || (!b.is_empty()
+            && b.len() <= 4
+            && b.iter()
+                .all(|c| matches!(c, b'<' | b'>' | b'-' | b'~' | b'=' | b'*')))
+}
+
+/// A token that can only be part of a prefix: time stamps and dates (`10:11:12.345`, `2024-06-04T10:11:12Z`,
+/// `Jun`), addresses and ports (`10.0.0.1:25`, `mx.example.com:25`), counters and ids made of digits,
+/// bracketed markers (`[*]`, `[+]`), log levels and direction markers.
+fn is_prefix_token(t: &[u8]) -> bool {
+    const WORDS: [&[u8]; 23] = [
+        b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov",
+        b"dec", b"mon", b"tue", b"wed", b"thu", b"fri", b"sat", b"sun", b"info", b"debug",
+        b"notice", b"trace",
+    ];
+    let b = bare_token(t);
+    if b.len() > 64 {
+        return false;
+    }
+    let letters = b.iter().filter(|c| c.is_ascii_alphabetic()).count();
+    if letters == 0 || is_marker(t) {
+        return true;
+    }
+    // ISO time stamps: digits with `T` and `Z`.
+    if b.iter().any(u8::is_ascii_digit)
+        && b.iter()
+            .filter(|c| c.is_ascii_alphabetic())
+            .all(|c| matches!(c, b'T' | b'Z'))
+    {
+        return true;
+    }
+    // host:port
+    if let Some(i) = b.iter().rposition(|c| *c == b':') {
+        if i + 1 < b.len() && b[i + 1..].iter().all(u8::is_ascii_digit) {
+            return true;
+        }
+    }
+    WORDS.iter().any(|w| b.eq_ignore_ascii_case(w))
+}
+
 fn is_reply_line(l: &[u8]) -> bool {
     l.len() >= 3
         && l[..3].iter().all(u8::is_ascii_digit)
         && (1..=5).contains(&(l[0] - b'0'))
         && matches!(l.get(3), None | Some(b' ' | b'-'))
+}
+
+fn starts_ci(hay: &[u8], needle: &[u8]) -> bool {
+    hay.len() >= needle.len() && hay[..needle.len()].eq_ignore_ascii_case(needle)
+}
+
+fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// Not a header field, reply, EHLO/HELO command or mbox separator: text that can only be the rest of
@@ -133,8 +272,12 @@ fn is_stray_continuation(raw: &[u8]) -> bool {
                 || l.starts_with(b"From ")))
 }
 
-/// A header field line: `Name:` with a printable-ASCII name.
+/// A header field line: `Name:` with a printable-ASCII name that starts with a letter (so that a time
+/// stamp such as `2024-06-04T10:11:12` in front of a reply is not read as one).
 fn header_name(l: &[u8]) -> Option<&[u8]> {
+    if !l.first().is_some_and(u8::is_ascii_alphabetic) {
+        return None;
+    }
     let n = l
         .iter()
         .take(80)
@@ -159,7 +302,42 @@ enum HeaderKind {
     Received,
     MimeOle,
     Mailer,
+    Org(OrgHeader),
     Other,
+}
+
+/// Exchange's organisation stamps (see [`OrgSignals`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OrgHeader {
+    Originator,
+    AuthSource,
+    AuthAs,
+    FromEntity,
+}
+
+impl OrgHeader {
+    fn of(name: &[u8]) -> Option<Self> {
+        const NAMES: [(&[u8], OrgHeader); 4] = [
+            (b"X-OriginatorOrg", OrgHeader::Originator),
+            (
+                b"X-MS-Exchange-Organization-AuthSource",
+                OrgHeader::AuthSource,
+            ),
+            (b"X-MS-Exchange-Organization-AuthAs", OrgHeader::AuthAs),
+            (
+                b"X-MS-Exchange-CrossTenant-FromEntityHeader",
+                OrgHeader::FromEntity,
+            ),
+        ];
+        // Cheap reject: every name starts with `X-O` or `X-M`.
+        if name.len() < 15 || name[..2] != *b"X-" && name[..2] != *b"x-" {
+            return None;
+        }
+        NAMES
+            .iter()
+            .find(|(n, _)| name.eq_ignore_ascii_case(n))
+            .map(|(_, h)| *h)
+    }
 }
 
 /// The scanner's working buffers, kept per thread between calls so that classifying many small
@@ -202,6 +380,7 @@ fn scan_with(input: &[u8], bufs: &mut Buffers) -> Scanned {
             items: 0,
             candidates: Vec::new(),
             hops: Vec::new(),
+            org: OrgSignals::default(),
         },
         reply: std::mem::take(&mut bufs.reply),
         header: std::mem::take(&mut bufs.header),
@@ -223,29 +402,14 @@ fn scan_with(input: &[u8], bufs: &mut Buffers) -> Scanned {
         };
         pos = next;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if raw.is_empty() {
-            s.flush_header();
-            // The first header block that has Received fields is the message's route; Received
-            // fields further down belong to quoted or forwarded messages (bounces, attachments).
-            s.chain_closed |= !s.out.hops.is_empty();
-            continue;
-        }
-        s.out.lines += 1;
-        if s.header_kind.is_some() && matches!(raw[0], b' ' | b'\t') {
-            if s.header_kind != Some(HeaderKind::Other) {
-                s.header.extend_from_slice(raw);
+        // Old Mac files end lines with a lone CR, and pasted text mixes the conventions.
+        if raw.contains(&b'\r') {
+            for part in raw.split(|b| *b == b'\r') {
+                s.physical_line(part);
             }
-            continue;
+        } else {
+            s.physical_line(raw);
         }
-        // Headers pasted from mail clients or web pages often lose the indentation of folded lines.
-        // While a Received field is open, a line that cannot start anything else continues it.
-        if s.header_kind == Some(HeaderKind::Received) && is_stray_continuation(raw) {
-            s.header.push(b' ');
-            s.header.extend_from_slice(raw);
-            continue;
-        }
-        s.flush_header();
-        s.line(strip_prefix(raw));
     }
     s.flush_header();
     s.flush_reply();
@@ -257,6 +421,32 @@ fn scan_with(input: &[u8], bufs: &mut Buffers) -> Scanned {
 }
 
 impl Scanner {
+    fn physical_line(&mut self, raw: &[u8]) {
+        if raw.is_empty() {
+            self.flush_header();
+            // The first header block that has Received fields is the message's route; Received
+            // fields further down belong to quoted or forwarded messages (bounces, attachments).
+            self.chain_closed |= !self.out.hops.is_empty();
+            return;
+        }
+        self.out.lines += 1;
+        if self.header_kind.is_some() && matches!(raw[0], b' ' | b'\t') {
+            if self.header_kind != Some(HeaderKind::Other) {
+                self.header.extend_from_slice(raw);
+            }
+            return;
+        }
+        // Headers pasted from mail clients or web pages often lose the indentation of folded lines.
+        // While a Received field is open, a line that cannot start anything else continues it.
+        if self.header_kind == Some(HeaderKind::Received) && is_stray_continuation(raw) {
+            self.header.push(b' ');
+            self.header.extend_from_slice(raw);
+            return;
+        }
+        self.flush_header();
+        self.line(evidence_start(raw));
+    }
+
     fn line(&mut self, l: &[u8]) {
         if is_reply_line(l) {
             self.reply.extend_from_slice(l);
@@ -280,6 +470,8 @@ impl Scanner {
                 HeaderKind::MimeOle
             } else if name.eq_ignore_ascii_case(b"X-Mailer") {
                 HeaderKind::Mailer
+            } else if let Some(o) = OrgHeader::of(name) {
+                HeaderKind::Org(o)
             } else {
                 HeaderKind::Other
             });
@@ -340,7 +532,16 @@ impl Scanner {
         if self.reply.is_empty() {
             return;
         }
-        let buf = std::mem::take(&mut self.reply);
+        let mut buf = std::mem::take(&mut self.reply);
+        // A multi-line reply cut after a `220-` line (a tool that stops reading at the first line, a
+        // paste that ends there): read it as if that line were its last.
+        let last = buf[..buf.len() - 1]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+        if buf.get(last + 3) == Some(&b'-') {
+            buf[last + 3] = b' ';
+        }
         self.reply_block(&buf);
         self.reply = buf;
         self.reply.clear();
@@ -487,8 +688,9 @@ impl Scanner {
             );
             return;
         }
-        let mut e: Era = ERA_2000_ON | era(&[V5_5]);
-        let mut seen = Vec::new();
+        // Each Exchange-only keyword allows some versions. They are combined all at once, so that their
+        // order never matters; keywords that cannot all hold are reported as a conflict.
+        let mut seen: Vec<(String, Era)> = Vec::new();
         for k in &r.keywords {
             // Every Exchange-only keyword starts with X: most keywords need no comparison at all.
             if k.name.first().is_none_or(|b| b | 0x20 != b'x') {
@@ -498,27 +700,103 @@ impl Scanner {
                 _ if k.is("XRDST") || k.is("XSHADOWREQUEST") => ERA_2013_ON,
                 _ if k.is("XSHADOW") => ERA_2010_ON,
                 _ if k.is("X-ANONYMOUSTLS") => ERA_2007_ON,
-                _ if k.is("XEXCH50") => ERA_XEXCH50,
+                // 2000 to 2010 advertise it, and so do 2013 and later next to XRDST/XSHADOWREQUEST.
+                _ if k.is("XEXCH50") => ERA_2000_ON,
                 _ if k.is("X-LINK2STATE") => ERA_2000_2003,
                 _ if k.is("X-EXPS") => ERA_2000_ON,
                 _ => continue,
             };
-            seen.push(String::from_utf8_lossy(k.name).into_owned());
-            if e & allowed != 0 {
-                e &= allowed;
-            }
+            seen.push((
+                String::from_utf8_lossy(k.name).to_ascii_uppercase(),
+                allowed,
+            ));
         }
         if seen.is_empty() {
+            self.ehlo_fingerprint(r, text);
             return;
         }
-        let weight = if seen.len() >= 2 { 0.75 } else { 0.7 };
-        let f = format!(
-            "Exchange-only EHLO keywords {}: Exchange {}",
-            seen.join(", "),
-            era_text(e)
-        );
+        seen.sort();
+        seen.dedup();
+        let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+        let all = seen.iter().fold(Era::MAX, |a, (_, e)| a & e);
+        let (e, weight, f) = if all != 0 {
+            let weight = if seen.len() >= 2 { 0.75 } else { 0.7 };
+            let f = format!(
+                "Exchange-only EHLO keywords {}: Exchange {}",
+                names.join(", "),
+                era_text(all)
+            );
+            (all, weight, f)
+        } else {
+            let any = seen.iter().fold(0, |a, (_, e)| a | e);
+            let each: Vec<String> = seen
+                .iter()
+                .map(|(n, e)| format!("{n} {}", era_text(*e)))
+                .collect();
+            let f = format!(
+                "Exchange-only EHLO keywords that conflict ({}): no single version advertises all of them, so Exchange {} is kept",
+                each.join("; "),
+                era_text(any)
+            );
+            (any, 0.6, f)
+        };
         self.push(
             Claim::bare(Product::Exchange, e, weight),
+            EvidenceKind::EhloResponse,
+            text,
+            f,
+        );
+    }
+
+    /// Postfix, Exim, Sendmail and OpenSMTPD from an EHLO response alone: the first line's form and the
+    /// set of keywords (never their order). Weaker than a product named in a greeting.
+    fn ehlo_fingerprint(&mut self, r: &EhloResponse<'_>, text: &[u8]) {
+        let g = r.greeting;
+        let pleased = contains_ci(g, b"pleased to meet you");
+        // `Hello name [addr]` with nothing after the bracket (Exim's form; Sendmail and OpenSMTPD add
+        // `, pleased to meet you`, Exchange writes `Hello [addr]`).
+        let exim_hello = starts_ci(g, b"Hello ")
+            && g.ends_with(b"]")
+            && g.split(|b| *b == b' ').filter(|w| !w.is_empty()).count() == 3;
+        let (product, weight, why) = if r.has("XFORWARD") || r.has("XCLIENT") {
+            (
+                Product::Postfix,
+                0.55,
+                "XFORWARD/XCLIENT are Postfix's extensions",
+            )
+        } else if r.has("PIPE_CONNECT") || r.has("X_PIPE_CONNECT") {
+            (Product::Exim, 0.55, "PIPE_CONNECT is Exim's extension")
+        } else if pleased && (r.has("VERB") || r.has("ONEX") || r.has("DELIVERBY") || r.has("EXPN"))
+        {
+            (
+                Product::Sendmail,
+                0.45,
+                "`Hello …, pleased to meet you` with VERB/ONEX/DELIVERBY/EXPN is Sendmail's response",
+            )
+        } else if pleased && r.has("HELP") {
+            (
+                Product::Opensmtpd,
+                0.4,
+                "`Hello …, pleased to meet you` with HELP and none of Sendmail's VERB/ONEX/EXPN is OpenSMTPD's response",
+            )
+        } else if exim_hello && r.has("HELP") {
+            (
+                Product::Exim,
+                0.45,
+                "`Hello name [addr]` with HELP is Exim's response",
+            )
+        } else if g.is_empty() && r.has("ETRN") && r.has("DSN") && !r.has("HELP") {
+            (
+                Product::Postfix,
+                0.4,
+                "a bare host name on the first line with ETRN and DSN and no HELP is Postfix's response",
+            )
+        } else {
+            return;
+        };
+        let f = format!("EHLO response fingerprint: {why} (lower confidence than a named product)");
+        self.push(
+            Claim::bare(product, 0, weight),
             EvidenceKind::EhloResponse,
             text,
             f,
@@ -615,6 +893,20 @@ impl Scanner {
                             name.trim_end_matches([':', ' ']),
                         );
                     }
+                }
+            }
+            HeaderKind::Org(_) if self.chain_closed => {}
+            HeaderKind::Org(o) => {
+                let v = String::from_utf8_lossy(value.trim_ascii()).into_owned();
+                let org = &mut self.out.org;
+                match o {
+                    OrgHeader::Originator if !v.is_empty() => org.originator = Some(v),
+                    OrgHeader::AuthSource if !v.is_empty() => org.auth_source = Some(v),
+                    OrgHeader::AuthAs => org.auth_internal = v.eq_ignore_ascii_case("Internal"),
+                    OrgHeader::FromEntity => {
+                        org.hybrid_on_prem = v.eq_ignore_ascii_case("HybridOnPrem")
+                    }
+                    _ => {}
                 }
             }
             HeaderKind::Other => {}

@@ -46,6 +46,16 @@ pub fn is_exchange_online_host(host: &[u8]) -> bool {
     .any(|s| ends_ci(host, s))
 }
 
+/// Host names of any Microsoft mail service: Exchange Online and EOP, and the consumer service
+/// (Outlook.com, formerly Hotmail/MSN, whose front ends stamp `SMTPSVC`).
+pub fn is_microsoft_host(host: &[u8]) -> bool {
+    let host = host.strip_suffix(b".").unwrap_or(host);
+    is_exchange_online_host(host)
+        || [&b".hotmail.com"[..], b".msn.com", b".live.com", b".phx.gbl"]
+            .iter()
+            .any(|s| ends_ci(host, s))
+}
+
 /// The version right after a product name: `Exim 4.96`, `Haraka/3.0.3`, `Domino Release 12.0.2FP1`,
 /// `MailEnable Service, Version: 10.44--`. Must start with a digit and contain a dot.
 pub fn version_after(text: &[u8], mut pos: usize) -> Option<String> {
@@ -82,7 +92,15 @@ pub fn version_after(text: &[u8], mut pos: usize) -> Option<String> {
 
 /// A build right after `pos` (skipping spaces, `(`, `V`), e.g. `V6.5.7226.0` or `(6.0.3790.4675)`.
 fn build_after(text: &[u8], mut pos: usize) -> Option<Build> {
-    while pos < text.len() && matches!(text[pos], b' ' | b'(' | b'V' | b'v' | b':' | b',') {
+    while pos < text.len() && matches!(text[pos], b' ' | b'(' | b':' | b',') {
+        pos += 1;
+    }
+    // `Version 5.5.2653.13` (Exchange 5.5's IMS in a Received comment), `V6.5.7226.0`.
+    if starts_ci(&text[pos..], b"Version ") {
+        pos += 8;
+    } else if text.get(pos).is_some_and(|b| matches!(b, b'V' | b'v'))
+        && text.get(pos + 1).is_some_and(u8::is_ascii_digit)
+    {
         pos += 1;
     }
     let rest = &text[pos..];
@@ -208,15 +226,17 @@ fn microsoft(text: &[u8], end: usize) -> Option<Hit> {
     None
 }
 
-/// Sendmail's `by` comment: `(8.15.2/8.15.2)`, `(8.14.4/8.14.4/Submit)`, `(8.17.1)`.
+/// Sendmail's version stamp in a `by` comment: `(8.15.2/8.15.2)`, `(8.14.4/8.14.4/Submit)`,
+/// `(8.15.2/8.15.2/Debian-10)`, `(8.17.1)`: the binary's version, then the configuration's.
 pub fn sendmail_by_comment(comment: &[u8]) -> Option<String> {
     let first = comment.split(|b| *b == b'/').next()?;
     let b = Build::parse(first)?;
     (b.len() == 3
         && b.major() == 8
+        && comment.len() <= 80
         && comment
             .iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'/')))
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'/' | b'-' | b'_' | b'+')))
     .then(|| b.to_string())
 }
 
@@ -327,6 +347,16 @@ mod tests {
             Some("8.14.4")
         );
         assert_eq!(sendmail_by_comment(b"10.1.2.4"), None);
+        assert_eq!(
+            sendmail_by_comment(b"8.15.2/8.15.2/Debian-10").as_deref(),
+            Some("8.15.2")
+        );
+        let h =
+            scan(b"SMTP (Microsoft Exchange Internet Mail Service Version 5.5.2653.13)").unwrap();
+        assert_eq!(
+            h.ms,
+            Some(MsSignal::ExchangeBuild(Build::new(5, 5, 2653, 13)))
+        );
         assert!(is_exchange_online_host(
             b"AM0PR01MB1234.eurprd01.prod.exchangelabs.com"
         ));

@@ -1,10 +1,12 @@
-//! `enforcer classify [FILE|-] [--as-of YYYY-MM-DD] [--json]`: classify a sending server from a transcript
-//! or header block and print the verdict.
+//! `enforcer classify [FILE|-] [--connecting-ip IP] [--as-of YYYY-MM-DD] [--json]`: classify a sending
+//! server from a transcript or header block and print the verdict.
 
 use std::io::Read;
 use std::path::PathBuf;
 
-use crate::classify::{classify_bytes, parse_iso, Classification, SupportOverrides};
+use crate::classify::{
+    classify_bytes, classify_connecting, parse_iso, Classification, SupportOverrides,
+};
 use crate::cli::usage;
 
 /// Input larger than this is refused: evidence is a transcript or a header block, not a mailbox.
@@ -30,6 +32,14 @@ pub struct Args {
     /// (VERSION=YYYY-MM-DD, e.g. 2016=2026-10-13; repeatable).
     #[arg(long = "support-until", value_name = "VERSION=DATE")]
     pub support_until: Vec<String>,
+    /// The address the message came from: attribute only the newest Received field(s) written by the
+    /// server at this address (the MTA's own field naming it is skipped), never an older hop.
+    #[arg(long = "connecting-ip", value_name = "IP")]
+    pub connecting_ip: Option<String>,
+    /// Lay an operator's build catalog (CSV, the format of enforcer/data/exchange-builds.csv) over the
+    /// built-in one, as `classifier.catalog` does for the daemon.
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
 }
 
 pub fn execute(args: Args) -> anyhow::Result<()> {
@@ -50,11 +60,30 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
             return usage(format!("--support-until: {e}"));
         }
     }
+    let connecting = match args.connecting_ip.as_deref().map(|s| s.trim().parse::<std::net::IpAddr>()) {
+        None => None,
+        Some(Ok(ip)) => Some(ip),
+        Some(Err(_)) => {
+            return usage(format!(
+                "--connecting-ip {:?} is not an IP address: give the address the message came from, e.g. --connecting-ip 192.0.2.7",
+                args.connecting_ip.unwrap_or_default()
+            ))
+        }
+    };
+    if let Some(path) = &args.catalog {
+        if let Err(e) = crate::classify::install_operator_catalog(path) {
+            return usage(format!("--catalog: {e}"));
+        }
+    }
     let (name, input) = match read_input(args.file.as_ref()) {
         Ok(x) => x,
         Err(e) => return usage(e),
     };
-    let c = match classify_bytes(&input, as_of, &overrides) {
+    let classified = match connecting {
+        Some(ip) => classify_connecting(&input, ip, as_of, &overrides),
+        None => classify_bytes(&input, as_of, &overrides),
+    };
+    let c = match classified {
         Ok(c) => c,
         Err(e) => return usage(format!("{name}: {e}")),
     };

@@ -1,7 +1,9 @@
 //! `enforcer detach`: removes every attachment, the map pins and the pin directory. The state
-//! database is kept, so a later `enforcer run` restores the operator entries.
+//! database is kept, so a later `enforcer run` restores the operator entries. Refused while a daemon
+//! runs the datapath (it would go on answering "blocked" with nothing attached).
 
 use super::entry::{emit, Dirs};
+use crate::daemon::lock::PinLock;
 use crate::datapath;
 
 #[derive(Debug, clap::Args)]
@@ -29,6 +31,17 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
         }
         Err(e) => return Err(e.into()),
     }
+    // Held while detaching, so no daemon starts on a half-removed datapath.
+    let _lock = match PinLock::try_acquire(pin_dir)? {
+        Ok(lock) => lock,
+        Err(holder) => {
+            return super::usage(format!(
+                "`enforcer run` ({holder}) is running the datapath pinned at {}: detaching under it would leave it enforcing nothing while it still answers. Stop it first (`systemctl stop enforcer`, or `kill -TERM {}`), then run `enforcer detach`",
+                pin_dir.display(),
+                holder.pid
+            ))
+        }
+    };
     let report = datapath::detach(pin_dir)?;
     for (iface, kind) in &report.detached {
         emit(format_args!("detached {} from {iface}", kind.as_str()));

@@ -215,9 +215,23 @@ fn make_rule(c: &Common<'_>, verdict: Verdict, clock: &Clock) -> anyhow::Result<
     Ok(rule)
 }
 
+/// Refuses a direct write (no daemon owns `--state-dir`) while a daemon runs the datapath with
+/// another state directory: its store would not know the entry, and its self-check would remove it.
+fn no_other_daemon(dirs: &Dirs) -> anyhow::Result<()> {
+    match crate::daemon::lock::PinLock::holder(&dirs.pin_dir)? {
+        None => Ok(()),
+        Some(holder) => usage(format!(
+            "`enforcer run` ({holder}) runs the datapath pinned at {} with another state directory than {}: pass its --state-dir (or its --socket) so the change goes through it",
+            dirs.pin_dir.display(),
+            dirs.state_dir.display()
+        )),
+    }
+}
+
 /// Writes a validated rule to the store and the pinned maps; undoes the store write if the map
 /// write fails, so the two never disagree.
 pub fn apply(dirs: &Dirs, rule: &Rule, clock: &Clock) -> anyhow::Result<bool> {
+    no_other_daemon(dirs)?;
     let mut maps = open_policy(dirs)?;
     let store = Store::open(&dirs.state_dir)?;
     let before = store.rule(&rule.prefix)?;
@@ -360,6 +374,7 @@ pub fn execute_unset(a: UnsetArgs) -> anyhow::Result<()> {
         emit(format_args!("removed the entry for {prefix}"));
         return Ok(());
     }
+    no_other_daemon(&a.dirs)?;
     let mut maps = open_policy(&a.dirs)?;
     let store = Store::open(&a.dirs.state_dir)?;
     let in_store = store.remove_rule(&prefix)?.is_some();

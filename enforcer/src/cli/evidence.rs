@@ -9,7 +9,8 @@ use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Sending host the evidence is about.
+    /// Sending host the evidence is about: the connecting address. Only the Received field(s) that host
+    /// wrote (the newest ones) are attributed to it, never an older hop.
     #[arg(value_name = "IP")]
     pub target: String,
     /// SMTP transcript, EHLO response or header block; `-` reads standard input.

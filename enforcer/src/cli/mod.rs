@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod catalog;
 pub mod classify;
 pub mod detach;
 pub mod entry;
@@ -54,6 +55,8 @@ pub enum Command {
     Explain(explain::Args),
     /// Classify a sending server from a transcript or header block.
     Classify(classify::Args),
+    /// Check an operator's Exchange build catalog (`catalog check FILE`).
+    Catalog(catalog::Args),
     /// List senders in progressive enforcement.
     Senders(senders::Args),
     /// Show one sender's full record.
@@ -83,6 +86,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Stats(a) => stats::execute(a),
         Command::Explain(a) => explain::execute(a),
         Command::Classify(a) => classify::execute(a),
+        Command::Catalog(a) => catalog::execute(a),
         Command::Senders(a) => senders::execute(a),
         Command::Sender(a) => sender::execute(a),
         Command::Evidence(a) => evidence::execute(a),

@@ -44,6 +44,11 @@ pub struct Args {
     /// inet:127.0.0.1:10040 or unix:/PATH [config: policy.listen].
     #[arg(long, value_name = "SPEC")]
     pub policy: Option<String>,
+    /// Start over with an empty state database: the current enforcer.redb (damaged, emptied, or
+    /// just unwanted) is moved aside to enforcer.redb.reset-<time>, and every kernel entry it held
+    /// is removed.
+    #[arg(long)]
+    pub reset_state: bool,
 }
 
 impl From<Args> for Options {
@@ -60,6 +65,7 @@ impl From<Args> for Options {
             socket: a.socket,
             milter: a.milter,
             policy: a.policy,
+            reset_state: a.reset_state,
         }
     }
 }

@@ -1,18 +1,23 @@
-//! `enforcer run`'s lifecycle: lock the state directory, bind every listener, load and attach the
-//! datapath (adopting pinned state), start the engine (which makes the kernel maps equal to the
-//! store), serve until SIGINT/SIGTERM. Exiting leaves enforcement in place.
+//! `enforcer run`'s lifecycle: lock the state directory and the pin directory, open the store, bind
+//! every listener, load the datapath (adopting pinned state), check every interface's attachment,
+//! start the engine (which makes the kernel maps equal to the store), set ports and mode, attach,
+//! serve until SIGINT/SIGTERM. Exiting leaves enforcement in place.
+//!
+//! Every check that can fail comes before the first write to live kernel state, and a failure after
+//! it puts the ports and report-only flag back: a failed start leaves the datapath as it was.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use log::{error, info, warn};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::task::JoinSet;
 
 use super::listener::{Context, EngineHandle, Shutdown};
 use super::listeners::Listeners;
-use super::lock::DaemonLock;
+use super::lock::{DaemonLock, PinLock};
 use super::settings::Settings;
 use super::{runner, Engine, EngineMetrics, PinnedKernel};
 use crate::datapath::loader::pinned_attachments;
@@ -21,8 +26,8 @@ use crate::datapath::{Attached, Clock, ControlMaps, Datapath, PinDir, PolicyMaps
 use crate::error::operator_error;
 use crate::store::Store;
 
-/// How often attachments are checked for a vanished interface.
-const HOUSEKEEPING: Duration = Duration::from_secs(15);
+/// How often the pins and attachments are checked (a few `stat`s and one `readdir`).
+const HOUSEKEEPING: Duration = Duration::from_secs(5);
 
 /// Depth of the engine's request queue (control socket and, later, the other listeners).
 const ENGINE_QUEUE: usize = 64;
@@ -35,12 +40,23 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         Ok(_) => {}
         Err(e) => warn!("could not raise the open-files limit: {e}"),
     }
+    let _pins = PinLock::acquire(&settings.pin_dir)?;
+    if settings.reset_state {
+        if let Some(aside) = Store::reset(&settings.state_dir)? {
+            warn!(
+                "--reset-state: moved {} aside; starting with an empty store, so every kernel entry is removed",
+                aside.display()
+            );
+        }
+    }
+    // A damaged or emptied store stops start-up here, before the kernel is touched.
+    let store = Store::open(&settings.state_dir)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    rt.block_on(Daemon::new(settings).run())
+    rt.block_on(Daemon::new(settings).run(store))
 }
 
 /// The running daemon.
@@ -50,6 +66,8 @@ pub struct Daemon {
     pub registry: Registry,
     tasks: JoinSet<anyhow::Result<()>>,
     engine_metrics: EngineMetrics,
+    /// 1 while every map pin and every interface's attachment is in place.
+    datapath_attached: Gauge,
 }
 
 impl Daemon {
@@ -58,34 +76,54 @@ impl Daemon {
         KernelCollector::new(&settings.pin_dir).register(&mut registry);
         let engine_metrics = EngineMetrics::default();
         engine_metrics.register(registry.sub_registry_with_prefix("engine"));
+        let datapath_attached = Gauge::default();
+        registry.register(
+            "datapath_attached",
+            "1 while every map pin and every interface's attachment is in place; 0 once the datapath vanished",
+            datapath_attached.clone(),
+        );
         Self {
             settings,
             registry,
             tasks: JoinSet::new(),
             engine_metrics,
+            datapath_attached,
         }
     }
 
-    /// Loads (adopting pinned maps), sets ports and mode, reconciles entries, then attaches (adopting
-    /// pinned links). Entries are in place before the first packet is judged.
-    fn start_datapath(&self) -> anyhow::Result<(Engine<PinnedKernel>, Vec<Attached>)> {
+    /// Loads (adopting pinned maps), checks every interface, reconciles entries, sets ports and
+    /// mode, then attaches (adopting pinned links). Entries are in place before the first packet is
+    /// judged. On failure, maps this call created are removed again.
+    fn start_datapath(
+        &self,
+        store: Store,
+    ) -> anyhow::Result<(Engine<PinnedKernel>, Vec<Attached>)> {
         let s = &self.settings;
         let mut dp = Datapath::load(&s.pin_dir).map_err(operator_error)?;
-        let mut control = ControlMaps::open_pinned(&s.pin_dir)?;
-        control.set_ports(&s.ports)?;
-        control.set_report_only(s.report_only)?;
-        info!(
-            "protecting TCP ports {:?}{}",
-            s.ports,
-            if s.report_only {
-                " in report-only mode (verdicts counted, every packet passes)"
-            } else {
-                ""
+        let res = self.bring_up(&mut dp, store);
+        if res.is_err() && !dp.adopted() {
+            drop(dp);
+            if let Err(e) = crate::datapath::detach(&s.pin_dir) {
+                warn!("removing the maps this failed start created: {e:#}");
             }
-        );
-        // The engine owns the store from here on and makes the maps equal to it: rebuilt when the
-        // pins were gone (after a reboot), reconciled when they were adopted (after a restart).
-        let store = Store::open(&s.state_dir)?;
+        }
+        res
+    }
+
+    fn bring_up(
+        &self,
+        dp: &mut Datapath,
+        store: Store,
+    ) -> anyhow::Result<(Engine<PinnedKernel>, Vec<Attached>)> {
+        let s = &self.settings;
+        for iface in &s.ifaces {
+            dp.check_mode(iface, s.mode)?;
+        }
+        let mut control = ControlMaps::open_pinned(&s.pin_dir)?;
+        let before = (control.ports()?, control.report_only()?);
+        // The engine reads the whole store first (a damaged record stops it before any write), then
+        // makes the maps equal to it: rebuilt when the pins were gone (after a reboot), reconciled
+        // when they were adopted (after a restart).
         let maps = PolicyMaps::open_pinned(&s.pin_dir)?;
         let (engine, rep) = Engine::start(
             s.engine.clone(),
@@ -102,33 +140,57 @@ impl Daemon {
             rep.removed,
             if rep.failed > 0 { format!(", {} failed (retrying)", rep.failed) } else { String::new() }
         );
-        let mut out = Vec::new();
-        for iface in &s.ifaces {
-            out.push(dp.attach(iface, s.mode)?);
+        let mut attach = || -> anyhow::Result<Vec<Attached>> {
+            control.set_ports(&s.ports)?;
+            control.set_report_only(s.report_only)?;
+            info!(
+                "protecting TCP ports {:?}{}",
+                s.ports,
+                if s.report_only {
+                    " in report-only mode (verdicts counted, every packet passes)"
+                } else {
+                    ""
+                }
+            );
+            s.ifaces.iter().map(|i| dp.attach(i, s.mode)).collect()
+        };
+        match attach() {
+            Ok(out) => Ok((engine, out)),
+            Err(e) => {
+                let restored = control
+                    .set_ports(&before.0)
+                    .and_then(|()| control.set_report_only(before.1));
+                if let Err(r) = restored {
+                    error!("putting the protected ports and report-only flag back failed: {r:#}");
+                }
+                Err(e)
+            }
         }
-        Ok((engine, out))
     }
 
-    /// Warns about attachments whose interface disappeared. (Expired operator rules are removed by
-    /// the engine at their expiry time.)
+    /// Notices a datapath that vanished under the daemon (pins removed, interface deleted or
+    /// recreated): one log line when that changes, the `enforcer_datapath_attached` gauge, and the engine
+    /// refuses changes while it lasts.
     fn housekeeping(&self) -> anyhow::Result<()> {
-        for a in pinned_attachments(&PinDir::new(&self.settings.pin_dir))? {
-            if !a.live {
-                warn!(
-                    "{}: the {} attachment is no longer live (interface deleted or recreated); restart `enforcer run` to attach again",
-                    a.iface,
-                    a.kind.as_str()
-                );
+        let problem =
+            datapath_problem(&PinDir::new(&self.settings.pin_dir), &self.settings.ifaces)?;
+        self.datapath_attached.set(i64::from(problem.is_none()));
+        if self.settings.engine.datapath.set(problem.clone()) {
+            match problem {
+                Some(p) => {
+                    error!("{p}; nothing is enforced there: restart `enforcer run` to attach again")
+                }
+                None => info!("the datapath is complete again"),
             }
         }
         Ok(())
     }
 
     /// Starts the datapath and serves until SIGINT/SIGTERM.
-    pub async fn run(mut self) -> anyhow::Result<()> {
+    pub async fn run(mut self, store: Store) -> anyhow::Result<()> {
         // Bind first: a taken address must not leave a half-started datapath behind.
         let listeners = Listeners::bind(&self.settings, &mut self.registry).await?;
-        let (engine, attached) = tokio::task::block_in_place(|| self.start_datapath())?;
+        let (engine, attached) = tokio::task::block_in_place(|| self.start_datapath(store))?;
         for a in &attached {
             info!(
                 "enforcing on {} ({}{})",
@@ -137,6 +199,7 @@ impl Daemon {
                 if a.adopted { ", adopted" } else { "" }
             );
         }
+        self.datapath_attached.set(1);
         info!(
             "maps and links pinned under {}",
             self.settings.pin_dir.display()
@@ -186,4 +249,30 @@ impl Daemon {
         self.tasks.shutdown().await;
         Ok(())
     }
+}
+
+/// What is missing from the datapath the daemon runs, if anything.
+fn datapath_problem(pins: &PinDir, ifaces: &[String]) -> anyhow::Result<Option<String>> {
+    let gone: Vec<&str> = enforcer_common::maps::ALL_MAPS
+        .iter()
+        .copied()
+        .filter(|n| !pins.map(n).exists())
+        .collect();
+    if !gone.is_empty() {
+        return Ok(Some(format!(
+            "the datapath under {} is gone (map pins {} removed; detached behind the daemon's back?)",
+            pins.root().display(),
+            gone.join(", ")
+        )));
+    }
+    let attached = pinned_attachments(pins)?;
+    for iface in ifaces {
+        if !attached.iter().any(|a| &a.iface == iface && a.live) {
+            return Ok(Some(format!(
+                "{iface} is no longer enforced (its attachment under {} was removed, or the interface was deleted or recreated)",
+                pins.links().display()
+            )));
+        }
+    }
+    Ok(None)
 }

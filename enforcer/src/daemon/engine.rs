@@ -10,7 +10,7 @@
 use super::kernel::Kernel;
 use super::metrics::EngineMetrics;
 use super::views;
-use crate::classify::{classify_bytes, SupportOverrides};
+use crate::classify::{classify_connecting, SupportOverrides};
 use crate::control::{Reply, Request};
 use crate::datapath::Clock;
 use crate::duration::Span;
@@ -20,13 +20,63 @@ use crate::listing::{self, Filter, Page, Source, PAGE};
 use crate::net::Prefix;
 use crate::policy::{Action, Desired, Evidence, Policy, Record, Refusal, Standing};
 use crate::rule::{Rule, RuleSource, Verdict};
-use crate::store::{senders as db, Store};
+use crate::store::Store;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::ops::Bound;
 
 /// A failed kernel write is retried this many seconds later.
 const RETRY_SECS: i64 = 5;
+
+/// At most one log line about failing kernel writes per this many seconds (a full map would
+/// otherwise log one line per entry every retry).
+const WRITE_ERROR_LOG_SECS: i64 = 60;
+
+/// Whether the datapath the engine writes to is still there; set by the daemon's housekeeping.
+/// While it is gone, requests that would change enforcement are refused with the reason.
+#[derive(Clone, Debug, Default)]
+pub struct DatapathHealth(std::sync::Arc<std::sync::Mutex<Option<String>>>);
+
+impl DatapathHealth {
+    /// `None` = up; otherwise why it is down.
+    pub fn problem(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Records the current state; true when it changed.
+    pub fn set(&self, problem: Option<String>) -> bool {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = *slot != problem;
+        *slot = problem;
+        changed
+    }
+}
+
+/// Lets one line through per period and counts what it held back.
+#[derive(Debug, Default)]
+pub struct LogLimit {
+    last: Option<i64>,
+    suppressed: u64,
+}
+
+impl LogLimit {
+    /// `Some(held back since the last line)` when a line may be logged at `now`.
+    pub fn allow(&mut self, now: i64, period: i64) -> Option<u64> {
+        if self.last.is_some_and(|t| now < t + period) {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+/// A kernel write that failed; `full` when the map had no room.
+#[derive(Debug)]
+struct WriteFailure {
+    full: bool,
+    msg: String,
+}
 
 /// What the engine needs besides its store and kernel.
 #[derive(Clone, Debug, Default)]
@@ -40,6 +90,8 @@ pub struct EngineSettings {
     pub state_dir: Option<std::path::PathBuf>,
     /// Where the engine publishes each enforced sender's kernel rule for the MTA listeners.
     pub board: Board,
+    /// Shared with the daemon's housekeeping, which notices a vanished datapath.
+    pub datapath: DatapathHealth,
 }
 
 /// What start-up reconciliation did.
@@ -72,6 +124,10 @@ pub struct Engine<K: Kernel> {
     /// Wall clock minus boot clock (ns) when the kernel entries were last converted.
     clock_offset: Option<i128>,
     board: Board,
+    datapath: DatapathHealth,
+    write_errors: LogLimit,
+    /// Where the next self-check continues (the last prefix it compared).
+    check_cursor: Option<Prefix>,
 }
 
 impl<K: Kernel> Engine<K> {
@@ -100,16 +156,19 @@ impl<K: Kernel> Engine<K> {
             metrics,
             clock_offset: None,
             board: settings.board,
+            datapath: settings.datapath,
+            write_errors: LogLimit::default(),
+            check_cursor: None,
         };
         let mut changed = Vec::new();
-        for mut rec in db::senders(&e.store.db)? {
+        for mut rec in e.store.senders()? {
             if catch_up(&e.policy, &mut rec, now) {
                 changed.push(rec.clone());
             }
             e.records.insert(rec.prefix, rec);
         }
         if !changed.is_empty() {
-            db::put_senders(&e.store.db, changed.iter())?;
+            e.store.put_senders(changed.iter())?;
         }
         for rule in e.store.rules()? {
             e.operator.insert(rule.prefix, rule);
@@ -143,7 +202,9 @@ impl<K: Kernel> Engine<K> {
                     Ok(_) => rep.removed += 1,
                     Err(err) => {
                         self.metrics.kernel_errors.inc();
-                        log::error!("removing stale kernel entry {p}: {err:#}");
+                        if self.write_errors.allow(now, WRITE_ERROR_LOG_SECS).is_some() {
+                            log::error!("removing stale kernel entry {p}: {err:#} (further errors of this start-up are only counted)");
+                        }
                         rep.failed += 1;
                     }
                 }
@@ -159,7 +220,12 @@ impl<K: Kernel> Engine<K> {
                 }
                 Err(err) => {
                     self.metrics.kernel_errors.inc();
-                    log::error!("writing kernel entry {p}: {err:#}");
+                    if err.downcast_ref::<crate::datapath::MapFull>().is_some() {
+                        self.metrics.kernel_map_full.inc();
+                    }
+                    if self.write_errors.allow(now, WRITE_ERROR_LOG_SECS).is_some() {
+                        log::error!("writing kernel entry {p}: {err:#} (further errors of this start-up are only counted)");
+                    }
                     rep.failed += 1;
                 }
             }
@@ -243,7 +309,7 @@ impl<K: Kernel> Engine<K> {
                 let mut rec = rec.clone();
                 if catch_up(&self.policy, &mut rec, now) {
                     self.metrics.stage_changes.inc();
-                    if let Err(err) = db::put_sender(&self.store.db, &rec) {
+                    if let Err(err) = self.store.put_sender(&rec) {
                         // The stage is a function of the stored times, so a restart recomputes it.
                         log::error!("storing the new stage of {p}: {err:#}");
                     }
@@ -284,6 +350,22 @@ impl<K: Kernel> Engine<K> {
     }
 
     fn dispatch(&mut self, req: Request, now: i64) -> Reply {
+        let changes = matches!(
+            req,
+            Request::Evidence { .. }
+                | Request::Pause { .. }
+                | Request::Resume { .. }
+                | Request::Forget { .. }
+                | Request::PutRule { .. }
+                | Request::RemoveRule { .. }
+        );
+        if changes {
+            if let Some(problem) = self.datapath.problem() {
+                return Reply::internal(format!(
+                    "{problem}: nothing is enforced, so the change was not made; restart `enforcer run` to attach the datapath again"
+                ));
+            }
+        }
         match req {
             Request::Ping {} => Reply::ok(serde_json::json!({
                 "pong": true,
@@ -423,7 +505,8 @@ impl<K: Kernel> Engine<K> {
                 "`{target}` is not an IP address; evidence is fed for one sending host (e.g. 192.0.2.7)"
             ));
         };
-        let class = match classify_bytes(text.as_bytes(), today(now), &self.overrides) {
+        // The evidence is about `addr`: only what the server at that address wrote is attributed to it.
+        let class = match classify_connecting(text.as_bytes(), addr, today(now), &self.overrides) {
             Ok(c) => c,
             Err(e) => {
                 self.count_evidence("unreadable");
@@ -468,7 +551,7 @@ impl<K: Kernel> Engine<K> {
         let was = before.as_ref().map(|r| self.policy.stage_at(r, now));
         let mut rec = self.policy.observe(before, addr, ev, now);
         catch_up(&self.policy, &mut rec, now);
-        if let Err(err) = db::put_sender(&self.store.db, &rec) {
+        if let Err(err) = self.store.put_sender(&rec) {
             return Err(format!(
                 "could not store the record for {key} (nothing changed): {err:#}"
             ));
@@ -512,7 +595,7 @@ impl<K: Kernel> Engine<K> {
         if let Err(e) = f(&self.policy, &mut rec) {
             return Reply::usage(e.to_string());
         }
-        if let Err(err) = db::put_sender(&self.store.db, &rec) {
+        if let Err(err) = self.store.put_sender(&rec) {
             return Reply::internal(format!(
                 "could not store the change for {p} (nothing changed): {err:#}"
             ));
@@ -529,7 +612,7 @@ impl<K: Kernel> Engine<K> {
             Ok(p) => p,
             Err(r) => return r,
         };
-        if let Err(err) = db::remove_sender(&self.store.db, &p) {
+        if let Err(err) = self.store.remove_sender(&p) {
             return Reply::internal(format!(
                 "could not delete the record for {p} (nothing changed): {err:#}"
             ));
@@ -558,15 +641,33 @@ impl<K: Kernel> Engine<K> {
             ));
         }
         let p = rule.prefix;
-        self.operator.insert(p, rule.clone());
+        let before = self.operator.insert(p, rule.clone());
         let kernel = self.sync(p, now);
+        if let Err(WriteFailure { full: true, msg }) = &kernel {
+            // What does not fit is refused, as the CLI does without a daemon: nothing stays stored.
+            let undo = match &before {
+                Some(old) => self.store.put_rule(old),
+                None => self.store.remove_rule(&p).map(|_| ()),
+            };
+            match before {
+                Some(old) => self.operator.insert(p, old),
+                None => self.operator.remove(&p),
+            };
+            if let Err(u) = undo {
+                log::error!("could not take the refused rule for {p} out of the store: {u:#}");
+            }
+            self.schedule(p, now);
+            self.relabel(p, now);
+            return Reply::internal(msg.clone());
+        }
         self.schedule(p, now);
         self.relabel(p, now);
         self.resync_under(p, now);
         match kernel {
             Ok(()) => Reply::ok(rule),
             Err(e) => Reply::internal(format!(
-                "the rule for {p} is stored and will be applied on retry, but writing the kernel entry failed: {e}"
+                "the rule for {p} is stored and will be applied on retry, but writing the kernel entry failed: {}",
+                e.msg
             )),
         }
     }
@@ -588,7 +689,10 @@ impl<K: Kernel> Engine<K> {
         self.relabel(p, now);
         self.resync_under(p, now);
         if let Err(e) = kernel {
-            return Reply::internal(format!("the rule for {p} is removed from the store, but the kernel entry could not be updated: {e}"));
+            return Reply::internal(format!(
+                "the rule for {p} is removed from the store, but the kernel entry could not be updated: {}",
+                e.msg
+            ));
         }
         Reply::ok(serde_json::json!({
             "removed": removed.or(had),
@@ -672,7 +776,7 @@ impl<K: Kernel> Engine<K> {
     }
 
     /// Makes the kernel entry for one prefix match what it should be; a failure is retried later.
-    fn sync(&mut self, p: Prefix, now: i64) -> Result<(), String> {
+    fn sync(&mut self, p: Prefix, now: i64) -> Result<(), WriteFailure> {
         let want = self.desired_for(&p, now);
         if want.as_ref() == self.applied.get(&p) {
             return Ok(());
@@ -698,10 +802,96 @@ impl<K: Kernel> Engine<K> {
             }
             Err(err) => {
                 self.metrics.kernel_errors.inc();
-                log::error!("updating kernel entry {p}: {err:#}; retrying in {RETRY_SECS}s");
-                Err(format!("{err:#}"))
+                let full = err.downcast_ref::<crate::datapath::MapFull>().is_some();
+                if full {
+                    self.metrics.kernel_map_full.inc();
+                }
+                if let Some(held) = self.write_errors.allow(now, WRITE_ERROR_LOG_SECS) {
+                    log::error!(
+                        "updating kernel entry {p}: {err:#}; retrying every {RETRY_SECS}s (at most one such line per {WRITE_ERROR_LOG_SECS}s; {held} held back since the last; see enforcer_engine_kernel_errors_total)"
+                    );
+                }
+                Err(WriteFailure {
+                    full,
+                    msg: format!("{err:#}"),
+                })
             }
         }
+    }
+
+    /// Compares up to `budget` of the entries this engine wrote with what the kernel holds,
+    /// continuing where the last call stopped, and rewrites any that is missing or different. Once
+    /// per full round it also removes kernel entries nobody asked for. Cost per call: `budget`
+    /// lookups, plus one walk of the maps per round. Returns how many entries it repaired.
+    pub fn self_check(&mut self, now: i64, budget: usize) -> usize {
+        use std::ops::Bound::{Excluded, Unbounded};
+        self.metrics.self_checks.inc();
+        let from = match self.check_cursor {
+            Some(p) => Excluded(p),
+            None => Unbounded,
+        };
+        let batch: Vec<Rule> = self
+            .applied
+            .range((from, Unbounded))
+            .take(budget.max(1))
+            .map(|(_, r)| r.clone())
+            .collect();
+        let round_done = batch.len() < budget.max(1);
+        self.check_cursor = if round_done {
+            None
+        } else {
+            batch.last().map(|r| r.prefix)
+        };
+        let mut repaired = 0;
+        for rule in &batch {
+            match self.kernel.holds(rule) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.metrics.kernel_writes.inc();
+                    match self.kernel.upsert(rule) {
+                        Ok(()) => {
+                            log::warn!(
+                                "self-check: the kernel entry for {} was missing or different; rewrote it ({})",
+                                rule.prefix,
+                                rule.verdict.describe()
+                            );
+                            repaired += 1;
+                        }
+                        Err(err) => {
+                            self.metrics.kernel_errors.inc();
+                            log::error!("self-check: rewriting {}: {err:#}", rule.prefix);
+                        }
+                    }
+                }
+                Err(err) => log::error!("self-check: reading {}: {err:#}", rule.prefix),
+            }
+        }
+        if round_done {
+            match self.kernel.prefixes() {
+                Ok(all) => {
+                    for p in all {
+                        // A desired entry not yet written is the retry timer's; only strays go.
+                        if self.applied.contains_key(&p) || self.desired_for(&p, now).is_some() {
+                            continue;
+                        }
+                        self.metrics.kernel_writes.inc();
+                        match self.kernel.remove(&p) {
+                            Ok(_) => {
+                                log::warn!("self-check: removed kernel entry {p}, which the store does not have");
+                                repaired += 1;
+                            }
+                            Err(err) => {
+                                self.metrics.kernel_errors.inc();
+                                log::error!("self-check: removing {p}: {err:#}");
+                            }
+                        }
+                    }
+                }
+                Err(err) => log::error!("self-check: listing kernel entries: {err:#}"),
+            }
+        }
+        self.metrics.self_check_repairs.inc_by(repaired as u64);
+        repaired
     }
 
     /// Sets the prefix's single timer to its next change (stage, pause end, operator expiry), or to

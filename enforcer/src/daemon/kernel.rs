@@ -1,6 +1,6 @@
 //! Where the engine writes kernel entries: the pinned policy maps, or memory in unit tests.
 
-use crate::datapath::{Clock, PolicyMaps};
+use crate::datapath::{Clock, MapFull, PolicyMaps};
 use crate::net::Prefix;
 use crate::rule::Rule;
 use enforcer_common::PolicyEntry;
@@ -12,6 +12,8 @@ pub trait Kernel {
     fn remove(&mut self, prefix: &Prefix) -> anyhow::Result<bool>;
     /// Every prefix that has an entry.
     fn prefixes(&self) -> anyhow::Result<Vec<Prefix>>;
+    /// Whether the kernel holds exactly `rule` (boot-clock times within a second).
+    fn holds(&self, rule: &Rule) -> anyhow::Result<bool>;
     /// The entries for `prefixes` (a page of a listing), as the kernel holds them.
     fn lookup(&self, prefixes: &[Prefix]) -> anyhow::Result<Vec<Option<PolicyEntry>>>;
     /// Rewrites the entry if its boot-clock times no longer match the wall clock (after a step of
@@ -38,6 +40,14 @@ impl Kernel for PinnedKernel {
         Ok(self.0.entries()?.into_iter().map(|(p, _)| p).collect())
     }
 
+    fn holds(&self, rule: &Rule) -> anyhow::Result<bool> {
+        let want = rule.to_kernel(&Clock::now());
+        Ok(self
+            .0
+            .get(&rule.prefix)?
+            .is_some_and(|have| same_shape(&have, &want) && !moved(&have, &want)))
+    }
+
     fn lookup(&self, prefixes: &[Prefix]) -> anyhow::Result<Vec<Option<PolicyEntry>>> {
         self.0.get_many(prefixes)
     }
@@ -54,8 +64,12 @@ impl Kernel for PinnedKernel {
 /// True when two entries for the same rule differ only because the clocks moved apart by more
 /// than a second (anchors are compared modulo the period).
 pub(crate) fn drifted(have: &PolicyEntry, want: &PolicyEntry) -> bool {
-    const SLACK: u64 = 1_000_000_000;
-    let same_shape = PolicyEntry {
+    same_shape(have, want) && moved(have, want)
+}
+
+/// Equal but for the boot-clock times.
+fn same_shape(have: &PolicyEntry, want: &PolicyEntry) -> bool {
+    PolicyEntry {
         anchor_ns: 0,
         expires_ns: 0,
         ..*have
@@ -63,10 +77,12 @@ pub(crate) fn drifted(have: &PolicyEntry, want: &PolicyEntry) -> bool {
         anchor_ns: 0,
         expires_ns: 0,
         ..*want
-    };
-    if !same_shape {
-        return false;
     }
+}
+
+/// The boot-clock times differ by more than a second (anchors modulo the period).
+fn moved(have: &PolicyEntry, want: &PolicyEntry) -> bool {
+    const SLACK: u64 = 1_000_000_000;
     let expiry_moved = (have.expires_ns == 0) != (want.expires_ns == 0)
         || have.expires_ns.abs_diff(want.expires_ns) > SLACK;
     let period = u64::from(want.period_secs) * 1_000_000_000;
@@ -84,11 +100,22 @@ pub struct MemKernel {
     pub writes: usize,
     /// When set, every write fails (to test error paths).
     pub fail: bool,
+    /// When set, an upsert of a new prefix beyond this many entries fails as a full map does.
+    pub capacity: Option<usize>,
 }
 
 impl Kernel for MemKernel {
     fn upsert(&mut self, rule: &Rule) -> anyhow::Result<()> {
         anyhow::ensure!(!self.fail, "injected kernel failure");
+        if let Some(max) = self.capacity {
+            if !self.entries.contains_key(&rule.prefix) && self.entries.len() >= max {
+                return Err(MapFull {
+                    prefix: rule.prefix,
+                    max: max as u32,
+                }
+                .into());
+            }
+        }
         self.writes += 1;
         self.entries.insert(rule.prefix, rule.clone());
         Ok(())
@@ -102,6 +129,10 @@ impl Kernel for MemKernel {
 
     fn prefixes(&self) -> anyhow::Result<Vec<Prefix>> {
         Ok(self.entries.keys().copied().collect())
+    }
+
+    fn holds(&self, rule: &Rule) -> anyhow::Result<bool> {
+        Ok(self.entries.get(&rule.prefix) == Some(rule))
     }
 
     fn lookup(&self, prefixes: &[Prefix]) -> anyhow::Result<Vec<Option<PolicyEntry>>> {

@@ -20,6 +20,11 @@ pub struct EngineMetrics {
     /// Kernel entry writes and removals, and the ones that failed.
     pub kernel_writes: Counter,
     pub kernel_errors: Counter,
+    /// Kernel entry writes refused because the policy map was full.
+    pub kernel_map_full: Counter,
+    /// Self-check rounds, and the kernel entries they found wrong, missing or unknown and repaired.
+    pub self_checks: Counter,
+    pub self_check_repairs: Counter,
     /// Unix time of the next scheduled change (0 = none).
     pub next_change: Gauge,
 }
@@ -55,6 +60,21 @@ impl EngineMetrics {
             "kernel_errors",
             "Kernel policy entry writes that failed",
             self.kernel_errors.clone(),
+        );
+        reg.register(
+            "kernel_map_full",
+            "Kernel policy entry writes refused because the policy map was full",
+            self.kernel_map_full.clone(),
+        );
+        reg.register(
+            "self_checks",
+            "Self-check rounds comparing the kernel maps with the store",
+            self.self_checks.clone(),
+        );
+        reg.register(
+            "self_check_repairs",
+            "Kernel entries the self-check found missing, different or unknown, and repaired",
+            self.self_check_repairs.clone(),
         );
         reg.register(
             "next_change_timestamp_seconds",

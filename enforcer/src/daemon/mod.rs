@@ -33,7 +33,7 @@ pub mod runner;
 pub mod settings;
 pub mod views;
 
-pub use engine::{engine_rule, Engine, EngineSettings, Reconciled};
+pub use engine::{engine_rule, DatapathHealth, Engine, EngineSettings, LogLimit, Reconciled};
 pub use kernel::{Kernel, MemKernel, PinnedKernel};
 pub use metrics::EngineMetrics;
 pub use settings::{Options, Settings};

@@ -12,6 +12,10 @@ use tokio::sync::mpsc;
 /// (NTP, suspend) delays a change by at most this much. This re-arms one timer; it scans nothing.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
+/// How often the engine compares kernel entries with the store, and how many per round.
+const SELF_CHECK: Duration = Duration::from_secs(30);
+const SELF_CHECK_BUDGET: usize = 4096;
+
 /// Unix seconds now.
 pub fn unix_now() -> i64 {
     SystemTime::now()
@@ -36,6 +40,9 @@ pub async fn run<K: Kernel>(
 ) {
     tokio::pin!(shutdown);
     engine.tick(unix_now());
+    let mut check = tokio::time::interval(SELF_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    check.tick().await;
     loop {
         let clock = crate::datapath::Clock::now();
         engine.check_clock(clock.unix_ns(), clock.boot_ns());
@@ -63,6 +70,12 @@ pub async fn run<K: Kernel>(
                 None => break,
             },
             _ = sleep => engine.tick(unix_now()),
+            _ = check.tick() => {
+                let repaired = engine.self_check(unix_now(), SELF_CHECK_BUDGET);
+                if repaired > 0 {
+                    log::warn!("self-check repaired {repaired} kernel entries");
+                }
+            }
         }
     }
 }

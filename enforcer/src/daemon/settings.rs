@@ -29,6 +29,7 @@ pub struct Options {
     pub milter: Option<String>,
     /// `--policy inet:HOST:PORT|unix:/PATH`.
     pub policy: Option<String>,
+    pub reset_state: bool,
 }
 
 /// Everything `run` needs, resolved and checked.
@@ -45,6 +46,8 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// Control socket.
     pub socket: PathBuf,
+    /// Move the state database aside and start with an empty one.
+    pub reset_state: bool,
     /// Schedule, aggregation, allow-list, pause budget, classifier overrides.
     pub engine: EngineSettings,
     /// Milter and policy service listeners and the reply texts.
@@ -82,6 +85,10 @@ impl Settings {
             Some(path) => FileConfig::load(path).map_err(|e| UsageError(e.to_string()))?,
             None => FileConfig::default(),
         };
+        if let Some(path) = &file.catalog {
+            crate::classify::install_operator_catalog(path)
+                .map_err(|e| UsageError(format!("classifier.catalog: {e}")))?;
+        }
         let ports = match (&a.ports, &file.ports) {
             (Some(p), _) => parse_ports(p)?,
             (None, Some(p)) => {
@@ -157,6 +164,7 @@ impl Settings {
             policy: file.policy,
             report_only,
             state_dir: Some(state_dir.clone()),
+            datapath: Default::default(),
         };
         Ok(Self {
             ifaces,
@@ -167,6 +175,7 @@ impl Settings {
             pin_dir,
             state_dir,
             socket,
+            reset_state: a.reset_state,
             engine,
             mta,
         })

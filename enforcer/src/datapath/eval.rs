@@ -92,6 +92,10 @@ fn act(e: &PolicyEntry, rate: Option<RateState>, now_ns: u64) -> (Reason, Outcom
         }
         ACTION_THROTTLE => match e.window_at(now_ns) {
             Window::Outside => (Reason::ThrottleOutside, Outcome::Pass),
+            _ if e.is_notice() => match e.notice_admit(rate.map_or(0, |s| s.tat_ns), now_ns) {
+                Some(_) => (Reason::NoticeAdmitted, Outcome::Pass),
+                None => (Reason::NoticeRefused, Outcome::Drop),
+            },
             Window::Throttle => (Reason::ThrottleRefused, refusal),
             Window::Block => (Reason::BlockWindowRefused, refusal),
         },
@@ -162,6 +166,35 @@ mod tests {
         let d = decide(Some(&e), None, None, 1001 * S, false);
         assert_eq!(d.outcome, Outcome::Reject);
         let d = decide(Some(&e), None, None, 1400 * S, false);
+        assert_eq!(
+            (d.reason, d.outcome),
+            (Reason::ThrottleOutside, Outcome::Pass)
+        );
+    }
+
+    #[test]
+    fn notice_follows_the_kernel_budget() {
+        let mut t = entry(ACTION_THROTTLE);
+        t.period_secs = 3600;
+        t.throttle_secs = 300;
+        t.anchor_ns = 1000 * S;
+        t.flags = ENTRY_FLAG_RST;
+        let e = PolicyEntry::notice(t, 2, 600);
+        let fresh = decide(Some(&e), None, None, 1001 * S, false);
+        assert_eq!(
+            (fresh.reason, fresh.outcome),
+            (Reason::NoticeAdmitted, Outcome::Pass)
+        );
+        // Two admitted back to back leave the state 10 minutes ahead: the next one is dropped.
+        let spent = Some(RateState {
+            tat_ns: 1001 * S + 600 * S,
+        });
+        let d = decide(Some(&e), None, spent, 1001 * S, false);
+        assert_eq!(
+            (d.reason, d.outcome),
+            (Reason::NoticeRefused, Outcome::Drop)
+        );
+        let d = decide(Some(&e), None, spent, 1400 * S, false);
         assert_eq!(
             (d.reason, d.outcome),
             (Reason::ThrottleOutside, Outcome::Pass)

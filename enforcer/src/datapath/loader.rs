@@ -145,6 +145,8 @@ pub fn pinned_attachments(pins: &PinDir) -> anyhow::Result<Vec<PinnedAttachment>
 pub struct Datapath {
     ebpf: Ebpf,
     pins: PinDir,
+    /// The maps were pinned before this load (a live or stopped datapath), not created by it.
+    adopted: bool,
 }
 
 impl Datapath {
@@ -220,11 +222,34 @@ impl Datapath {
         } else {
             info!("created and pinned maps under {}", pins.maps().display());
         }
-        Ok(Self { ebpf, pins })
+        Ok(Self {
+            ebpf,
+            pins,
+            adopted: adopted > 0,
+        })
     }
 
     pub fn pins(&self) -> &PinDir {
         &self.pins
+    }
+
+    /// True when the maps existed before this load; false when it created (and pinned) them.
+    pub fn adopted(&self) -> bool {
+        self.adopted
+    }
+
+    /// Fails, as [`Datapath::attach`] would, when `iface` has a live attachment that does not fit
+    /// `mode`. Checked for every interface before anything is written.
+    pub fn check_mode(&self, iface: &str, mode: Mode) -> anyhow::Result<()> {
+        for a in pinned_attachments(&self.pins)? {
+            if a.iface == iface && a.live && !a.kind.fits(mode) {
+                bail!(
+                    "{iface} already has enforcer attached as {}; run `enforcer detach` first to change --mode",
+                    a.kind.as_str()
+                );
+            }
+        }
+        Ok(())
     }
 
     fn xdp(&mut self) -> anyhow::Result<&mut Xdp> {

@@ -59,6 +59,14 @@ pub enum OpenError {
     },
 }
 
+/// A policy map has no room for another entry. The same error (and text) whichever path writes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the kernel policy map for {prefix} is full ({max} entries); nothing was stored: remove entries first (`enforcer unset`, `enforcer forget`)")]
+pub struct MapFull {
+    pub prefix: Prefix,
+    pub max: u32,
+}
+
 /// What the contract says a map looks like.
 #[derive(Clone, Copy, Debug)]
 pub struct MapSpec {
@@ -242,10 +250,21 @@ impl PolicyMaps {
                 .insert(&Key::new(len, a.octets()), entry, 0),
         };
         r.map_err(|e| {
-            let full = io_error_of(&e).is_some_and(|io| io.raw_os_error() == Some(libc::E2BIG)
-                || io.raw_os_error() == Some(libc::ENOSPC));
+            let full = io_error_of(&e).is_some_and(|io| {
+                io.raw_os_error() == Some(libc::E2BIG) || io.raw_os_error() == Some(libc::ENOSPC)
+            });
             if full {
-                anyhow::anyhow!("the policy map for {prefix} is full; remove entries with `enforcer unset` first")
+                let name = match (prefix.addr(), prefix.is_host()) {
+                    (IpAddr::V4(_), true) => names::POLICY_V4_HOSTS,
+                    (IpAddr::V4(_), false) => names::POLICY_V4_PREFIXES,
+                    (IpAddr::V6(_), true) => names::POLICY_V6_HOSTS,
+                    (IpAddr::V6(_), false) => names::POLICY_V6_PREFIXES,
+                };
+                MapFull {
+                    prefix: *prefix,
+                    max: spec_of(name).max_entries,
+                }
+                .into()
             } else {
                 anyhow::Error::from(e).context(format!("writing the entry for {prefix}"))
             }

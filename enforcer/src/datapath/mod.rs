@@ -11,7 +11,7 @@ pub mod sys;
 
 pub use clock::Clock;
 pub use loader::{detach, Attached, Datapath, Kind, Mode};
-pub use maps::{ControlMaps, OpenError, PinDir, PolicyMaps, RateMap, StatsMap};
+pub use maps::{ControlMaps, MapFull, OpenError, PinDir, PolicyMaps, RateMap, StatsMap};
 
 /// Default pin directory.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/enforcer";

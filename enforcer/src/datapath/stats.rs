@@ -20,12 +20,24 @@ pub struct Counter {
 /// Action label of a reason.
 pub fn action_of(reason: Reason, report_only: bool) -> &'static str {
     match (reason, report_only) {
-        (Reason::Blocked | Reason::RejectFallbackDrop, false) => "drop",
+        (
+            Reason::Blocked
+            | Reason::RejectFallbackDrop
+            | Reason::NoticeRefused
+            | Reason::SourceOnlyRefused,
+            false,
+        ) => "drop",
         (Reason::Rejected, false) => "reject",
         (Reason::RateRefused | Reason::ThrottleRefused | Reason::BlockWindowRefused, false) => {
             "refuse"
         }
-        (Reason::Blocked | Reason::RejectFallbackDrop, true) => "would_drop",
+        (
+            Reason::Blocked
+            | Reason::RejectFallbackDrop
+            | Reason::NoticeRefused
+            | Reason::SourceOnlyRefused,
+            true,
+        ) => "would_drop",
         (Reason::Rejected, true) => "would_reject",
         (Reason::RateRefused | Reason::ThrottleRefused | Reason::BlockWindowRefused, true) => {
             "would_refuse"
@@ -97,5 +109,24 @@ mod tests {
         assert_eq!(t["pass"], 100);
         assert_eq!(t["drop"], 7);
         assert_eq!(t["would_drop"], 3);
+    }
+
+    #[test]
+    fn shape_and_notice_reasons_are_labelled() {
+        let c = label(&vec![0u64; COUNTER_SLOTS as usize]);
+        let action = |reason, mode| {
+            c.iter()
+                .find(|x| x.reason == reason && x.mode == mode)
+                .unwrap_or_else(|| panic!("{reason}/{mode} labelled"))
+                .action
+        };
+        assert_eq!(action("source_only_refused", "enforced"), "drop");
+        assert_eq!(action("source_only_refused", "report_only"), "would_drop");
+        assert_eq!(action("notice_refused", "enforced"), "drop");
+        assert_eq!(action("notice_refused", "report_only"), "would_drop");
+        assert_eq!(action("notice_admitted", "enforced"), "pass");
+        assert!(!c
+            .iter()
+            .any(|x| x.reason == "notice_admitted" && x.mode == "report_only"));
     }
 }

@@ -4,10 +4,12 @@
 use time::Date;
 
 use super::milter::session::Sighting;
-use crate::classify::{classify_bytes, Classification, SupportOverrides};
+use crate::classify::{classify_connecting, Classification, SupportOverrides};
 
 /// Classifies what the MTA saw from `s.addr`: the HELO name as an `EHLO` line, then the message's
-/// header block. `None` when nothing in it names a mail server.
+/// header block, attributed to the connecting server (`classify_connecting`: only the newest
+/// Received fields that server wrote count, never an older hop). `None` when nothing in it names a
+/// mail server.
 pub fn attribute(
     s: &Sighting,
     today: Date,
@@ -20,5 +22,5 @@ pub fn attribute(
         text.push_str("\r\n");
     }
     text.push_str(&s.headers);
-    classify_bytes(text.as_bytes(), today, overrides).ok()
+    classify_connecting(text.as_bytes(), s.addr, today, overrides).ok()
 }

@@ -14,57 +14,65 @@ impl Store {
     pub fn put_rule(&self, rule: &Rule) -> anyhow::Result<()> {
         let key = rule.prefix.to_string();
         let value = serde_json::to_string(rule)?;
-        let tx = self.db.begin_write()?;
-        {
-            let mut t = tx.open_table(TABLE)?;
-            t.insert(key.as_str(), value.as_str())?;
-        }
-        tx.commit().context("committing the rule")?;
-        Ok(())
+        self.write(|db| {
+            let tx = db.begin_write()?;
+            {
+                let mut t = tx.open_table(TABLE)?;
+                t.insert(key.as_str(), value.as_str())?;
+            }
+            tx.commit().context("committing the rule")?;
+            Ok(())
+        })
     }
 
     /// Removes the rule for exactly `prefix`; returns it if there was one.
     pub fn remove_rule(&self, prefix: &Prefix) -> anyhow::Result<Option<Rule>> {
         let key = prefix.to_string();
-        let tx = self.db.begin_write()?;
-        let old = {
-            let mut t = tx.open_table(TABLE)?;
-            let old = t.remove(key.as_str())?;
-            old.map(|v| serde_json::from_str::<Rule>(v.value()))
-                .transpose()
-                .ok()
-                .flatten()
-        };
-        tx.commit().context("committing the removal")?;
-        Ok(old)
+        self.write(|db| {
+            let tx = db.begin_write()?;
+            let old = {
+                let mut t = tx.open_table(TABLE)?;
+                let old = t.remove(key.as_str())?;
+                old.map(|v| serde_json::from_str::<Rule>(v.value()))
+                    .transpose()
+                    .ok()
+                    .flatten()
+            };
+            tx.commit().context("committing the removal")?;
+            Ok(old)
+        })
     }
 
     /// The rule for exactly `prefix`.
     pub fn rule(&self, prefix: &Prefix) -> anyhow::Result<Option<Rule>> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(TABLE)?;
         let key = prefix.to_string();
-        Ok(match t.get(key.as_str())? {
-            Some(v) => serde_json::from_str(v.value()).ok(),
-            None => None,
+        self.read(|db| {
+            let tx = db.begin_read()?;
+            let t = tx.open_table(TABLE)?;
+            Ok(match t.get(key.as_str())? {
+                Some(v) => serde_json::from_str(v.value()).ok(),
+                None => None,
+            })
         })
     }
 
     /// Every operator rule, sorted by prefix. A row that no longer parses is skipped with a warning
     /// rather than making every command fail.
     pub fn rules(&self) -> anyhow::Result<Vec<Rule>> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(TABLE)?;
-        let mut out = Vec::new();
-        for row in t.iter()? {
-            let (k, v) = row?;
-            match serde_json::from_str::<Rule>(v.value()) {
-                Ok(r) => out.push(r),
-                Err(e) => log::warn!("skipping unreadable operator rule {}: {e}", k.value()),
+        self.read(|db| {
+            let tx = db.begin_read()?;
+            let t = tx.open_table(TABLE)?;
+            let mut out = Vec::new();
+            for row in t.iter()? {
+                let (k, v) = row?;
+                match serde_json::from_str::<Rule>(v.value()) {
+                    Ok(r) => out.push(r),
+                    Err(e) => log::warn!("skipping unreadable operator rule {}: {e}", k.value()),
+                }
             }
-        }
-        out.sort_by_key(|a| a.prefix);
-        Ok(out)
+            out.sort_by_key(|a| a.prefix);
+            Ok(out)
+        })
     }
 }
 

@@ -5,70 +5,83 @@
 //! commit returns), and the daemon replies to the CLI only after the commit: a change the CLI was told
 //! succeeded survives `kill -9` of the daemon at any moment.
 
+use super::Store;
 use crate::net::Prefix;
 use crate::policy::Record;
 use anyhow::Context;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 const SENDERS: TableDefinition<&str, &str> = TableDefinition::new("senders");
 
-/// Stores (inserts or replaces) records in one committed transaction.
-pub fn put_senders<'a>(
-    db: &Database,
-    recs: impl IntoIterator<Item = &'a Record>,
-) -> anyhow::Result<()> {
-    let mut txn = db
-        .begin_write()
-        .context("opening a write transaction on the sender table")?;
-    txn.set_durability(Durability::Immediate)?;
-    {
-        let mut table = txn.open_table(SENDERS)?;
-        for rec in recs {
-            let json = serde_json::to_string(rec)?;
-            table.insert(rec.prefix.to_string().as_str(), json.as_str())?;
-        }
+impl Store {
+    /// Stores (inserts or replaces) records in one committed transaction.
+    pub fn put_senders<'a>(
+        &self,
+        recs: impl IntoIterator<Item = &'a Record>,
+    ) -> anyhow::Result<()> {
+        let rows = recs
+            .into_iter()
+            .map(|rec| Ok((rec.prefix.to_string(), serde_json::to_string(rec)?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        self.write(|db| {
+            let mut txn = db
+                .begin_write()
+                .context("opening a write transaction on the sender table")?;
+            txn.set_durability(Durability::Immediate)?;
+            {
+                let mut table = txn.open_table(SENDERS)?;
+                for (key, json) in &rows {
+                    table.insert(key.as_str(), json.as_str())?;
+                }
+            }
+            txn.commit().context("committing sender records")?;
+            Ok(())
+        })
     }
-    txn.commit().context("committing sender records")?;
-    Ok(())
-}
 
-/// Stores one record durably.
-pub fn put_sender(db: &Database, rec: &Record) -> anyhow::Result<()> {
-    put_senders(db, [rec])
-}
-
-/// Deletes a record; returns whether it existed.
-pub fn remove_sender(db: &Database, prefix: &Prefix) -> anyhow::Result<bool> {
-    let mut txn = db.begin_write()?;
-    txn.set_durability(Durability::Immediate)?;
-    let existed = {
-        let mut table = txn.open_table(SENDERS)?;
-        let old = table.remove(prefix.to_string().as_str())?;
-        old.is_some()
-    };
-    txn.commit()
-        .context("committing the removal of a sender record")?;
-    Ok(existed)
-}
-
-/// Every stored record. A record that no longer parses (written by a newer version, damaged) is
-/// skipped with a warning rather than stopping the daemon; it stays in the table untouched.
-pub fn senders(db: &Database) -> anyhow::Result<Vec<Record>> {
-    let txn = db.begin_read()?;
-    let table = match txn.open_table(SENDERS) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e).context("opening the sender table"),
-    };
-    let mut out = Vec::new();
-    for item in table.iter()? {
-        let (k, v) = item?;
-        match serde_json::from_str::<Record>(v.value()) {
-            Ok(rec) => out.push(rec),
-            Err(e) => log::warn!("skipping unreadable sender record {}: {e}", k.value()),
-        }
+    /// Stores one record durably.
+    pub fn put_sender(&self, rec: &Record) -> anyhow::Result<()> {
+        self.put_senders([rec])
     }
-    Ok(out)
+
+    /// Deletes a record; returns whether it existed.
+    pub fn remove_sender(&self, prefix: &Prefix) -> anyhow::Result<bool> {
+        let key = prefix.to_string();
+        self.write(|db| {
+            let mut txn = db.begin_write()?;
+            txn.set_durability(Durability::Immediate)?;
+            let existed = {
+                let mut table = txn.open_table(SENDERS)?;
+                let old = table.remove(key.as_str())?;
+                old.is_some()
+            };
+            txn.commit()
+                .context("committing the removal of a sender record")?;
+            Ok(existed)
+        })
+    }
+
+    /// Every stored record. A record that no longer parses (written by a newer version, damaged) is
+    /// skipped with a warning rather than stopping the daemon; it stays in the table untouched.
+    pub fn senders(&self) -> anyhow::Result<Vec<Record>> {
+        self.read(|db| {
+            let txn = db.begin_read()?;
+            let table = match txn.open_table(SENDERS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(e).context("opening the sender table"),
+            };
+            let mut out = Vec::new();
+            for item in table.iter()? {
+                let (k, v) = item?;
+                match serde_json::from_str::<Record>(v.value()) {
+                    Ok(rec) => out.push(rec),
+                    Err(e) => log::warn!("skipping unreadable sender record {}: {e}", k.value()),
+                }
+            }
+            Ok(out)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -86,7 +99,6 @@ mod tests {
     #[test]
     fn put_get_remove_round_trip() {
         let dir = tmpdir("rt");
-        let path = dir.join("enforcer.redb");
         let p = Policy::default();
         let ev = Evidence {
             seen_at: 10,
@@ -103,21 +115,21 @@ mod tests {
         let a = p.observe(None, "192.0.2.7".parse().unwrap(), ev.clone(), 10);
         let b = p.observe(None, "2001:db8::7".parse().unwrap(), ev, 11);
         {
-            let db = Database::create(&path).unwrap();
+            let db = Store::open(&dir).unwrap();
             assert!(
-                senders(&db).unwrap().is_empty(),
-                "a fresh database has no table yet"
+                db.senders().unwrap().is_empty(),
+                "a fresh database has no sender table yet"
             );
-            put_senders(&db, [&a, &b]).unwrap();
+            db.put_senders([&a, &b]).unwrap();
         }
         // Reopened: the records are on disk.
-        let db = Database::create(&path).unwrap();
-        let mut all = senders(&db).unwrap();
+        let db = Store::open(&dir).unwrap();
+        let mut all = db.senders().unwrap();
         all.sort_by_key(|r| r.prefix);
         assert_eq!(all, vec![a.clone(), b.clone()]);
-        assert!(remove_sender(&db, &a.prefix).unwrap());
-        assert!(!remove_sender(&db, &a.prefix).unwrap());
-        assert_eq!(senders(&db).unwrap(), vec![b]);
+        assert!(db.remove_sender(&a.prefix).unwrap());
+        assert!(!db.remove_sender(&a.prefix).unwrap());
+        assert_eq!(db.senders().unwrap(), vec![b]);
         drop(db);
         std::fs::remove_dir_all(&dir).unwrap();
     }
