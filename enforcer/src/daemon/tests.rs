@@ -550,215 +550,144 @@ fn a_wall_clock_step_rewrites_every_entry_once() {
     assert_eq!(e.kernel().writes, w + 2);
 }
 
-fn sighting(addr: &str, headers: &str) -> crate::evidence::milter::session::Sighting {
-    crate::evidence::milter::session::Sighting {
-        addr: addr.parse().unwrap(),
-        helo: Some("ex01.corp.example.net".into()),
-        headers: headers.into(),
+fn op_rule(p: &str, verdict: Verdict) -> Request {
+    let rule = Rule {
+        prefix: host(p),
+        verdict,
+        expires_at: None,
+        reason: Some("test".into()),
+        created_at: T0,
+        source: RuleSource::Operator,
+    };
+    Request::PutRule {
+        rule: serde_json::to_value(&rule).unwrap(),
     }
 }
 
+fn internal(r: Reply) -> String {
+    assert!(!r.ok && !r.usage, "{r:?}");
+    r.error.unwrap()
+}
+
+fn metrics_text(m: &EngineMetrics) -> String {
+    let mut reg = prometheus_client::registry::Registry::default();
+    m.register(reg.sub_registry_with_prefix("engine"));
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+    text
+}
+
+/// A rule that does not fit is refused with the map-full error and is not stored; a replaced rule
+/// that still fits keeps working; the refusal is counted.
 #[test]
-fn mta_sightings_feed_the_engine_and_the_board_follows_the_stage() {
-    let dir = TmpDir::new("sightings");
-    let store = Store::open(&dir.0).unwrap();
-    let board = crate::evidence::reply::Board::default();
+fn a_full_map_refuses_the_rule_and_stores_nothing() {
+    let dir = TmpDir::new("full");
+    let metrics = EngineMetrics::default();
+    let kernel = MemKernel {
+        capacity: Some(2),
+        ..MemKernel::default()
+    };
     let settings = EngineSettings {
         policy: policy(),
-        board: board.clone(),
         ..EngineSettings::default()
     };
-    fn op_rule(p: &str, verdict: Verdict) -> Request {
-        let rule = Rule {
-            prefix: host(p),
-            verdict,
-            expires_at: None,
-            reason: Some("test".into()),
-            created_at: T0,
-            source: RuleSource::Operator,
-        };
-        Request::PutRule {
-            rule: serde_json::to_value(&rule).unwrap(),
-        }
-    }
+    let store = Store::open(&dir.0).unwrap();
+    let (mut e, _) = Engine::start(settings, store, kernel, metrics.clone(), T0).unwrap();
+    ok(e.handle(op_rule("192.0.2.1", Verdict::Drop), T0));
+    ok(e.handle(op_rule("192.0.2.2", Verdict::Drop), T0));
+    let msg = internal(e.handle(op_rule("192.0.2.3", Verdict::Drop), T0));
+    assert!(
+        msg.contains("is full") && msg.contains("192.0.2.3"),
+        "{msg}"
+    );
+    // Replacing an entry that exists needs no room.
+    ok(e.handle(op_rule("192.0.2.2", Verdict::Reject), T0));
+    let rules = ok(e.handle(Request::Rules {}, T0));
+    assert_eq!(rules.as_array().unwrap().len(), 2, "{rules}");
+    assert_eq!(e.next_wakeup(), None, "nothing left to retry");
+    let text = metrics_text(&metrics);
+    assert!(text.contains("engine_kernel_map_full_total 1"), "{text}");
+    // Not in the store either: a restart brings back exactly the two that fit.
+    drop(e);
+    let (e, rep) = start(&dir, MemKernel::default(), T0 + 1);
+    assert_eq!(rep.operator_rules, 2);
+    assert_eq!(entry(&e, "192.0.2.2"), Some(Verdict::Reject));
+    assert_eq!(entry(&e, "192.0.2.3"), None);
+}
 
-    fn internal(r: Reply) -> String {
-        assert!(!r.ok && !r.usage, "{r:?}");
-        r.error.unwrap()
+#[test]
+fn write_error_lines_are_rate_limited() {
+    let mut l = crate::daemon::LogLimit::default();
+    assert_eq!(l.allow(100, 60), Some(0));
+    for t in 101..160 {
+        assert_eq!(l.allow(t, 60), None);
     }
+    assert_eq!(
+        l.allow(160, 60),
+        Some(59),
+        "the next line says how many were held back"
+    );
+    assert_eq!(l.allow(161, 60), None);
+}
 
-    fn metrics_text(m: &EngineMetrics) -> String {
-        let mut reg = prometheus_client::registry::Registry::default();
-        m.register(reg.sub_registry_with_prefix("engine"));
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
-        text
+/// Entries changed, removed or added behind the engine's back are put right by the self-check,
+/// which counts them; a clean kernel needs no repair.
+#[test]
+fn self_check_repairs_drift_and_counts_it() {
+    let dir = TmpDir::new("selfcheck");
+    let metrics = EngineMetrics::default();
+    let settings = EngineSettings {
+        policy: policy(),
+        ..EngineSettings::default()
+    };
+    let store = Store::open(&dir.0).unwrap();
+    let (mut e, _) =
+        Engine::start(settings, store, MemKernel::default(), metrics.clone(), T0).unwrap();
+    for i in 1..=5 {
+        ok(e.handle(op_rule(&format!("192.0.2.{i}"), Verdict::Drop), T0));
     }
+    assert_eq!(e.self_check(T0, 2), 0);
+    assert_eq!(e.self_check(T0, 2), 0);
+    assert_eq!(e.self_check(T0, 2), 0, "a clean kernel needs nothing");
+    {
+        let k = e.kernel_mut_for_test();
+        k.entries.remove(&host("192.0.2.1"));
+        k.entries.get_mut(&host("192.0.2.4")).unwrap().verdict = Verdict::Pass;
+        let mut stray = k.entries[&host("192.0.2.5")].clone();
+        stray.prefix = host("198.51.100.9");
+        k.entries.insert(stray.prefix, stray);
+    }
+    // Sampled: two per call, strays once per round (after the third call).
+    let repaired: usize = (0..3).map(|_| e.self_check(T0, 2)).sum();
+    assert_eq!(repaired, 3);
+    assert_eq!(entry(&e, "192.0.2.1"), Some(Verdict::Drop));
+    assert_eq!(entry(&e, "192.0.2.4"), Some(Verdict::Drop));
+    assert_eq!(entry(&e, "198.51.100.9"), None);
+    let text = metrics_text(&metrics);
+    assert!(text.contains("engine_self_check_repairs_total 3"), "{text}");
+    assert!(text.contains("engine_self_checks_total 6"), "{text}");
+}
 
-    /// A rule that does not fit is refused with the map-full error and is not stored; a replaced rule
-    /// that still fits keeps working; the refusal is counted.
-    #[test]
-    fn a_full_map_refuses_the_rule_and_stores_nothing() {
-        let dir = TmpDir::new("full");
-        let metrics = EngineMetrics::default();
-        let kernel = MemKernel {
-            capacity: Some(2),
-            ..MemKernel::default()
-        };
-        let settings = EngineSettings {
-            policy: policy(),
-            ..EngineSettings::default()
-        };
-        let store = Store::open(&dir.0).unwrap();
-        let (mut e, _) = Engine::start(settings, store, kernel, metrics.clone(), T0).unwrap();
-        ok(e.handle(op_rule("192.0.2.1", Verdict::Drop), T0));
-        ok(e.handle(op_rule("192.0.2.2", Verdict::Drop), T0));
-        let msg = internal(e.handle(op_rule("192.0.2.3", Verdict::Drop), T0));
-        assert!(
-            msg.contains("is full") && msg.contains("192.0.2.3"),
-            "{msg}"
-        );
-        // Replacing an entry that exists needs no room.
-        ok(e.handle(op_rule("192.0.2.2", Verdict::Reject), T0));
-        let rules = ok(e.handle(Request::Rules {}, T0));
-        assert_eq!(rules.as_array().unwrap().len(), 2, "{rules}");
-        assert_eq!(e.next_wakeup(), None, "nothing left to retry");
-        let text = metrics_text(&metrics);
-        assert!(text.contains("engine_kernel_map_full_total 1"), "{text}");
-        // Not in the store either: a restart brings back exactly the two that fit.
-        drop(e);
-        let (e, rep) = start(&dir, MemKernel::default(), T0 + 1);
-        assert_eq!(rep.operator_rules, 2);
-        assert_eq!(entry(&e, "192.0.2.2"), Some(Verdict::Reject));
-        assert_eq!(entry(&e, "192.0.2.3"), None);
-    }
-
-    #[test]
-    fn write_error_lines_are_rate_limited() {
-        let mut l = crate::daemon::LogLimit::default();
-        assert_eq!(l.allow(100, 60), Some(0));
-        for t in 101..160 {
-            assert_eq!(l.allow(t, 60), None);
-        }
-        assert_eq!(
-            l.allow(160, 60),
-            Some(59),
-            "the next line says how many were held back"
-        );
-        assert_eq!(l.allow(161, 60), None);
-    }
-
-    /// Entries changed, removed or added behind the engine's back are put right by the self-check,
-    /// which counts them; a clean kernel needs no repair.
-    #[test]
-    fn self_check_repairs_drift_and_counts_it() {
-        let dir = TmpDir::new("selfcheck");
-        let metrics = EngineMetrics::default();
-        let settings = EngineSettings {
-            policy: policy(),
-            ..EngineSettings::default()
-        };
-        let store = Store::open(&dir.0).unwrap();
-        let (mut e, _) =
-            Engine::start(settings, store, MemKernel::default(), metrics.clone(), T0).unwrap();
-        for i in 1..=5 {
-            ok(e.handle(op_rule(&format!("192.0.2.{i}"), Verdict::Drop), T0));
-        }
-        assert_eq!(e.self_check(T0, 2), 0);
-        assert_eq!(e.self_check(T0, 2), 0);
-        assert_eq!(e.self_check(T0, 2), 0, "a clean kernel needs nothing");
-        {
-            let k = e.kernel_mut_for_test();
-            k.entries.remove(&host("192.0.2.1"));
-            k.entries.get_mut(&host("192.0.2.4")).unwrap().verdict = Verdict::Pass;
-            let mut stray = k.entries[&host("192.0.2.5")].clone();
-            stray.prefix = host("198.51.100.9");
-            k.entries.insert(stray.prefix, stray);
-        }
-        // Sampled: two per call, strays once per round (after the third call).
-        let repaired: usize = (0..3).map(|_| e.self_check(T0, 2)).sum();
-        assert_eq!(repaired, 3);
-        assert_eq!(entry(&e, "192.0.2.1"), Some(Verdict::Drop));
-        assert_eq!(entry(&e, "192.0.2.4"), Some(Verdict::Drop));
-        assert_eq!(entry(&e, "198.51.100.9"), None);
-        let text = metrics_text(&metrics);
-        assert!(text.contains("engine_self_check_repairs_total 3"), "{text}");
-        assert!(text.contains("engine_self_checks_total 6"), "{text}");
-    }
-
-    /// While the daemon's housekeeping reports the datapath gone, changes are refused with the reason
-    /// and nothing is stored; reads still work; once it is back, changes go through.
-    #[test]
-    fn changes_are_refused_while_the_datapath_is_gone() {
-        let dir = TmpDir::new("gone");
-        let health = crate::daemon::DatapathHealth::default();
-        let settings = EngineSettings {
-            policy: policy(),
-            datapath: health.clone(),
-            ..EngineSettings::default()
-        };
-        let store = Store::open(&dir.0).unwrap();
-        let (mut e, _) = Engine::start(
-            settings,
-            store,
-            MemKernel::default(),
-            EngineMetrics::default(),
-            T0,
-        )
-        .unwrap();
-        let addr: std::net::IpAddr = "10.200.0.2".parse().unwrap();
-        e.sighting(&sighting("10.200.0.2", EX2013), T0);
-        let rec = e.records().next().unwrap().clone();
-        assert_eq!(
-            rec.evidence.as_ref().unwrap().build.as_deref(),
-            Some("15.0.1497.48")
-        );
-        assert!(rec.episode.is_some());
-        assert_eq!(
-            board.lookup(addr),
-            None,
-            "stage 1 reports only: nothing to answer"
-        );
-        e.tick(T0 + 10);
-        let n = board.lookup(addr).expect("stage 2 throttles");
-        assert_eq!(n.stage, 2);
-        assert_eq!(n.build.as_deref(), Some("15.0.1497.48"));
-        assert_eq!(n.rule, e.kernel().entries[&host("10.200.0.2")]);
-        // The same message again: one finding, counted twice.
-        e.sighting(&sighting("10.200.0.2", EX2013), T0 + 11);
-        let rec = e.records().next().unwrap().clone();
-        assert_eq!(rec.findings.len(), 1);
-        assert_eq!(rec.findings[0].count, 2);
-        // Nothing readable: counted, nothing changes.
-        e.sighting(
-            &crate::evidence::milter::session::Sighting {
-                addr,
-                helo: None,
-                headers: "Subject: hi\r\n".into(),
-            },
-            T0 + 12,
-        );
-        assert!(board.lookup(addr).is_some());
-        // A supported build takes the sender out; the board follows.
-        e.sighting(&sighting("10.200.0.2", EXSE), T0 + 13);
-        assert_eq!(board.lookup(addr), None);
-        assert_eq!(entry(&e, "10.200.0.2"), None);
-        // An operator rule on the prefix decides instead: no SMTP notice for it.
-        e.sighting(&sighting("10.200.0.2", EX2013), T0 + 14);
-        e.tick(T0 + 30);
-        assert!(board.lookup(addr).is_some());
-        let rule = Rule {
-            prefix: host("10.200.0.2"),
-            verdict: Verdict::Pass,
-            expires_at: None,
-            reason: Some("known good".into()),
-            created_at: T0,
-            source: RuleSource::Operator,
-        };
-        let rule = serde_json::to_value(&rule).unwrap();
-        ok(e.handle(Request::PutRule { rule }, T0 + 31));
-        assert_eq!(board.lookup(addr), None);
-    }
+/// While the daemon's housekeeping reports the datapath gone, changes are refused with the reason
+/// and nothing is stored; reads still work; once it is back, changes go through.
+#[test]
+fn changes_are_refused_while_the_datapath_is_gone() {
+    let dir = TmpDir::new("gone");
+    let health = crate::daemon::DatapathHealth::default();
+    let settings = EngineSettings {
+        policy: policy(),
+        datapath: health.clone(),
+        ..EngineSettings::default()
+    };
+    let store = Store::open(&dir.0).unwrap();
+    let (mut e, _) = Engine::start(
+        settings,
+        store,
+        MemKernel::default(),
+        EngineMetrics::default(),
+        T0,
+    )
+    .unwrap();
     assert!(health.set(Some("the datapath under /sys/fs/bpf/x is gone".into())));
     let msg = internal(e.handle(op_rule("192.0.2.1", Verdict::Drop), T0));
     assert!(msg.contains("is gone") && msg.contains("not made"), "{msg}");
@@ -883,3 +812,83 @@ fn list_pages_cover_every_entry_once() {
 }
 
 const PAGE_MAX: u32 = crate::listing::PAGE;
+
+fn sighting(addr: &str, headers: &str) -> crate::evidence::milter::session::Sighting {
+    crate::evidence::milter::session::Sighting {
+        addr: addr.parse().unwrap(),
+        helo: Some("ex01.corp.example.net".into()),
+        headers: headers.into(),
+    }
+}
+
+#[test]
+fn mta_sightings_feed_the_engine_and_the_board_follows_the_stage() {
+    let dir = TmpDir::new("sightings");
+    let store = Store::open(&dir.0).unwrap();
+    let board = crate::evidence::reply::Board::default();
+    let settings = EngineSettings {
+        policy: policy(),
+        board: board.clone(),
+        ..EngineSettings::default()
+    };
+    let (mut e, _) = Engine::start(
+        settings,
+        store,
+        MemKernel::default(),
+        EngineMetrics::default(),
+        T0,
+    )
+    .unwrap();
+    let addr: std::net::IpAddr = "10.200.0.2".parse().unwrap();
+    e.sighting(&sighting("10.200.0.2", EX2013), T0);
+    let rec = e.records().next().unwrap().clone();
+    assert_eq!(
+        rec.evidence.as_ref().unwrap().build.as_deref(),
+        Some("15.0.1497.48")
+    );
+    assert!(rec.episode.is_some());
+    assert_eq!(
+        board.lookup(addr),
+        None,
+        "stage 1 reports only: nothing to answer"
+    );
+    e.tick(T0 + 10);
+    let n = board.lookup(addr).expect("stage 2 throttles");
+    assert_eq!(n.stage, 2);
+    assert_eq!(n.build.as_deref(), Some("15.0.1497.48"));
+    assert_eq!(n.rule, e.kernel().entries[&host("10.200.0.2")]);
+    // The same message again: one finding, counted twice.
+    e.sighting(&sighting("10.200.0.2", EX2013), T0 + 11);
+    let rec = e.records().next().unwrap().clone();
+    assert_eq!(rec.findings.len(), 1);
+    assert_eq!(rec.findings[0].count, 2);
+    // Nothing readable: counted, nothing changes.
+    e.sighting(
+        &crate::evidence::milter::session::Sighting {
+            addr,
+            helo: None,
+            headers: "Subject: hi\r\n".into(),
+        },
+        T0 + 12,
+    );
+    assert!(board.lookup(addr).is_some());
+    // A supported build takes the sender out; the board follows.
+    e.sighting(&sighting("10.200.0.2", EXSE), T0 + 13);
+    assert_eq!(board.lookup(addr), None);
+    assert_eq!(entry(&e, "10.200.0.2"), None);
+    // An operator rule on the prefix decides instead: no SMTP notice for it.
+    e.sighting(&sighting("10.200.0.2", EX2013), T0 + 14);
+    e.tick(T0 + 30);
+    assert!(board.lookup(addr).is_some());
+    let rule = Rule {
+        prefix: host("10.200.0.2"),
+        verdict: Verdict::Pass,
+        expires_at: None,
+        reason: Some("known good".into()),
+        created_at: T0,
+        source: RuleSource::Operator,
+    };
+    let rule = serde_json::to_value(&rule).unwrap();
+    ok(e.handle(Request::PutRule { rule }, T0 + 31));
+    assert_eq!(board.lookup(addr), None);
+}
