@@ -5,6 +5,7 @@
 //!
 //! `enforcer.example.toml` at the repository root documents every key.
 
+use crate::datapath::Capacity;
 use crate::duration::Span;
 use crate::evidence::listen::Endpoint;
 use crate::evidence::reply::check_template;
@@ -51,6 +52,8 @@ pub struct FileConfig {
     pub end_of_support: BTreeMap<String, time::Date>,
     /// `[milter] listen`, `[policy] listen` and the `[replies]` texts.
     pub mta: MtaSettings,
+    /// Kernel map sizes (`[capacity]`); defaults when not set.
+    pub capacity: Capacity,
     /// `classifier.catalog`: an operator's build catalog laid over the built-in one (validated here).
     pub catalog: Option<PathBuf>,
 }
@@ -83,6 +86,7 @@ struct Raw {
     milter: Option<RawListener>,
     policy: Option<RawListener>,
     replies: Option<RawReplies>,
+    capacity: Option<RawCapacity>,
 }
 
 #[derive(Deserialize)]
@@ -97,6 +101,16 @@ struct RawReplies {
     throttle: Option<Spanned<String>>,
     block: Option<Spanned<String>>,
     info_url: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCapacity {
+    v4_hosts: Option<Spanned<i64>>,
+    v6_hosts: Option<Spanned<i64>>,
+    v4_prefixes: Option<Spanned<i64>>,
+    v6_prefixes: Option<Spanned<i64>>,
+    rate_state: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -164,6 +178,7 @@ impl FileConfig {
             policy: Policy::default(),
             end_of_support: BTreeMap::new(),
             mta: MtaSettings::default(),
+            capacity: Capacity::default(),
             catalog: None,
         };
         for (table, raw_listener, slot) in [
@@ -250,6 +265,21 @@ impl FileConfig {
         }
         if let Some(e) = raw.enforcement {
             ctx.enforcement(e, &mut cfg.policy)?;
+        }
+        if let Some(c) = raw.capacity {
+            let cap = &mut cfg.capacity;
+            for (key, raw, slot) in [
+                ("v4_hosts", c.v4_hosts, &mut cap.v4_hosts),
+                ("v6_hosts", c.v6_hosts, &mut cap.v6_hosts),
+                ("v4_prefixes", c.v4_prefixes, &mut cap.v4_prefixes),
+                ("v6_prefixes", c.v6_prefixes, &mut cap.v6_prefixes),
+                ("rate_state", c.rate_state, &mut cap.rate_state),
+            ] {
+                if let Some(v) = raw {
+                    *slot = Capacity::check(key, *v.get_ref())
+                        .map_err(|m| ctx.err(v.span(), &format!("capacity.{key}"), m))?;
+                }
+            }
         }
         if let Some(c) = raw.classifier {
             if let Some(path) = c.catalog {

@@ -191,6 +191,11 @@ impl Daemon {
         line.split('/').next().unwrap().parse().unwrap()
     }
 
+    /// The daemon's process id (`nsenter` execs it, so it is the child's).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

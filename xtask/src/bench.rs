@@ -1,4 +1,4 @@
-//! `cargo xtask bench datapath|classify|all`: each benchmark prints a Markdown section on stdout; it is
+//! `cargo xtask bench datapath|classify|state|all`: each benchmark prints a Markdown section on stdout; it is
 //! spliced into BENCHMARKS.md between `<!-- bench:NAME:start -->` and `<!-- bench:NAME:end -->`.
 
 use crate::util::{cargo, output, require_root, workspace_root};
@@ -16,6 +16,8 @@ enum Which {
     Datapath,
     /// Classifier lines/s against a regex::RegexSet baseline.
     Classify,
+    /// Daemon memory and `list --json` time with 1,000,000 entries (root).
+    State,
     All,
 }
 
@@ -26,6 +28,11 @@ pub fn run(args: Args) -> Result<()> {
         let md =
             output(cargo().args(["run", "--release", "-p", "tests", "--bin", "bench-datapath"]))?;
         splice("datapath", &md)?;
+    }
+    if matches!(args.which, Which::State | Which::All) {
+        require_root("the state benchmark")?;
+        let md = output(cargo().args(["run", "--release", "-p", "tests", "--bin", "bench-state"]))?;
+        splice("state", &md)?;
     }
     if matches!(args.which, Which::Classify | Which::All) {
         let md = output(cargo().args(["bench", "-p", "enforcer", "--bench", "classify"]))?;

@@ -1,151 +1,369 @@
 //! `enforcer list`: the kernel's policy entries (the truth), annotated from the store (reason,
-//! creation time, source) when it can be read, plus store rules missing from the kernel.
+//! creation time, source), plus store rules missing from the kernel; sorted by prefix.
+//!
+//! Rows are printed as they are read, a page at a time: from the running daemon (which owns the
+//! store) in pages of [`PAGE`], else from the pinned maps and the store in batches of the same size.
+//! Neither side ever holds more than one page of rows, and `--limit` says when rows were left out.
 
-use serde::Serialize;
-
-use super::entry::{emit, fmt_time, open_policy, Dirs};
-use crate::datapath::eval::expired;
-use crate::datapath::Clock;
+use super::entry::{fmt_time, open_policy, parse_target, Dirs};
+use crate::control::client::{daemon_owning, to_cli_error};
+use crate::control::Request;
+use crate::datapath::{Clock, PolicyMaps};
+use crate::listing::{row, Filter, Page, Row, Source, PAGE};
 use crate::net::Prefix;
-use crate::rule::{expiry_from_kernel, Rule, RuleSource, Verdict};
+use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Print JSON (field names are stable; see the README).
     #[arg(long)]
     pub json: bool,
+    /// Only entries for this prefix or inside it (e.g. 192.0.2.0/24).
+    #[arg(long, value_name = "IP|CIDR")]
+    pub prefix: Option<String>,
+    /// Only entries made by the operator, by the engine, or unknown to the store.
+    #[arg(long, value_enum)]
+    pub source: Option<Source>,
+    /// Print at most N entries (the output says when more were left out).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
     #[command(flatten)]
     pub dirs: Dirs,
 }
 
-/// One row of `list --json`.
-#[derive(Debug, Serialize)]
-pub struct Row {
-    pub prefix: Prefix,
-    /// `pass`, `drop`, `reject`, `rate_limit`, `throttle`.
-    pub action: &'static str,
-    /// The verdict with its parameters (same shape as in the store).
-    pub verdict: Verdict,
-    /// Unix seconds; null = never.
-    pub expires_at: Option<i64>,
-    pub expired: bool,
-    /// The entry is in the kernel maps (false: only in the store, e.g. before `enforcer run`).
-    pub in_kernel: bool,
-    /// `operator`, `engine` or `unknown` (no store record).
-    pub source: &'static str,
-    pub stage: Option<u32>,
-    pub reason: Option<String>,
-    pub created_at: Option<i64>,
+/// Writes rows as they come and remembers whether `--limit` cut the listing short.
+struct Printer<W: std::io::Write> {
+    out: W,
+    json: bool,
+    limit: u64,
+    printed: u64,
+    truncated: bool,
 }
 
-/// Builds the rows: every kernel entry, then store rules the kernel lacks.
-pub fn rows(dirs: &Dirs, clock: &Clock) -> anyhow::Result<(Vec<Row>, Option<String>)> {
-    let maps = open_policy(dirs)?;
-    let entries = maps.entries()?;
-    let (rules, note) = match super::entry::stored_rules(dirs) {
-        Ok(r) => (r, None),
+/// The reader went away (`enforcer list | head`): stop quietly.
+struct Gone;
+
+impl<W: std::io::Write> Printer<W> {
+    fn new(out: W, json: bool, limit: Option<u64>) -> Self {
+        Self {
+            out,
+            json,
+            limit: limit.unwrap_or(u64::MAX),
+            printed: 0,
+            truncated: false,
+        }
+    }
+
+    fn io<T>(r: std::io::Result<T>) -> Result<T, Gone> {
+        r.map_err(|_| Gone)
+    }
+
+    fn start(&mut self) -> Result<(), Gone> {
+        if self.json {
+            Self::io(self.out.write_all(b"{\"entries\": ["))?;
+        }
+        Ok(())
+    }
+
+    /// Prints one row; false once the limit is reached (the row was not printed).
+    fn row(&mut self, r: &Row) -> Result<bool, Gone> {
+        if self.printed == self.limit {
+            self.truncated = true;
+            return Ok(false);
+        }
+        if self.json {
+            let sep: &[u8] = if self.printed == 0 { b"\n  " } else { b",\n  " };
+            Self::io(self.out.write_all(sep))?;
+            Self::io(serde_json::to_writer(&mut self.out, r).map_err(std::io::Error::other))?;
+        } else {
+            if self.printed == 0 {
+                Self::io(writeln!(
+                    self.out,
+                    "{:<28} {:<44} {:<22} {:<9} REASON",
+                    "PREFIX", "VERDICT", "EXPIRES", "SOURCE"
+                ))?;
+            }
+            let expires = match (r.expires_at, r.expired) {
+                (None, _) => "never".to_string(),
+                (Some(t), false) => fmt_time(t),
+                (Some(t), true) => format!("expired {}", fmt_time(t)),
+            };
+            let mut verdict = r.verdict.describe();
+            if !r.in_kernel {
+                verdict.push_str(" [not in kernel]");
+            }
+            Self::io(writeln!(
+                self.out,
+                "{:<28} {:<44} {:<22} {:<9} {}",
+                r.prefix.to_string(),
+                verdict,
+                expires,
+                r.source,
+                r.reason.as_deref().unwrap_or_default()
+            ))?;
+        }
+        self.printed += 1;
+        Ok(true)
+    }
+
+    fn finish(&mut self, note: Option<&str>) -> Result<(), Gone> {
+        if self.json {
+            let tail = serde_json::json!({ "truncated": self.truncated, "note": note });
+            // `{"entries": [...], "truncated": bool, "note": string|null}`
+            let tail = tail.to_string();
+            Self::io(write!(self.out, "\n], {}\n", &tail[1..]))?;
+        } else if self.printed == 0 {
+            Self::io(writeln!(self.out, "no entries"))?;
+        }
+        Self::io(self.out.flush())
+    }
+}
+
+pub fn execute(args: Args) -> anyhow::Result<()> {
+    let filter = Filter {
+        prefix: args.prefix.as_deref().map(parse_target).transpose()?,
+        source: args.source,
+    };
+    // Opening the maps first checks privileges and that a datapath is pinned (exit 2 otherwise).
+    let maps = open_policy(&args.dirs)?;
+    let stdout = std::io::stdout().lock();
+    let mut p = Printer::new(std::io::BufWriter::new(stdout), args.json, args.limit);
+    let socket = args.dirs.socket();
+    let res = if daemon_owning(&socket, &args.dirs.state_dir) {
+        through_daemon(&socket, &filter, &mut p).map(|()| None)
+    } else {
+        from_maps_and_store(&maps, &args.dirs, &filter, &mut p)
+    };
+    let note = match res {
+        Ok(note) => note,
+        Err(Stop::Gone) => return Ok(()),
+        Err(Stop::Failed(e)) => return Err(e),
+    };
+    if let Some(n) = &note {
+        eprintln!("note: {n}");
+    }
+    if p.finish(note.as_deref()).is_err() {
+        return Ok(());
+    }
+    if p.truncated {
+        eprintln!(
+            "note: only the first {} entries are shown (--limit); narrow with --prefix or --source, or raise --limit",
+            p.printed
+        );
+    }
+    Ok(())
+}
+
+enum Stop {
+    Gone,
+    Failed(anyhow::Error),
+}
+
+impl From<Gone> for Stop {
+    fn from(_: Gone) -> Self {
+        Stop::Gone
+    }
+}
+
+impl From<anyhow::Error> for Stop {
+    fn from(e: anyhow::Error) -> Self {
+        Stop::Failed(e)
+    }
+}
+
+/// Pages from the daemon until the last one or the limit.
+fn through_daemon<W: std::io::Write>(
+    socket: &std::path::Path,
+    filter: &Filter,
+    p: &mut Printer<W>,
+) -> Result<(), Stop> {
+    p.start()?;
+    let mut after = None;
+    loop {
+        let v = crate::control::request(
+            socket,
+            &Request::List {
+                after,
+                prefix: filter.prefix,
+                source: filter.source,
+                limit: Some(PAGE),
+            },
+        )
+        .map_err(|e| Stop::Failed(to_cli_error(e)))?;
+        let page: Page = serde_json::from_value(v).map_err(|e| {
+            Stop::Failed(anyhow::anyhow!(
+                "the daemon sent a list page that does not parse: {e}"
+            ))
+        })?;
+        for r in &page.rows {
+            if !p.row(r)? {
+                return Ok(());
+            }
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// Without a daemon: the kernel's keys and the store's keys (no rows) are read and sorted, then rows
+/// are built a batch at a time. Returns a note when the store could not be read.
+fn from_maps_and_store<W: std::io::Write>(
+    maps: &PolicyMaps,
+    dirs: &Dirs,
+    filter: &Filter,
+    p: &mut Printer<W>,
+) -> Result<Option<String>, Stop> {
+    let clock = Clock::now();
+    let (store, note) = match Store::open(&dirs.state_dir) {
+        Ok(s) => (Some(s), None),
         Err(e) => (
-            Vec::new(),
+            None,
             Some(format!(
                 "store not read ({e:#}); reasons and sources are not shown"
             )),
         ),
     };
-    let find = |p: &Prefix| rules.iter().find(|r| r.prefix == *p);
-    let mut out = Vec::new();
-    for (prefix, e) in &entries {
-        let verdict = Verdict::from_kernel(e, clock);
-        out.push(row(
-            *prefix,
-            verdict,
-            expiry_from_kernel(e, clock),
-            expired(e, clock.boot_ns()),
-            true,
-            find(prefix),
-        ));
+    let mut keys: Vec<Prefix> = maps.prefixes()?;
+    keys.retain(|k| filter.covers(k));
+    if let Some(s) = &store {
+        keys.extend(s.rule_prefixes()?.into_iter().filter(|k| filter.covers(k)));
     }
-    for r in &rules {
-        if !entries.iter().any(|(p, _)| *p == r.prefix) {
-            out.push(row(
-                r.prefix,
-                r.verdict.clone(),
-                r.expires_at,
-                r.is_expired(clock.unix_secs()),
-                false,
-                Some(r),
-            ));
+    keys.sort_unstable();
+    keys.dedup();
+    p.start()?;
+    for batch in keys.chunks(PAGE as usize) {
+        let entries = maps.get_many(batch)?;
+        for (prefix, entry) in batch.iter().zip(&entries) {
+            let rule = match &store {
+                Some(s) => s.rule(prefix)?,
+                None => None,
+            };
+            if entry.is_none() && rule.is_none() {
+                continue; // removed between reading the keys and now
+            }
+            let r = row(*prefix, entry.as_ref(), rule.as_ref(), &clock);
+            if filter.keeps(&r) && !p.row(&r)? {
+                return Ok(note);
+            }
         }
     }
-    out.sort_by_key(|a| a.prefix);
-    Ok((out, note))
+    Ok(note)
 }
 
-fn row(
-    prefix: Prefix,
-    verdict: Verdict,
-    expires_at: Option<i64>,
-    expired: bool,
-    in_kernel: bool,
-    rule: Option<&Rule>,
-) -> Row {
-    let (source, stage) = match rule.map(|r| &r.source) {
-        Some(RuleSource::Operator) => ("operator", None),
-        Some(RuleSource::Engine { stage }) => ("engine", Some(*stage)),
-        None => ("unknown", None),
-    };
-    Row {
-        prefix,
-        action: verdict.name(),
-        verdict,
-        expires_at,
-        expired,
-        in_kernel,
-        source,
-        stage,
-        reason: rule.and_then(|r| r.reason.clone()),
-        created_at: rule.map(|r| r.created_at),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rule::Verdict;
 
-pub fn execute(args: Args) -> anyhow::Result<()> {
-    let clock = Clock::now();
-    let (rows, note) = rows(&args.dirs, &clock)?;
-    if args.json {
-        emit(format_args!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "entries": rows }))?
-        ));
-        return Ok(());
+    fn r(p: &str) -> Row {
+        Row {
+            prefix: p.parse().unwrap(),
+            action: "drop".into(),
+            verdict: Verdict::Drop,
+            expires_at: None,
+            expired: false,
+            in_kernel: true,
+            source: "operator".into(),
+            stage: None,
+            reason: Some("why".into()),
+            created_at: Some(1),
+        }
     }
-    if let Some(n) = note {
-        eprintln!("note: {n}");
+
+    fn print(json: bool, limit: Option<u64>, rows: &[Row]) -> (String, bool) {
+        let mut buf = Vec::new();
+        let mut p = Printer::new(&mut buf, json, limit);
+        p.start().ok().unwrap();
+        for x in rows {
+            if !p.row(x).ok().unwrap() {
+                break;
+            }
+        }
+        p.finish(None).ok().unwrap();
+        let t = p.truncated;
+        (String::from_utf8(buf).unwrap(), t)
     }
-    if rows.is_empty() {
-        emit(format_args!("no entries"));
-        return Ok(());
+
+    #[test]
+    fn json_is_one_document_and_says_when_it_was_cut() {
+        let rows = [r("192.0.2.1"), r("192.0.2.2"), r("192.0.2.3")];
+        let (out, cut) = print(true, None, &rows);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["entries"].as_array().unwrap().len(), 3);
+        assert_eq!((v["truncated"].as_bool(), cut), (Some(false), false));
+        assert_eq!(v["entries"][1]["prefix"], "192.0.2.2/32");
+        let (out, cut) = print(true, Some(2), &rows);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["entries"].as_array().unwrap().len(), 2);
+        assert_eq!((v["truncated"].as_bool(), cut), (Some(true), true));
+        // Exactly as many rows as the limit: nothing was left out.
+        let (out, cut) = print(true, Some(3), &rows);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!((v["truncated"].as_bool(), cut), (Some(false), false));
+        let (out, _) = print(true, None, &[]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert!(v["entries"].as_array().unwrap().is_empty());
     }
-    emit(format_args!(
-        "{:<28} {:<44} {:<22} {:<9} REASON",
-        "PREFIX", "VERDICT", "EXPIRES", "SOURCE"
-    ));
-    for r in rows {
-        let expires = match (r.expires_at, r.expired) {
-            (None, _) => "never".to_string(),
-            (Some(t), false) => fmt_time(t),
-            (Some(t), true) => format!("expired {}", fmt_time(t)),
+
+    #[test]
+    fn text_has_a_header_and_stops_at_the_limit() {
+        let rows = [r("192.0.2.1"), r("192.0.2.2")];
+        let (out, cut) = print(false, Some(1), &rows);
+        assert!(cut);
+        assert_eq!(out.lines().count(), 2, "{out}");
+        assert!(out.starts_with("PREFIX") && out.contains("192.0.2.1/32"));
+        assert_eq!(print(false, None, &[]).0, "no entries\n");
+    }
+
+    #[test]
+    fn a_closed_reader_stops_the_listing() {
+        struct Closed;
+        impl std::io::Write for Closed {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+        }
+        let mut p = Printer::new(Closed, false, None);
+        assert!(p.row(&r("192.0.2.1")).is_err());
+    }
+
+    #[test]
+    fn filters_parse() {
+        use crate::cli::{Cli, Command};
+        use clap::Parser as _;
+        let c = Cli::try_parse_from([
+            "enforcer",
+            "list",
+            "--prefix",
+            "192.0.2.0/24",
+            "--source",
+            "engine",
+            "--limit",
+            "5",
+        ])
+        .unwrap();
+        let Command::List(a) = c.command else {
+            panic!()
         };
-        let mut verdict = r.verdict.describe();
-        if !r.in_kernel {
-            verdict.push_str(" [not in kernel]");
+        assert_eq!(
+            (a.prefix.as_deref(), a.source, a.limit),
+            (Some("192.0.2.0/24"), Some(Source::Engine), Some(5))
+        );
+        for bad in [
+            &["list", "--limit", "0"][..],
+            &["list", "--source", "kernel"],
+            &["list", "--limit", "-1"],
+        ] {
+            assert!(
+                Cli::try_parse_from(std::iter::once("enforcer").chain(bad.iter().copied()))
+                    .is_err(),
+                "{bad:?}"
+            );
         }
-        emit(format_args!(
-            "{:<28} {:<44} {:<22} {:<9} {}",
-            r.prefix.to_string(),
-            verdict,
-            expires,
-            r.source,
-            r.reason.unwrap_or_default()
-        ));
     }
-    Ok(())
 }

@@ -236,6 +236,44 @@ exchange-2016 = "2026-10-14"
 }
 
 #[test]
+fn capacity_keys_are_read_and_checked() {
+    let cfg = FileConfig::parse(
+        "enforcer.example.toml",
+        include_str!("../../../enforcer.example.toml"),
+    )
+    .unwrap();
+    assert_eq!(cfg.capacity, crate::datapath::Capacity::default());
+    let cfg =
+        FileConfig::parse("t.toml", "[capacity]\nv4_hosts = 1000\nrate_state = 4096\n").unwrap();
+    assert_eq!(
+        (cfg.capacity.v4_hosts, cfg.capacity.rate_state),
+        (1000, 4096)
+    );
+    assert_eq!(
+        cfg.capacity.v6_hosts,
+        crate::datapath::Capacity::default().v6_hosts
+    );
+    assert_err(
+        "[capacity]\nv4_hosts = 0\n",
+        2,
+        "capacity.v4_hosts",
+        "from 16 to",
+    );
+    assert_err(
+        "[capacity]\n\nrate_state = 8388608\n",
+        3,
+        "capacity.rate_state",
+        "4194304",
+    );
+    assert_err(
+        "[capacity]\nv4_host = 10\n",
+        2,
+        "capacity.v4_host",
+        "unknown",
+    );
+}
+
+#[test]
 fn mta_listeners_replies_and_min_confidence() {
     let cfg = FileConfig::parse(
         "t.toml",

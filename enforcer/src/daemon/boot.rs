@@ -99,7 +99,7 @@ impl Daemon {
         store: Store,
     ) -> anyhow::Result<(Engine<PinnedKernel>, Vec<Attached>)> {
         let s = &self.settings;
-        let mut dp = Datapath::load(&s.pin_dir).map_err(operator_error)?;
+        let mut dp = Datapath::load_with(&s.pin_dir, &s.capacity).map_err(operator_error)?;
         let res = self.bring_up(&mut dp, store);
         if res.is_err() && !dp.adopted() {
             drop(dp);

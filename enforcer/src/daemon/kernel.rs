@@ -37,7 +37,7 @@ impl Kernel for PinnedKernel {
     }
 
     fn prefixes(&self) -> anyhow::Result<Vec<Prefix>> {
-        Ok(self.0.entries()?.into_iter().map(|(p, _)| p).collect())
+        self.0.prefixes()
     }
 
     fn holds(&self, rule: &Rule) -> anyhow::Result<bool> {

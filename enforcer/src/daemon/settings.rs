@@ -52,6 +52,8 @@ pub struct Settings {
     pub engine: EngineSettings,
     /// Milter and policy service listeners and the reply texts.
     pub mta: MtaSettings,
+    /// Kernel map sizes (`[capacity]`).
+    pub capacity: crate::datapath::Capacity,
 }
 
 /// Parses `--ports 25,465,587`.
@@ -178,6 +180,7 @@ impl Settings {
             reset_state: a.reset_state,
             engine,
             mta,
+            capacity: file.capacity,
         })
     }
 }

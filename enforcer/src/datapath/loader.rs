@@ -150,8 +150,15 @@ pub struct Datapath {
 }
 
 impl Datapath {
-    /// Loads the embedded object, reusing every map already pinned under `pin_dir`.
+    /// Loads the embedded object with the default map sizes, reusing every map already pinned under
+    /// `pin_dir`.
     pub fn load(pin_dir: &Path) -> anyhow::Result<Self> {
+        Self::load_with(pin_dir, &super::Capacity::default())
+    }
+
+    /// Loads the embedded object with maps of `capacity`, reusing every map already pinned under
+    /// `pin_dir` (which must have that capacity: a changed size needs `enforcer detach` first).
+    pub fn load_with(pin_dir: &Path, capacity: &super::Capacity) -> anyhow::Result<Self> {
         let pins = PinDir::new(pin_dir);
         if pin_dir.starts_with(sys::BPFFS_ROOT) {
             match sys::ensure_bpffs_root() {
@@ -190,7 +197,7 @@ impl Datapath {
             let path = pins.map(spec.name);
             match aya::maps::MapData::from_pin(&path) {
                 Ok(data) => {
-                    check_spec(&data, &path, spec)?;
+                    check_spec(&data, &path, spec, Some(capacity))?;
                     adopted += 1;
                 }
                 Err(e)
@@ -201,6 +208,9 @@ impl Datapath {
             }
         }
         let mut loader = EbpfLoader::new();
+        for (_, name, max) in capacity.entries() {
+            loader.map_max_entries(name, max);
+        }
         let paths: Vec<_> = names::ALL_MAPS.iter().map(|n| (*n, pins.map(n))).collect();
         for (name, path) in &paths {
             loader.map_pin_path(name, path.as_path());

@@ -161,19 +161,50 @@ fn is_enoent(e: &MapError) -> bool {
         || io_error_of(e).is_some_and(|io| io.raw_os_error() == Some(libc::ENOENT))
 }
 
-/// Checks a map's kernel description against its spec.
-pub(crate) fn check_spec(data: &MapData, path: &Path, spec: &MapSpec) -> anyhow::Result<()> {
+/// Checks a map's kernel description against its spec. The size of a sizable map (`[capacity]`) is
+/// whatever the daemon that created it was configured with: `capacity` = `Some` when the caller needs
+/// one exact size (the daemon adopting pins), `None` to accept any valid one (every other reader).
+pub(crate) fn check_spec(
+    data: &MapData,
+    path: &Path,
+    spec: &MapSpec,
+    capacity: Option<&super::Capacity>,
+) -> anyhow::Result<()> {
     let info = data
         .info()
         .with_context(|| format!("reading map info of {}", path.display()))?;
     let ty = info.map_type().ok();
+    let sizable = super::Capacity::default().of(spec.name).is_some();
+    let want_max = match (capacity.and_then(|c| c.of(spec.name)), sizable) {
+        (Some(m), _) => m,
+        (None, true)
+            if (super::capacity::MIN..=super::capacity::MAX).contains(&info.max_entries()) =>
+        {
+            info.max_entries()
+        }
+        (None, _) => spec.max_entries,
+    };
     let found = (ty, info.key_size(), info.value_size(), info.max_entries());
-    let expected = (
-        Some(spec.ty),
-        spec.key_size,
-        spec.value_size,
-        spec.max_entries,
-    );
+    let expected = (Some(spec.ty), spec.key_size, spec.value_size, want_max);
+    if sizable
+        && found.0 == expected.0
+        && found.1 == expected.1
+        && found.2 == expected.2
+        && found.3 != want_max
+    {
+        let key = super::Capacity::default()
+            .entries()
+            .into_iter()
+            .find(|(_, n, _)| *n == spec.name)
+            .map(|(k, _, _)| k)
+            .unwrap_or("?");
+        anyhow::bail!(
+            "the pinned map {} holds up to {} entries but capacity.{key} is {want_max}: run `enforcer detach` first (entries come back from the store on the next `enforcer run`), or set capacity.{key} = {}",
+            path.display(),
+            found.3,
+            found.3
+        );
+    }
     if found != expected {
         let show = |(t, k, v, m): (Option<MapType>, u32, u32, u32)| {
             format!("{t:?} key {k} B value {v} B max {m}")
@@ -201,7 +232,7 @@ fn open(pins: &PinDir, name: &str) -> anyhow::Result<Map> {
             _ => anyhow::Error::from(e).context(format!("opening pinned map {}", path.display())),
         }
     })?;
-    check_spec(&data, &path, spec_of(name))?;
+    check_spec(&data, &path, spec_of(name), None)?;
     Map::from_map_data(data).with_context(|| format!("opening pinned map {}", path.display()))
 }
 
@@ -350,6 +381,32 @@ impl PolicyMaps {
                     v,
                 ));
             }
+        }
+        Ok(out)
+    }
+
+    /// Every prefix that has an entry (keys only: a listing then reads entries a batch at a time).
+    pub fn prefixes(&self) -> anyhow::Result<Vec<Prefix>> {
+        let mut out = Vec::new();
+        for k in self.v4_hosts.keys() {
+            out.push(Prefix::host(IpAddr::from(k?)));
+        }
+        for k in self.v6_hosts.keys() {
+            out.push(Prefix::host(IpAddr::from(k?)));
+        }
+        for k in self.v4_prefixes.keys() {
+            let k = k?;
+            out.push(Prefix::containing(
+                IpAddr::from(k.data()),
+                k.prefix_len() as u8,
+            ));
+        }
+        for k in self.v6_prefixes.keys() {
+            let k = k?;
+            out.push(Prefix::containing(
+                IpAddr::from(k.data()),
+                k.prefix_len() as u8,
+            ));
         }
         Ok(out)
     }

@@ -1,6 +1,7 @@
 //! Userspace side of the XDP/TC datapath: loading and attaching the programs, pinning and adopting
 //! maps and links, typed map access, kernel counters and the clock the kernel uses.
 
+pub mod capacity;
 pub mod clock;
 pub mod eval;
 pub mod loader;
@@ -9,6 +10,7 @@ pub mod metrics;
 pub mod stats;
 pub mod sys;
 
+pub use capacity::Capacity;
 pub use clock::Clock;
 pub use loader::{detach, Attached, Datapath, Kind, Mode};
 pub use maps::{ControlMaps, MapFull, OpenError, PinDir, PolicyMaps, RateMap, StatsMap};

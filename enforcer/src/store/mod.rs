@@ -45,10 +45,35 @@ pub struct Locked(pub PathBuf);
 /// How to get out of a damaged database; part of every such error.
 const RESET_HINT: &str = "the kernel entries were left as they are; restore the file from a backup, or start over with `enforcer run --reset-state` (moves the file aside; the kernel entries it held are then removed)";
 
+thread_local! {
+    /// Set while [`guarded`] runs on this thread: a panic there is reported as an error, so the
+    /// panic hook stays quiet instead of printing "panicked at" to the operator.
+    static GUARDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Wraps the panic hook once so panics inside [`guarded`] are not printed (they become errors).
+fn quiet_guarded_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if GUARDED.with(|g| g.get()) {
+                log::debug!("redb panicked (reported as a damaged database): {info}");
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
 /// Runs `f`, turning a panic inside redb (it panics on some corrupt files) into an error that names
 /// the file.
 fn guarded<R>(path: &Path, f: impl FnOnce() -> anyhow::Result<R>) -> anyhow::Result<R> {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    quiet_guarded_panics();
+    let outer = GUARDED.with(|g| g.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    GUARDED.with(|g| g.set(outer));
+    match result {
         Ok(r) => r,
         Err(panic) => {
             let msg = panic

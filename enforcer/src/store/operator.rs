@@ -25,6 +25,25 @@ impl Store {
         })
     }
 
+    /// Inserts or replaces many rules in one transaction (a bulk load: one commit for all).
+    pub fn put_rules(&self, rules: &[Rule]) -> anyhow::Result<()> {
+        let rows = rules
+            .iter()
+            .map(|r| Ok((r.prefix.to_string(), serde_json::to_string(r)?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        self.write(|db| {
+            let tx = db.begin_write()?;
+            {
+                let mut t = tx.open_table(TABLE)?;
+                for (k, v) in &rows {
+                    t.insert(k.as_str(), v.as_str())?;
+                }
+            }
+            tx.commit().context("committing the rules")?;
+            Ok(())
+        })
+    }
+
     /// Removes the rule for exactly `prefix`; returns it if there was one.
     pub fn remove_rule(&self, prefix: &Prefix) -> anyhow::Result<Option<Rule>> {
         let key = prefix.to_string();
@@ -53,6 +72,27 @@ impl Store {
                 Some(v) => serde_json::from_str(v.value()).ok(),
                 None => None,
             })
+        })
+    }
+
+    /// The prefixes of every operator rule (keys only, unsorted); a row whose key does not parse is
+    /// skipped with a warning.
+    pub fn rule_prefixes(&self) -> anyhow::Result<Vec<Prefix>> {
+        self.read(|db| {
+            let tx = db.begin_read()?;
+            let t = tx.open_table(TABLE)?;
+            let mut out = Vec::new();
+            for row in t.iter()? {
+                let (k, _) = row?;
+                match k.value().parse::<Prefix>() {
+                    Ok(p) => out.push(p),
+                    Err(e) => log::warn!(
+                        "skipping operator rule with unreadable key {}: {e}",
+                        k.value()
+                    ),
+                }
+            }
+            Ok(out)
         })
     }
 
