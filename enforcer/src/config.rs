@@ -10,6 +10,7 @@ use crate::duration::Span;
 use crate::evidence::listen::Endpoint;
 use crate::evidence::reply::check_template;
 use crate::evidence::MtaSettings;
+use crate::fleet::settings::FleetFile;
 use crate::net::Prefix;
 use crate::policy::{Action, Aggregation, Policy, Refusal, Schedule, ScheduleError, Stage};
 use serde::Deserialize;
@@ -52,6 +53,8 @@ pub struct FileConfig {
     pub end_of_support: BTreeMap<String, time::Date>,
     /// `[milter] listen`, `[policy] listen` and the `[replies]` texts.
     pub mta: MtaSettings,
+    /// `[fleet]`: share senders and operator entries with other hosts through Redis.
+    pub fleet: Option<FleetFile>,
     /// Kernel map sizes (`[capacity]`); defaults when not set.
     pub capacity: Capacity,
     /// `classifier.catalog`: an operator's build catalog laid over the built-in one (validated here).
@@ -86,6 +89,7 @@ struct Raw {
     milter: Option<RawListener>,
     policy: Option<RawListener>,
     replies: Option<RawReplies>,
+    fleet: Option<Spanned<RawFleet>>,
     capacity: Option<RawCapacity>,
 }
 
@@ -101,6 +105,26 @@ struct RawReplies {
     throttle: Option<Spanned<String>>,
     block: Option<Spanned<String>>,
     info_url: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFleet {
+    redis: Option<Spanned<OneOrMany>>,
+    sentinel_master: Option<Spanned<String>>,
+    password_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    name: Option<Spanned<String>>,
+    namespace: Option<Spanned<String>>,
+    stream_max_len: Option<Spanned<i64>>,
+    tombstone_ttl: Option<Spanned<Span>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Deserialize)]
@@ -178,6 +202,7 @@ impl FileConfig {
             policy: Policy::default(),
             end_of_support: BTreeMap::new(),
             mta: MtaSettings::default(),
+            fleet: None,
             capacity: Capacity::default(),
             catalog: None,
         };
@@ -265,6 +290,9 @@ impl FileConfig {
         }
         if let Some(e) = raw.enforcement {
             ctx.enforcement(e, &mut cfg.policy)?;
+        }
+        if let Some(f) = raw.fleet {
+            cfg.fleet = Some(ctx.fleet(f)?);
         }
         if let Some(c) = raw.capacity {
             let cap = &mut cfg.capacity;
@@ -386,6 +414,91 @@ impl Ctx<'_> {
             (None, false) => key.to_string(),
             (None, true) => "(document)".into(),
         }
+    }
+
+    fn fleet(&self, f: Spanned<RawFleet>) -> Result<FleetFile, ConfigError> {
+        use crate::fleet::settings as fs;
+        let table = f.span();
+        let f = f.into_inner();
+        let Some(redis) = f.redis else {
+            return Err(self.err(
+                table,
+                "fleet.redis",
+                "the fleet needs Redis: redis = \"redis://host:6379/0\"",
+            ));
+        };
+        let span = redis.span();
+        let urls = match redis.into_inner() {
+            OneOrMany::One(u) => vec![u],
+            OneOrMany::Many(v) => v,
+        };
+        if urls.is_empty() {
+            return Err(self.err(span, "fleet.redis", "give at least one Redis URL"));
+        }
+        for u in &urls {
+            fs::check_url(u).map_err(|m| self.err(span.clone(), "fleet.redis", m))?;
+        }
+        if urls.len() > 1 && f.sentinel_master.is_none() {
+            return Err(self.err(span, "fleet.redis", "several addresses are only for Sentinel: set sentinel_master = \"mymaster\", or give one URL"));
+        }
+        let name = match f.name {
+            Some(n) => {
+                fs::check_host_name(n.get_ref())
+                    .map_err(|m| self.err(n.span(), "fleet.name", m))?;
+                Some(n.into_inner())
+            }
+            None => None,
+        };
+        let namespace = match f.namespace {
+            Some(n) => {
+                fs::check_namespace(n.get_ref())
+                    .map_err(|m| self.err(n.span(), "fleet.namespace", m))?;
+                n.into_inner()
+            }
+            None => fs::DEFAULT_NAMESPACE.to_string(),
+        };
+        let stream_max_len = match f.stream_max_len {
+            Some(n) if (1..=100_000_000).contains(n.get_ref()) => *n.get_ref() as usize,
+            Some(n) => {
+                return Err(self.err(
+                    n.span(),
+                    "fleet.stream_max_len",
+                    format!("{} is not an entry count (1-100000000)", n.get_ref()),
+                ))
+            }
+            None => fs::DEFAULT_STREAM_MAX_LEN,
+        };
+        let tombstone_ttl = match f.tombstone_ttl {
+            Some(t) if t.get_ref().secs() >= 60 => t.into_inner(),
+            Some(t) => {
+                return Err(self.err(
+                    t.span(),
+                    "fleet.tombstone_ttl",
+                    "keep tombstones at least 1m (longer than any host stays away)",
+                ))
+            }
+            None => Span(fs::DEFAULT_TOMBSTONE_TTL),
+        };
+        let sentinel_master = match f.sentinel_master {
+            Some(m) if m.get_ref().is_empty() => {
+                return Err(self.err(
+                    m.span(),
+                    "fleet.sentinel_master",
+                    "name the master the Sentinels monitor, e.g. \"mymaster\"",
+                ))
+            }
+            m => m.map(Spanned::into_inner),
+        };
+        Ok(FleetFile {
+            redis: urls,
+            sentinel_master,
+            password_file: f.password_file,
+            ca_file: f.ca_file,
+            name,
+            namespace,
+            stream_max_len,
+            tombstone_ttl,
+        })
     }
 
     fn enforcement(&self, e: RawEnforcement, policy: &mut Policy) -> Result<(), ConfigError> {

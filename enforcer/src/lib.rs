@@ -10,6 +10,7 @@ pub mod datapath;
 pub mod duration;
 pub mod error;
 pub mod evidence;
+pub mod fleet;
 pub mod listing;
 pub mod metrics;
 pub mod net;

@@ -1,4 +1,4 @@
-//! `cargo xtask bench datapath|classify|state|all`: each benchmark prints a Markdown section on stdout; it is
+//! `cargo xtask bench datapath|classify|state|fleet|all`: each benchmark prints a Markdown section on stdout; it is
 //! spliced into BENCHMARKS.md between `<!-- bench:NAME:start -->` and `<!-- bench:NAME:end -->`.
 
 use crate::util::{cargo, output, require_root, workspace_root};
@@ -18,6 +18,8 @@ enum Which {
     Classify,
     /// Daemon memory and `list --json` time with 1,000,000 entries (root).
     State,
+    /// Fleet sync through Redis: changes/s published and applied, propagation p50/p99.
+    Fleet,
     All,
 }
 
@@ -31,12 +33,17 @@ pub fn run(args: Args) -> Result<()> {
     }
     if matches!(args.which, Which::State | Which::All) {
         require_root("the state benchmark")?;
+        output(cargo().args(["build", "--release", "-p", "enforcer", "--bin", "enforcer"]))?;
         let md = output(cargo().args(["run", "--release", "-p", "tests", "--bin", "bench-state"]))?;
         splice("state", &md)?;
     }
     if matches!(args.which, Which::Classify | Which::All) {
         let md = output(cargo().args(["bench", "-p", "enforcer", "--bench", "classify"]))?;
         splice("classify", &md)?;
+    }
+    if matches!(args.which, Which::Fleet | Which::All) {
+        let md = output(cargo().args(["bench", "-p", "enforcer", "--bench", "fleet"]))?;
+        splice("fleet", &md)?;
     }
     Ok(())
 }

@@ -78,9 +78,16 @@ fn ensure_bpf_linker() -> Result<()> {
     ]))
 }
 
-/// Tools the privileged tests drive: iproute2 for namespaces and veth.
+/// Tools the privileged tests drive: iproute2 for namespaces and veth; redis-server and redis-cli
+/// for the fleet tests and benchmark (each starts its own server on its own port); openssl makes
+/// the fleet TLS test's certificates.
 fn ensure_debian_tools() -> Result<()> {
-    let wanted = [("ip", "iproute2")];
+    let wanted = [
+        ("ip", "iproute2"),
+        ("redis-server", "redis-server"),
+        ("redis-cli", "redis-tools"),
+        ("openssl", "openssl"),
+    ];
     let missing: Vec<&str> = wanted
         .iter()
         .filter(|(bin, _)| which(bin).is_none())

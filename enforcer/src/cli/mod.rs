@@ -8,6 +8,7 @@ pub mod detach;
 pub mod entry;
 pub mod evidence;
 pub mod explain;
+pub mod fleet;
 pub mod list;
 pub mod pause;
 pub mod run;
@@ -69,6 +70,8 @@ pub enum Command {
     Resume(pause::AddrArgs),
     /// Delete a sender's record and its kernel entries.
     Forget(pause::AddrArgs),
+    /// Several MX hosts sharing senders and verdicts through Redis: `enforcer fleet status`.
+    Fleet(fleet::Args),
 }
 
 /// Runs one command; the `Err` is printed as one clear line by `main` with exit status 2 when it is a
@@ -93,6 +96,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Pause(a) => pause::execute_pause(a),
         Command::Resume(a) => pause::execute_resume(a),
         Command::Forget(a) => pause::execute_forget(a),
+        Command::Fleet(a) => fleet::execute(a),
     }
 }
 

@@ -6,7 +6,7 @@
 //! `{"op":"forget","target":...}`, `{"op":"put_rule","rule":{...}}`, `{"op":"remove_rule","prefix":"..."}`,
 //! `{"op":"mta_evidence","addr":"192.0.2.7","helo":"ex01.example","headers":"Received: ...\r\n"}` (what
 //! the milter and the policy service saw; HELO and headers are optional),
-//! `{"op":"ping"}`, `{"op":"list","after":"192.0.2.7/32","prefix":"192.0.2.0/24","source":"operator","limit":4096}`.
+//! `{"op":"ping"}`, `{"op":"fleet_status"}`, `{"op":"list","after":"192.0.2.7/32","prefix":"192.0.2.0/24","source":"operator","limit":4096}`.
 //! Reply: `{"ok":true,"result":...}` or `{"ok":false,"usage":true|false,"error":"..."}`; `usage` marks
 //! bad input (the CLI exits 2) as opposed to a failure inside the daemon (exit 1).
 
@@ -55,6 +55,8 @@ pub enum Request {
     },
     /// Every rule the daemon keeps in the kernel: operator rules and engine entries.
     Rules {},
+    /// The fleet link's state (`enforcer fleet status`).
+    FleetStatus {},
     /// One page of `enforcer list` (a [`crate::listing::Page`]): rows sorted by prefix, starting
     /// after `after`, at most `limit` (capped at [`crate::listing::PAGE`]).
     List {

@@ -24,6 +24,7 @@ use crate::datapath::loader::pinned_attachments;
 use crate::datapath::metrics::KernelCollector;
 use crate::datapath::{Attached, Clock, ControlMaps, Datapath, PinDir, PolicyMaps};
 use crate::error::operator_error;
+use crate::fleet::{Fleet, FleetMetrics};
 use crate::store::Store;
 
 /// How often the pins and attachments are checked (a few `stat`s and one `readdir`).
@@ -190,7 +191,7 @@ impl Daemon {
     pub async fn run(mut self, store: Store) -> anyhow::Result<()> {
         // Bind first: a taken address must not leave a half-started datapath behind.
         let listeners = Listeners::bind(&self.settings, &mut self.registry).await?;
-        let (engine, attached) = tokio::task::block_in_place(|| self.start_datapath(store))?;
+        let (mut engine, attached) = tokio::task::block_in_place(|| self.start_datapath(store))?;
         for a in &attached {
             info!(
                 "enforcing on {} ({}{})",
@@ -206,9 +207,21 @@ impl Daemon {
         );
         let (stop, shutdown) = Shutdown::new();
         let (handle, requests) = EngineHandle::channel(ENGINE_QUEUE);
+        // The fleet runs next to the engine; its Redis link is a task of its own that nothing
+        // waits for (Redis is never on the packet path).
+        let fleet = match &self.settings.fleet {
+            Some(fs) => {
+                let metrics = FleetMetrics::default();
+                metrics.register(self.registry.sub_registry_with_prefix("fleet"));
+                Some(tokio::task::block_in_place(|| {
+                    Fleet::start(fs, &mut engine, metrics)
+                })?)
+            }
+            None => None,
+        };
         let engine_stop = shutdown.clone();
         self.tasks.spawn(async move {
-            runner::run(engine, requests, engine_stop.wait()).await;
+            runner::run_with(engine, requests, fleet, engine_stop.wait()).await;
             Ok(())
         });
         let ctx = Context {

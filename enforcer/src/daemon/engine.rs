@@ -25,6 +25,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::ops::Bound;
 
+mod fleet_io;
+pub use fleet_io::Touched;
+
 /// A failed kernel write is retried this many seconds later.
 const RETRY_SECS: i64 = 5;
 
@@ -124,6 +127,8 @@ pub struct Engine<K: Kernel> {
     /// Wall clock minus boot clock (ns) when the kernel entries were last converted.
     clock_offset: Option<i128>,
     board: Board,
+    /// Local changes the fleet has not picked up yet ([`Engine::take_touched`]).
+    touched: Vec<Touched>,
     datapath: DatapathHealth,
     write_errors: LogLimit,
     /// Where the next self-check continues (the last prefix it compared).
@@ -156,6 +161,7 @@ impl<K: Kernel> Engine<K> {
             metrics,
             clock_offset: None,
             board: settings.board,
+            touched: Vec::new(),
             datapath: settings.datapath,
             write_errors: LogLimit::default(),
             check_cursor: None,
@@ -406,6 +412,10 @@ impl<K: Kernel> Engine<K> {
             Request::Forget { target } => self.forget(&target, now),
             Request::PutRule { rule } => self.put_rule(rule, now),
             Request::RemoveRule { prefix } => self.remove_rule(&prefix, now),
+            // Answered by the runner when the fleet is configured.
+            Request::FleetStatus {} => Reply::usage(
+                "this daemon is not part of a fleet: add a [fleet] section with redis = \"redis://host:6379/0\" to its configuration",
+            ),
             Request::List {
                 after,
                 prefix,
@@ -565,6 +575,12 @@ impl<K: Kernel> Engine<K> {
         };
         self.count_evidence(outcome);
         log::info!("evidence for {addr} ({key}): {outcome}");
+        let cleared =
+            self.records.get(&key).is_some_and(|r| r.episode.is_some()) && rec.episode.is_none();
+        self.touched.push(Touched::Sender {
+            prefix: key,
+            cleared,
+        });
         self.records.insert(key, rec);
         let _ = self.sync(key, now); // failures are logged and retried
         self.schedule(key, now);
@@ -601,6 +617,10 @@ impl<K: Kernel> Engine<K> {
             ));
         }
         self.records.insert(p, rec);
+        self.touched.push(Touched::Sender {
+            prefix: p,
+            cleared: false,
+        });
         let _ = self.sync(p, now); // failures are logged and retried
         self.schedule(p, now);
         self.relabel(p, now);
@@ -618,6 +638,7 @@ impl<K: Kernel> Engine<K> {
             ));
         }
         self.records.remove(&p);
+        self.touched.push(Touched::Forgot { prefix: p });
         let _ = self.sync(p, now); // failures are logged and retried
         self.schedule(p, now);
         self.relabel(p, now);
@@ -660,6 +681,7 @@ impl<K: Kernel> Engine<K> {
             self.relabel(p, now);
             return Reply::internal(msg.clone());
         }
+        self.touched.push(Touched::Rule { prefix: p });
         self.schedule(p, now);
         self.relabel(p, now);
         self.resync_under(p, now);
@@ -684,6 +706,7 @@ impl<K: Kernel> Engine<K> {
             }
         };
         let had = self.operator.remove(&p);
+        self.touched.push(Touched::Rule { prefix: p });
         let kernel = self.sync(p, now);
         self.schedule(p, now);
         self.relabel(p, now);
@@ -1064,6 +1087,7 @@ fn op_name(r: &Request) -> &'static str {
         Request::PutRule { .. } => "put_rule",
         Request::RemoveRule { .. } => "remove_rule",
         Request::Rules {} => "rules",
+        Request::FleetStatus {} => "fleet_status",
         Request::List { .. } => "list",
     }
 }

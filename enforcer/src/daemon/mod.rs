@@ -19,6 +19,10 @@
 //! 4. Add its options to [`settings::Options`]/[`Settings`] (and the flag to `cli/run.rs`, the key to
 //!    `config.rs` and enforcer.example.toml).
 //!
+//! The fleet (`crate::fleet`, `[fleet]`) is not a listener: it merges other hosts' records into the
+//! engine, which no request expresses, so the engine loop drives it ([`runner::run_with`]) and its
+//! Redis link is a task of its own that the engine never waits for.
+//!
 //! Nothing here imports from `cli/`: the command line only parses and prints.
 
 pub mod boot;
@@ -33,7 +37,9 @@ pub mod runner;
 pub mod settings;
 pub mod views;
 
-pub use engine::{engine_rule, DatapathHealth, Engine, EngineSettings, LogLimit, Reconciled};
+pub use engine::{
+    engine_rule, DatapathHealth, Engine, EngineSettings, LogLimit, Reconciled, Touched,
+};
 pub use kernel::{Kernel, MemKernel, PinnedKernel};
 pub use metrics::EngineMetrics;
 pub use settings::{Options, Settings};

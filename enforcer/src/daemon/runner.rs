@@ -3,7 +3,9 @@
 
 use super::engine::Engine;
 use super::kernel::Kernel;
-use crate::control::Incoming;
+use crate::control::{Incoming, Reply, Request};
+use crate::fleet::link::ToEngine;
+use crate::fleet::Fleet;
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
@@ -34,8 +36,28 @@ fn until(at: i64) -> Duration {
 
 /// Runs the engine on the requests from `rx` until `shutdown` completes or every sender is gone.
 pub async fn run<K: Kernel>(
+    engine: Engine<K>,
+    rx: mpsc::Receiver<Incoming>,
+    shutdown: impl Future<Output = ()>,
+) {
+    run_with(engine, rx, None, shutdown).await
+}
+
+/// The next event from the fleet link; never, without a fleet.
+async fn fleet_event(fleet: &mut Option<Fleet>) -> Option<ToEngine> {
+    match fleet {
+        Some(f) => f.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// [`run`], with the fleet next to the engine: changes from other hosts are merged in between
+/// requests, and local changes are queued for them after each request. (The fleet is not a
+/// listener: merging records is not something a request can express.)
+pub async fn run_with<K: Kernel>(
     mut engine: Engine<K>,
     mut rx: mpsc::Receiver<Incoming>,
+    mut fleet: Option<Fleet>,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -56,6 +78,10 @@ pub async fn run<K: Kernel>(
             _ = &mut shutdown => break,
             inc = rx.recv() => match inc {
                 Some(inc) => {
+                    if let (Request::FleetStatus {}, Some(f)) = (&inc.request, &fleet) {
+                        let _ = inc.reply.send(Reply::ok(f.status(&engine)));
+                        continue;
+                    }
                     // A bug reached by one request must not take the control plane down with it;
                     // the store stays the truth, and a restart rebuilds everything from it.
                     let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -65,9 +91,21 @@ pub async fn run<K: Kernel>(
                         log::error!("a control request panicked; the daemon carries on");
                         crate::control::Reply::internal("internal error while serving the request (see the daemon log)")
                     });
+                    // Queued durably for the fleet before the caller is told.
+                    if let Some(f) = fleet.as_mut() {
+                        f.after_local(&mut engine);
+                    }
                     let _ = inc.reply.send(reply);
                 }
                 None => break,
+            },
+            ev = fleet_event(&mut fleet) => match (ev, fleet.as_mut()) {
+                (Some(ev), Some(f)) => f.handle(&mut engine, ev),
+                // The link only stops when the daemon does.
+                _ => {
+                    log::error!("fleet: the Redis link stopped; enforcing on without the fleet");
+                    fleet = None;
+                }
             },
             _ = sleep => engine.tick(unix_now()),
             _ = check.tick() => {

@@ -10,6 +10,7 @@ use crate::datapath::{sys, Mode};
 use crate::error::{usage, UsageError};
 use crate::evidence::reply::Board;
 use crate::evidence::MtaSettings;
+use crate::fleet::FleetSettings;
 use enforcer_common::maps::DEFAULT_PORTS;
 
 /// The daemon's options as given on the command line (`None` = not given: the config file or the
@@ -52,6 +53,8 @@ pub struct Settings {
     pub engine: EngineSettings,
     /// Milter and policy service listeners and the reply texts.
     pub mta: MtaSettings,
+    /// `[fleet]`: share senders and operator entries with other hosts through Redis.
+    pub fleet: Option<FleetSettings>,
     /// Kernel map sizes (`[capacity]`).
     pub capacity: crate::datapath::Capacity,
 }
@@ -160,6 +163,10 @@ impl Settings {
                 );
             }
         }
+        let fleet = match &file.fleet {
+            Some(f) => Some(FleetSettings::resolve(f).map_err(UsageError)?),
+            None => None,
+        };
         let engine = EngineSettings {
             overrides: file.support_overrides().map_err(UsageError)?,
             board: Board::new(file.policy.aggregation),
@@ -180,6 +187,7 @@ impl Settings {
             reset_state: a.reset_state,
             engine,
             mta,
+            fleet,
             capacity: file.capacity,
         })
     }

@@ -18,6 +18,7 @@ use redb::Database;
 
 use crate::error::UsageError;
 
+pub mod fleet;
 pub mod operator;
 pub mod perms;
 pub mod senders;

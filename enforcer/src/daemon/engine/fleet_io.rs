@@ -1,0 +1,96 @@
+//! The engine's side of fleet sync (issue 13): it notes which local changes the fleet must publish,
+//! and takes merged records and operator entries from the fleet through the same path as a local
+//! change (store commit first, then the kernel).
+
+use super::{catch_up, Engine};
+use crate::daemon::kernel::Kernel;
+use crate::net::Prefix;
+use crate::policy::Record;
+use crate::rule::{Rule, RuleSource};
+use crate::store::Store;
+
+/// A local change to publish.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Touched {
+    /// A sender record changed; `cleared`: it just left enforcement on exonerating evidence.
+    Sender { prefix: Prefix, cleared: bool },
+    /// `enforcer forget`.
+    Forgot { prefix: Prefix },
+    /// An operator entry was set or removed.
+    Rule { prefix: Prefix },
+}
+
+impl<K: Kernel> Engine<K> {
+    /// Local changes since the last call, oldest first.
+    pub fn take_touched(&mut self) -> Vec<Touched> {
+        std::mem::take(&mut self.touched)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn record(&self, p: &Prefix) -> Option<&Record> {
+        self.records.get(p)
+    }
+
+    pub fn operator_rule(&self, p: &Prefix) -> Option<&Rule> {
+        self.operator.get(p)
+    }
+
+    pub fn operator_rules(&self) -> impl Iterator<Item = &Rule> {
+        self.operator.values()
+    }
+
+    /// Replaces (or, with `None`, deletes) a sender record with the fleet's merged view. `why` goes
+    /// into the record's history. Not published again.
+    pub fn fleet_sender(
+        &mut self,
+        p: Prefix,
+        rec: Option<Record>,
+        why: &str,
+        now: i64,
+    ) -> anyhow::Result<()> {
+        match rec {
+            Some(mut rec) => {
+                catch_up(&self.policy, &mut rec, now);
+                rec.log(now, why);
+                self.store.put_sender(&rec)?;
+                self.records.insert(p, rec);
+            }
+            None => {
+                self.store.remove_sender(&p)?;
+                if self.records.remove(&p).is_some() {
+                    log::info!("{why}: sender {p} forgotten");
+                }
+            }
+        }
+        let _ = self.sync(p, now); // failures are logged and retried
+        self.schedule(p, now);
+        self.relabel(p, now);
+        Ok(())
+    }
+
+    /// Sets (or removes) an operator entry as the fleet decided. Not published again.
+    pub fn fleet_rule(&mut self, p: Prefix, rule: Option<Rule>, now: i64) -> anyhow::Result<()> {
+        match rule {
+            Some(mut rule) => {
+                rule.source = RuleSource::Operator;
+                self.store.put_rule(&rule)?;
+                self.operator.insert(p, rule);
+            }
+            None => {
+                self.store.remove_rule(&p)?;
+                self.operator.remove(&p);
+            }
+        }
+        let _ = self.sync(p, now); // failures are logged and retried
+        self.schedule(p, now);
+        self.relabel(p, now);
+        self.resync_under(p, now);
+        self.metrics
+            .next_change
+            .set(self.next_wakeup().unwrap_or(0));
+        Ok(())
+    }
+}
