@@ -26,7 +26,6 @@ mod bpf;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd as _, OwnedFd};
-use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -209,10 +208,7 @@ fn pin_fifo(pid: i32, cpu: usize, prio: i32) -> Result<()> {
             sched_priority: prio,
         };
         if libc::sched_setscheduler(pid, libc::SCHED_FIFO, &param) != 0 {
-            bail!(
-                "SCHED_FIFO for {pid}: {}",
-                std::io::Error::last_os_error()
-            );
+            bail!("SCHED_FIFO for {pid}: {}", std::io::Error::last_os_error());
         }
     }
     Ok(())
@@ -236,7 +232,7 @@ fn napi_thread(ifname: &str) -> Result<i32> {
             continue;
         };
         if let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) {
-            if comm.trim_end() == want {
+            if comm.trim_end().starts_with(&want) {
                 return Ok(pid);
             }
         }
@@ -246,10 +242,7 @@ fn napi_thread(ifname: &str) -> Result<i32> {
 
 fn runtime_ns(pid: i32) -> Result<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/schedstat"))?;
-    Ok(s.split_whitespace()
-        .next()
-        .context("schedstat")?
-        .parse()?)
+    Ok(s.split_whitespace().next().context("schedstat")?.parse()?)
 }
 
 /// Packets the receiving veth's NAPI took off its ring (skbs and XDP frames alike).
@@ -311,14 +304,20 @@ impl Drop for WmemGuard {
 enum Installed {
     Nothing,
     /// The BPF link (detaches on close) and its program.
-    Floor { _link: OwnedFd, _prog: OwnedFd },
+    Floor {
+        _link: OwnedFd,
+        _prog: OwnedFd,
+    },
     /// Namespace name and table family.
     Nft(String, &'static str),
     Iptables(String),
-    /// Namespace name, interface, private bpffs.
-    XdpFilter(String, String, PathBuf),
+    /// Namespace name, interface.
+    XdpFilter(String, String),
     /// Daemon first: it is stopped before its pins and state are removed.
-    Enforcer { _daemon: Daemon, _dirs: Dirs },
+    Enforcer {
+        _daemon: Daemon,
+        _dirs: Dirs,
+    },
 }
 
 impl Drop for Installed {
@@ -331,15 +330,12 @@ impl Drop for Installed {
                 let _ = ns_cmd(ns, "iptables", &["-t", "raw", "-F", "PREROUTING"]);
                 let _ = ns_cmd(ns, "ipset", &["destroy", "enfbench"]);
             }
-            Installed::XdpFilter(ns, ifname, bpffs) => {
-                let _ = Command::new("ip")
-                    .args(["netns", "exec", ns.as_str()])
-                    .args(["xdp-filter", "unload", ifname.as_str()])
-                    .env("LIBXDP_BPFFS", &*bpffs)
-                    .env("LIBXDP_SKIP_DISPATCHER", "1")
-                    .output();
-                let _ = Command::new("umount").arg(&*bpffs).output();
-                let _ = std::fs::remove_dir(&*bpffs);
+            Installed::XdpFilter(ns, ifname) => {
+                let _ = ns_cmd(
+                    ns,
+                    "ip",
+                    &["link", "set", "dev", ifname.as_str(), "xdp", "off"],
+                );
             }
             Installed::Nothing | Installed::Floor { .. } | Installed::Enforcer { .. } => {}
         }
@@ -453,39 +449,30 @@ fn install(b: &Bench, c: Competitor) -> Result<Installed> {
             guard
         }
         XdpFilter => {
-            let bpffs = std::env::temp_dir().join(format!("{ns}-bpffs"));
-            std::fs::create_dir_all(&bpffs)?;
-            let mounted = Command::new("mount")
-                .args(["-t", "bpf", "bpf"])
-                .arg(&bpffs)
-                .status()?;
-            if !mounted.success() {
-                let _ = std::fs::remove_dir(&bpffs);
-                bail!("mounting a private bpffs on {}", bpffs.display());
+            // xdp-filter pins its maps under /sys/fs/bpf/xdp-filter whatever LIBXDP_BPFFS says, so
+            // another user of xdp-filter on the machine would share them: it runs in a private
+            // mount namespace with its own bpffs, and is detached through netlink afterwards (the
+            // attachment outlives the pins).
+            let guard = Installed::XdpFilter(ns.to_string(), ifname.clone());
+            let script = format!(
+                "mount -t bpf bpf /sys/fs/bpf && xdp-filter load -m native {ifname} && xdp-filter ip {src} -m src"
+            );
+            let out = Command::new("nsenter")
+                .arg(format!("--net={}", netns.path()))
+                .args(["unshare", "--mount", "--propagation", "private", "sh", "-c"])
+                .arg(&script)
+                .env("LIBXDP_SKIP_DISPATCHER", "1")
+                .output()
+                .context("running xdp-filter (Debian package xdp-tools)")?;
+            if !out.status.success() {
+                bail!(
+                    "xdp-filter ({script}): {}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
-            let guard = Installed::XdpFilter(ns.to_string(), ifname.clone(), bpffs.clone());
-            let xf = |args: &[&str]| -> Result<()> {
-                let out = Command::new("nsenter")
-                    .arg(format!("--net={}", netns.path()))
-                    .arg("xdp-filter")
-                    .args(args)
-                    .env("LIBXDP_BPFFS", &bpffs)
-                    .env("LIBXDP_SKIP_DISPATCHER", "1")
-                    .output()
-                    .context("running xdp-filter (Debian package xdp-tools)")?;
-                if !out.status.success() {
-                    bail!(
-                        "xdp-filter {args:?}: {}{}",
-                        String::from_utf8_lossy(&out.stdout),
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                }
-                Ok(())
-            };
-            xf(&["load", "-m", "native", &ifname])?;
             // Its hash lookup costs the same at 1 entry as at its 10,000-entry cap; one process
             // start per entry would take minutes.
-            xf(&["ip", &src.to_string(), "-m", "src"])?;
             guard
         }
         EnforcerXdp | EnforcerXdpSkb | EnforcerTc | EnforcerXdpRate => {
@@ -508,7 +495,18 @@ fn install(b: &Bench, c: Competitor) -> Result<Installed> {
             cli_ok(&dirs, &["import", &list.display().to_string()]);
             if c == EnforcerXdpRate {
                 let rate = format!("{}/min", RATE_PER_S * 60);
-                cli_ok(&dirs, &["throttle", &src.to_string(), "--rate", &rate]);
+                let burst = RATE_PER_S.to_string();
+                cli_ok(
+                    &dirs,
+                    &[
+                        "throttle",
+                        &src.to_string(),
+                        "--rate",
+                        &rate,
+                        "--burst",
+                        &burst,
+                    ],
+                );
             }
             Installed::Enforcer {
                 _daemon: daemon,
@@ -654,7 +652,11 @@ fn setup() -> Result<Bench> {
     let (client_ifindex, client_mac) = link_info(&topo.client.name, &topo.client_if)?;
     // Receiver: NAPI (GRO on makes veth use it without XDP too), threaded so its work is one
     // kernel thread we can pin and time.
-    ns_cmd(&topo.server.name, "ethtool", &["-K", &topo.server_if, "gro", "on"])?;
+    ns_cmd(
+        &topo.server.name,
+        "ethtool",
+        &["-K", &topo.server_if, "gro", "on"],
+    )?;
     ns_cmd(
         &topo.server.name,
         "sh",
@@ -675,7 +677,16 @@ fn setup() -> Result<Bench> {
     ns_cmd(
         &topo.client.name,
         "tc",
-        &["qdisc", "replace", "dev", &topo.client_if, "root", "pfifo", "limit", "4096"],
+        &[
+            "qdisc",
+            "replace",
+            "dev",
+            &topo.client_if,
+            "root",
+            "pfifo",
+            "limit",
+            "4096",
+        ],
     )?;
     ns_cmd(
         &topo.client.name,
@@ -711,7 +722,10 @@ fn run() -> Result<()> {
             let ci = (round * 3 + k) % ALL.len();
             let c = ALL[ci];
             let installed = install(&b, c).with_context(|| format!("installing {}", c.label()))?;
-            for (gi, g) in [Generator::Trafgen, Generator::Live].into_iter().enumerate() {
+            for (gi, g) in [Generator::Trafgen, Generator::Live]
+                .into_iter()
+                .enumerate()
+            {
                 let s = flood(&b, c, g)
                     .with_context(|| format!("{} under {}", c.label(), gen_label(g)))?;
                 eprintln!(
@@ -766,15 +780,16 @@ fn pct(v: &[f64], p: f64) -> f64 {
 }
 
 fn print(samples: &[[Vec<Sample>; 2]]) {
-    let ns_of = |ci: usize, gi: usize| median(samples[ci][gi].iter().map(|s| s.ns_per_pkt).collect());
+    let ns_of =
+        |ci: usize, gi: usize| median(samples[ci][gi].iter().map(|s| s.ns_per_pkt).collect());
     let floor = ALL.iter().position(|c| *c == Floor).expect("listed");
     let ours = ALL.iter().position(|c| *c == EnforcerXdp).expect("listed");
     println!("## SYN flood: receiver CPU per SYN (`cargo xtask bench flood`)\n");
     println!(
         "One source floods port 25 of a server (a listening socket in its own namespace) across a veth pair; every filter lists \
          that source among {} IPv4 hosts (xdp-filter: the source alone, its hash lookup costs the same at its 10,000-entry cap) \
-         and drops its SYNs (the rate rows refuse SYNs above {RATE_PER_S}/s per source: iptables `hashlimit --hashlimit-mode srcip`, \
-         `enforcer throttle --rate {}/min`). \
+         and drops its SYNs (the rate rows refuse SYNs above {RATE_PER_S}/s per source after a burst of {RATE_PER_S}: iptables `hashlimit --hashlimit-mode srcip`, \
+         `enforcer throttle --rate {}/min --burst {RATE_PER_S}`). \
          **ns/SYN** is the receiver's CPU time per packet: the receiving veth runs threaded NAPI, so all its work on a packet (XDP, tc, \
          netfilter, the TCP stack and the SYN-ACK it sends) happens in one kernel thread, pinned to CPU {RX_CPU} at SCHED_FIFO; its \
          run time (`/proc/PID/schedstat`) is divided by the packets it took off its ring (`ethtool -S`). The generator runs on CPU \
@@ -791,7 +806,10 @@ fn print(samples: &[[Vec<Sample>; 2]]) {
         RATE_PER_S * 60,
         PROBE_EVERY.as_millis()
     );
-    for (gi, g) in [Generator::Trafgen, Generator::Live].into_iter().enumerate() {
+    for (gi, g) in [Generator::Trafgen, Generator::Live]
+        .into_iter()
+        .enumerate()
+    {
         println!("### {}\n", gen_label(g));
         println!("| filter | ns/SYN | ÷ floor | ÷ enforcer xdp | connect p50 / p99 under flood |");
         println!("|---|---:|---:|---:|---:|");
@@ -799,9 +817,11 @@ fn print(samples: &[[Vec<Sample>; 2]]) {
         for (ci, c) in ALL.iter().enumerate() {
             let ss = &samples[ci][gi];
             let v: Vec<f64> = ss.iter().map(|s| s.ns_per_pkt).collect();
-            let (min, max) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
-                (a.min(*x), b.max(*x))
-            });
+            let (min, max) = v
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+                    (a.min(*x), b.max(*x))
+                });
             let m = median(v);
             let connects: Vec<f64> = ss.iter().flat_map(|s| s.connects.iter().copied()).collect();
             let failed: usize = ss.iter().map(|s| s.failed).sum();
@@ -839,8 +859,17 @@ fn print(samples: &[[Vec<Sample>; 2]]) {
             .output()
             .ok()
             .map(|o| {
-                let s = if o.stdout.is_empty() { o.stderr } else { o.stdout };
-                String::from_utf8_lossy(&s).lines().next().unwrap_or("").trim().to_string()
+                let s = if o.stdout.is_empty() {
+                    o.stderr
+                } else {
+                    o.stdout
+                };
+                String::from_utf8_lossy(&s)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string()
             })
             .unwrap_or_default()
     };

@@ -190,7 +190,10 @@ fn ipset_scripts(l: &Lists) -> (String, String, String) {
             max.next_power_of_two() * 2
         )
     };
-    let (n4, n6) = (family(&l.base, false).count(), family(&l.base, true).count());
+    let (n4, n6) = (
+        family(&l.base, false).count(),
+        family(&l.base, true).count(),
+    );
     let mut load = create("b4", "inet", n4) + &create("b6", "inet6", n6);
     let mut refresh = create("b4new", "inet", n4) + &create("b6new", "inet6", n6);
     let mut unset = String::new();
@@ -330,8 +333,10 @@ fn run() -> Result<()> {
                     let guard = IpsetGuard(&ns);
                     for (i, file) in ipset.iter().enumerate() {
                         let file = file.display().to_string();
-                        let (s, _) =
-                            timed("ipset restore", &mut in_ns(&ns, "ipset", &["restore", "-f", &file]))?;
+                        let (s, _) = timed(
+                            "ipset restore",
+                            &mut in_ns(&ns, "ipset", &["restore", "-f", &file]),
+                        )?;
                         [&mut tm.load, &mut tm.refresh, &mut tm.remove][i].push(s);
                     }
                     check_ipset(&ns)?;
@@ -493,6 +498,9 @@ fn spread(v: &[f64]) -> String {
     format!("{min:.2}–{max:.2}")
 }
 
+/// Which times of a tool a table row shows.
+type Step = fn(&Times) -> &Vec<f64>;
+
 fn print(times: &[Times; 3], shape: [usize; 4], breakdown: &[Breakdown]) {
     let [v4h, v6h, v4p, v6p] = shape;
     println!("## Bulk loading (`cargo xtask bench load`)\n");
@@ -511,9 +519,11 @@ fn print(times: &[Times; 3], shape: [usize; 4], breakdown: &[Breakdown]) {
          ipset: `del` lines through `ipset restore`; nftables: `delete element`). After each enforcer step the kernel maps \
          are counted; ipset's sets are checked empty after the removal.\n"
     );
-    println!("| step | enforcer | ipset restore | nft -f | enforcer ÷ ipset | enforcer ÷ nft | target |");
+    println!(
+        "| step | enforcer | ipset restore | nft -f | enforcer ÷ ipset | enforcer ÷ nft | target |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---|");
-    let steps: [(&str, fn(&Times) -> &Vec<f64>); 3] = [
+    let steps: [(&str, Step); 3] = [
         ("load 1,000,000", |t| &t.load),
         ("refresh (10% changed)", |t| &t.refresh),
         ("remove 1,000,000", |t| &t.remove),
@@ -570,13 +580,22 @@ fn print(times: &[Times; 3], shape: [usize; 4], breakdown: &[Breakdown]) {
             .arg(arg)
             .output()
             .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").trim().to_string())
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string()
+            })
             .unwrap_or_default()
     };
     println!(
         "\nMachine: {cpu}, {} CPUs; kernel {}; {}; {}; {}.",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim(),
         version("ipset", "version"),
         version("nft", "--version"),
         version("date", "-u"),
