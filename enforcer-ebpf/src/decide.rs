@@ -6,6 +6,7 @@
 
 use aya_ebpf::{helpers::bpf_ktime_get_boot_ns, maps::lpm_trie::Key};
 use enforcer_common::{
+    filter::{v4_bit, v6_bit, word_of},
     policy::{
         emission_interval_ns, gcra_interval, notice_interval_ns, Window, ACTION_DROP, ACTION_PASS,
         ACTION_RATE_LIMIT, ACTION_REJECT, ACTION_THROTTLE, ENTRY_FLAG_NOTICE, ENTRY_FLAG_RST,
@@ -14,7 +15,10 @@ use enforcer_common::{
 };
 
 use crate::{
-    maps::{POLICY_V4_HOSTS, POLICY_V4_PREFIXES, POLICY_V6_HOSTS, POLICY_V6_PREFIXES, RATE_STATE},
+    maps::{
+        POLICY_V4_HOSTS, POLICY_V4_PREFIXES, POLICY_V6_HOSTS, POLICY_V6_PREFIXES, PREFIX_FILTER_V4,
+        PREFIX_FILTER_V6, RATE_STATE,
+    },
     parse::{Src, Syn, L3},
 };
 
@@ -88,6 +92,9 @@ pub fn decide(src: &Source, attempt: bool) -> Decision {
 fn decide_v4(src: &[u8; 4], attempt: bool) -> Decision {
     let host = POLICY_V4_HOSTS.get_ptr(src);
     let prefix = || {
+        if !filtered(&PREFIX_FILTER_V4, v4_bit(*src)) {
+            return None;
+        }
         POLICY_V4_PREFIXES
             .get(Key::new(32, *src))
             .map(|e| e as *const _)
@@ -109,11 +116,26 @@ fn rate_key_v4(src: &[u8; 4]) -> RateKey {
 fn decide_v6(src: &[u8; 16], attempt: bool) -> Decision {
     let host = POLICY_V6_HOSTS.get_ptr(src);
     let prefix = || {
+        let top32 = u32::from_be_bytes([src[0], src[1], src[2], src[3]]);
+        if !filtered(&PREFIX_FILTER_V6, v6_bit(top32)) {
+            return None;
+        }
         POLICY_V6_PREFIXES
             .get(Key::new(128, *src))
             .map(|e| e as *const _)
     };
     apply(host, prefix, || RateKey::v6(*src), attempt)
+}
+
+/// True when the presence filter says some prefix may contain the source (a missing word, which
+/// cannot happen with an in-range bit, walks the trie too: never skip on doubt).
+#[inline(always)]
+fn filtered(filter: &aya_ebpf::maps::Array<u64>, bit: u32) -> bool {
+    let (word, mask) = word_of(bit);
+    match filter.get(word) {
+        Some(w) => *w & mask != 0,
+        None => true,
+    }
 }
 
 /// An expired host entry falls through to the prefix trie (as if the daemon had already swept it);
