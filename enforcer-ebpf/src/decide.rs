@@ -8,8 +8,8 @@ use aya_ebpf::{helpers::bpf_ktime_get_boot_ns, maps::lpm_trie::Key};
 use enforcer_common::{
     filter::{v4_bit, v6_bit, word_of},
     policy::{
-        emission_interval_ns, gcra_interval, notice_interval_ns, Window, ACTION_DROP, ACTION_PASS,
-        ACTION_RATE_LIMIT, ACTION_REJECT, ACTION_THROTTLE, ENTRY_FLAG_NOTICE, ENTRY_FLAG_RST,
+        gcra_interval, Window, ACTION_DROP, ACTION_PASS, ACTION_RATE_LIMIT, ACTION_REJECT,
+        ACTION_THROTTLE, ENTRY_FLAG_NOTICE, ENTRY_FLAG_RST,
     },
     PolicyEntry, RateKey, RateState, Reason,
 };
@@ -148,10 +148,12 @@ fn apply(
     rate_key: impl FnOnce() -> RateKey,
     attempt: bool,
 ) -> Decision {
-    if let Some(e) = host {
-        let e = unsafe { &*e };
+    if let Some(ptr) = host {
+        let e = unsafe { &*ptr };
         if !expired(e) {
-            return act(e, rate_key, attempt);
+            // A host entry keeps its source's token bucket in itself: no second lookup.
+            let tat = unsafe { core::ptr::addr_of!((*ptr).tat_ns) as *mut u64 };
+            return act(e, Some(tat), rate_key, attempt);
         }
         return match prefix() {
             Some(p) => judge(unsafe { &*p }, rate_key, attempt),
@@ -175,17 +177,25 @@ fn now() -> u64 {
     unsafe { bpf_ktime_get_boot_ns() }
 }
 
+/// A prefix entry's sources keep their state in `RATE_STATE`.
 #[inline(always)]
 fn judge(e: &PolicyEntry, rate_key: impl FnOnce() -> RateKey, attempt: bool) -> Decision {
     if expired(e) {
         Decision::pass(Reason::Expired)
     } else {
-        act(e, rate_key, attempt)
+        act(e, None, rate_key, attempt)
     }
 }
 
+/// `own_state`: the source's GCRA state inside its host entry (`None` for a prefix entry, whose
+/// sources' states are in `RATE_STATE` under `rate_key`).
 #[inline(always)]
-fn act(e: &PolicyEntry, rate_key: impl FnOnce() -> RateKey, attempt: bool) -> Decision {
+fn act(
+    e: &PolicyEntry,
+    own_state: Option<*mut u64>,
+    rate_key: impl FnOnce() -> RateKey,
+    attempt: bool,
+) -> Decision {
     // Only the timed actions read the flags: drop and reject entries skip the load.
     let refusal = || {
         if e.flags & ENTRY_FLAG_RST != 0 {
@@ -211,7 +221,7 @@ fn act(e: &PolicyEntry, rate_key: impl FnOnce() -> RateKey, attempt: bool) -> De
             }
         }
         ACTION_RATE_LIMIT => (
-            emission_interval_ns(e.rate_per_min),
+            e.rate_interval_ns(),
             e.burst,
             Reason::RateAllowed,
             Reason::RateRefused,
@@ -223,7 +233,7 @@ fn act(e: &PolicyEntry, rate_key: impl FnOnce() -> RateKey, attempt: bool) -> De
             // MTA, the rest are dropped (never reset: the point is that the sender reads the
             // MTA's reply).
             _ if e.flags & ENTRY_FLAG_NOTICE != 0 => (
-                notice_interval_ns(e.notice_count, e.notice_period_secs),
+                e.notice_interval_ns(),
                 e.notice_count,
                 Reason::NoticeAdmitted,
                 Reason::NoticeRefused,
@@ -249,7 +259,11 @@ fn act(e: &PolicyEntry, rate_key: impl FnOnce() -> RateKey, attempt: bool) -> De
     if !attempt {
         return Decision::pass(admitted);
     }
-    if rate_admit(&rate_key(), now(), interval, burst) {
+    let admitted_now = match own_state {
+        Some(tat) => gcra_cas(tat, now(), interval, burst),
+        None => rate_admit(&rate_key(), now(), interval, burst),
+    };
+    if admitted_now {
         Decision::pass(admitted)
     } else {
         Decision {
@@ -274,7 +288,20 @@ fn rate_admit(key: &RateKey, now: u64, interval: u64, burst: u32) -> bool {
                 Err(_) => continue,
             }
         };
-        let tat_ptr = unsafe { core::ptr::addr_of_mut!((*state).tat_ns) };
+        return gcra_cas(
+            unsafe { core::ptr::addr_of_mut!((*state).tat_ns) },
+            now,
+            interval,
+            burst,
+        );
+    }
+    false
+}
+
+/// One GCRA step on the state at `tat_ptr` (inside a map value), retried while other CPUs move it.
+#[inline(always)]
+fn gcra_cas(tat_ptr: *mut u64, now: u64, interval: u64, burst: u32) -> bool {
+    for _ in 0..RATE_CAS_ATTEMPTS {
         // A plain volatile load: BPF has no atomic load instruction the backend selects here, and
         // the compare-and-swap below catches any value that changed since.
         let old = unsafe { core::ptr::read_volatile(tat_ptr) };

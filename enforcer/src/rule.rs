@@ -314,7 +314,7 @@ impl Rule {
                 e.anchor_ns = throttle_anchor(clock, period.secs(), phase.secs());
             }
         }
-        e
+        e.with_interval()
     }
 }
 

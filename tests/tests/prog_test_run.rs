@@ -1189,16 +1189,19 @@ fn rate_limit_burst_then_refusal() {
             false,
         );
     }
-    // The state is keyed the way userspace reads it: IPv4 as v4-mapped IPv6.
-    let state: HashMap<_, RateKey, RateState> =
-        HashMap::try_from(dp.ebpf.map(maps::RATE_STATE).unwrap()).unwrap();
-    let tat = state
-        .get(&RateKey::v4(CLIENT4), 0)
-        .expect("rate state for CLIENT4")
-        .tat_ns;
+    // A host entry keeps its source's state in itself, not in RATE_STATE.
+    let hosts: HashMap<_, [u8; 4], PolicyEntry> =
+        HashMap::try_from(dp.ebpf.map(maps::POLICY_V4_HOSTS).unwrap()).unwrap();
+    let tat = hosts.get(&CLIENT4, 0).expect("CLIENT4's entry").tat_ns;
     assert!(
         tat > boottime_ns(),
         "theoretical arrival time lies ahead after the burst"
+    );
+    let state: HashMap<_, RateKey, RateState> =
+        HashMap::try_from(dp.ebpf.map(maps::RATE_STATE).unwrap()).unwrap();
+    assert!(
+        state.get(&RateKey::v4(CLIENT4), 0).is_err(),
+        "no RATE_STATE for a host entry"
     );
     // Non-SYNs of admitted connections never touch the bucket.
     let ack = frames::tcp_v4(&[], CLIENT4, SERVER4, &Tcp::syn(40000, 25).flags(ACK));
@@ -1234,6 +1237,10 @@ fn rate_limit_burst_then_refusal() {
         Reason::RateRefused,
         false,
     );
+    // A prefix's sources are keyed the way userspace reads them: IPv4 as v4-mapped IPv6.
+    let state: HashMap<_, RateKey, RateState> =
+        HashMap::try_from(dp.ebpf.map(maps::RATE_STATE).unwrap()).unwrap();
+    assert!(state.get(&RateKey::v4([10, 9, 9, 1]), 0).unwrap().tat_ns > boottime_ns());
     for i in 0..3 {
         dp.expect(
             &format!("v6 burst {i}"),
@@ -1488,14 +1495,18 @@ fn rate_limit_holds_across_cpus() {
     for round in 0..3u8 {
         let mut dp = Datapath::load();
         let src = [10, 5, round, 1];
-        dp.host4(
-            src,
-            PolicyEntry {
-                rate_per_min: 1,
-                burst,
-                ..entry(ACTION_RATE_LIMIT)
-            },
-        );
+        let limit = PolicyEntry {
+            rate_per_min: 1,
+            burst,
+            ..entry(ACTION_RATE_LIMIT)
+        };
+        // The state lives in the host entry itself, or (round 1) in RATE_STATE for a source
+        // inside a prefix: both are exact.
+        if round == 1 {
+            dp.prefix4([10, 5, round, 0], 24, limit);
+        } else {
+            dp.host4(src, limit);
+        }
         let frame = syn4(src, 25);
         let prog_fd = dp.xdp().fd().unwrap().try_clone().unwrap();
         let barrier = std::sync::Barrier::new(2);

@@ -112,15 +112,17 @@ pub(crate) fn drifted(have: &PolicyEntry, want: &PolicyEntry) -> bool {
     same_shape(have, want) && moved(have, want)
 }
 
-/// Equal but for the boot-clock times.
+/// Equal but for the boot-clock times and the rate state the kernel keeps in host entries.
 fn same_shape(have: &PolicyEntry, want: &PolicyEntry) -> bool {
     PolicyEntry {
         anchor_ns: 0,
         expires_ns: 0,
+        tat_ns: 0,
         ..*have
     } == PolicyEntry {
         anchor_ns: 0,
         expires_ns: 0,
+        tat_ns: 0,
         ..*want
     }
 }

@@ -399,6 +399,19 @@ impl PolicyMaps {
         if !prefix.is_host() {
             self.filter_of(prefix).add([prefix]);
         }
+        // A host entry holds its source's token bucket: rewriting the same bucket (reconcile at
+        // start, a realign, a repair) keeps it instead of handing the source a fresh burst.
+        let mut kept = *entry;
+        let metered =
+            entry.action == enforcer_common::policy::ACTION_RATE_LIMIT || entry.is_notice();
+        if prefix.is_host() && metered && entry.tat_ns == 0 {
+            if let Ok(Some(old)) = self.get(prefix) {
+                if old.same_bucket(entry) {
+                    kept.tat_ns = old.tat_ns;
+                }
+            }
+        }
+        let entry = &kept;
         let r = match (prefix.addr(), prefix.is_host()) {
             (IpAddr::V4(a), true) => self.v4_hosts.insert(a.octets(), entry, 0),
             (IpAddr::V4(a), false) => self

@@ -478,12 +478,14 @@ fn fill(
     for n in 0..HOSTS {
         hosts.insert(host(n), drop, 0)?;
     }
+    // Written as the daemon writes them: with the emission interval precomputed.
     let limited = PolicyEntry {
         action: ACTION_RATE_LIMIT,
         rate_per_min: 1,
         burst: 1,
         ..Default::default()
-    };
+    }
+    .with_interval();
     hosts.insert(RATE4, limited, 0)?;
     // Always within its budget: every run takes the compare-and-swap write path.
     hosts.insert(
@@ -492,7 +494,8 @@ fn fill(
             rate_per_min: u32::MAX,
             burst: 1 << 27,
             ..limited
-        },
+        }
+        .with_interval(),
         0,
     )?;
     eprintln!("loaded {HOSTS} IPv4 hosts in {:.1?}", started.elapsed());
