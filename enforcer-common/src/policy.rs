@@ -190,14 +190,17 @@ impl PolicyEntry {
     /// ([`PolicyEntry::tat_ns`]).
     pub const fn same_bucket(&self, other: &PolicyEntry) -> bool {
         let (a, b) = (self, other);
-        a.action == b.action
-            && (a.action == ACTION_RATE_LIMIT || a.is_notice() && b.is_notice())
-            && a.rate_per_min == b.rate_per_min
-            && a.burst == b.burst
-            && a.notice_count == b.notice_count
-            && a.notice_period_secs == b.notice_period_secs
-            && a.rate_interval_ns() == b.rate_interval_ns()
-            && a.notice_interval_ns() == b.notice_interval_ns()
+        if a.action == ACTION_RATE_LIMIT && b.action == ACTION_RATE_LIMIT {
+            a.rate_per_min == b.rate_per_min
+                && a.burst == b.burst
+                && a.rate_interval_ns() == b.rate_interval_ns()
+        } else if a.is_notice() && b.is_notice() {
+            a.notice_count == b.notice_count
+                && a.notice_period_secs == b.notice_period_secs
+                && a.notice_interval_ns() == b.notice_interval_ns()
+        } else {
+            false
+        }
     }
 
     /// True for a throttle entry that admits a notice budget inside its windows.
