@@ -290,6 +290,11 @@ impl<K: Kernel> Engine<K> {
                 }
             }
         }
+        // Every desired prefix is written (its filter bits set first); now drop the bits of
+        // prefixes no longer there, including those removed by earlier runs.
+        if let Err(err) = self.kernel.settle(true) {
+            log::error!("recomputing the prefix presence filters: {err:#} (stale bits only cost a trie walk; the self-check retries)");
+        }
         Ok(rep)
     }
 
@@ -1002,6 +1007,9 @@ impl<K: Kernel> Engine<K> {
                 Err(err) => log::error!("self-check: listing kernel entries: {err:#}"),
             }
         }
+        if let Err(err) = self.kernel.settle(false) {
+            log::error!("self-check: recomputing the prefix presence filters: {err:#}");
+        }
         self.metrics.self_check_repairs.inc_by(repaired as u64);
         repaired
     }
@@ -1126,7 +1134,23 @@ fn today(now: i64) -> time::Date {
 /// The kernel rule for an engine decision.
 pub fn engine_rule(d: &Desired) -> Rule {
     let rst = d.refusal == Refusal::Reject;
+    let notice = match d.refusal {
+        Refusal::Notice(n) => Some(n),
+        Refusal::Drop | Refusal::Reject => None,
+    };
+    let hour = Span(std::time::Duration::from_secs(3600));
     let verdict = match d.action {
+        // A full block that tells the sender why: a block window covering the whole period, so the
+        // kernel admits the notice budget and the milter answers 550 (same window maths).
+        Action::Block if notice.is_some() => Verdict::Throttle {
+            period: hour,
+            window: Span::default(),
+            phase: Span::default(),
+            block_offset: Span::default(),
+            block: hour,
+            rst: false,
+            notice,
+        },
         Action::Block if rst => Verdict::Reject,
         Action::Block | Action::Report => Verdict::Drop,
         Action::Windows {
@@ -1145,6 +1169,7 @@ pub fn engine_rule(d: &Desired) -> Rule {
             },
             block,
             rst,
+            notice,
         },
     };
     Rule {
