@@ -109,6 +109,7 @@ impl Kernel for PinnedKernel {
             .map(|(rule, have)| {
                 let want = rule.to_kernel(&clock);
                 have.is_some_and(|have| same_shape(&have, &want) && !moved(&have, &want))
+                    && self.0.filtered(&rule.prefix)
             })
             .collect())
     }
