@@ -13,7 +13,7 @@ use crate::duration::Span;
 use crate::net::Prefix;
 
 /// What a SYN from a matching source gets.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Verdict {
     Pass,
@@ -39,7 +39,7 @@ pub enum Verdict {
 }
 
 /// Who made a rule: the operator (CLI) or the progressive-enforcement engine.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RuleSource {
     Operator,

@@ -92,7 +92,7 @@ impl Replica {
                 Touched::Rule { prefix } => Item::Rule(RuleState {
                     prefix,
                     stamp: self.hlc.tick(now_ms),
-                    rule: engine.operator_rule(&prefix).cloned(),
+                    rule: engine.operator_rule(&prefix),
                 }),
             };
             items.push(item);
@@ -209,7 +209,7 @@ impl Replica {
                 }
             }
             Item::Rule(r) => {
-                if engine.operator_rule(&r.prefix) != r.rule.as_ref() {
+                if engine.operator_rule(&r.prefix).as_ref() != r.rule.as_ref() {
                     log::info!(
                         "fleet: operator entry {} {} by {}",
                         r.prefix,
@@ -268,7 +268,7 @@ impl Replica {
             .records()
             .map(|r| Item::Sender(SenderState::of_record(r, None)))
             .collect();
-        for rule in engine.operator_rules().cloned().collect::<Vec<_>>() {
+        for rule in engine.operator_rules().collect::<Vec<_>>() {
             let known = engine.store().fleet_known(&key_of("rule", &rule.prefix))?;
             let same = matches!(&known, Some(Item::Rule(k)) if k.rule.as_ref() == Some(&rule));
             if !same {

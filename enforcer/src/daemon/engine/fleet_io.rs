@@ -34,11 +34,11 @@ impl<K: Kernel> Engine<K> {
         self.records.get(p)
     }
 
-    pub fn operator_rule(&self, p: &Prefix) -> Option<&Rule> {
+    pub fn operator_rule(&self, p: &Prefix) -> Option<Rule> {
         self.operator.get(p)
     }
 
-    pub fn operator_rules(&self) -> impl Iterator<Item = &Rule> {
+    pub fn operator_rules(&self) -> impl Iterator<Item = Rule> + '_ {
         self.operator.values()
     }
 
