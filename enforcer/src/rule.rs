@@ -45,7 +45,7 @@ pub enum Verdict {
 
 /// A notice budget, `COUNT/PERIOD` as operators write it (`2/10m`): SYNs admitted per source address
 /// inside a window, so they reach the MTA whose milter or policy service tells the sender why.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct NoticeRate {
     pub count: u32,
     pub period: Span,

@@ -171,6 +171,7 @@ mod tests {
             block_offset: Span::default(),
             block: Span::default(),
             rst: true,
+            notice: None,
         };
         let rules = [
             rule("192.0.2.1", Verdict::Drop, None),
