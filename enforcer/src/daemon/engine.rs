@@ -210,7 +210,7 @@ impl<K: Kernel> Engine<K> {
             operator.insert(rule.prefix, rule);
         })?;
         e.start_journal = Some(Journal::default());
-        let report = e.settle(now)?;
+        let report = e.converge(now)?;
         Ok((e, report))
     }
 
@@ -243,12 +243,18 @@ impl<K: Kernel> Engine<K> {
             count("restoring", p, r);
         }
         self.applied.clear();
+        // Entries it removed again leave presence-filter bits behind.
+        if let Err(err) = self.kernel.settle(true) {
+            log::error!(
+                "rolling back the failed start: recomputing the prefix presence filters: {err:#}"
+            );
+        }
         (done, failed)
     }
 
     /// What start-up and reload share: stage metrics from the schedule, kernel := store, then every
     /// prefix's timer and metric label.
-    fn settle(&mut self, now: i64) -> anyhow::Result<Reconciled> {
+    fn converge(&mut self, now: i64) -> anyhow::Result<Reconciled> {
         let kinds: Vec<&str> = self
             .policy
             .schedule
@@ -292,7 +298,7 @@ impl<K: Kernel> Engine<K> {
         if !changed.is_empty() {
             self.store.put_senders(changed.iter())?;
         }
-        self.settle(now)
+        self.converge(now)
     }
 
     /// Kernel := store. Entries the store does not know are removed; every desired entry the
@@ -374,6 +380,11 @@ impl<K: Kernel> Engine<K> {
                     self.reconcile_error(&mut rep, now, "writing kernel entry", &p, &err);
                 }
             }
+        }
+        // Every desired prefix is written (its filter bits set first); now drop the bits of
+        // prefixes no longer there, including those removed by earlier runs.
+        if let Err(err) = self.kernel.settle(true) {
+            log::error!("recomputing the prefix presence filters: {err:#} (stale bits only cost a trie walk; the self-check retries)");
         }
         self.start_journal = journal;
         Ok(rep)
@@ -1156,6 +1167,9 @@ impl<K: Kernel> Engine<K> {
                 }
                 Err(err) => log::error!("self-check: listing kernel entries: {err:#}"),
             }
+        }
+        if let Err(err) = self.kernel.settle(false) {
+            log::error!("self-check: recomputing the prefix presence filters: {err:#}");
         }
         self.metrics.self_check_repairs.inc_by(repaired as u64);
         repaired

@@ -42,6 +42,11 @@ pub trait Kernel {
     fn restore(&mut self, prefix: &Prefix, saved: &Self::Saved) -> anyhow::Result<()>;
     /// Whether a saved entry is exactly `rule` (boot-clock times within a second), as `holds` says.
     fn is(&self, saved: &Self::Saved, rule: &Rule) -> bool;
+    /// Brings derived kernel state (the prefix presence filters) up to date after removals;
+    /// `full` recomputes it whatever this process did (after reconciling at start).
+    fn settle(&mut self, _full: bool) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// The pinned maps of a running datapath. Wall-clock times convert to the kernel's boot clock at the
@@ -59,9 +64,10 @@ impl Kernel for PinnedKernel {
         self.0.upsert(prefix, saved)
     }
 
+    /// An entry the presence filter hides is as good as missing: rewriting it sets the bits.
     fn is(&self, have: &PolicyEntry, rule: &Rule) -> bool {
         let want = rule.to_kernel(&Clock::now());
-        same_shape(have, &want) && !moved(have, &want)
+        same_shape(have, &want) && !moved(have, &want) && self.0.filtered(&rule.prefix)
     }
 
     fn upsert(&mut self, rule: &Rule) -> anyhow::Result<()> {
@@ -93,6 +99,14 @@ impl Kernel for PinnedKernel {
         self.0.remove_many(prefixes).map(|_| ())
     }
 
+    fn settle(&mut self, full: bool) -> anyhow::Result<()> {
+        if full {
+            self.0.rebuild_filters()
+        } else {
+            self.0.settle_filters()
+        }
+    }
+
     fn holds(&self, rule: &Rule) -> anyhow::Result<bool> {
         Ok(self
             .0
@@ -119,15 +133,17 @@ pub(crate) fn drifted(have: &PolicyEntry, want: &PolicyEntry) -> bool {
     same_shape(have, want) && moved(have, want)
 }
 
-/// Equal but for the boot-clock times.
+/// Equal but for the boot-clock times and the rate state the kernel keeps in host entries.
 fn same_shape(have: &PolicyEntry, want: &PolicyEntry) -> bool {
     PolicyEntry {
         anchor_ns: 0,
         expires_ns: 0,
+        tat_ns: 0,
         ..*have
     } == PolicyEntry {
         anchor_ns: 0,
         expires_ns: 0,
+        tat_ns: 0,
         ..*want
     }
 }
