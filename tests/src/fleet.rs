@@ -197,6 +197,47 @@ impl Redis {
         }
     }
 
+    /// Starts a Sentinel (the same redis-server binary in sentinel mode) on `port` in the same
+    /// namespace, monitoring this server as `mymaster` at `master_ip`; killed on drop.
+    pub fn sentinel(&self, port: u16, master_ip: &str) -> Sentinel {
+        let conf = self.dir.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 0.0.0.0\nprotected-mode no\nsentinel monitor mymaster {master_ip} {} 1\nsentinel auth-pass mymaster {PASSWORD}\n",
+                self.port
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(self.dir.join("sentinel.log")).unwrap();
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", self.ns_path))
+            .arg("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting redis-server --sentinel");
+        let s = Sentinel { child };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = Command::new("nsenter")
+                .arg(format!("--net={}", self.ns_path))
+                .args(["redis-cli", "-p", &port.to_string()])
+                .args(["SENTINEL", "get-master-addr-by-name", "mymaster"])
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&out.stdout).contains(master_ip) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the Sentinel did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        s
+    }
+
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
@@ -220,6 +261,18 @@ impl Redis {
             .output()
             .expect("running redis-cli (apt-get install redis-tools)");
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// A Sentinel process; killed on drop.
+pub struct Sentinel {
+    child: Child,
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -511,6 +564,38 @@ impl Fleet {
             client,
             hub,
             dir,
+        }
+    }
+
+    /// Points every host at Sentinels on `port` (reached at the hub's address on each host's link)
+    /// that know the master as `mymaster` at 10.200.81.1, which every host can route to.
+    pub fn use_sentinel(&mut self, port: u16) {
+        for (i, h) in self.hosts.iter_mut().enumerate() {
+            let n = 81 + i;
+            if n != 81 {
+                ip(&[
+                    "-n",
+                    &h.ns.name,
+                    "route",
+                    "add",
+                    "10.200.81.0/24",
+                    "via",
+                    &format!("10.200.{n}.1"),
+                ]);
+            }
+            let cfg = std::fs::read_to_string(&h.config).unwrap();
+            let cfg = cfg
+                .lines()
+                .map(|l| {
+                    if l.starts_with("redis = ") {
+                        format!("redis = [\"redis://10.200.{n}.1:{port}\"]\nsentinel_master = \"mymaster\"")
+                    } else {
+                        l.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            std::fs::write(&h.config, cfg + "\n").unwrap();
         }
     }
 

@@ -411,3 +411,29 @@ fn tls_and_auth_to_redis() {
     let denied = f.redis.cli_no_auth(&["PING"]);
     assert!(denied.contains("NOAUTH"), "{denied}");
 }
+
+#[test]
+fn redis_found_through_sentinel() {
+    let mut f = Fleet::new("fs", 2, "");
+    let sport = f.redis.port + 1;
+    let _sentinel = f.redis.sentinel(sport, "10.200.81.1");
+    f.use_sentinel(sport);
+    f.start_all();
+    let st = f.hosts[1].fleet_status();
+    assert!(
+        st["redis"].as_str().unwrap().contains("master mymaster"),
+        "{st}"
+    );
+    let src = sender_ip(15);
+    f.hosts[0].op(&["block", &src]);
+    let b = &f.hosts[1];
+    assert!(
+        wait_for(PROPAGATION_BOUND, || b
+            .entry(&format!("{src}/32"))
+            .as_deref()
+            == Some("drop"))
+        .is_some(),
+        "{}",
+        b.log_text()
+    );
+}

@@ -136,7 +136,8 @@ impl FleetSettings {
                 .as_str()
                 .into_connection_info()
                 .map_err(|e| format!("`{}`: {e}", redact(url)))?;
-            if let Some(pw) = &password {
+            // With Sentinel the password is the master's (below), not the Sentinels'.
+            if let (Some(pw), None) = (&password, &f.sentinel_master) {
                 let rs = info.redis_settings().clone().set_password(pw);
                 info = info.set_redis_settings(rs);
             }
@@ -159,9 +160,12 @@ impl FleetSettings {
                 }
             }
             Some(master) => {
-                let first = &infos[0];
+                let mut rs = infos[0].redis_settings().clone();
+                if let Some(pw) = &password {
+                    rs = rs.set_password(pw);
+                }
                 let mut node = redis::sentinel::SentinelNodeConnectionInfo::default()
-                    .set_redis_connection_info(first.redis_settings().clone());
+                    .set_redis_connection_info(rs);
                 if f.redis.iter().any(|u| u.starts_with("rediss://")) {
                     node = node.set_tls_mode(redis::TlsMode::Secure);
                 }
