@@ -33,6 +33,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     if matches!(args.which, Which::State | Which::All) {
         require_root("the state benchmark")?;
+        output(cargo().args(["build", "--release", "-p", "enforcer", "--bin", "enforcer"]))?;
         let md = output(cargo().args(["run", "--release", "-p", "tests", "--bin", "bench-state"]))?;
         splice("state", &md)?;
     }

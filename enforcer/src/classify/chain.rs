@@ -128,19 +128,25 @@ fn from_clause(r: &TokensView<'_>) -> (Option<String>, Option<IpAddr>) {
     let mut ip = first.and_then(parse_addr);
     let mut rdns: Option<&[u8]> = None;
     for comment in r.comments(c) {
-        for w in comment
+        let mut words = comment
             .split(|b| matches!(b, b' ' | b'\t'))
-            .filter(|w| !w.is_empty())
-        {
-            if let Some(a) = parse_addr(w) {
-                ip.get_or_insert(a);
-            } else if rdns.is_none()
-                && w.contains(&b'.')
-                && !w.contains(&b'=')
-                && !w.eq_ignore_ascii_case(b"unknown")
-                && w.first().is_some_and(u8::is_ascii_alphanumeric)
+            .filter(|w| !w.is_empty());
+        let Some(head) = words.next() else {
+            continue;
+        };
+        if let Some(a) = parse_addr(head) {
+            ip.get_or_insert(a);
+            continue;
+        }
+        // `(rdns [addr])`: a name is the looked-up one only when an address follows it.
+        if let Some(a) = words.next().and_then(parse_addr) {
+            ip.get_or_insert(a);
+            if rdns.is_none()
+                && head.contains(&b'.')
+                && !head.eq_ignore_ascii_case(b"unknown")
+                && head.first().is_some_and(u8::is_ascii_alphanumeric)
             {
-                rdns = Some(w);
+                rdns = Some(head);
             }
         }
     }

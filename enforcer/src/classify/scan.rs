@@ -124,7 +124,16 @@ fn strip_prefix(line: &[u8]) -> &[u8] {
 /// are; so is a line where nothing qualifies.
 fn evidence_start(line: &[u8]) -> &[u8] {
     let l = strip_prefix(line);
-    if l.is_empty() || is_reply_line(l) || is_command(l) || header_name(l).is_some() {
+    if let Some(name) = header_name(l) {
+        // `Out: 220 …`, `In: EHLO …` (Postfix's session transcripts), `Server: 250 …`: a direction marker
+        // written like a header name.
+        let rest = l[name.len() + 1..].trim_ascii_start();
+        if is_marker(name) && (is_reply_line(rest) || is_command(rest)) {
+            return rest;
+        }
+        return l;
+    }
+    if l.is_empty() || is_reply_line(l) || is_command(l) {
         return l;
     }
     // Only lines with a digit or an `E`/`H` can hold a reply or a command: skip the walk for the rest.
@@ -281,7 +290,7 @@ fn header_name(l: &[u8]) -> Option<&[u8]> {
     let n = l
         .iter()
         .take(80)
-        .take_while(|b| (33..=126).contains(*b) && **b != b':')
+        .take_while(|b| (33..=126).contains(*b) && **b != b':' && **b != b'@')
         .count();
     (n > 0 && l.get(n) == Some(&b':')).then(|| &l[..n])
 }
@@ -444,7 +453,13 @@ impl Scanner {
             return;
         }
         self.flush_header();
-        self.line(evidence_start(raw));
+        // An indented line never starts a header field (it would be a folded one): in pasted text it is
+        // a transcript or prose.
+        let l = evidence_start(raw);
+        if matches!(raw[0], b' ' | b'\t') && header_name(l).is_some() {
+            return;
+        }
+        self.line(l);
     }
 
     fn line(&mut self, l: &[u8]) {

@@ -478,6 +478,8 @@ fn transcripts_and_logs_as_people_paste_them() {
     let cases: &[(&str, Product)] = &[
         ("[*] 10.0.0.1:25        - 10.0.0.1:25 SMTP 220 mx.example.org ESMTP Exim 4.96 Tue, 04 Jun 2024\n", Product::Exim),
         ("[S] 220 mx.example.org ESMTP Postfix (Debian/GNU)\n[C] EHLO probe\n", Product::Postfix),
+        (" Out: 220 mx.example.org ESMTP Exim 4.96\n In:  EHLO probe\n", Product::Exim),
+        ("\tuser@host:~$ telnet mx.example.org 25\n\t\t220 mx.example.org ESMTP Postfix\n", Product::Postfix),
         ("S 220 mx.example.org ESMTP Postfix\nC EHLO probe\n", Product::Postfix),
         ("2024-06-04T10:11:12.345Z\t192.0.2.1\tS\t220 mx.example.org ESMTP Sendmail 8.15.2/8.15.2; Tue\n", Product::Sendmail),
         ("10:11:12.345 <<< 220 mx.example.org Microsoft ESMTP MAIL Service ready at Tue, 4 Jun 2024\n", Product::Exchange),

@@ -27,6 +27,17 @@ const RSS_TARGET_MIB: f64 = 256.0;
 const LIST_TARGET_S: f64 = 5.0;
 
 fn main() -> ExitCode {
+    // This binary lives in <target>/release/, not in deps/ like a test: use the enforcer binary built
+    // next to it (`cargo xtask bench state` builds it first).
+    if std::env::var_os("ENFORCER_BIN").is_none() {
+        if let Some(bin) = std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(|d| d.join("enforcer")))
+            .filter(|b| b.exists())
+        {
+            std::env::set_var("ENFORCER_BIN", bin);
+        }
+    }
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -123,13 +134,14 @@ fn load_operator(dirs: &Dirs) -> Result<()> {
     Ok(())
 }
 
-/// 1M sender records, each detected a day ago as an end-of-life Exchange (in enforcement); the daemon
+/// 1M sender records, each detected 100 days ago as an end-of-life Exchange (blocked); the daemon
 /// writes their kernel entries when it starts.
 fn load_senders(dirs: &Dirs) -> Result<()> {
     drop(Datapath::load(&dirs.pin_dir).context("creating the pinned maps (run as root)")?);
     let store = Store::open(&dirs.state_dir)?;
     let policy = Policy::default();
-    let now = Clock::now().unix_secs() - 86_400;
+    // Detected 100 days ago: past the last stage of the default schedule (block at 90 days).
+    let now = Clock::now().unix_secs() - 100 * 86_400;
     let ev = Evidence {
         seen_at: now,
         product: "exchange".into(),
@@ -233,7 +245,7 @@ fn verdict(v: f64, target: f64) -> &'static str {
 fn print(rows: &[Measured], kernel: (f64, f64)) {
     println!("## State at 1,000,000 entries (`cargo xtask bench state`)\n");
     println!(
-        "One daemon (`enforcer run` on a veth in a private namespace) over a store and pinned maps holding 1,000,000 IPv4 host entries: first operator `block` entries (each with a reason), then senders in enforcement (end-of-life Exchange, detected a day earlier; the daemon writes their kernel entries at start). The entries are written through the library in one transaction (no bulk import command exists yet). RSS is the daemon's `VmRSS` two seconds after it reported enforcing; `list --json` is the whole command, its output read and counted by the harness; the CLI peak is its `ru_maxrss`.\n"
+        "One daemon (`enforcer run` on a veth in a private namespace) over a store and pinned maps holding 1,000,000 IPv4 host entries: first operator `block` entries (each with a reason), then senders in enforcement (end-of-life Exchange detected 100 days earlier, so blocked; the daemon writes their kernel entries at start). The entries are written through the library in one transaction (no bulk import command exists yet). RSS is the daemon's `VmRSS` two seconds after it reported enforcing; `list --json` is the whole command, its output read and counted by the harness; the CLI peak is its `ru_maxrss`.\n"
     );
     println!("| 1,000,000 … | daemon start | daemon RSS | target | `list --json` | target | CLI peak RSS | daemon RSS after list (peak) |");
     println!("|---|---:|---:|---|---:|---|---:|---:|");
