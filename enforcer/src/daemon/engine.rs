@@ -7,6 +7,8 @@
 //! Order of every change: store commit first (so what the CLI is told survives kill -9), then the
 //! kernel, then the reply.
 
+mod bulk;
+
 use super::kernel::Kernel;
 use super::metrics::EngineMetrics;
 use super::views;
@@ -173,6 +175,14 @@ impl<K: Kernel> Engine<K> {
         for rule in e.store.rules()? {
             e.operator.insert(rule.prefix, rule);
         }
+        let kinds: Vec<&str> = e
+            .policy
+            .schedule
+            .stages()
+            .iter()
+            .map(|st| action_kind(&st.action))
+            .collect();
+        e.metrics.init(&kinds);
         let report = e.reconcile(now)?;
         let prefixes: Vec<Prefix> = e.records.keys().chain(e.operator.keys()).copied().collect();
         for p in prefixes {
@@ -180,6 +190,49 @@ impl<K: Kernel> Engine<K> {
             e.relabel(p, now);
         }
         Ok((e, report))
+    }
+
+    /// Applies a reloaded configuration: schedule, allow-list, pause budget, aggregation (for new
+    /// records), classifier overrides and report-only. Records catch up under the new schedule
+    /// (stages never go down) and the kernel entries are made equal to what it says, in place: no
+    /// entry is removed that stays.
+    pub fn reconfigure(
+        &mut self,
+        settings: EngineSettings,
+        now: i64,
+    ) -> anyhow::Result<Reconciled> {
+        self.policy = settings.policy;
+        self.overrides = settings.overrides;
+        self.report_only = settings.report_only;
+        let mut changed = Vec::new();
+        for rec in self.records.values_mut() {
+            if catch_up(&self.policy, rec, now) {
+                changed.push(rec.clone());
+            }
+        }
+        if !changed.is_empty() {
+            self.store.put_senders(changed.iter())?;
+        }
+        let kinds: Vec<&str> = self
+            .policy
+            .schedule
+            .stages()
+            .iter()
+            .map(|st| action_kind(&st.action))
+            .collect();
+        self.metrics.init(&kinds);
+        let report = self.reconcile(now)?;
+        let prefixes: Vec<Prefix> = self
+            .records
+            .keys()
+            .chain(self.operator.keys())
+            .copied()
+            .collect();
+        for p in prefixes {
+            self.schedule(p, now);
+            self.relabel(p, now);
+        }
+        Ok(report)
     }
 
     /// Kernel := store. Entries the store does not know are removed; every desired entry is written.
@@ -358,6 +411,8 @@ impl<K: Kernel> Engine<K> {
                 | Request::Forget { .. }
                 | Request::PutRule { .. }
                 | Request::RemoveRule { .. }
+                | Request::Import { .. }
+                | Request::RemoveRules { .. }
         );
         if changes {
             if let Some(problem) = self.datapath.problem() {
@@ -394,6 +449,16 @@ impl<K: Kernel> Engine<K> {
             Request::Forget { target } => self.forget(&target, now),
             Request::PutRule { rule } => self.put_rule(rule, now),
             Request::RemoveRule { prefix } => self.remove_rule(&prefix, now),
+            Request::Import {
+                verdict,
+                expires_at,
+                reason,
+                list,
+                entries,
+            } => self.import(verdict, expires_at, reason, list, &entries, now),
+            Request::RemoveRules { entries, list } => {
+                self.remove_rules(entries.as_deref(), list.as_deref(), now)
+            }
             // Answered by the runner when the fleet is configured.
             Request::FleetStatus {} => Reply::usage(
                 "this daemon is not part of a fleet: add a [fleet] section with redis = \"redis://host:6379/0\" to its configuration",
@@ -403,7 +468,16 @@ impl<K: Kernel> Engine<K> {
                 prefix,
                 source,
                 limit,
-            } => self.list_page(after, &Filter { prefix, source }, limit),
+                list,
+            } => self.list_page(
+                after,
+                &Filter {
+                    prefix,
+                    source,
+                    list,
+                },
+                limit,
+            ),
             Request::Rules {} => {
                 let mut rules: Vec<&Rule> = self.operator.values().collect();
                 rules.extend(
@@ -462,7 +536,10 @@ impl<K: Kernel> Engine<K> {
                 RuleSource::Operator => Source::Operator,
                 RuleSource::Engine { .. } => Source::Engine,
             };
-            if filter.covers(&p) && filter.source.is_none_or(|s| s == source) {
+            if filter.covers(&p)
+                && filter.source.is_none_or(|s| s == source)
+                && filter.in_list(rule.list.as_deref())
+            {
                 picked.push((p, rule));
             }
         }
@@ -508,6 +585,13 @@ impl<K: Kernel> Engine<K> {
                 return Reply::usage(e.to_string());
             }
         };
+        self.metrics
+            .classified
+            .get_or_create(&vec![
+                ("product".to_string(), class.product.id().to_string()),
+                ("status".to_string(), class.status.id().to_string()),
+            ])
+            .inc();
         let ev = match evidence_of(&class, now) {
             Ok(ev) => ev,
             Err(e) => return Reply::internal(e),
@@ -544,10 +628,11 @@ impl<K: Kernel> Engine<K> {
         Reply::ok(self.detail(key, now))
     }
 
+    /// Evidence through the control socket is the operator's (`enforcer evidence`): source `cli`.
     fn count_evidence(&self, outcome: &str) {
         self.metrics
             .evidence
-            .get_or_create(&EngineMetrics::outcome("outcome", outcome))
+            .get_or_create(&EngineMetrics::evidence_label("cli", outcome))
             .inc();
     }
 
@@ -725,17 +810,16 @@ impl<K: Kernel> Engine<K> {
     }
 
     /// The live operator rule that decides for `p`: one for exactly `p`, else the most specific one
-    /// covering it. Operator rules are few (typed by hand), so a scan is fine.
+    /// covering it. One map lookup per shorter prefix length, so a million imported rules cost the
+    /// same as ten.
     fn operator_for(&self, p: &Prefix, now: i64) -> Option<&Rule> {
-        if let Some(r) = self.operator.get(p).filter(|r| !r.is_expired(now)) {
+        let live = |q: &Prefix| self.operator.get(q).filter(|r| !r.is_expired(now));
+        if let Some(r) = live(p) {
             return Some(r);
         }
-        self.operator
-            .values()
-            .filter(|r| {
-                !r.is_expired(now) && r.prefix.len() < p.len() && r.prefix.contains(p.addr())
-            })
-            .max_by_key(|r| r.prefix.len())
+        (0..p.len())
+            .rev()
+            .find_map(|len| live(&Prefix::containing(p.addr(), len)))
     }
 
     /// Re-applies the engine entries of every sender inside `q` after an operator rule for `q`
@@ -906,7 +990,10 @@ impl<K: Kernel> Engine<K> {
                 Standing::Enforcing { .. } => "enforcing",
                 Standing::Paused { .. } => "paused",
             };
-            EngineMetrics::sender_label(state, st.stage())
+            let stage = st
+                .stage()
+                .map(|n| (n, action_kind(&self.policy.schedule.stage(n).action)));
+            EngineMetrics::sender_label(state, stage)
         });
         if self.labels.get(&p) == new.as_ref() {
             return;
@@ -918,6 +1005,16 @@ impl<K: Kernel> Engine<K> {
             self.metrics.senders.get_or_create(&new).inc();
             self.labels.insert(p, new);
         }
+    }
+}
+
+/// The `stage_action` label of a stage.
+fn action_kind(a: &crate::policy::Action) -> &'static str {
+    use crate::policy::Action;
+    match a {
+        Action::Report => "report",
+        Action::Windows { .. } => "windows",
+        Action::Block => "block",
     }
 }
 
@@ -981,6 +1078,7 @@ pub fn engine_rule(d: &Desired) -> Rule {
         reason: Some(d.reason.clone()),
         created_at: d.since,
         source: RuleSource::Engine { stage: d.stage },
+        list: None,
     }
 }
 
@@ -1015,6 +1113,8 @@ fn op_name(r: &Request) -> &'static str {
         Request::PutRule { .. } => "put_rule",
         Request::RemoveRule { .. } => "remove_rule",
         Request::Rules {} => "rules",
+        Request::Import { .. } => "import",
+        Request::RemoveRules { .. } => "remove_rules",
         Request::FleetStatus {} => "fleet_status",
         Request::List { .. } => "list",
     }
