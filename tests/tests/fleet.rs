@@ -565,3 +565,31 @@ fn bulk_imports_list_replacements_and_bulk_unsets_reach_every_host() {
         );
     }
 }
+
+#[test]
+fn redis_found_through_sentinel_over_tls() {
+    let mut f = Fleet::new_tls("fu", 2);
+    let sport = f.redis.port + 1;
+    let _sentinel = f.redis.sentinel(sport, "10.200.81.1");
+    f.use_sentinel(sport);
+    f.start_all();
+    let st = f.hosts[1].fleet_status();
+    let shown = st["redis"].as_str().unwrap();
+    assert!(
+        shown.starts_with("sentinel rediss://") && shown.contains("master mymaster"),
+        "{st}"
+    );
+    let src = sender_ip(16);
+    f.hosts[0].op(&["block", &src]);
+    let b = &f.hosts[1];
+    assert!(
+        wait_for(PROPAGATION_BOUND, || b
+            .entry(&format!("{src}/32"))
+            .as_deref()
+            == Some("drop"))
+        .is_some(),
+        "{}",
+        b.log_text()
+    );
+    assert_eq!(b.fleet_status()["connected"], true);
+}

@@ -48,12 +48,17 @@ pub enum Target {
         /// PEM roots for `rediss://` instead of the system's.
         ca: Option<Vec<u8>>,
     },
-    /// Sentinel addresses and the monitored master's name; data connections use the master's
-    /// current address with `node` (password, db, TLS).
+    /// Sentinel addresses and the monitored master's name; data connections go to the master's
+    /// current address, with `data` (password, db) and, with `tls`, TLS checked against `ca` (or
+    /// the system's roots) to the Sentinels and to the master alike.
     Sentinel {
-        sentinels: Vec<ConnectionInfo>,
+        sentinels: Vec<redis::ConnectionAddr>,
+        /// The Sentinels' own password (from their URLs), if they require one.
+        sentinel_password: Option<String>,
         master: String,
-        node: redis::sentinel::SentinelNodeConnectionInfo,
+        data: redis::RedisConnectionInfo,
+        tls: bool,
+        ca: Option<Vec<u8>>,
     },
 }
 
@@ -218,16 +223,43 @@ impl Link {
             ),
             Target::Sentinel {
                 sentinels,
+                sentinel_password,
                 master,
-                node,
+                data,
+                tls,
+                ca,
             } => {
-                let mut s = redis::sentinel::SentinelClient::build(
+                use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
+                let mut b = SentinelClientBuilder::new(
                     sentinels.clone(),
-                    master.clone(),
-                    Some(node.clone()),
-                    redis::sentinel::SentinelServerType::Master,
-                )?;
-                s.async_get_client().await
+                    master,
+                    SentinelServerType::Master,
+                )?
+                .set_client_to_redis_db(data.db());
+                if let Some(u) = data.username() {
+                    b = b.set_client_to_redis_username(u);
+                }
+                if let Some(pw) = data.password() {
+                    b = b.set_client_to_redis_password(pw);
+                }
+                if let Some(pw) = sentinel_password {
+                    b = b.set_client_to_sentinel_password(pw);
+                }
+                if *tls {
+                    b = b
+                        .set_client_to_redis_tls_mode(redis::TlsMode::Secure)
+                        .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure);
+                    if let Some(pem) = ca {
+                        let certs = redis::TlsCertificates {
+                            client_tls: None,
+                            root_cert: Some(pem.clone()),
+                        };
+                        b = b
+                            .set_client_to_redis_certificates(certs.clone())
+                            .set_client_to_sentinel_certificates(certs);
+                    }
+                }
+                b.build()?.async_get_client().await
             }
         }
     }

@@ -635,6 +635,39 @@ fn fleet_config_is_checked_with_line_and_key() {
     let r = super::FleetSettings::resolve(&s).unwrap();
     assert!(matches!(r.target, super::link::Target::Sentinel { .. }));
     assert!(r.display.contains("master mymaster"), "{}", r.display);
+    // Over TLS: the Sentinels' password is the one in their URLs, the file's is the master's.
+    let dir = std::env::temp_dir().join(format!("enforcer-fleet-sn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pw = dir.join("pass");
+    std::fs::write(&pw, "master-secret\n").unwrap();
+    let mut s = s;
+    s.redis = vec![
+        "rediss://:sentinel-secret@a:26379/3".into(),
+        "rediss://b:26379".into(),
+    ];
+    s.password_file = Some(pw);
+    let r = super::FleetSettings::resolve(&s).unwrap();
+    match &r.target {
+        super::link::Target::Sentinel {
+            sentinel_password,
+            data,
+            tls,
+            sentinels,
+            ..
+        } => {
+            assert_eq!(sentinel_password.as_deref(), Some("sentinel-secret"));
+            assert_eq!(data.password(), Some("master-secret"));
+            assert_eq!(data.db(), 3);
+            assert!(*tls);
+            assert_eq!(sentinels.len(), 2);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!r.display.contains("secret"), "{}", r.display);
+    s.redis[1] = "redis://b:26379".into();
+    let e = super::FleetSettings::resolve(&s).unwrap_err();
+    assert!(e.contains("mixes redis:// and rediss://"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
