@@ -7,6 +7,9 @@
 
 use crate::datapath::Capacity;
 use crate::duration::Span;
+use crate::evidence::listen::Endpoint;
+use crate::evidence::reply::check_template;
+use crate::evidence::MtaSettings;
 use crate::fleet::settings::FleetFile;
 use crate::net::Prefix;
 use crate::policy::{Action, Aggregation, Policy, Refusal, Schedule, ScheduleError, Stage};
@@ -48,6 +51,8 @@ pub struct FileConfig {
     pub policy: Policy,
     /// Per-product end of support overrides (classifier product id -> date), e.g. an ESU contract.
     pub end_of_support: BTreeMap<String, time::Date>,
+    /// `[milter] listen`, `[policy] listen` and the `[replies]` texts.
+    pub mta: MtaSettings,
     /// `[fleet]`: share senders and operator entries with other hosts through Redis.
     pub fleet: Option<FleetFile>,
     /// Kernel map sizes (`[capacity]`); defaults when not set.
@@ -81,8 +86,25 @@ struct Raw {
     metrics_addr: Option<Spanned<String>>,
     enforcement: Option<RawEnforcement>,
     classifier: Option<RawClassifier>,
+    milter: Option<RawListener>,
+    policy: Option<RawListener>,
+    replies: Option<RawReplies>,
     fleet: Option<Spanned<RawFleet>>,
     capacity: Option<RawCapacity>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListener {
+    listen: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReplies {
+    throttle: Option<Spanned<String>>,
+    block: Option<Spanned<String>>,
+    info_url: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -121,6 +143,7 @@ struct RawEnforcement {
     aggregation: Option<RawAggregation>,
     allow: Option<Vec<Spanned<Prefix>>>,
     pause_budget: Option<Spanned<Span>>,
+    min_confidence: Option<Spanned<f64>>,
     stages: Option<Spanned<Vec<Spanned<RawStage>>>>,
 }
 
@@ -178,10 +201,40 @@ impl FileConfig {
             metrics_addr: None,
             policy: Policy::default(),
             end_of_support: BTreeMap::new(),
+            mta: MtaSettings::default(),
             fleet: None,
             capacity: Capacity::default(),
             catalog: None,
         };
+        for (table, raw_listener, slot) in [
+            ("milter", raw.milter, &mut cfg.mta.milter),
+            ("policy", raw.policy, &mut cfg.mta.policy),
+        ] {
+            if let Some(l) = raw_listener.and_then(|l| l.listen) {
+                let ep: Endpoint = l
+                    .get_ref()
+                    .parse()
+                    .map_err(|e| ctx.err(l.span(), &format!("{table}.listen"), e))?;
+                *slot = Some(ep);
+            }
+        }
+        if let Some(r) = raw.replies {
+            for (key, text, slot) in [
+                ("replies.throttle", r.throttle, &mut cfg.mta.texts.throttle),
+                ("replies.block", r.block, &mut cfg.mta.texts.block),
+            ] {
+                if let Some(t) = text {
+                    check_template(t.get_ref()).map_err(|e| ctx.err(t.span(), key, e))?;
+                    if t.get_ref().trim().is_empty() {
+                        return Err(ctx.err(t.span(), key, "the text is empty; write the reason the sender should read, or leave the key out for the default"));
+                    }
+                    *slot = t.into_inner();
+                }
+            }
+            if let Some(u) = r.info_url {
+                cfg.mta.texts.info_url = u.into_inner();
+            }
+        }
         if let Some(ifaces) = raw.interfaces {
             let span = ifaces.span();
             let list = ifaces.into_inner();
@@ -486,6 +539,20 @@ impl Ctx<'_> {
                 };
             }
             policy.aggregation = agg;
+        }
+        if let Some(c) = e.min_confidence {
+            let v = *c.get_ref();
+            if !(0.0..=1.0).contains(&v) {
+                return Err(self.err(
+                    c.span(),
+                    "enforcement.min_confidence",
+                    format!(
+                        "{v} is not a confidence; write a number from 0.0 to 1.0 (default {})",
+                        crate::policy::DEFAULT_MIN_CONFIDENCE
+                    ),
+                ));
+            }
+            policy.min_confidence = v;
         }
         if let Some(allow) = e.allow {
             policy.allow = allow.into_iter().map(Spanned::into_inner).collect();

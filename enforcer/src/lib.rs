@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod datapath;
 pub mod duration;
 pub mod error;
+pub mod evidence;
 pub mod feed;
 pub mod fleet;
 pub mod listing;

@@ -37,6 +37,14 @@ pub struct Args {
     /// for another --state-dir].
     #[arg(long, value_name = "PATH", env = "ENFORCER_SOCKET")]
     pub socket: Option<PathBuf>,
+    /// Serve the milter protocol for Postfix `smtpd_milters` / Sendmail `INPUT_MAIL_FILTER`:
+    /// inet:127.0.0.1:8895 or unix:/run/enforcer/milter.sock [config: milter.listen].
+    #[arg(long, value_name = "SPEC")]
+    pub milter: Option<String>,
+    /// Serve the Postfix policy delegation protocol (`check_policy_service`):
+    /// inet:127.0.0.1:10040 or unix:/PATH [config: policy.listen].
+    #[arg(long, value_name = "SPEC")]
+    pub policy: Option<String>,
     /// Start over with an empty state database: the current enforcer.redb (damaged, emptied, or
     /// just unwanted) is moved aside to enforcer.redb.reset-<time>, and every kernel entry it held
     /// is removed.
@@ -56,6 +64,8 @@ impl From<Args> for Options {
             pin_dir: a.pin_dir,
             state_dir: a.state_dir,
             socket: a.socket,
+            milter: a.milter,
+            policy: a.policy,
             reset_state: a.reset_state,
         }
     }
@@ -108,6 +118,38 @@ mod tests {
         assert!(
             Cli::try_parse_from(["enforcer", "run", "--iface", "lo", "--mode", "fast"]).is_err()
         );
+    }
+
+    #[test]
+    fn milter_and_policy_flags() {
+        let s = Settings::resolve(run_args(&[
+            "--iface",
+            "lo",
+            "--milter",
+            "inet:127.0.0.1:8895",
+            "--policy",
+            "unix:/run/enforcer/policy.sock",
+        ]))
+        .unwrap();
+        assert_eq!(s.mta.milter.unwrap().to_string(), "inet:127.0.0.1:8895");
+        assert_eq!(
+            s.mta.policy.unwrap().to_string(),
+            "unix:/run/enforcer/policy.sock"
+        );
+        let msg = usage_msg(Settings::resolve(run_args(&[
+            "--iface", "lo", "--milter", "8895",
+        ])));
+        assert!(
+            msg.starts_with("--milter: `8895` is not a listen address"),
+            "{msg}"
+        );
+        let msg = usage_msg(Settings::resolve(run_args(&[
+            "--iface",
+            "lo",
+            "--policy",
+            "inet:localhost",
+        ])));
+        assert!(msg.contains("--policy"), "{msg}");
     }
 
     #[test]

@@ -272,3 +272,73 @@ fn capacity_keys_are_read_and_checked() {
         "unknown",
     );
 }
+
+#[test]
+fn mta_listeners_replies_and_min_confidence() {
+    let cfg = FileConfig::parse(
+        "t.toml",
+        "[milter]\nlisten = \"unix:/run/enforcer/milter.sock\"\n[policy]\nlisten = \"inet:127.0.0.1:10040\"\n[replies]\nthrottle = \"slow {host}\"\ninfo_url = \"https://x.example\"\n[enforcement]\nmin_confidence = 0.5\n",
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.mta.milter,
+        Some(Endpoint::Unix("/run/enforcer/milter.sock".into()))
+    );
+    assert_eq!(
+        cfg.mta.policy,
+        Some(Endpoint::Inet("127.0.0.1:10040".parse().unwrap()))
+    );
+    assert_eq!(cfg.mta.texts.throttle, "slow {host}");
+    assert_eq!(
+        cfg.mta.texts.block,
+        crate::evidence::reply::DEFAULT_BLOCK_TEXT
+    );
+    assert_eq!(cfg.mta.texts.info_url, "https://x.example");
+    assert_eq!(cfg.policy.min_confidence, 0.5);
+    let example = FileConfig::parse(
+        "enforcer.example.toml",
+        include_str!("../../../enforcer.example.toml"),
+    )
+    .unwrap();
+    assert_eq!(example.mta, MtaSettings::default());
+    assert_eq!(
+        example.policy.min_confidence,
+        crate::policy::DEFAULT_MIN_CONFIDENCE
+    );
+    assert_err(
+        "[milter]\nlisten = \"127.0.0.1:8895\"\n",
+        2,
+        "milter.listen",
+        "inet:127.0.0.1:8895",
+    );
+    assert_err(
+        "[policy]\nlisten = \"unix:rel\"\n",
+        2,
+        "policy.listen",
+        "absolute",
+    );
+    assert_err(
+        "[replies]\nblock = \"go {away}\"\n",
+        2,
+        "replies.block",
+        "{away}",
+    );
+    assert_err(
+        "[replies]\nthrottle = \" \"\n",
+        2,
+        "replies.throttle",
+        "empty",
+    );
+    assert_err(
+        "[enforcement]\nmin_confidence = 1.5\n",
+        2,
+        "enforcement.min_confidence",
+        "0.0 to 1.0",
+    );
+    assert_err(
+        "[milter]\nlisten_on = \"x\"\n",
+        2,
+        "milter.listen_on",
+        "unknown field",
+    );
+}

@@ -4,6 +4,8 @@
 //! `{"op":"evidence","target":"192.0.2.7","text":"220 mail.example.com Microsoft ESMTP ..."}`,
 //! `{"op":"pause","target":"192.0.2.7","days":7}`, `{"op":"resume","target":...}`,
 //! `{"op":"forget","target":...}`, `{"op":"put_rule","rule":{...}}`, `{"op":"remove_rule","prefix":"..."}`,
+//! `{"op":"mta_evidence","addr":"192.0.2.7","helo":"ex01.example","headers":"Received: ...\r\n","source":"milter"}` (what
+//! the milter and the policy service saw; HELO and headers are optional),
 //! `{"op":"import","verdict":{"action":"drop"},"expires_at":null,"reason":null,"list":"spamhaus-drop",
 //! "entries":"192.0.2.0/24\n198.51.100.7\n"}`, `{"op":"remove_rules","entries":"...","list":null}`,
 //! `{"op":"ping"}`, `{"op":"fleet_status"}`, `{"op":"list","after":"192.0.2.7/32","prefix":"192.0.2.0/24","source":"operator","limit":4096}`.
@@ -29,6 +31,17 @@ pub enum Request {
     Evidence {
         target: String,
         text: String,
+    },
+    /// Evidence the milter or the policy service saw from a connecting address.
+    MtaEvidence {
+        addr: std::net::IpAddr,
+        #[serde(default)]
+        helo: Option<String>,
+        #[serde(default)]
+        headers: String,
+        /// Which listener saw it (`milter` or `policy`), for the evidence counters.
+        #[serde(default)]
+        source: crate::evidence::Channel,
     },
     Pause {
         target: String,

@@ -314,6 +314,8 @@ impl Daemon {
             }
         };
         let mut new = new;
+        // The engine keeps publishing to the board it started with; listeners bound again read it too.
+        new.engine.board = self.settings.engine.board.clone();
         let fixed = self.settings.restart_only_changes(&new);
         if !fixed.is_empty() {
             warn!(
@@ -369,6 +371,8 @@ impl Daemon {
                     warn!("reload: {e:#}; listening where it did before");
                     new.metrics_addr = self.settings.metrics_addr;
                     new.socket = self.settings.socket.clone();
+                    new.mta.milter = self.settings.mta.milter.clone();
+                    new.mta.policy = self.settings.mta.policy.clone();
                     Listeners::bind(&new, &mut scratch).await.ok()
                 }
             };

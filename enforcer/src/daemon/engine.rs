@@ -16,6 +16,9 @@ use crate::classify::{classify_connecting, SupportOverrides};
 use crate::control::{Reply, Request};
 use crate::datapath::Clock;
 use crate::duration::Span;
+use crate::evidence::milter::session::Sighting;
+use crate::evidence::reply::{Board, Notice};
+use crate::evidence::Channel;
 use crate::listing::{self, Filter, Page, Source, PAGE};
 use crate::net::Prefix;
 use crate::policy::{Action, Desired, Evidence, Policy, Record, Refusal, Standing};
@@ -91,6 +94,8 @@ pub struct EngineSettings {
     /// Reported by `ping`, so the CLI routes operator commands only to the daemon that owns the
     /// state directory it was pointed at.
     pub state_dir: Option<std::path::PathBuf>,
+    /// Where the engine publishes each enforced sender's kernel rule for the MTA listeners.
+    pub board: Board,
     /// Shared with the daemon's housekeeping, which notices a vanished datapath.
     pub datapath: DatapathHealth,
 }
@@ -124,6 +129,7 @@ pub struct Engine<K: Kernel> {
     metrics: EngineMetrics,
     /// Wall clock minus boot clock (ns) when the kernel entries were last converted.
     clock_offset: Option<i128>,
+    board: Board,
     /// Local changes the fleet has not picked up yet ([`Engine::take_touched`]).
     touched: Vec<Touched>,
     datapath: DatapathHealth,
@@ -157,6 +163,7 @@ impl<K: Kernel> Engine<K> {
             labels: HashMap::new(),
             metrics,
             clock_offset: None,
+            board: settings.board,
             touched: Vec::new(),
             datapath: settings.datapath,
             write_errors: LogLimit::default(),
@@ -440,6 +447,20 @@ impl<K: Kernel> Engine<K> {
                 Err(r) => r,
             },
             Request::Evidence { target, text } => self.evidence(&target, &text, now),
+            Request::MtaEvidence {
+                addr,
+                helo,
+                headers,
+                source,
+            } => self.sighting(
+                &Sighting {
+                    addr,
+                    helo,
+                    headers,
+                },
+                source,
+                now,
+            ),
             Request::Pause { target, days } => self.modify(&target, now, |pol, rec| {
                 pol.pause(rec, days, now).map(|_| ())
             }),
@@ -574,17 +595,47 @@ impl<K: Kernel> Engine<K> {
                 "`{target}` is not an IP address; evidence is fed for one sending host (e.g. 192.0.2.7)"
             ));
         };
-        let today = time::OffsetDateTime::from_unix_timestamp(now)
-            .map(|d| d.date())
-            .unwrap_or(time::Date::MIN);
         // The evidence is about `addr`: only what the server at that address wrote is attributed to it.
-        let class = match classify_connecting(text.as_bytes(), addr, today, &self.overrides) {
+        let class = match classify_connecting(text.as_bytes(), addr, today(now), &self.overrides) {
             Ok(c) => c,
             Err(e) => {
-                self.count_evidence("unreadable");
+                self.count_evidence("cli", "unreadable");
                 return Reply::usage(e.to_string());
             }
         };
+        match self.feed(addr, &class, "cli", now) {
+            Ok(key) => Reply::ok(self.detail(key, now)),
+            Err(e) => Reply::internal(e),
+        }
+    }
+
+    /// Evidence the milter or the policy service saw for a connecting address. Input that names no
+    /// mail server at all (no Received field, an empty HELO) is counted and dropped.
+    pub fn sighting(&mut self, s: &Sighting, source: Channel, now: i64) -> Reply {
+        let Some(class) = crate::evidence::attribute(s, today(now), &self.overrides) else {
+            self.count_evidence(source.id(), "unreadable");
+            return Reply::usage(format!(
+                "nothing from {} names a mail server (no Received field, HELO or banner the classifier reads)",
+                s.addr
+            ));
+        };
+        match self.feed(s.addr, &class, source.id(), now) {
+            Ok(key) => Reply::ok(serde_json::json!({ "sender": key })),
+            Err(e) => {
+                log::error!("evidence from the MTA for {}: {e}", s.addr);
+                Reply::internal(e)
+            }
+        }
+    }
+
+    /// Records a classification for `addr` and applies what it changes.
+    fn feed(
+        &mut self,
+        addr: IpAddr,
+        class: &crate::classify::Classification,
+        source: &str,
+        now: i64,
+    ) -> Result<Prefix, String> {
         self.metrics
             .classified
             .get_or_create(&vec![
@@ -592,17 +643,14 @@ impl<K: Kernel> Engine<K> {
                 ("status".to_string(), class.status.id().to_string()),
             ])
             .inc();
-        let ev = match evidence_of(&class, now) {
-            Ok(ev) => ev,
-            Err(e) => return Reply::internal(e),
-        };
+        let ev = evidence_of(class, now)?;
         let key = self.policy.aggregation.prefix_for(addr);
         let before = self.records.get(&key).cloned();
         let was = before.as_ref().map(|r| self.policy.stage_at(r, now));
         let mut rec = self.policy.observe(before, addr, ev, now);
         catch_up(&self.policy, &mut rec, now);
         if let Err(err) = self.store.put_sender(&rec) {
-            return Reply::internal(format!(
+            return Err(format!(
                 "could not store the record for {key} (nothing changed): {err:#}"
             ));
         }
@@ -613,8 +661,8 @@ impl<K: Kernel> Engine<K> {
             (Some(_), Standing::Clear) => "left",
             _ => "unchanged",
         };
-        self.count_evidence(outcome);
-        log::info!("evidence for {addr} ({key}): {outcome}");
+        self.count_evidence(source, outcome);
+        log::info!("evidence ({source}) for {addr} ({key}): {outcome}");
         let cleared =
             self.records.get(&key).is_some_and(|r| r.episode.is_some()) && rec.episode.is_none();
         self.touched.push(Touched::Sender {
@@ -625,14 +673,14 @@ impl<K: Kernel> Engine<K> {
         let _ = self.sync(key, now); // failures are logged and retried
         self.schedule(key, now);
         self.relabel(key, now);
-        Reply::ok(self.detail(key, now))
+        Ok(key)
     }
 
-    /// Evidence through the control socket is the operator's (`enforcer evidence`): source `cli`.
-    fn count_evidence(&self, outcome: &str) {
+    /// `source`: `cli` for the control socket (`enforcer evidence`), else the MTA channel's name.
+    fn count_evidence(&self, source: &str, outcome: &str) {
         self.metrics
             .evidence
-            .get_or_create(&EngineMetrics::evidence_label("cli", outcome))
+            .get_or_create(&EngineMetrics::evidence_label(source, outcome))
             .inc();
     }
 
@@ -834,6 +882,7 @@ impl<K: Kernel> Engine<K> {
         for p in inside {
             let _ = self.sync(p, now); // failures are logged and retried
             self.schedule(p, now);
+            self.publish(p, now);
         }
     }
 
@@ -981,7 +1030,27 @@ impl<K: Kernel> Engine<K> {
         }
     }
 
+    /// Publishes what the MTA listeners answer for `p`: its engine rule while the kernel should hold
+    /// one (an operator rule deciding instead means no SMTP notice).
+    fn publish(&self, p: Prefix, now: i64) {
+        let notice = self.desired_for(&p, now).and_then(|rule| {
+            let RuleSource::Engine { stage } = rule.source else {
+                return None;
+            };
+            let ev = self.records.get(&p)?.evidence.as_ref();
+            Some(Notice {
+                rule,
+                stage,
+                build: ev.and_then(|e| e.build.clone().or_else(|| e.version.clone())),
+                upgrade_to: ev.and_then(|e| e.upgrade_to.clone()),
+            })
+        });
+        self.board.set(p, notice);
+    }
+
+    /// Called after every change of `p`: metrics labels and the listeners' board follow it.
     fn relabel(&mut self, p: Prefix, now: i64) {
+        self.publish(p, now);
         let new = self.records.get(&p).map(|r| {
             let st = self.policy.stage_at(r, now);
             let state = match st {
@@ -1047,6 +1116,12 @@ fn catch_up(policy: &Policy, rec: &mut Record, now: i64) -> bool {
     changed | policy.advance(rec, now).is_some()
 }
 
+fn today(now: i64) -> time::Date {
+    time::OffsetDateTime::from_unix_timestamp(now)
+        .map(|d| d.date())
+        .unwrap_or(time::Date::MIN)
+}
+
 /// The kernel rule for an engine decision.
 pub fn engine_rule(d: &Desired) -> Rule {
     let rst = d.refusal == Refusal::Reject;
@@ -1107,6 +1182,7 @@ fn op_name(r: &Request) -> &'static str {
         Request::Senders => "senders",
         Request::Sender { .. } => "sender",
         Request::Evidence { .. } => "evidence",
+        Request::MtaEvidence { .. } => "mta_evidence",
         Request::Pause { .. } => "pause",
         Request::Resume { .. } => "resume",
         Request::Forget { .. } => "forget",

@@ -8,12 +8,16 @@ use super::listener::{start, Context, Listener};
 use super::settings::Settings;
 use crate::control::ControlListener;
 use crate::error::UsageError;
+use crate::evidence::milter::listener::MilterListener;
+use crate::evidence::policy::listener::PolicyListener;
 use crate::metrics::MetricsListener;
 
 /// Every listener the settings ask for, bound and not yet serving.
 pub struct Listeners {
     metrics: Option<MetricsListener>,
     control: Option<ControlListener>,
+    milter: Option<MilterListener>,
+    policy: Option<PolicyListener>,
 }
 
 /// Binds one listener; a failure is the operator's to fix (address taken, socket of another
@@ -32,6 +36,8 @@ impl Listeners {
         Ok(Self {
             metrics: bind(settings, registry).await?,
             control: bind(settings, registry).await?,
+            milter: bind(settings, registry).await?,
+            policy: bind(settings, registry).await?,
         })
     }
 
@@ -40,6 +46,12 @@ impl Listeners {
             start(tasks, l, ctx);
         }
         if let Some(l) = self.control {
+            start(tasks, l, ctx);
+        }
+        if let Some(l) = self.milter {
+            start(tasks, l, ctx);
+        }
+        if let Some(l) = self.policy {
             start(tasks, l, ctx);
         }
     }

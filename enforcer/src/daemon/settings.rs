@@ -8,6 +8,8 @@ use crate::config::FileConfig;
 use crate::daemon::EngineSettings;
 use crate::datapath::{sys, Mode};
 use crate::error::{usage, UsageError};
+use crate::evidence::reply::Board;
+use crate::evidence::MtaSettings;
 use crate::fleet::FleetSettings;
 use enforcer_common::maps::DEFAULT_PORTS;
 
@@ -24,6 +26,10 @@ pub struct Options {
     pub pin_dir: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub socket: Option<PathBuf>,
+    /// `--milter inet:HOST:PORT|unix:/PATH`.
+    pub milter: Option<String>,
+    /// `--policy inet:HOST:PORT|unix:/PATH`.
+    pub policy: Option<String>,
     pub reset_state: bool,
 }
 
@@ -45,6 +51,8 @@ pub struct Settings {
     pub reset_state: bool,
     /// Schedule, aggregation, allow-list, pause budget, classifier overrides.
     pub engine: EngineSettings,
+    /// Milter and policy service listeners and the reply texts.
+    pub mta: MtaSettings,
     /// `[fleet]`: share senders and operator entries with other hosts through Redis.
     pub fleet: Option<FleetSettings>,
     /// Kernel map sizes (`[capacity]`).
@@ -154,12 +162,25 @@ impl Settings {
             .or(file.pin_dir.clone())
             .unwrap_or_else(|| crate::datapath::DEFAULT_PIN_DIR.into());
         let report_only = a.report_only || file.report_only.unwrap_or(false);
+        let mut mta = file.mta.clone();
+        for (flag, given, slot) in [
+            ("--milter", &a.milter, &mut mta.milter),
+            ("--policy", &a.policy, &mut mta.policy),
+        ] {
+            if let Some(spec) = given {
+                *slot = Some(
+                    spec.parse()
+                        .map_err(|e| UsageError(format!("{flag}: {e}")))?,
+                );
+            }
+        }
         let fleet = match &file.fleet {
             Some(f) => Some(FleetSettings::resolve(f).map_err(UsageError)?),
             None => None,
         };
         let engine = EngineSettings {
             overrides: file.support_overrides().map_err(UsageError)?,
+            board: Board::new(file.policy.aggregation),
             policy: file.policy,
             report_only,
             state_dir: Some(state_dir.clone()),
@@ -176,6 +197,7 @@ impl Settings {
             socket,
             reset_state: a.reset_state,
             engine,
+            mta,
             fleet,
             capacity: file.capacity,
             options,
@@ -208,9 +230,13 @@ impl Settings {
         out
     }
 
-    /// Whether the listeners must be bound again.
+    /// Whether the listeners must be bound again. The MTA listeners' sessions read the reply texts
+    /// and the report-only flag when they start, so a change of those restarts them too.
     pub fn listeners_changed(&self, new: &Settings) -> bool {
-        self.metrics_addr != new.metrics_addr || self.socket != new.socket
+        self.metrics_addr != new.metrics_addr
+            || self.socket != new.socket
+            || self.mta != new.mta
+            || self.report_only != new.report_only
     }
 }
 

@@ -4,6 +4,7 @@
 use super::*;
 use crate::control::{Reply, Request};
 use crate::duration::Span;
+use crate::evidence::Channel;
 use crate::net::Prefix;
 use crate::policy::{Action, Policy, Refusal, Schedule, Stage};
 use crate::rule::{Rule, RuleSource, Verdict};
@@ -983,3 +984,85 @@ fn list_pages_cover_every_entry_once() {
 }
 
 const PAGE_MAX: u32 = crate::listing::PAGE;
+
+fn sighting(addr: &str, headers: &str) -> crate::evidence::milter::session::Sighting {
+    crate::evidence::milter::session::Sighting {
+        addr: addr.parse().unwrap(),
+        helo: Some("ex01.corp.example.net".into()),
+        headers: headers.into(),
+    }
+}
+
+#[test]
+fn mta_sightings_feed_the_engine_and_the_board_follows_the_stage() {
+    let dir = TmpDir::new("sightings");
+    let store = Store::open(&dir.0).unwrap();
+    let board = crate::evidence::reply::Board::default();
+    let settings = EngineSettings {
+        policy: policy(),
+        board: board.clone(),
+        ..EngineSettings::default()
+    };
+    let (mut e, _) = Engine::start(
+        settings,
+        store,
+        MemKernel::default(),
+        EngineMetrics::default(),
+        T0,
+    )
+    .unwrap();
+    let addr: std::net::IpAddr = "10.200.0.2".parse().unwrap();
+    e.sighting(&sighting("10.200.0.2", EX2013), Channel::Milter, T0);
+    let rec = e.records().next().unwrap().clone();
+    assert_eq!(
+        rec.evidence.as_ref().unwrap().build.as_deref(),
+        Some("15.0.1497.48")
+    );
+    assert!(rec.episode.is_some());
+    assert_eq!(
+        board.lookup(addr),
+        None,
+        "stage 1 reports only: nothing to answer"
+    );
+    e.tick(T0 + 10);
+    let n = board.lookup(addr).expect("stage 2 throttles");
+    assert_eq!(n.stage, 2);
+    assert_eq!(n.build.as_deref(), Some("15.0.1497.48"));
+    assert_eq!(n.rule, e.kernel().entries[&host("10.200.0.2")]);
+    // The same message again: one finding, counted twice.
+    e.sighting(&sighting("10.200.0.2", EX2013), Channel::Milter, T0 + 11);
+    let rec = e.records().next().unwrap().clone();
+    assert_eq!(rec.findings.len(), 1);
+    assert_eq!(rec.findings[0].count, 2);
+    // Nothing readable: counted, nothing changes.
+    e.sighting(
+        &crate::evidence::milter::session::Sighting {
+            addr,
+            helo: None,
+            headers: "Subject: hi\r\n".into(),
+        },
+        Channel::Milter,
+        T0 + 12,
+    );
+    assert!(board.lookup(addr).is_some());
+    // A supported build takes the sender out; the board follows.
+    e.sighting(&sighting("10.200.0.2", EXSE), Channel::Milter, T0 + 13);
+    assert_eq!(board.lookup(addr), None);
+    assert_eq!(entry(&e, "10.200.0.2"), None);
+    // An operator rule on the prefix decides instead: no SMTP notice for it.
+    e.sighting(&sighting("10.200.0.2", EX2013), Channel::Milter, T0 + 14);
+    e.tick(T0 + 30);
+    assert!(board.lookup(addr).is_some());
+    let rule = Rule {
+        prefix: host("10.200.0.2"),
+        verdict: Verdict::Pass,
+        expires_at: None,
+        reason: Some("known good".into()),
+        created_at: T0,
+        source: RuleSource::Operator,
+        list: None,
+    };
+    let rule = serde_json::to_value(&rule).unwrap();
+    ok(e.handle(Request::PutRule { rule }, T0 + 31));
+    assert_eq!(board.lookup(addr), None);
+}

@@ -44,7 +44,13 @@ pub struct Policy {
     pub allow: Vec<Prefix>,
     /// Pause time allowed per sender per calendar year (UTC).
     pub pause_budget: Span,
+    /// Evidence below this confidence never starts enforcement (it is still recorded).
+    pub min_confidence: f64,
 }
+
+/// Era-only evidence (EHLO keywords, greeting style: 0.7-0.79) that cannot rule out a supported
+/// version stays below this; an Exchange build read from a Received field or banner is above it.
+pub const DEFAULT_MIN_CONFIDENCE: f64 = 0.8;
 
 /// Exchange Online lets a tenant pause enforcement for up to 90 days per calendar year.
 pub const DEFAULT_PAUSE_BUDGET_DAYS: u64 = 90;
@@ -58,6 +64,7 @@ impl Default for Policy {
             pause_budget: Span(std::time::Duration::from_secs(
                 DEFAULT_PAUSE_BUDGET_DAYS * 86_400,
             )),
+            min_confidence: DEFAULT_MIN_CONFIDENCE,
         }
     }
 }
@@ -183,7 +190,10 @@ impl Policy {
     }
 
     /// Feeds one piece of evidence for `addr`. Starts an episode when the evidence says persistently
-    /// vulnerable, ends it at once when it shows a supported build, and otherwise only records it.
+    /// vulnerable (with at least `min_confidence`), ends it at once when it shows a supported build,
+    /// and otherwise only records it. Evidence weaker than what the record holds (it names less:
+    /// no build where one was known, no product where one was known) is counted among the findings but
+    /// never replaces the stronger evidence, nor starts or ends an episode.
     pub fn observe(
         &self,
         existing: Option<Record>,
@@ -194,10 +204,30 @@ impl Policy {
         let mut rec = existing.unwrap_or_else(|| Record::new(self.aggregation.prefix_for(addr)));
         rec.remember(addr);
         let what = ev.summary();
+        rec.count_finding(&what, now);
+        let weaker = rec
+            .evidence
+            .as_ref()
+            .is_some_and(|old| ev.strength() < old.strength());
+        if weaker {
+            rec.log(
+                now,
+                format!("evidence from {addr}: {what}; weaker than the evidence held, kept as a finding only"),
+            );
+            return rec;
+        }
         if self.is_allowed(addr) || self.prefix_allowed(&rec.prefix) {
             rec.log(
                 now,
                 format!("evidence from {addr}: {what}; allow-listed, never enforced"),
+            );
+        } else if ev.persistently_vulnerable && ev.confidence < self.min_confidence {
+            rec.log(
+                now,
+                format!(
+                    "evidence from {addr}: {what}; confidence {:.2} is below min_confidence {:.2}, not enforced",
+                    ev.confidence, self.min_confidence
+                ),
             );
         } else if ev.persistently_vulnerable {
             if rec.episode.is_none() {

@@ -6,8 +6,11 @@ mod engine;
 mod record;
 mod schedule;
 
-pub use engine::{fmt_time, Aggregation, Policy, PolicyError, Standing, DEFAULT_PAUSE_BUDGET_DAYS};
-pub use record::{Episode, Evidence, HistoryEntry, Pause, Record, Status};
+pub use engine::{
+    fmt_time, Aggregation, Policy, PolicyError, Standing, DEFAULT_MIN_CONFIDENCE,
+    DEFAULT_PAUSE_BUDGET_DAYS,
+};
+pub use record::{Episode, Evidence, Finding, HistoryEntry, Pause, Record, Status, MAX_FINDINGS};
 pub use schedule::{Action, Refusal, Schedule, ScheduleError, Stage};
 
 use crate::net::Prefix;

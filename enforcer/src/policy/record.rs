@@ -8,6 +8,8 @@ use std::net::IpAddr;
 
 /// Most recent addresses remembered for an aggregated record.
 pub const MAX_ADDRESSES: usize = 16;
+/// Distinct findings kept per record (the least recently seen is dropped first).
+pub const MAX_FINDINGS: usize = 32;
 /// Audit entries kept per record (the oldest are dropped, the first one is always kept).
 pub const MAX_HISTORY: usize = 256;
 
@@ -55,6 +57,20 @@ impl Evidence {
         !self.persistently_vulnerable && matches!(self.status, Status::Supported | Status::Outdated)
     }
 
+    /// How much the evidence names: a build beats a version, a version beats a bare product, a bare
+    /// product beats nothing. Evidence never replaces evidence that names more.
+    pub fn strength(&self) -> u8 {
+        if self.build.is_some() {
+            3
+        } else if self.version.is_some() {
+            2
+        } else if self.product != "unknown" {
+            1
+        } else {
+            0
+        }
+    }
+
     /// "exchange 15.0.1497.48 (Exchange Server 2013 CU23 ...), end-of-life".
     pub fn summary(&self) -> String {
         let mut s = self.product.clone();
@@ -75,6 +91,16 @@ impl Evidence {
         s.push_str(status);
         s
     }
+}
+
+/// One distinct finding about a sender, stored once however often it is seen.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// The evidence summary ("exchange 15.0.1497.2 (...), end-of-life").
+    pub finding: String,
+    pub count: u64,
+    pub first_seen: i64,
+    pub last_seen: i64,
 }
 
 /// One enforcement episode: from detection as persistently vulnerable until a supported build shows.
@@ -136,6 +162,9 @@ pub struct Record {
     pub pauses: Vec<Pause>,
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
+    /// Distinct findings, each with how often and when it was seen (at most [`MAX_FINDINGS`]).
+    #[serde(default)]
+    pub findings: Vec<Finding>,
 }
 
 impl Record {
@@ -148,6 +177,7 @@ impl Record {
             episode: None,
             pauses: Vec::new(),
             history: Vec::new(),
+            findings: Vec::new(),
         }
     }
 
@@ -168,6 +198,27 @@ impl Record {
         if self.addresses.len() > MAX_ADDRESSES {
             self.addresses.remove(0);
         }
+    }
+
+    /// Counts one sighting of `finding`: an identical one is bumped, a new one added, and past
+    /// [`MAX_FINDINGS`] the least recently seen one is dropped.
+    pub fn count_finding(&mut self, finding: &str, now: i64) {
+        if let Some(f) = self.findings.iter_mut().find(|f| f.finding == finding) {
+            f.count = f.count.saturating_add(1);
+            f.last_seen = f.last_seen.max(now);
+            return;
+        }
+        if self.findings.len() >= MAX_FINDINGS {
+            if let Some(i) = (0..self.findings.len()).min_by_key(|&i| self.findings[i].last_seen) {
+                self.findings.remove(i);
+            }
+        }
+        self.findings.push(Finding {
+            finding: finding.to_owned(),
+            count: 1,
+            first_seen: now,
+            last_seen: now,
+        });
     }
 
     /// The pause in force at `now`, if any.

@@ -391,3 +391,93 @@ fn record_round_trips_as_json() {
     assert_eq!(rec.history.len(), record::MAX_HISTORY);
     assert!(rec.history[0].event.starts_with("entered enforcement"));
 }
+
+#[test]
+fn identical_findings_are_counted_once_and_bounded() {
+    let p = Policy::default();
+    let mut rec = vulnerable(&p, "192.0.2.7", T0);
+    for i in 1..=3 {
+        rec = p.observe(
+            Some(rec),
+            ip("192.0.2.7"),
+            ev(true, Status::EndOfLife, T0 + i),
+            T0 + i,
+        );
+    }
+    assert_eq!(rec.findings.len(), 1);
+    let f = &rec.findings[0];
+    assert_eq!((f.count, f.first_seen, f.last_seen), (4, T0, T0 + 3));
+    // Distinct findings are bounded; the least recently seen goes first.
+    for i in 0..(MAX_FINDINGS as i64 + 5) {
+        let mut e = ev(true, Status::EndOfLife, T0 + 10 + i);
+        e.build = Some(format!("15.0.1497.{}", 100 + i));
+        rec = p.observe(Some(rec), ip("192.0.2.7"), e, T0 + 10 + i);
+    }
+    assert_eq!(rec.findings.len(), MAX_FINDINGS);
+    assert!(rec
+        .findings
+        .iter()
+        .all(|f| !f.finding.contains("15.0.1497.2 ")));
+    assert!(rec.findings.iter().any(|f| f
+        .finding
+        .contains(&format!("15.0.1497.{}", 100 + MAX_FINDINGS as i64 + 4))));
+}
+
+#[test]
+fn weak_evidence_never_replaces_a_build() {
+    let p = Policy::default();
+    let rec = vulnerable(&p, "192.0.2.7", T0);
+    // A Postfix banner (a product, no version) and an empty HELO (nothing) later on.
+    let banner = Evidence {
+        product: "postfix".into(),
+        version: None,
+        build: None,
+        status: Status::Unknown,
+        persistently_vulnerable: false,
+        upgrade_to: None,
+        ..ev(false, Status::Unknown, T0 + 1)
+    };
+    let nothing = Evidence {
+        product: "unknown".into(),
+        ..banner.clone()
+    };
+    let rec = p.observe(Some(rec), ip("192.0.2.7"), banner, T0 + 1);
+    let rec = p.observe(Some(rec), ip("192.0.2.7"), nothing, T0 + 2);
+    let held = rec.evidence.as_ref().unwrap();
+    assert_eq!(held.build.as_deref(), Some("15.0.1497.2"));
+    assert_eq!(held.upgrade_to.as_deref(), Some("Exchange Server SE"));
+    assert!(rec.episode.is_some());
+    assert_eq!(rec.findings.len(), 3);
+    // A supported build (as strong as the held one) still takes the sender out.
+    let rec = p.observe(
+        Some(rec),
+        ip("192.0.2.7"),
+        ev(false, Status::Supported, T0 + 3),
+        T0 + 3,
+    );
+    assert!(rec.episode.is_none());
+}
+
+#[test]
+fn min_confidence_gates_entering_enforcement() {
+    let p = Policy::default();
+    let mut era_only = ev(true, Status::EndOfLife, T0);
+    era_only.build = None;
+    era_only.confidence = 0.75;
+    let rec = p.observe(None, ip("192.0.2.7"), era_only.clone(), T0);
+    assert!(rec.episode.is_none());
+    assert!(rec
+        .history
+        .last()
+        .unwrap()
+        .event
+        .contains("below min_confidence"));
+    let lax = Policy {
+        min_confidence: 0.5,
+        ..Policy::default()
+    };
+    assert!(lax
+        .observe(None, ip("192.0.2.7"), era_only, T0)
+        .episode
+        .is_some());
+}

@@ -1,0 +1,260 @@
+//! What a refused sender reads at the SMTP level, and when. The window a connect falls in is computed
+//! from the kernel entry the engine writes for the sender (`Rule::to_kernel`) with
+//! `PolicyEntry::window_at`, the code the XDP/TC program runs, so the milter and policy service answer
+//! 450 exactly when the kernel would refuse in a throttle window, and 550 in a block window.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+
+use enforcer_common::policy::Window;
+
+use crate::datapath::Clock;
+use crate::duration::Span;
+use crate::net::Prefix;
+use crate::policy::Aggregation;
+use crate::rule::{Rule, Verdict};
+
+/// Exchange Online's wording ("Connecting Exchange server version is out-of-date; connection to
+/// Exchange Online throttled for 5 mins/hr"), naming this service instead.
+pub const DEFAULT_THROTTLE_TEXT: &str = "Connecting server {host} runs an out-of-date version ({build}); connection to this server throttled by enforcer for {minutes} mins/{period} (stage {stage}). Upgrade to {upgrade_to}. For more information see {info_url}";
+pub const DEFAULT_BLOCK_TEXT: &str = "Connecting server {host} runs an out-of-date version ({build}); connection to this server blocked by enforcer for {minutes} mins/{period} (stage {stage}). Upgrade to {upgrade_to}. For more information see {info_url}";
+/// Microsoft's page on why persistently vulnerable Exchange servers are refused.
+pub const DEFAULT_INFO_URL: &str = "https://aka.ms/BlockUnsafeExchange";
+
+/// The configured reply texts (`[replies]` in the configuration file). The SMTP codes are fixed:
+/// `450 4.7.230` in a throttle window, `550 5.7.230` in a block window or a full block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Texts {
+    pub throttle: String,
+    pub block: String,
+    pub info_url: String,
+}
+
+impl Default for Texts {
+    fn default() -> Self {
+        Texts {
+            throttle: DEFAULT_THROTTLE_TEXT.into(),
+            block: DEFAULT_BLOCK_TEXT.into(),
+            info_url: DEFAULT_INFO_URL.into(),
+        }
+    }
+}
+
+/// The placeholders a text may use.
+pub const PLACEHOLDERS: [&str; 7] = [
+    "host",
+    "stage",
+    "minutes",
+    "period",
+    "build",
+    "upgrade_to",
+    "info_url",
+];
+
+/// Checks that every `{name}` in `text` is a known placeholder; the error names the first unknown one.
+pub fn check_template(text: &str) -> Result<(), String> {
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else {
+            return Err(format!(
+                "`{{` without a closing `}}`; placeholders are {{{}}}",
+                PLACEHOLDERS.join("}, {")
+            ));
+        };
+        let name = &after[..close];
+        if !PLACEHOLDERS.contains(&name) {
+            return Err(format!(
+                "unknown placeholder `{{{name}}}`; use {{{}}}",
+                PLACEHOLDERS.join("}, {")
+            ));
+        }
+        rest = &after[close + 1..];
+    }
+    Ok(())
+}
+
+/// What the engine publishes for one sender in an enforcing stage: the kernel rule it wrote and what
+/// the texts name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notice {
+    pub rule: Rule,
+    pub stage: u32,
+    pub build: Option<String>,
+    pub upgrade_to: Option<String>,
+}
+
+/// The answer for one connect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    Continue,
+    /// `450 4.7.230 <text>`.
+    Tempfail(String),
+    /// `550 5.7.230 <text>`.
+    Reject(String),
+}
+
+impl Answer {
+    /// The whole SMTP reply line, or `None` to let the client go on.
+    pub fn smtp(&self) -> Option<String> {
+        match self {
+            Answer::Continue => None,
+            Answer::Tempfail(t) => Some(format!("450 4.7.230 {t}")),
+            Answer::Reject(t) => Some(format!("550 5.7.230 {t}")),
+        }
+    }
+
+    /// `would_tempfail` / `would_reject` for report-only counting.
+    pub fn would(&self) -> Option<&'static str> {
+        match self {
+            Answer::Continue => None,
+            Answer::Tempfail(_) => Some("would_tempfail"),
+            Answer::Reject(_) => Some("would_reject"),
+        }
+    }
+}
+
+/// The answer for a connect from `host` at `clock`, given the sender's notice (if it is enforced).
+pub fn answer(notice: Option<&Notice>, host: IpAddr, clock: &Clock, texts: &Texts) -> Answer {
+    let Some(n) = notice else {
+        return Answer::Continue;
+    };
+    let (window, minutes_secs, period) = match &n.rule.verdict {
+        Verdict::Drop | Verdict::Reject => (Window::Block, 3600, 3600),
+        Verdict::Throttle {
+            period,
+            window,
+            block,
+            ..
+        } => {
+            let entry = n.rule.to_kernel(clock);
+            match entry.window_at(clock.boot_ns()) {
+                Window::Outside => return Answer::Continue,
+                Window::Throttle => (Window::Throttle, window.secs(), period.secs()),
+                Window::Block => (Window::Block, block.secs(), period.secs()),
+            }
+        }
+        // The engine writes only the verdicts above; anything else is not a stage we can explain.
+        Verdict::Pass | Verdict::RateLimit { .. } => return Answer::Continue,
+    };
+    let template = if window == Window::Throttle {
+        &texts.throttle
+    } else {
+        &texts.block
+    };
+    let text = render(template, n, host, minutes_secs, period, &texts.info_url);
+    if window == Window::Throttle {
+        Answer::Tempfail(text)
+    } else {
+        Answer::Reject(text)
+    }
+}
+
+fn render(
+    template: &str,
+    n: &Notice,
+    host: IpAddr,
+    window: u64,
+    period: u64,
+    info_url: &str,
+) -> String {
+    let mut out = String::with_capacity(template.len() + 64);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else {
+            break;
+        };
+        match &after[..close] {
+            "host" => out.push_str(&host.to_string()),
+            "stage" => out.push_str(&n.stage.to_string()),
+            // Whole minutes, rounded up: a 30 s window of a compressed schedule still reads "1".
+            "minutes" => out.push_str(&window.div_ceil(60).to_string()),
+            "period" => out.push_str(&period_name(period)),
+            "build" => out.push_str(n.build.as_deref().unwrap_or("unknown build")),
+            "upgrade_to" => out.push_str(n.upgrade_to.as_deref().unwrap_or("a supported version")),
+            "info_url" => out.push_str(info_url),
+            other => {
+                out.push('{');
+                out.push_str(other);
+                out.push('}');
+            }
+        }
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    // One SMTP line: control characters from evidence never split or end the reply.
+    out.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// `hr` for an hour (as Exchange Online writes "mins/hr"), `day`, else the compact span (`10m`).
+fn period_name(secs: u64) -> String {
+    match secs {
+        3600 => "hr".into(),
+        86_400 => "day".into(),
+        s => Span(std::time::Duration::from_secs(s)).to_string(),
+    }
+}
+
+/// The engine's notices, read by every listener session without waiting for the engine.
+#[derive(Clone, Debug, Default)]
+pub struct Board {
+    inner: Arc<RwLock<BoardInner>>,
+}
+
+#[derive(Debug, Default)]
+struct BoardInner {
+    aggregation: Aggregation,
+    senders: HashMap<Prefix, Notice>,
+}
+
+impl Board {
+    pub fn new(aggregation: Aggregation) -> Self {
+        Board {
+            inner: Arc::new(RwLock::new(BoardInner {
+                aggregation,
+                senders: HashMap::new(),
+            })),
+        }
+    }
+
+    /// Sets (or with `None` clears) the notice of one sender record.
+    pub fn set(&self, prefix: Prefix, notice: Option<Notice>) {
+        // A poisoned lock only means a panic elsewhere mid-update; the map itself is still whole.
+        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        match notice {
+            Some(n) => {
+                g.senders.insert(prefix, n);
+            }
+            None => {
+                g.senders.remove(&prefix);
+            }
+        }
+    }
+
+    /// The notice of the record `addr` belongs to.
+    pub fn lookup(&self, addr: IpAddr) -> Option<Notice> {
+        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let key = g.aggregation.prefix_for(addr);
+        g.senders.get(&key).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .senders
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests;

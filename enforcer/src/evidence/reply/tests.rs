@@ -1,0 +1,151 @@
+use super::*;
+use crate::daemon::engine_rule;
+use crate::policy::{Action, Desired, Refusal};
+use std::time::Duration;
+
+const NS: i128 = 1_000_000_000;
+
+fn span(s: u64) -> Span {
+    Span(Duration::from_secs(s))
+}
+
+fn notice(action: Action) -> Notice {
+    let prefix: Prefix = "10.200.0.2/32".parse().unwrap();
+    let d = Desired {
+        prefix,
+        stage: 5,
+        action,
+        refusal: Refusal::Drop,
+        reason: "test".into(),
+        since: 0,
+    };
+    Notice {
+        rule: engine_rule(&d),
+        stage: 5,
+        build: Some("15.0.1497.2".into()),
+        upgrade_to: Some("15.2.2562.46".into()),
+    }
+}
+
+/// Exchange Online's stage 5: throttle minutes 0-30, block minutes 30-35 of every hour.
+fn stage5() -> Notice {
+    notice(Action::Windows {
+        period: span(3600),
+        throttle: span(1800),
+        block_at: span(1800),
+        block: span(300),
+    })
+}
+
+/// A clock at `secs` past a wall-clock hour, with an unrelated boot clock (as on a real host).
+fn at(secs: i128) -> Clock {
+    let unix = (1_700_000_000 / 3600 * 3600 + secs) * NS;
+    Clock::fixed(unix, 987_654_321_000)
+}
+
+#[test]
+fn windows_follow_the_kernel_maths() {
+    let n = stage5();
+    let host: IpAddr = "10.200.0.2".parse().unwrap();
+    let t = Texts::default();
+    let a = answer(Some(&n), host, &at(10), &t);
+    let Answer::Tempfail(text) = &a else {
+        panic!("{a:?}")
+    };
+    assert_eq!(
+        text,
+        "Connecting server 10.200.0.2 runs an out-of-date version (15.0.1497.2); connection to this server throttled by enforcer for 30 mins/hr (stage 5). Upgrade to 15.2.2562.46. For more information see https://aka.ms/BlockUnsafeExchange"
+    );
+    assert!(a
+        .smtp()
+        .unwrap()
+        .starts_with("450 4.7.230 Connecting server 10.200.0.2"));
+    assert_eq!(a.would(), Some("would_tempfail"));
+    assert!(matches!(
+        answer(Some(&n), host, &at(1799), &t),
+        Answer::Tempfail(_)
+    ));
+    let b = answer(Some(&n), host, &at(1800), &t);
+    assert!(b.smtp().unwrap().starts_with("550 5.7.230 "), "{b:?}");
+    assert!(b
+        .smtp()
+        .unwrap()
+        .contains("blocked by enforcer for 5 mins/hr"));
+    assert!(matches!(
+        answer(Some(&n), host, &at(2099), &t),
+        Answer::Reject(_)
+    ));
+    assert_eq!(answer(Some(&n), host, &at(2100), &t), Answer::Continue);
+    assert_eq!(answer(Some(&n), host, &at(3599), &t), Answer::Continue);
+    assert!(matches!(
+        answer(Some(&n), host, &at(3600), &t),
+        Answer::Tempfail(_)
+    ));
+    assert_eq!(answer(None, host, &at(10), &t), Answer::Continue);
+}
+
+#[test]
+fn agrees_with_window_at_on_every_second_of_a_compressed_period() {
+    // A 60 s period: throttle 0-20 s, block 20-30 s; the answer changes exactly where the kernel's does.
+    let n = notice(Action::Windows {
+        period: span(60),
+        throttle: span(20),
+        block_at: span(20),
+        block: span(10),
+    });
+    let host: IpAddr = "10.200.0.2".parse().unwrap();
+    for s in 0..180 {
+        let c = at(s);
+        let want = n.rule.to_kernel(&c).window_at(c.boot_ns());
+        let got = answer(Some(&n), host, &c, &Texts::default());
+        match want {
+            Window::Outside => assert_eq!(got, Answer::Continue, "second {s}"),
+            Window::Throttle => assert!(matches!(got, Answer::Tempfail(_)), "second {s}"),
+            Window::Block => assert!(matches!(got, Answer::Reject(_)), "second {s}"),
+        }
+    }
+    let t = answer(Some(&n), host, &at(5), &Texts::default());
+    assert!(t.smtp().unwrap().contains("for 1 mins/1m"), "{t:?}");
+}
+
+#[test]
+fn full_block_and_custom_texts() {
+    let n = notice(Action::Block);
+    let host: IpAddr = "fd00:200::2".parse().unwrap();
+    let t = Texts {
+        throttle: "slow down {host}".into(),
+        block:
+            "{host} stage {stage} build {build} to {upgrade_to} see {info_url} {minutes}/{period}"
+                .into(),
+        info_url: "https://mx.example/why".into(),
+    };
+    assert_eq!(
+        answer(Some(&n), host, &at(2500), &t).smtp().unwrap(),
+        "550 5.7.230 fd00:200::2 stage 5 build 15.0.1497.2 to 15.2.2562.46 see https://mx.example/why 60/hr"
+    );
+    let mut bare = n.clone();
+    bare.build = None;
+    bare.upgrade_to = Some("a\r\nb".into());
+    let s = answer(Some(&bare), host, &at(0), &t).smtp().unwrap();
+    assert!(s.contains("build unknown build to a  b"), "{s}");
+}
+
+#[test]
+fn templates_are_checked() {
+    assert!(check_template(DEFAULT_THROTTLE_TEXT).is_ok());
+    assert!(check_template(DEFAULT_BLOCK_TEXT).is_ok());
+    assert!(check_template("no placeholders").is_ok());
+    assert!(check_template("bad {hots}").unwrap_err().contains("{hots}"));
+    assert!(check_template("open {host").is_err());
+}
+
+#[test]
+fn board_looks_up_by_aggregate() {
+    let b = Board::new(Aggregation { v4: 24, v6: 64 });
+    let n = stage5();
+    b.set("10.200.0.0/24".parse().unwrap(), Some(n.clone()));
+    assert_eq!(b.lookup("10.200.0.77".parse().unwrap()), Some(n));
+    assert_eq!(b.lookup("10.200.1.1".parse().unwrap()), None);
+    b.set("10.200.0.0/24".parse().unwrap(), None);
+    assert!(b.is_empty());
+}

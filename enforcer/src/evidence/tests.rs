@@ -1,0 +1,359 @@
+//! The listeners over real loopback sockets: a fake MTA speaks the milter and policy protocols.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use super::listen::{Bound, Endpoint, Limits, MtaMetrics, Shared};
+use super::milter::codec::{decode_response, encode_command, Command, Family, Response};
+use super::milter::session::Sighting;
+use super::reply::{Board, Notice, Texts};
+use super::Channel;
+use crate::control::{Incoming, Request};
+use crate::daemon::gate::{Gate, ListenerMetrics};
+use crate::rule::{Rule, RuleSource, Verdict};
+
+/// Both listeners on loopback ports, with the engine's queue read by the test.
+struct Running {
+    milter: SocketAddr,
+    policy: SocketAddr,
+    engine: tokio::sync::mpsc::Receiver<Incoming>,
+    board: Board,
+}
+
+impl Running {
+    async fn sighting(&mut self) -> Sighting {
+        self.sighting_from().await.0
+    }
+
+    async fn sighting_from(&mut self) -> (Sighting, Channel) {
+        let inc = tokio::time::timeout(Duration::from_secs(10), self.engine.recv())
+            .await
+            .expect("evidence reaches the engine in time")
+            .unwrap();
+        match inc.request {
+            Request::MtaEvidence {
+                addr,
+                helo,
+                headers,
+                source,
+            } => (
+                Sighting {
+                    addr,
+                    helo,
+                    headers,
+                },
+                source,
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+async fn start(report_only: bool) -> Running {
+    let any: Endpoint = "inet:127.0.0.1:0".parse().unwrap();
+    let board = Board::default();
+    let (tx, engine) = tokio::sync::mpsc::channel(1024);
+    let shared = Arc::new(Shared {
+        board: board.clone(),
+        texts: Texts::default(),
+        report_only,
+        engine: tx,
+        metrics: MtaMetrics::default(),
+        limits: Limits::default(),
+    });
+    let gate = |n| Gate::new(n, 1000, ListenerMetrics::default());
+    let addr = |b: &Bound| match b.endpoint() {
+        Endpoint::Inet(a) => a,
+        other => panic!("{other}"),
+    };
+    let m = Bound::bind(&any, "milter").await.unwrap();
+    let p = Bound::bind(&any, "policy").await.unwrap();
+    let (milter, policy) = (addr(&m), addr(&p));
+    tokio::spawn(super::milter::listener::serve(
+        m,
+        shared.clone(),
+        gate("milter"),
+        Default::default(),
+    ));
+    tokio::spawn(super::policy::listener::serve(p, shared, gate("policy")));
+    Running {
+        milter,
+        policy,
+        engine,
+        board,
+    }
+}
+
+fn block_notice(prefix: &str) -> Notice {
+    Notice {
+        rule: Rule {
+            prefix: prefix.parse().unwrap(),
+            verdict: Verdict::Drop,
+            expires_at: None,
+            reason: None,
+            created_at: 0,
+            source: RuleSource::Engine { stage: 8 },
+            list: None,
+        },
+        stage: 8,
+        build: Some("15.0.1497.2".into()),
+        upgrade_to: None,
+    }
+}
+
+struct Mta {
+    sock: TcpStream,
+    buf: BytesMut,
+}
+
+impl Mta {
+    async fn connect(addr: SocketAddr) -> Self {
+        Mta {
+            sock: TcpStream::connect(addr).await.unwrap(),
+            buf: BytesMut::new(),
+        }
+    }
+
+    async fn send(&mut self, c: Command) {
+        let mut out = BytesMut::new();
+        encode_command(&c, &mut out);
+        self.sock.write_all(&out).await.unwrap();
+    }
+
+    async fn reply(&mut self) -> Option<Response> {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Some(r) = decode_response(&mut self.buf).unwrap() {
+                    return Some(r);
+                }
+                if self.sock.read_buf(&mut self.buf).await.unwrap_or(0) == 0 {
+                    return None;
+                }
+            }
+        })
+        .await
+        .expect("the milter answers in time")
+    }
+
+    /// Option negotiation and connect as Postfix does them.
+    async fn open(addr: SocketAddr, client: &str) -> Self {
+        let mut m = Mta::connect(addr).await;
+        m.send(Command::OptNeg {
+            version: 6,
+            actions: 0x1ff,
+            protocol: 0x1fffff,
+        })
+        .await;
+        assert!(matches!(
+            m.reply().await,
+            Some(Response::OptNeg { version: 6, .. })
+        ));
+        m.send(Command::Macros {
+            stage: b'C',
+            pairs: vec![(Bytes::from_static(b"j"), Bytes::from_static(b"mx.test"))],
+        })
+        .await;
+        m.send(Command::Connect {
+            hostname: Bytes::from_static(b"client"),
+            family: Family::Inet,
+            port: 40000,
+            address: Bytes::copy_from_slice(client.as_bytes()),
+        })
+        .await;
+        m.send(Command::Helo(Bytes::from_static(b"ex01.corp.example.net")))
+            .await;
+        m
+    }
+
+    async fn mail(&mut self) -> Option<Response> {
+        self.send(Command::Mail(vec![Bytes::from_static(
+            b"<a@corp.example.net>",
+        )]))
+        .await;
+        self.reply().await
+    }
+
+    async fn message(&mut self, received: &str) {
+        self.send(Command::Header {
+            name: Bytes::from_static(b"Received"),
+            value: Bytes::copy_from_slice(received.as_bytes()),
+        })
+        .await;
+        self.send(Command::EndOfHeaders).await;
+        self.send(Command::EndOfMessage).await;
+        assert_eq!(self.reply().await, Some(Response::Continue));
+    }
+
+    /// True once the server has closed the connection.
+    async fn closed(&mut self) -> bool {
+        let mut b = [0u8; 64];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(10), self.sock.read(&mut b)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
+    }
+}
+
+const RECEIVED: &str = "from EX01.corp.example.net (10.1.2.3) by mail.corp.example.net (10.1.2.4) with Microsoft SMTP Server (TLS) id 15.0.1497.2; Tue, 4 Jun 2024 10:11:12 +0000";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn milter_refuses_at_mail_and_reports_the_header_block() {
+    let mut r = start(false).await;
+    let mut m = Mta::open(r.milter, "10.200.0.2").await;
+    assert_eq!(m.mail().await, Some(Response::Continue));
+    m.message(RECEIVED).await;
+    let (s, source) = r.sighting_from().await;
+    assert_eq!(source, Channel::Milter);
+    assert_eq!(s.addr.to_string(), "10.200.0.2");
+    assert_eq!(s.helo.as_deref(), Some("ex01.corp.example.net"));
+    assert!(s.headers.starts_with("Received: from EX01"));
+    r.board.set(
+        "10.200.0.2/32".parse().unwrap(),
+        Some(block_notice("10.200.0.2/32")),
+    );
+    let Some(Response::ReplyCode(text)) = m.mail().await else {
+        panic!("expected a reply code")
+    };
+    assert!(
+        text.starts_with(
+            "550 5.7.230 Connecting server 10.200.0.2 runs an out-of-date version (15.0.1497.2)"
+        ),
+        "{text}"
+    );
+    m.send(Command::Quit).await;
+    assert!(m.closed().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_only_continues() {
+    let r = start(true).await;
+    r.board.set(
+        "10.200.0.2/32".parse().unwrap(),
+        Some(block_notice("10.200.0.2/32")),
+    );
+    let mut m = Mta::open(r.milter, "10.200.0.2").await;
+    assert_eq!(m.mail().await, Some(Response::Continue));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_peers_close_only_their_own_session() {
+    let r = start(false).await;
+    // A slow peer: half a frame, then nothing.
+    let mut slow = Mta::connect(r.milter).await;
+    slow.sock
+        .write_all(&[0, 0, 0, 13, b'O', 0, 0])
+        .await
+        .unwrap();
+    // Garbage: an unknown command letter.
+    let mut garbage = Mta::connect(r.milter).await;
+    garbage.sock.write_all(&[0, 0, 0, 1, b'z']).await.unwrap();
+    assert!(garbage.closed().await);
+    // Oversized: a length past the limit is refused before its bytes arrive.
+    let mut big = Mta::connect(r.milter).await;
+    big.sock
+        .write_all(&(64u32 << 20).to_be_bytes())
+        .await
+        .unwrap();
+    assert!(big.closed().await);
+    // Disconnect in the middle of a message.
+    let mut gone = Mta::open(r.milter, "10.200.0.3").await;
+    gone.mail().await;
+    gone.send(Command::Header {
+        name: Bytes::from_static(b"Received"),
+        value: Bytes::from_static(b"from x"),
+    })
+    .await;
+    drop(gone);
+    // Everyone else is still served, the slow peer notwithstanding.
+    let mut fine = Mta::open(r.milter, "10.200.0.4").await;
+    assert_eq!(fine.mail().await, Some(Response::Continue));
+    drop(slow);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_sessions() {
+    let mut r = start(false).await;
+    r.board.set(
+        "10.200.0.0/32".parse().unwrap(),
+        Some(block_notice("10.200.0.0/32")),
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..200u32 {
+        let addr = r.milter;
+        tasks.spawn(async move {
+            let client = format!("10.200.{}.{}", i / 250, i % 250);
+            let mut m = Mta::open(addr, &client).await;
+            let first = m.mail().await;
+            m.message(RECEIVED).await;
+            m.send(Command::Quit).await;
+            (i, first)
+        });
+    }
+    let mut refused = 0;
+    while let Some(res) = tasks.join_next().await {
+        let (i, first) = res.unwrap();
+        match first {
+            Some(Response::ReplyCode(_)) => {
+                assert_eq!(i, 0);
+                refused += 1
+            }
+            Some(Response::Continue) => {}
+            other => panic!("session {i}: {other:?}"),
+        }
+    }
+    assert_eq!(refused, 1);
+    for _ in 0..200 {
+        r.sighting().await;
+    }
+}
+
+async fn policy_exchange(addr: SocketAddr, req: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(req).await.unwrap();
+    let mut out = Vec::new();
+    let mut b = [0u8; 1024];
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !out.ends_with(b"\n\n") {
+            match s.read(&mut b).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&b[..n]),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_service_answers_and_closes_on_malformed_requests() {
+    let mut r = start(false).await;
+    let req = b"request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=10.200.0.2\nhelo_name=ex01.corp.example.net\n\n";
+    assert_eq!(policy_exchange(r.policy, req).await, "action=DUNNO\n\n");
+    let (s, source) = r.sighting_from().await;
+    assert_eq!(source, Channel::Policy);
+    assert_eq!(s.helo.as_deref(), Some("ex01.corp.example.net"));
+    r.board.set(
+        "10.200.0.2/32".parse().unwrap(),
+        Some(block_notice("10.200.0.2/32")),
+    );
+    let a = policy_exchange(r.policy, req).await;
+    assert!(
+        a.starts_with("action=550 5.7.230 Connecting server 10.200.0.2 "),
+        "{a}"
+    );
+    // Unknown client: fail open.
+    let a = policy_exchange(
+        r.policy,
+        b"request=smtpd_access_policy\nclient_address=unknown\n\n",
+    )
+    .await;
+    assert_eq!(a, "action=DUNNO\n\n");
+    // Malformed: the connection is closed without an answer.
+    assert_eq!(policy_exchange(r.policy, b"garbage line\n\n").await, "");
+}
