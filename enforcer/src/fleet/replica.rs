@@ -33,13 +33,14 @@ pub struct Replica {
 }
 
 impl Replica {
-    /// Restores the clock from the store.
+    /// Restores the clock from the store; from now on the engine notes its local changes for it.
     pub fn open<K: Kernel>(
         name: &str,
-        engine: &Engine<K>,
+        engine: &mut Engine<K>,
         tombstone_ttl: i64,
         metrics: FleetMetrics,
     ) -> anyhow::Result<Self> {
+        engine.share_changes();
         let last = engine
             .store()
             .fleet_meta(META_HLC)?

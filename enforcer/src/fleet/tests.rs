@@ -364,7 +364,7 @@ fn host(name: &str) -> Host {
         policy,
         ..EngineSettings::default()
     };
-    let (engine, _) = Engine::start(
+    let (mut engine, _) = Engine::start(
         settings,
         Store::open(&dir).unwrap(),
         MemKernel::default(),
@@ -373,7 +373,7 @@ fn host(name: &str) -> Host {
     )
     .unwrap();
     let metrics = FleetMetrics::default();
-    let replica = Replica::open(name, &engine, 86_400, metrics.clone()).unwrap();
+    let replica = Replica::open(name, &mut engine, 86_400, metrics.clone()).unwrap();
     Host {
         dir,
         engine,
@@ -584,7 +584,7 @@ fn hlc_survives_restart_through_the_store() {
     a.replica
         .apply(&mut a.engine, &remote, None, NOW_MS)
         .unwrap();
-    let again = Replica::open("h", &a.engine, 86_400, FleetMetrics::default()).unwrap();
+    let again = Replica::open("h", &mut a.engine, 86_400, FleetMetrics::default()).unwrap();
     drop(again);
     ok(a.engine.handle(
         Request::RemoveRule {
@@ -812,4 +812,28 @@ fn queue_sequence_numbers_grow_across_an_emptied_queue() {
     ok(a.engine.handle(import(None, &feed(5, 1)), T0));
     let next = take(&mut a, NOW_MS + 1);
     assert!(next[0].0 > first[1].0, "{next:?} after {first:?}");
+}
+
+#[test]
+fn without_a_fleet_the_engine_keeps_no_changes_for_one() {
+    let dir = std::env::temp_dir().join(format!("enforcer-fleet-none-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (mut engine, _) = Engine::start(
+        EngineSettings::default(),
+        Store::open(&dir).unwrap(),
+        MemKernel::default(),
+        EngineMetrics::default(),
+        T0,
+    )
+    .unwrap();
+    ok(engine.handle(import(Some("feed"), &feed(0, 500)), T0));
+    ok(engine.handle(
+        Request::RemoveRules {
+            entries: None,
+            list: Some("feed".into()),
+        },
+        T0,
+    ));
+    assert!(engine.take_touched().is_empty(), "nothing piles up");
+    let _ = std::fs::remove_dir_all(&dir);
 }

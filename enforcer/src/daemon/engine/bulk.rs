@@ -74,12 +74,9 @@ impl<K: Kernel> Engine<K> {
             self.operator.insert(r.prefix, r.clone());
         }
         // Operator entries, shared with the fleet like a single block or unset.
-        self.touched.extend(
-            stale
-                .iter()
-                .chain(rules.iter().map(|r| &r.prefix))
-                .map(|p| Touched::Rule { prefix: *p }),
-        );
+        for p in stale.iter().chain(rules.iter().map(|r| &r.prefix)) {
+            self.touch(Touched::Rule { prefix: *p });
+        }
         let written = self.apply_bulk(&rules, &stale, now);
         log::info!(
             "imported {} entries{} ({} removed from the list)",
@@ -138,8 +135,9 @@ impl<K: Kernel> Engine<K> {
         }
         // Shared with the fleet like a single unset: also for prefixes this host had no entry for
         // (another host may have one this host has not seen yet).
-        self.touched
-            .extend(prefixes.iter().map(|p| Touched::Rule { prefix: *p }));
+        for p in &prefixes {
+            self.touch(Touched::Rule { prefix: *p });
+        }
         let written = self.apply_bulk(&[], &prefixes, now);
         let removed = removed.len().max(had);
         let mut reply = serde_json::json!({

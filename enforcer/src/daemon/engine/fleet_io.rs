@@ -21,6 +21,18 @@ pub enum Touched {
 }
 
 impl<K: Kernel> Engine<K> {
+    /// From now on, local changes are noted for [`Engine::take_touched`] (the fleet calls this
+    /// when it starts).
+    pub fn share_changes(&mut self) {
+        self.sharing = true;
+    }
+
+    pub(super) fn touch(&mut self, t: Touched) {
+        if self.sharing {
+            self.touched.push(t);
+        }
+    }
+
     /// Local changes since the last call, oldest first.
     pub fn take_touched(&mut self) -> Vec<Touched> {
         std::mem::take(&mut self.touched)
