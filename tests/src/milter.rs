@@ -132,7 +132,13 @@ impl Client {
 
     /// Sends a stage unless the milter asked to skip it (`skip` flag); waits for its reply unless
     /// it is flagged "no reply" (`no_reply` flag). `None`: nothing sent or nothing to wait for.
-    fn stage(&mut self, skip: u32, no_reply: u32, cmd: u8, data: &[u8]) -> io::Result<Option<Reply>> {
+    fn stage(
+        &mut self,
+        skip: u32,
+        no_reply: u32,
+        cmd: u8,
+        data: &[u8],
+    ) -> io::Result<Option<Reply>> {
         if skip != 0 && self.protocol & skip != 0 {
             return Ok(None);
         }
@@ -154,15 +160,30 @@ impl Client {
     }
 
     pub fn helo(&mut self, name: &str) -> io::Result<Option<Reply>> {
-        self.stage(proto::NOHELO, proto::NR_HELO, b'H', &cstrs(&[name.as_bytes()]))
+        self.stage(
+            proto::NOHELO,
+            proto::NR_HELO,
+            b'H',
+            &cstrs(&[name.as_bytes()]),
+        )
     }
 
     pub fn mail(&mut self, from: &str) -> io::Result<Option<Reply>> {
-        self.stage(proto::NOMAIL, proto::NR_MAIL, b'M', &cstrs(&[from.as_bytes()]))
+        self.stage(
+            proto::NOMAIL,
+            proto::NR_MAIL,
+            b'M',
+            &cstrs(&[from.as_bytes()]),
+        )
     }
 
     pub fn rcpt(&mut self, to: &str) -> io::Result<Option<Reply>> {
-        self.stage(proto::NORCPT, proto::NR_RCPT, b'R', &cstrs(&[to.as_bytes()]))
+        self.stage(
+            proto::NORCPT,
+            proto::NR_RCPT,
+            b'R',
+            &cstrs(&[to.as_bytes()]),
+        )
     }
 
     pub fn header(&mut self, name: &str, value: &str) -> io::Result<Option<Reply>> {

@@ -74,10 +74,7 @@ pub fn policy_settings(spec: &str) -> Vec<(String, String)> {
             "smtpd_recipient_restrictions",
             format!("permit_mynetworks, reject_unauth_destination, check_policy_service {spec}"),
         ),
-        (
-            "smtpd_policy_service_default_action",
-            "DUNNO".to_string(),
-        ),
+        ("smtpd_policy_service_default_action", "DUNNO".to_string()),
         ("smtpd_policy_service_timeout", "10s".to_string()),
     ]
     .into_iter()
@@ -89,10 +86,8 @@ impl Postfix {
     /// Writes the instance's configuration, starts it inside `ns` listening on `listen` (port 25)
     /// and returns once the master accepts connections. `settings` are extra `main.cf` lines.
     pub fn start(ns: &Netns, tag: &str, listen: &[&str], settings: &[(String, String)]) -> Self {
-        let root = std::env::temp_dir().join(format!(
-            "enforcer-postfix-{}-{tag}",
-            std::process::id()
-        ));
+        let root =
+            std::env::temp_dir().join(format!("enforcer-postfix-{}-{tag}", std::process::id()));
         let pf = Postfix {
             ns_path: ns.path(),
             config_dir: root.join("etc"),
@@ -348,7 +343,10 @@ impl Swaks {
     /// printed it, without swaks' direction marker.
     pub fn reply_to(&self, command: &str) -> Option<String> {
         let mut lines = self.transcript.lines();
-        lines.find(|l| l.trim_start_matches([' ', '-', '>', '~']).starts_with(command))?;
+        lines.find(|l| {
+            l.trim_start_matches([' ', '-', '>', '~'])
+                .starts_with(command)
+        })?;
         let mut reply = Vec::new();
         for l in lines {
             let Some(text) = l

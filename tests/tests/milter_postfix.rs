@@ -35,7 +35,8 @@ const IN_BLOCK: f64 = 9.0;
 const OUTSIDE: f64 = 15.0;
 
 const THROTTLE_TEXT: &str = "TEST throttle for {host} running {build}: {minutes} mins/{period}, stage {stage}, upgrade to {upgrade_to}, see {info_url}";
-const BLOCK_TEXT: &str = "TEST block for {host} running {build}: {minutes} mins/{period}, stage {stage}, see {info_url}";
+const BLOCK_TEXT: &str =
+    "TEST block for {host} running {build}: {minutes} mins/{period}, stage {stage}, see {info_url}";
 const INFO_URL: &str = "https://enforcer.test/why";
 
 const EX2013_BUILD: &str = "15.0.1497.2";
@@ -255,7 +256,14 @@ fn send_at(
 /// The value of the sample `name{labels}` (exactly as printed) in a scrape, 0 when absent.
 fn sample(body: &str, series: &str) -> f64 {
     body.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().split(' ').next()?.parse().ok())
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .trim()
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
         .unwrap_or(0.0)
 }
 
@@ -284,7 +292,12 @@ fn first_sighting(rig: &Rig, src: &str) {
 
 #[test]
 fn postfix_milter_attributes_and_answers_per_window() {
-    let rig = Rig::new("pmw", false, &["--milter", MILTER], &milter_settings(MILTER));
+    let rig = Rig::new(
+        "pmw",
+        false,
+        &["--milter", MILTER],
+        &milter_settings(MILTER),
+    );
 
     // The record appears with that build, attributed to the swaks address (IPv4 and IPv6).
     first_sighting(&rig, CLIENT_V4);
@@ -311,7 +324,10 @@ fn postfix_milter_attributes_and_answers_per_window() {
     assert_accepted(&s, "the gateway's first message", rig.postfix());
     rig.wait_sender(GATEWAY_V4, "a record for the gateway", |_| true);
     let g = rig.sender(GATEWAY_V4).unwrap();
-    assert_ne!(g["build"], EX2013_BUILD, "the Exchange below the gateway was pinned on it: {g:#}");
+    assert_ne!(
+        g["build"], EX2013_BUILD,
+        "the Exchange below the gateway was pinned on it: {g:#}"
+    );
     assert_ne!(g["product"], "exchange", "{g:#}");
     assert_ne!(g["state"], "enforcing", "{g:#}");
 
@@ -327,7 +343,14 @@ fn postfix_milter_attributes_and_answers_per_window() {
     );
     assert!(!s.accepted());
     // The gateway is not throttled in the same window.
-    let s = send_at(&rig, IN_THROTTLE, 4.5, GATEWAY_V4, &[&gw, inner], "gw in throttle");
+    let s = send_at(
+        &rig,
+        IN_THROTTLE,
+        4.5,
+        GATEWAY_V4,
+        &[&gw, inner],
+        "gw in throttle",
+    );
     assert_accepted(&s, "the gateway inside a throttle window", rig.postfix());
 
     // Block window: 550 5.7.230 and the configured text.
@@ -376,7 +399,11 @@ fn postfix_milter_attributes_and_answers_per_window() {
         v["state"] == "clear"
     });
     let s = send_at(&rig, IN_THROTTLE, 4.5, CLIENT_V4, &[], "after upgrade");
-    assert_accepted(&s, "an upgraded sender inside a throttle window", rig.postfix());
+    assert_accepted(
+        &s,
+        "an upgraded sender inside a throttle window",
+        rig.postfix(),
+    );
 }
 
 #[test]
@@ -389,7 +416,10 @@ fn postfix_milter_report_only_accepts_and_counts() {
     assert_accepted(&s, "report-only, block window", rig.postfix());
     let m = rig.metrics();
     assert!(
-        sample(&m, "enforcer_milter_answers_total{answer=\"would_tempfail\"}") >= 1.0
+        sample(
+            &m,
+            "enforcer_milter_answers_total{answer=\"would_tempfail\"}"
+        ) >= 1.0
             && sample(&m, "enforcer_milter_answers_total{answer=\"would_reject\"}") >= 1.0,
         "report-only answers not counted:\n{m}"
     );
@@ -426,9 +456,18 @@ fn feed_evidence(dirs: &Dirs, ip: &str, text: &str) -> serde_json::Value {
 
 #[test]
 fn postfix_policy_service_answers_per_window() {
-    let rig = Rig::new("pps", false, &["--policy", POLICY], &policy_settings(POLICY));
+    let rig = Rig::new(
+        "pps",
+        false,
+        &["--policy", POLICY],
+        &policy_settings(POLICY),
+    );
     // The policy service sees no headers: the evidence comes from the operator here.
-    let fed = feed_evidence(&rig.dirs, CLIENT_V4, &format!("{}\r\n", ex2013_by(CLIENT_V4)));
+    let fed = feed_evidence(
+        &rig.dirs,
+        CLIENT_V4,
+        &format!("{}\r\n", ex2013_by(CLIENT_V4)),
+    );
     assert_eq!(fed["state"], "enforcing", "{fed:#}");
 
     let s = send_at(&rig, IN_THROTTLE, 4.5, CLIENT_V4, &[], "policy throttle");
@@ -446,7 +485,9 @@ fn postfix_policy_service_answers_per_window() {
     let reply = s.reply_to("RCPT TO").unwrap_or_default();
     assert!(
         reply.starts_with("550 5.7.230 ")
-            && reply.contains(&format!("TEST block for {CLIENT_V4} running {EX2013_BUILD}")),
+            && reply.contains(&format!(
+                "TEST block for {CLIENT_V4} running {EX2013_BUILD}"
+            )),
         "block window, RCPT TO answered {reply:?}; transcript:\n{}",
         s.transcript
     );
@@ -469,14 +510,23 @@ fn milter_message(addr: SocketAddr, ip: IpAddr) -> std::io::Result<(Option<mc::R
     c.negotiate(mc::proto::ALL)?;
     let rcv = ex2013_by(&ip.to_string());
     let value = rcv.strip_prefix("Received: ").unwrap();
-    let r = c.message(ip, "EX02.sender.example", &[("Received", value), ("Subject", "x")]);
+    let r = c.message(
+        ip,
+        "EX02.sender.example",
+        &[("Received", value), ("Subject", "x")],
+    );
     let _ = c.quit();
     r
 }
 
 #[test]
 fn milter_survives_broken_peers_and_postfix_goes_on_without_it() {
-    let mut rig = Rig::new("pmb", false, &["--milter", MILTER], &milter_settings(MILTER));
+    let mut rig = Rig::new(
+        "pmb",
+        false,
+        &["--milter", MILTER],
+        &milter_settings(MILTER),
+    );
     let addr: SocketAddr = MILTER_ADDR.parse().unwrap();
 
     let report = rig.in_server(move || {
@@ -486,18 +536,35 @@ fn milter_survives_broken_peers_and_postfix_goes_on_without_it() {
         let (version, _, protocol) = c.negotiate(mc::proto::ALL).unwrap();
         assert_eq!(version, 6);
         for skipped in [mc::proto::NOBODY, mc::proto::NORCPT, mc::proto::NODATA] {
-            assert_ne!(protocol & skipped, 0, "stage {skipped:#x} not skipped: {protocol:#x}");
+            assert_ne!(
+                protocol & skipped,
+                0,
+                "stage {skipped:#x} not skipped: {protocol:#x}"
+            );
         }
-        for no_reply in [mc::proto::NR_CONN, mc::proto::NR_HELO, mc::proto::NR_HDR, mc::proto::NR_EOH] {
-            assert_ne!(protocol & no_reply, 0, "{no_reply:#x} not no-reply: {protocol:#x}");
+        for no_reply in [
+            mc::proto::NR_CONN,
+            mc::proto::NR_HELO,
+            mc::proto::NR_HDR,
+            mc::proto::NR_EOH,
+        ] {
+            assert_ne!(
+                protocol & no_reply,
+                0,
+                "{no_reply:#x} not no-reply: {protocol:#x}"
+            );
         }
         assert_eq!(protocol & mc::proto::NR_MAIL, 0, "MAIL must be answered");
 
         // A peer that disconnects mid-message (half a header frame).
-        c.conn("[198.51.100.7]", "198.51.100.7".parse().unwrap()).unwrap();
+        c.conn("[198.51.100.7]", "198.51.100.7".parse().unwrap())
+            .unwrap();
         c.helo("EX02.sender.example").unwrap();
         assert!(c.mail("<a@sender.example>").unwrap().unwrap().is_continue());
-        let half = mc::frame(b'L', b"Received\0from EX01 by EX02 with Microsoft SMTP Server id 15.0.1497.2\0");
+        let half = mc::frame(
+            b'L',
+            b"Received\0from EX01 by EX02 with Microsoft SMTP Server id 15.0.1497.2\0",
+        );
         c.stream.write_all(&half[..half.len() / 2]).unwrap();
         drop(c);
 
@@ -575,16 +642,16 @@ fn milter_survives_broken_peers_and_postfix_goes_on_without_it() {
     let ok = wait_until(Duration::from_secs(15), || {
         let out = ctl(&rig.dirs, &["senders", "--json"]);
         let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        records = list
-            .as_array()
-            .map_or(0, |l| {
-                l.iter()
-                    .filter(|v| {
-                        v["prefix"].as_str().is_some_and(|p| p.starts_with("203.0.113."))
-                            && v["build"] == EX2013_BUILD
-                    })
-                    .count()
-            }) as f64;
+        records = list.as_array().map_or(0, |l| {
+            l.iter()
+                .filter(|v| {
+                    v["prefix"]
+                        .as_str()
+                        .is_some_and(|p| p.starts_with("203.0.113."))
+                        && v["build"] == EX2013_BUILD
+                })
+                .count()
+        }) as f64;
         records == handed
     });
     assert!(
@@ -601,7 +668,10 @@ fn milter_survives_broken_peers_and_postfix_goes_on_without_it() {
 
     // With enforcer stopped, Postfix still accepts mail (milter_default_action = accept), even
     // from a sender the daemon would refuse.
-    assert!(rig.daemon.take().unwrap().stop(), "the daemon did not exit cleanly");
+    assert!(
+        rig.daemon.take().unwrap().stop(),
+        "the daemon did not exit cleanly"
+    );
     let s = send_at(&rig, IN_BLOCK, 4.5, CLIENT_V4, &[], "enforcer down");
     assert_accepted(&s, "with enforcer stopped", rig.postfix());
     assert!(

@@ -50,7 +50,8 @@ pub fn run(args: Args) -> Result<()> {
     if matches!(args.which, Which::Milter | Which::All) {
         require_root("the milter benchmark")?;
         output(cargo().args(["build", "--release", "-p", "enforcer", "--bin", "enforcer"]))?;
-        let md = output(cargo().args(["run", "--release", "-p", "tests", "--bin", "bench-milter"]))?;
+        let md =
+            output(cargo().args(["run", "--release", "-p", "tests", "--bin", "bench-milter"]))?;
         splice("milter", &md)?;
     }
     Ok(())

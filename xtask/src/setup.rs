@@ -142,7 +142,9 @@ fn ensure_mail_tools() -> Result<()> {
         bail!("missing Debian packages {missing:?} (the Postfix tests); install them as root");
     }
     if missing.contains(&"postfix") {
-        eprintln!("xtask: preseeding debconf: postfix postfix/main_mailer_type select No configuration");
+        eprintln!(
+            "xtask: preseeding debconf: postfix postfix/main_mailer_type select No configuration"
+        );
         let mut child = Command::new("debconf-set-selections")
             .stdin(std::process::Stdio::piped())
             .spawn()

@@ -155,7 +155,10 @@ fn run() -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !daemon.log_text().contains("milter on") {
         if Instant::now() > deadline {
-            bail!("the daemon never reported its milter:\n{}", daemon.log_text());
+            bail!(
+                "the daemon never reported its milter:\n{}",
+                daemon.log_text()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
