@@ -17,7 +17,7 @@ fn main() -> anyhow::Result<()> {
         .to_str()
         .context("enforcer-ebpf path is not UTF-8")?;
     // The eBPF crate is built by the pinned stable toolchain; -Z build-std=core needs RUSTC_BOOTSTRAP
-    // for that nested build only (see ../shared/TOOLCHAIN.md). aya-build passes our environment on.
+    // for that nested build only (see docs/TOOLCHAIN.md). aya-build passes our environment on.
     // SAFETY: build scripts are single-threaded at this point.
     unsafe { std::env::set_var("RUSTC_BOOTSTRAP", "1") };
     // BPF ISA v3 (32-bit jumps, kernel >= 5.1; XDP frags already need 5.18) instead of the target's
@@ -31,6 +31,11 @@ fn main() -> anyhow::Result<()> {
         std::env::set_var("CARGO_PROFILE_RELEASE_RUSTFLAGS", "-Ctarget-cpu=v3");
         std::env::set_var("CARGO_PROFILE_RELEASE_BUILD_OVERRIDE_RUSTFLAGS", "");
     }
+    // aya-build turns every line the nested cargo prints into a `cargo:warning`, which cargo then
+    // replays on every later build of this crate: keep its progress lines ("Compiling ...") out.
+    // Compiler diagnostics and a failure still come through.
+    // SAFETY: as above.
+    unsafe { std::env::set_var("CARGO_TERM_QUIET", "true") };
     let toolchain = aya_build::Toolchain::Custom(TOOLCHAIN);
     aya_build::build_ebpf(
         [aya_build::Package {

@@ -16,11 +16,14 @@ pub const RATE_STATE: &str = "RATE_STATE";
 pub const PORTS: &str = "PORTS";
 /// Global settings: `Array<GlobalConfig>` with one element at index 0.
 pub const CONFIG: &str = "CONFIG";
-/// Per-CPU packet counters: `PerCpuArray<u64>` indexed by [`crate::counters::slot`].
+/// Per-CPU packet counters: `PerCpuArray<u64>` indexed by [`crate::counters::stats_index`].
 pub const STATS: &str = "STATS";
+/// Interface slot of each ifindex for per-interface counting: `Array<u32>` of
+/// [`crate::counters::IFINDEX_LIMIT`] entries, written by userspace when it attaches.
+pub const IFACE_SLOTS: &str = "IFACE_SLOTS";
 
 /// Every map, in the order userspace lists, pins and checks them.
-pub const ALL_MAPS: [&str; 8] = [
+pub const ALL_MAPS: [&str; 9] = [
     POLICY_V4_HOSTS,
     POLICY_V4_PREFIXES,
     POLICY_V6_HOSTS,
@@ -29,6 +32,7 @@ pub const ALL_MAPS: [&str; 8] = [
     PORTS,
     CONFIG,
     STATS,
+    IFACE_SLOTS,
 ];
 
 /// XDP ingress program.

@@ -24,6 +24,8 @@ pub trait Packet {
     fn truncate(&self, len: usize) -> Result<(), ()>;
     /// The program's return code for an outcome (may call a helper, e.g. redirect).
     fn outcome(&self, outcome: Outcome) -> u32;
+    /// The interface the packet arrived on.
+    fn ifindex(&self) -> u32;
 }
 
 impl Packet for XdpContext {
@@ -57,6 +59,11 @@ impl Packet for XdpContext {
             Outcome::Drop => xdp_action::XDP_DROP,
             Outcome::Reply => xdp_action::XDP_TX,
         }
+    }
+
+    #[inline(always)]
+    fn ifindex(&self) -> u32 {
+        unsafe { (*self.ctx).ingress_ifindex }
     }
 }
 
@@ -94,5 +101,10 @@ impl Packet for TcContext {
                 unsafe { bpf_redirect(ifindex, 0) as u32 }
             }
         }
+    }
+
+    #[inline(always)]
+    fn ifindex(&self) -> u32 {
+        unsafe { (*self.skb.skb).ifindex }
     }
 }

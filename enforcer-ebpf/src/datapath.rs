@@ -1,7 +1,7 @@
 //! The decision pipeline both programs run: parse, check the port, decide, refuse (or, in
 //! report-only mode, only count the refusal), and leave through the single exit.
 
-use enforcer_common::{config::CONFIG_FLAG_REPORT_ONLY, Reason};
+use enforcer_common::{config::CONFIG_FLAG_REPORT_ONLY, counters::Family, Reason};
 
 use crate::{
     ctx::{Outcome, Packet},
@@ -18,6 +18,10 @@ use crate::{
 /// meet at `decide` as one. A reject, the only verdict that writes the packet, parses it again.
 #[inline(always)]
 pub fn run<C: Packet>(ctx: &C) -> u32 {
+    // Every packet judged or sent to an unprotected port is counted under the mode the datapath is
+    // in, passes included. The flag is read after the parse paths meet, not up front: a 0/1 known
+    // before parsing would make the verifier walk every packet shape twice. Packets that never got
+    // as far as a source address have no verdict and count as enforced.
     let (src, port, blind, answerable) = match parse_frame(ctx.data(), ctx.data_end()) {
         Ok(Parsed::Syn(syn)) => (
             Source::of(&syn),
@@ -26,48 +30,66 @@ pub fn run<C: Packet>(ctx: &C) -> u32 {
             reject::possible(&syn),
         ),
         Ok(Parsed::Blind { src, port, pass }) => (Source::copy(src), port, Some(pass), false),
-        Err(reason) => return stats::exit(ctx, reason, false, Outcome::Pass),
+        Err(reason) => return stats::exit(ctx, reason, Family::None, false, Outcome::Pass),
+    };
+    let family = match src {
+        Source::V4(_) => Family::V4,
+        Source::V6(_) => Family::V6,
     };
     // A packet without a visible port (a non-first fragment, a chain too long to walk) is judged on
     // its source alone; one with a port only when that port is protected.
     if let Some(p) = port {
         if !protected(p) {
-            return stats::exit(ctx, Reason::OtherPort, false, Outcome::Pass);
+            return stats::exit(ctx, Reason::OtherPort, family, report_only(), Outcome::Pass);
         }
     }
     let decision = decide(&src, port.is_some());
+    let ro = report_only();
     if decision.refusal == Refusal::None {
-        return stats::exit(ctx, blind.unwrap_or(decision.reason), false, Outcome::Pass);
+        return stats::exit(
+            ctx,
+            blind.unwrap_or(decision.reason),
+            family,
+            ro,
+            Outcome::Pass,
+        );
     }
-    let report_only = report_only();
     if blind.is_some() {
         // No whole SYN to answer with a RST: a refusal is a drop.
-        let outcome = if report_only {
-            Outcome::Pass
-        } else {
-            Outcome::Drop
-        };
-        return stats::exit(ctx, Reason::SourceOnlyRefused, report_only, outcome);
+        let outcome = if ro { Outcome::Pass } else { Outcome::Drop };
+        return stats::exit(ctx, Reason::SourceOnlyRefused, family, ro, outcome);
     }
     let rst = decision.refusal == Refusal::Rst;
-    if report_only {
+    if ro {
         // Count what would have happened, including a reject we could not have answered.
         let reason = if rst && !answerable {
             Reason::RejectFallbackDrop
         } else {
             decision.reason
         };
-        return stats::exit(ctx, reason, true, Outcome::Pass);
+        return stats::exit(ctx, reason, family, true, Outcome::Pass);
     }
     if !rst {
-        return stats::exit(ctx, decision.reason, false, Outcome::Drop);
+        return stats::exit(ctx, decision.reason, family, false, Outcome::Drop);
     }
     match parse_frame(ctx.data(), ctx.data_end()) {
         Ok(Parsed::Syn(syn)) => match reject::rewrite(ctx, &syn) {
-            Ok(()) => stats::exit(ctx, decision.reason, false, Outcome::Reply),
-            Err(()) => stats::exit(ctx, Reason::RejectFallbackDrop, false, Outcome::Drop),
+            Ok(()) => stats::exit(ctx, decision.reason, family, false, Outcome::Reply),
+            Err(()) => stats::exit(
+                ctx,
+                Reason::RejectFallbackDrop,
+                family,
+                false,
+                Outcome::Drop,
+            ),
         },
-        _ => stats::exit(ctx, Reason::RejectFallbackDrop, false, Outcome::Drop),
+        _ => stats::exit(
+            ctx,
+            Reason::RejectFallbackDrop,
+            family,
+            false,
+            Outcome::Drop,
+        ),
     }
 }
 

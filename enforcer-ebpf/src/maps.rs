@@ -10,7 +10,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 use enforcer_common::{
-    counters::COUNTER_SLOTS,
+    counters::{IFINDEX_LIMIT, STATS_SLOTS},
     maps::{
         MAX_HOSTS_V4, MAX_HOSTS_V6, MAX_PREFIXES_V4, MAX_PREFIXES_V6, MAX_RATE_STATE, PORT_COUNT,
     },
@@ -49,4 +49,8 @@ pub static PORTS: Array<u32> = Array::with_max_entries(PORT_COUNT, 0);
 pub static CONFIG: Array<GlobalConfig> = Array::with_max_entries(1, 0);
 
 #[map]
-pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_SLOTS, 0);
+
+/// An array, not a hash: the lookup on every packet is then an inlined bounds check and an add.
+#[map]
+pub static IFACE_SLOTS: Array<u32> = Array::with_max_entries(IFINDEX_LIMIT, 0);

@@ -389,12 +389,22 @@ impl Ctx<'_> {
 
     fn key_on_line(&self, line: usize) -> String {
         let lines: Vec<&str> = self.src.lines().collect();
-        let table = lines[..line.saturating_sub(1).min(lines.len())]
+        let above = &lines[..line.saturating_sub(1).min(lines.len())];
+        // An array of tables (`[[enforcement.stages]]`) is named with the 1-based index of the
+        // element, as the validation errors do: `enforcement.stages[2].after`.
+        let table = above
             .iter()
-            .rev()
-            .map(|l| l.trim())
-            .find(|l| l.starts_with('['))
-            .map(|l| l.trim_matches(['[', ']']).trim().to_string());
+            .rposition(|l| l.trim().starts_with('['))
+            .map(|i| {
+                let header = above[i].trim();
+                let name = header.trim_matches(['[', ']']).trim().to_string();
+                if header.starts_with("[[") {
+                    let n = above[..=i].iter().filter(|l| l.trim() == header).count();
+                    format!("{name}[{n}]")
+                } else {
+                    name
+                }
+            });
         let text = lines
             .get(line.saturating_sub(1))
             .map(|l| l.trim())

@@ -32,6 +32,9 @@ pub struct Row {
     pub stage: Option<u32>,
     pub reason: Option<String>,
     pub created_at: Option<i64>,
+    /// The named list the entry belongs to (`enforcer import --list NAME`), if any.
+    #[serde(default)]
+    pub list: Option<String>,
 }
 
 /// Which rows `--source` keeps.
@@ -61,6 +64,9 @@ pub struct Filter {
     pub prefix: Option<Prefix>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Source>,
+    /// Only the entries of this named list (`enforcer import --list NAME`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list: Option<String>,
 }
 
 impl Filter {
@@ -77,7 +83,14 @@ impl Filter {
     }
 
     pub fn keeps(&self, row: &Row) -> bool {
-        self.covers(&row.prefix) && self.source.is_none_or(|s| s.as_str() == row.source)
+        self.covers(&row.prefix)
+            && self.source.is_none_or(|s| s.as_str() == row.source)
+            && self.in_list(row.list.as_deref())
+    }
+
+    /// Whether an entry of list `list` (None = of no list) passes `--list`.
+    pub fn in_list(&self, list: Option<&str>) -> bool {
+        self.list.as_deref().is_none_or(|l| list == Some(l))
     }
 }
 
@@ -125,6 +138,7 @@ pub fn row(
         stage,
         reason: rule.and_then(|r| r.reason.clone()),
         created_at: rule.map(|r| r.created_at),
+        list: rule.and_then(|r| r.list.clone()),
     }
 }
 
@@ -141,6 +155,7 @@ mod tests {
         let f = Filter {
             prefix: Some(p("192.0.2.0/24")),
             source: None,
+            list: None,
         };
         assert!(f.covers(&p("192.0.2.0/24")) && f.covers(&p("192.0.2.7")));
         assert!(f.covers(&p("192.0.2.128/25")));
@@ -161,6 +176,7 @@ mod tests {
             reason: Some("spam".into()),
             created_at: 5,
             source: RuleSource::Engine { stage: 3 },
+            list: None,
         };
         let r = row(rule.prefix, None, Some(&rule), &clock);
         assert_eq!(
@@ -170,10 +186,12 @@ mod tests {
         let engine = Filter {
             prefix: None,
             source: Some(Source::Engine),
+            list: None,
         };
         let operator = Filter {
             prefix: None,
             source: Some(Source::Operator),
+            list: None,
         };
         assert!(engine.keeps(&r) && !operator.keeps(&r));
         let k = rule.to_kernel(&clock);

@@ -1,5 +1,15 @@
-//! `/metrics` over HTTP (Prometheus text format). Components register their own metrics in the
-//! registry (`registry.sub_registry_with_prefix(..)`) before [`serve`] is started.
+//! `/metrics` over HTTP: OpenMetrics 1.0 to scrapers that ask for it (`Accept:
+//! application/openmetrics-text`, as Prometheus does), the Prometheus text format 0.0.4 otherwise,
+//! each with its own Content-Type.
+//!
+//! Components register their own metrics, each under its own prefix, before [`serve`] starts: a
+//! component keeps its metrics in a struct, implements [`Component`], and the daemon calls
+//! [`register`] with it once at boot (see `daemon::metrics::EngineMetrics` and
+//! `datapath::metrics::KernelCollector`). Conventions, checked by `promtool check metrics`: every
+//! family has help text; counters are `Counter`s registered without `_total` (the encoder adds it);
+//! base units in the name (`_seconds`, `_bytes`); label values from a small fixed set (never an
+//! address); a labelled gauge that counts things lists every label combination, zero or not, so a
+//! series never disappears.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,17 +24,126 @@ use tokio::net::TcpListener;
 /// Default listen address: loopback only, scrapers on other hosts need an explicit --metrics-addr.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9925";
 
-/// The top-level registry; every metric name starts with `enforcer_`.
-pub fn registry() -> Registry {
-    Registry::with_prefix("enforcer")
+/// A component's metrics: registered under `enforcer_<PREFIX>_`.
+pub trait Component {
+    /// The component's name prefix (`engine`, `kernel`, `milter`, ...).
+    const PREFIX: &'static str;
+    /// Registers every metric of the component in `reg` (already prefixed).
+    fn register(self, reg: &mut Registry);
 }
 
-/// Renders the registry in the Prometheus text format.
+/// Registers one component under its prefix.
+pub fn register<C: Component>(registry: &mut Registry, component: C) {
+    component.register(registry.sub_registry_with_prefix(C::PREFIX));
+}
+
+/// The top-level registry; every metric name starts with `enforcer_`. Holds
+/// `enforcer_build_info{version,target}` from the start.
+pub fn registry() -> Registry {
+    let mut reg = Registry::with_prefix("enforcer");
+    reg.register(
+        "build",
+        "The running enforcer build (value 1)",
+        prometheus_client::metrics::info::Info::new(vec![
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("target", std::env::consts::ARCH),
+        ]),
+    );
+    reg
+}
+
+/// The two exposition formats we serve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    OpenMetrics,
+    Text,
+}
+
+impl Format {
+    /// Chooses by the request's `Accept` header: OpenMetrics when the scraper lists it (with a
+    /// non-zero q), the Prometheus text format otherwise (curl, browsers, old scrapers).
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let Some(accept) = accept else {
+            return Format::Text;
+        };
+        for item in accept.split(',') {
+            let mut parts = item.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("");
+            let q_zero = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            if media.eq_ignore_ascii_case("application/openmetrics-text") && !q_zero {
+                return Format::OpenMetrics;
+            }
+        }
+        Format::Text
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// Renders the registry in OpenMetrics (what prometheus-client encodes).
 pub fn render(registry: &Registry) -> String {
     let mut out = String::new();
     // Encoding into a String cannot fail except on a collector's own error, which we surface inline.
     if let Err(e) = prometheus_client::encoding::text::encode(&mut out, registry) {
         out.push_str(&format!("# encoding error: {e}\n"));
+    }
+    out
+}
+
+/// Renders the registry in the requested format.
+pub fn render_as(registry: &Registry, format: Format) -> String {
+    let om = render(registry);
+    match format {
+        Format::OpenMetrics => om,
+        Format::Text => openmetrics_to_text(&om),
+    }
+}
+
+/// Rewrites prometheus-client's OpenMetrics into the text format 0.0.4: there a family is named
+/// like its samples (`x_total` for a counter, `x_info` for an info metric, which becomes a gauge),
+/// and `# UNIT` and `# EOF` do not exist.
+pub fn openmetrics_to_text(om: &str) -> String {
+    let mut types = std::collections::HashMap::new();
+    for line in om.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            if let Some((name, ty)) = rest.split_once(' ') {
+                types.insert(name.to_string(), ty.to_string());
+            }
+        }
+    }
+    let rename = |name: &str| -> (String, Option<&'static str>) {
+        match types.get(name).map(String::as_str) {
+            Some("counter") => (format!("{name}_total"), None),
+            Some("info") => (format!("{name}_info"), Some("gauge")),
+            Some("stateset") | Some("unknown") => (name.to_string(), Some("untyped")),
+            _ => (name.to_string(), None),
+        }
+    };
+    let mut out = String::with_capacity(om.len());
+    for line in om.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
+            out.push_str(&format!("# HELP {} {help}\n", rename(name).0));
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, ty) = rest.split_once(' ').unwrap_or((rest, ""));
+            let (new, new_ty) = rename(name);
+            out.push_str(&format!("# TYPE {new} {}\n", new_ty.unwrap_or(ty)));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
     }
     out
 }
@@ -77,12 +196,17 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>, gate: Gate) {
             let line = head.lines().next().unwrap_or("");
             let mut parts = line.split_whitespace();
             let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let accept = head.lines().skip(1).find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim().eq_ignore_ascii_case("accept").then(|| v.trim())
+            });
+            let format = Format::negotiate(accept);
             let (status, ctype, body) =
                 if method == "GET" && (path == "/metrics" || path.starts_with("/metrics?")) {
-                    let body = tokio::task::spawn_blocking(move || render(&registry))
+                    let body = tokio::task::spawn_blocking(move || render_as(&registry, format))
                         .await
                         .unwrap_or_default();
-                    ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body)
+                    ("200 OK", format.content_type(), body)
                 } else {
                     (
                         "404 Not Found",
@@ -157,19 +281,39 @@ mod tests {
         gate.metrics()
             .register(reg.sub_registry_with_prefix("metrics"));
         tokio::spawn(serve(listener, Arc::new(reg), gate));
-        let get = |path: &'static str| async move {
+        let get = |path: &'static str, accept: &'static str| async move {
             let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n{accept}\r\n").as_bytes())
                 .await
                 .unwrap();
             let mut out = String::new();
             s.read_to_string(&mut out).await.unwrap();
             out
         };
-        let body = get("/metrics").await;
+        let body = get("/metrics", "").await;
         assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+        assert!(
+            body.contains("Content-Type: text/plain; version=0.0.4"),
+            "{body}"
+        );
+        assert!(
+            body.contains("# TYPE enforcer_test_things_total counter"),
+            "{body}"
+        );
         assert!(body.contains("enforcer_test_things_total 1"), "{body}");
-        assert!(get("/nope").await.starts_with("HTTP/1.1 404"));
+        assert!(!body.contains("# EOF"), "{body}");
+        let om = get(
+            "/metrics",
+            "Accept: application/openmetrics-text;version=1.0.0;q=0.5,text/plain;q=0.1\r\n",
+        )
+        .await;
+        assert!(
+            om.contains("Content-Type: application/openmetrics-text; version=1.0.0"),
+            "{om}"
+        );
+        assert!(om.contains("# TYPE enforcer_test_things counter"), "{om}");
+        assert!(om.trim_end().ends_with("# EOF"), "{om}");
+        assert!(get("/nope", "").await.starts_with("HTTP/1.1 404"));
         // Two idle connections fill the cap of 2: the third is answered 503 and closed at once.
         let idle1 = tokio::net::TcpStream::connect(addr).await.unwrap();
         let idle2 = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -184,7 +328,7 @@ mod tests {
         // Slots come back when the idle clients go.
         let mut body = String::new();
         for _ in 0..50 {
-            body = get("/metrics").await;
+            body = get("/metrics", "").await;
             if body.starts_with("HTTP/1.1 200") {
                 break;
             }
@@ -195,5 +339,30 @@ mod tests {
             body.contains("enforcer_metrics_refused_total{why=\"connection_cap\"} 1"),
             "{body}"
         );
+    }
+
+    #[test]
+    fn negotiates_by_accept() {
+        assert_eq!(Format::negotiate(None), Format::Text);
+        assert_eq!(Format::negotiate(Some("*/*")), Format::Text);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;version=1.0.0;q=0.6")),
+            Format::OpenMetrics
+        );
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;q=0,text/plain")),
+            Format::Text
+        );
+    }
+
+    #[test]
+    fn text_format_names_families_like_their_samples() {
+        let reg = registry();
+        let text = render_as(&reg, Format::Text);
+        assert!(text.contains("# TYPE enforcer_build_info gauge"), "{text}");
+        assert!(text.contains("# HELP enforcer_build_info "), "{text}");
+        assert!(text.contains("enforcer_build_info{version=\""), "{text}");
+        let om = render_as(&reg, Format::OpenMetrics);
+        assert!(om.contains("# TYPE enforcer_build info"), "{om}");
     }
 }

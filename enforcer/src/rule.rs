@@ -57,6 +57,10 @@ pub struct Rule {
     /// Unix seconds.
     pub created_at: i64,
     pub source: RuleSource,
+    /// The named list (`enforcer import --list NAME`) this entry belongs to; importing that list
+    /// again replaces every entry carrying its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list: Option<String>,
 }
 
 const NS: i128 = 1_000_000_000;
@@ -152,6 +156,11 @@ impl Verdict {
                         "--phase {phase} must be shorter than --period {period}"
                     ));
                 }
+                if windows_cover_period(p, w, bo, b) {
+                    return Err(format!(
+                        "--window {window} covers the whole --period {period}: every connect would be refused; use `enforcer block` for that, or a shorter --window"
+                    ));
+                }
                 if b > 0 {
                     if bo + b > p {
                         return Err(format!(
@@ -168,6 +177,40 @@ impl Verdict {
             }
         }
     }
+}
+
+/// Whether a throttle window `[0, window)` and a block window `[block_at, block_at + block)` (all
+/// in seconds) together cover a whole period: then every connect is refused, which is a block, not a
+/// throttle. The one rule for `enforcer throttle` and the config's stages.
+pub fn windows_cover_period(period: u64, window: u64, block_at: u64, block: u64) -> bool {
+    let covered = if block == 0 {
+        window
+    } else if block_at == window {
+        window + block
+    } else {
+        window.max(block)
+    };
+    covered >= period
+}
+
+/// An operator's `--reason`: at most 1024 bytes of printable text on one line. Newlines and
+/// terminal control sequences would break `list` and could rewrite an operator's terminal.
+pub fn check_reason(r: &str) -> Result<(), String> {
+    if r.len() > 1024 {
+        return Err("--reason is longer than 1024 bytes; shorten it".into());
+    }
+    if let Some((i, c)) = r.char_indices().find(|(_, c)| c.is_control()) {
+        let what = match c {
+            '\n' | '\r' => "a line break".to_string(),
+            '\x1b' => "an escape character (terminal control sequence)".to_string(),
+            '\t' => "a tab".to_string(),
+            c => format!("the control character U+{:04X}", c as u32),
+        };
+        return Err(format!(
+            "--reason contains {what} at byte {i}; give one line of printable text"
+        ));
+    }
+    Ok(())
 }
 
 impl Verdict {
@@ -220,9 +263,7 @@ impl Rule {
             }
         }
         if let Some(r) = &self.reason {
-            if r.len() > 1024 {
-                return Err("--reason is longer than 1024 bytes; shorten it".into());
-            }
+            check_reason(r)?;
         }
         Ok(())
     }
@@ -326,7 +367,43 @@ mod tests {
             reason: None,
             created_at: 1_700_000_000,
             source: RuleSource::Operator,
+            list: None,
         }
+    }
+
+    #[test]
+    fn a_window_covering_its_period_is_refused_by_cli_and_config_alike() {
+        let cli = throttle("1h", "1h", "0s").validate().unwrap_err();
+        assert!(cli.contains("covers the whole --period"), "{cli}");
+        assert!(throttle("1h", "59m", "0s").validate().is_ok());
+        let toml = |w: &str| {
+            format!(
+                "[[enforcement.stages]]\nafter = \"0s\"\naction = \"report\"\n[[enforcement.stages]]\nafter = \"1d\"\naction = \"windows\"\nperiod = \"1h\"\nthrottle = \"{w}\"\n"
+            )
+        };
+        let cfg = crate::config::FileConfig::parse("t.toml", &toml("1h")).unwrap_err();
+        assert!(cfg.to_string().contains("cover the whole period"), "{cfg}");
+        assert!(crate::config::FileConfig::parse("t.toml", &toml("59m")).is_ok());
+    }
+
+    #[test]
+    fn reasons_are_one_printable_line() {
+        let mut r = rule(Verdict::Drop);
+        for bad in [
+            "two\nlines",
+            "cr\rhere",
+            "\x1b[2Jclear",
+            "bell\x07",
+            "c1\u{9b}31m",
+        ] {
+            r.reason = Some(bad.into());
+            let e = r.validate().unwrap_err();
+            assert!(e.starts_with("--reason contains"), "{bad:?}: {e}");
+        }
+        r.reason = Some("spam run from AS64500 – see ticket #42 ✓".into());
+        assert!(r.validate().is_ok());
+        r.reason = Some("x".repeat(1025));
+        assert!(r.validate().is_err());
     }
 
     #[test]
@@ -369,7 +446,7 @@ mod tests {
         for v in [
             Verdict::Drop,
             throttle("1h", "5m", "0s"),
-            throttle("1h", "1h", "30m"),
+            throttle("1h", "59m", "30m"),
             Verdict::RateLimit {
                 per_min: 3,
                 burst: 3,

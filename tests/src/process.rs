@@ -138,6 +138,18 @@ impl Daemon {
     /// Starts the daemon on several interfaces (`--iface A --iface B`) and waits until each one
     /// reports enforcing.
     pub fn start_on(ns: &Netns, ifaces: &[&str], dirs: &Dirs, extra: &[&str]) -> Self {
+        Self::start_within(ns, ifaces, dirs, extra, Duration::from_secs(60))
+    }
+
+    /// [`Daemon::start_on`], waiting up to `wait` for it to report enforcing (benchmarks start
+    /// daemons over a million entries).
+    pub fn start_within(
+        ns: &Netns,
+        ifaces: &[&str],
+        dirs: &Dirs,
+        extra: &[&str],
+        wait: Duration,
+    ) -> Self {
         std::fs::create_dir_all(&dirs.state_dir).unwrap();
         let log = dirs.state_dir.join(format!(
             "daemon-{}.log",
@@ -162,7 +174,7 @@ impl Daemon {
             child: Some(child),
             log,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + wait;
         loop {
             let text = d.log_text();
             if text.matches("enforcing on").count() >= ifaces.len() && text.contains("metrics on") {
@@ -173,7 +185,8 @@ impl Daemon {
             }
             assert!(
                 Instant::now() < deadline,
-                "enforcer run not ready after 60 s:\n{text}"
+                "enforcer run not ready after {} s:\n{text}",
+                wait.as_secs()
             );
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -10,7 +10,9 @@ use aya_obj::{
     Object,
 };
 use enforcer_common::{
-    counters::COUNTER_SLOTS, maps::*, GlobalConfig, PolicyEntry, RateKey, RateState,
+    counters::{IFINDEX_LIMIT, STATS_SLOTS},
+    maps::*,
+    GlobalConfig, PolicyEntry, RateKey, RateState,
 };
 
 const BPF_F_NO_PREALLOC: u32 = 1;
@@ -93,7 +95,8 @@ fn maps_match_the_contract() {
             1,
             false,
         ),
-        (STATS, BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, COUNTER_SLOTS, false),
+        (STATS, BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, STATS_SLOTS, false),
+        (IFACE_SLOTS, BPF_MAP_TYPE_ARRAY, 4, 4, IFINDEX_LIMIT, false),
     ];
     for (name, ty, key, value, max, no_prealloc) in want {
         let m = &obj.maps[name];

@@ -33,6 +33,7 @@ fn load(dirs: &Dirs) {
             reason: Some(format!("r{n}")),
             created_at: clock.unix_secs(),
             source: RuleSource::Operator,
+            list: None,
         })
         .collect();
     store.put_rules(&rules).unwrap();

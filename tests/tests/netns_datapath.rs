@@ -302,13 +302,35 @@ fn report_only_passes_but_counts() {
     let d = s.daemon.as_ref().unwrap();
     let body = scrape(&s.t.server, d.metrics_addr());
     assert!(body.contains("enforcer_kernel_report_only 1"), "{body}");
-    let want = r#"enforcer_kernel_packets_total{reason="blocked",action="would_drop",mode="report_only"} "#;
-    let line = body
-        .lines()
-        .find(|l| l.starts_with(want))
-        .unwrap_or_else(|| panic!("{body}"));
-    let n: u64 = line[want.len()..].trim().parse().unwrap();
-    assert!(n >= 4, "{line}");
+    // Counted under the interface it arrived on, per address family.
+    let sum = |family: &str| -> u64 {
+        let want = format!(
+            r#"enforcer_kernel_packets_total{{interface="{}",family="{family}",reason="blocked",action="would_drop",mode="report_only"}} "#,
+            s.t.server_if
+        );
+        let line = body
+            .lines()
+            .find(|l| l.starts_with(&want))
+            .unwrap_or_else(|| panic!("no {want} in\n{body}"));
+        line[want.len()..].trim().parse().unwrap()
+    };
+    assert!(sum("ipv4") >= 1 && sum("ipv6") >= 1, "{body}");
+    assert!(sum("ipv4") + sum("ipv6") >= 4, "{body}");
+    assert!(
+        body.contains(&format!(
+            r#"enforcer_kernel_attached{{interface="{}",mode="#,
+            s.t.server_if
+        )),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"enforcer_kernel_map_capacity{map="policy_v4_hosts"} "#),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"enforcer_kernel_map_entries{map="policy_v4_hosts"} 1"#),
+        "{body}"
+    );
 }
 
 #[test]
@@ -362,7 +384,11 @@ fn sigkill_keeps_enforcing_and_restart_adopts() {
         "{leaks} of {tries} connects got through during the restart"
     );
     let log = d.log_text();
-    assert!(log.contains("adopted 8 pinned maps"), "{log}");
+    let adopted = format!(
+        "adopted {} pinned maps",
+        enforcer_common::maps::ALL_MAPS.len()
+    );
+    assert!(log.contains(&adopted), "{log}");
     assert!(log.contains("adopted the pinned"), "{log}");
     s.daemon = Some(d);
     assert_eq!(

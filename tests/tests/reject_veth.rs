@@ -17,7 +17,12 @@ use aya::{
     programs::{tc::TcAttachType, SchedClassifier, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
-use enforcer_common::{counters::slot, maps, policy::ACTION_REJECT, PolicyEntry, Reason};
+use enforcer_common::{
+    counters::{fold, slot, STATS_SLOTS},
+    maps,
+    policy::ACTION_REJECT,
+    PolicyEntry, Reason,
+};
 
 const SERVER4: [u8; 4] = [10, 200, 99, 1];
 const CLIENT4: [u8; 4] = [10, 200, 99, 2];
@@ -196,10 +201,10 @@ fn attach(ebpf: &mut Ebpf, mode: Mode, topo: &Topology) {
 
 fn rejected(ebpf: &Ebpf) -> u64 {
     let a: PerCpuArray<_, u64> = PerCpuArray::try_from(ebpf.map(maps::STATS).unwrap()).unwrap();
-    a.get(&slot(Reason::Rejected, false), 0)
-        .unwrap()
-        .iter()
-        .sum()
+    let full: Vec<u64> = (0..STATS_SLOTS)
+        .map(|i| a.get(&i, 0).unwrap().iter().sum())
+        .collect();
+    fold(&full)[slot(Reason::Rejected, false) as usize]
 }
 
 fn connect(topo: &Topology, to: SocketAddr) -> (std::io::Result<TcpStream>, Duration) {

@@ -144,13 +144,30 @@ fn a_failed_start_leaves_the_datapath_as_it_was() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("empty"), "{}", stderr(&out));
 
+    // A store file that is gone altogether, while the maps hold entries: refused the same way.
+    std::fs::remove_file(&db).unwrap();
+    let out = run_once(&t.server, &args(&t.server_if, &dirs, &["--mode", "tc"]));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("does not exist") && err.contains("--reset-state"),
+        "{err}"
+    );
+    assert_eq!(entries(&dirs.pin_dir), kernel, "no entry removed");
+
     // Starting over is explicit: the file is moved aside and the kernel follows the empty store.
+    std::fs::File::create(&db).unwrap();
     let d = Daemon::start(
         &t.server,
         &t.server_if,
         &dirs,
         &["--mode", "tc", "--ports", "25", "--reset-state"],
     );
+    assert!(std::fs::read_dir(&dirs.state_dir).unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with("enforcer.redb.reset-")));
     assert!(entries(&dirs.pin_dir).is_empty());
     assert_eq!(to_server(&t), Connect::Connected);
     assert!(std::fs::read_dir(&dirs.state_dir).unwrap().any(|e| e
@@ -326,6 +343,7 @@ fn rule(i: u32) -> enforcer::rule::Rule {
         reason: Some(format!("{i}: {}", "filler text ".repeat(20))),
         created_at: 1_700_000_000,
         source: enforcer::rule::RuleSource::Operator,
+        list: None,
     }
 }
 
@@ -366,4 +384,52 @@ fn the_store_recovers_from_a_full_disk() {
     // And what was acknowledged is on disk.
     let again = enforcer::store::Store::open(&fs.0).unwrap();
     assert!(again.rules().unwrap().iter().any(|r| r.prefix == p));
+}
+
+/// A config file removed on drop.
+struct Config(PathBuf);
+impl Drop for Config {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// One behaviour for a full map whether the daemon runs or not: the entry that does not fit is
+/// refused with the same error, and nothing of it is stored.
+#[test]
+fn a_full_map_refuses_on_both_paths_and_stores_nothing() {
+    let t = Topology::new("ful");
+    let dirs = Dirs::new("ful");
+    let cfg = Config(std::env::temp_dir().join(unique("fulcfg")));
+    std::fs::write(&cfg.0, "[capacity]\nv4_hosts = 16\n").unwrap();
+    let conf = ["--config", cfg.0.to_str().unwrap(), "--mode", "tc"];
+    let d = Daemon::start(&t.server, &t.server_if, &dirs, &conf);
+    for i in 1..=16 {
+        cli_ok(&dirs, &["block", &format!("198.51.100.{i}")]);
+    }
+    let refused = |what: &str| {
+        let out = cli(&dirs, &["block", "198.51.100.17", "--reason", "no room"]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        assert!(
+            err.contains("is full (16 entries)") && err.contains("nothing was stored"),
+            "{what}: {err}"
+        );
+        assert!(
+            !cli_ok(&dirs, &["list"]).contains("198.51.100.17"),
+            "{what}"
+        );
+        err
+    };
+    let through_daemon = refused("through the daemon");
+    let m = scrape(&t.server, d.metrics_addr());
+    assert!(m.contains("enforcer_engine_kernel_map_full_total 1"), "{m}");
+    assert!(d.stop());
+    let direct = refused("without a daemon");
+    assert_eq!(through_daemon, direct, "the same error on both paths");
+    // Nothing was stored: a restarted daemon puts back exactly the sixteen.
+    let d = Daemon::start(&t.server, &t.server_if, &dirs, &conf);
+    assert_eq!(entries(&dirs.pin_dir).len(), 16);
+    assert!(!d.log_text().contains("198.51.100.17"), "{}", d.log_text());
+    assert!(d.stop());
 }

@@ -1,4 +1,4 @@
-//! Prerequisites, checked in well under 5 s when present (see ../shared/TOOLCHAIN.md for the recipe):
+//! Prerequisites, checked in well under 5 s when present (docs/TOOLCHAIN.md says why each step is needed):
 //! rust-src for the pinned toolchain (the eBPF crate builds core with -Z build-std), Debian's
 //! llvm-22-dev, and bpf-linker pinned and built against LLVM 22 (rustc 1.95 uses LLVM 22).
 
@@ -79,21 +79,35 @@ fn ensure_bpf_linker() -> Result<()> {
     ]))
 }
 
-/// Tools the privileged tests drive: iproute2 for namespaces and veth; redis-server and redis-cli
-/// for the fleet tests and benchmark (each starts its own server on its own port); openssl makes
-/// the fleet TLS test's certificates.
+/// Tools the privileged tests and benchmarks drive: iproute2 for namespaces and veth; redis-server
+/// and redis-cli for the fleet tests and benchmark (each starts its own server on its own port);
+/// openssl makes the fleet TLS test's certificates; xdp-filter (xdp-tools) and bpftool are the
+/// datapath benchmark's peer; Prometheus and promtool for the monitoring tests; dpkg-deb,
+/// systemd-analyze, setpriv and man for the packaging and service tests.
 fn ensure_debian_tools() -> Result<()> {
     let wanted = [
         ("ip", "iproute2"),
         ("redis-server", "redis-server"),
         ("redis-cli", "redis-tools"),
         ("openssl", "openssl"),
+        // `cargo xtask bench datapath`: xdp-filter is the peer, found and filled with bpftool.
+        ("xdp-filter", "xdp-tools"),
+        // `cargo xtask bench state`: kernel map memory, the CLI's peak memory.
+        ("bpftool", "bpftool"),
+        ("time", "time"),
+        ("prometheus", "prometheus"),
+        ("promtool", "prometheus"),
+        ("systemd-analyze", "systemd"),
+        ("dpkg-deb", "dpkg"),
+        ("setpriv", "util-linux"),
+        ("man", "man-db"),
     ];
-    let missing: Vec<&str> = wanted
+    let mut missing: Vec<&str> = wanted
         .iter()
-        .filter(|(bin, _)| which(bin).is_none())
+        .filter(|(bin, _)| which(bin).is_none() && which_sbin(bin).is_none())
         .map(|(_, pkg)| *pkg)
         .collect();
+    missing.dedup();
     if missing.is_empty() {
         return Ok(());
     }
@@ -110,6 +124,14 @@ fn apt_install(pkgs: &[&str]) -> Result<()> {
         .env("DEBIAN_FRONTEND", "noninteractive")
         .args(["install", "-y", "-q"])
         .args(pkgs))
+}
+
+/// Debian puts xdp-filter and bpftool in /usr/sbin, which a non-root PATH may leave out.
+fn which_sbin(bin: &str) -> Option<std::path::PathBuf> {
+    ["/usr/sbin", "/sbin"]
+        .iter()
+        .map(|d| std::path::Path::new(d).join(bin))
+        .find(|p| p.is_file())
 }
 
 pub fn which(bin: &str) -> Option<std::path::PathBuf> {

@@ -15,8 +15,11 @@ const MAX_INPUT: u64 = 64 * 1024 * 1024;
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "The input may mix server greetings (220 ...), EHLO/HELO lines, EHLO responses \
-(250-...), other replies and mail header blocks (Received: ...); transcript prefixes such as `S: `, `C: `, \
-`<- `, ` -> ` are skipped. Exit status: 0 classified (even as unknown), 2 unreadable input or bad arguments."
+(250-...), other replies and mail header blocks (Received: ...); transcript and log prefixes such as `S: `, \
+`C: `, `<- `, ` -> `, `[S] `, `Out: `, time stamps and tab-separated log fields are skipped; lines may end in \
+CRLF, LF or CR. A header block is attributed to the sending organisation's newest hop below the receiving \
+side's hand-off (README, \"Which Received hop\"); with --connecting-ip, only to the fields that address wrote. \
+Exit status: 0 classified (even as unknown), 2 no SMTP evidence at all, unreadable input or bad arguments."
 )]
 pub struct Args {
     /// Transcript or header file; `-` or nothing reads standard input.

@@ -42,8 +42,18 @@ impl Dirs {
 #[derive(Debug, clap::Args)]
 pub struct TargetArgs {
     /// Source address (a host) or prefix: 192.0.2.7, 192.0.2.0/24, 2001:db8::/32.
-    #[arg(value_name = "IP|CIDR")]
-    pub target: String,
+    #[arg(
+        value_name = "IP|CIDR",
+        required_unless_present = "from",
+        conflicts_with = "from"
+    )]
+    pub target: Option<String>,
+    /// Apply to every address or prefix in FILE (one per line, `#`/`;` comments, - = stdin), as
+    /// one change; like `enforcer import`.
+    #[arg(long, value_name = "FILE|-")]
+    pub from: Option<PathBuf>,
+    #[command(flatten)]
+    pub from_opts: super::import::FromOpts,
     #[command(flatten)]
     pub opts: EntryOpts,
 }
@@ -54,9 +64,12 @@ pub struct EntryOpts {
     /// Remove the entry after this long (e.g. 45s, 10m, 1h, 30d).
     #[arg(long, value_name = "DURATION")]
     pub ttl: Option<String>,
-    /// Free text kept with the entry and shown by `list` and `explain`.
+    /// Free text kept with the entry and shown by `list` and `explain` (one line, printable).
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
+    /// Accept a default route (0.0.0.0/0, ::/0), which covers every sender.
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub dirs: Dirs,
 }
@@ -91,10 +104,19 @@ pub struct ThrottleArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["target", "from", "list"])))]
 pub struct UnsetArgs {
     /// Exactly the address or prefix the entry was made for.
     #[arg(value_name = "IP|CIDR")]
-    pub target: String,
+    pub target: Option<String>,
+    /// Remove the entries for every address or prefix in FILE (one per line, - = stdin).
+    #[arg(long, value_name = "FILE|-")]
+    pub from: Option<PathBuf>,
+    /// Remove every entry of the named list (made by `enforcer import --list NAME`).
+    #[arg(long, value_name = "NAME")]
+    pub list: Option<String>,
+    #[command(flatten)]
+    pub from_opts: super::import::FromOpts,
     #[command(flatten)]
     pub dirs: Dirs,
 }
@@ -185,11 +207,15 @@ struct Common<'a> {
     target: &'a str,
     ttl: Option<&'a str>,
     reason: Option<&'a str>,
+    force: bool,
     dirs: &'a Dirs,
 }
 
 fn make_rule(c: &Common<'_>, verdict: Verdict, clock: &Clock) -> anyhow::Result<Rule> {
     let prefix = parse_target(c.target)?;
+    if let Err(e) = crate::net::check_sender(&prefix, &crate::net::local_addresses(), c.force) {
+        return usage(e);
+    }
     let now = clock.unix_secs();
     let expires_at = match c.ttl {
         None => None,
@@ -208,6 +234,7 @@ fn make_rule(c: &Common<'_>, verdict: Verdict, clock: &Clock) -> anyhow::Result<
         reason: c.reason.map(str::to_string),
         created_at: now,
         source: RuleSource::Operator,
+        list: None,
     };
     if let Err(e) = rule.validate() {
         return usage(e);
@@ -258,7 +285,7 @@ pub fn apply(dirs: &Dirs, rule: &Rule, clock: &Clock) -> anyhow::Result<bool> {
 
 /// Stores and applies a rule through the running daemon (which holds the database); `None` when no
 /// daemon owns the state directory, so the caller writes the maps and the store itself.
-fn via_daemon(
+pub fn via_daemon(
     dirs: &Dirs,
     req: crate::control::Request,
 ) -> anyhow::Result<Option<serde_json::Value>> {
@@ -309,20 +336,32 @@ fn common<'a>(target: &'a str, o: &'a EntryOpts) -> Common<'a> {
         target,
         ttl: o.ttl.as_deref(),
         reason: o.reason.as_deref(),
+        force: o.force,
         dirs: &o.dirs,
     }
 }
 
+/// One target, or with `--from FILE` every line of the file as one import.
+fn run_target(a: TargetArgs, verdict: Verdict, verb: &str) -> anyhow::Result<()> {
+    match (&a.target, &a.from) {
+        (_, Some(file)) => {
+            super::import::import(file, verdict, None, a.from_opts.skip_invalid, &a.opts)
+        }
+        (Some(t), None) => run(common(t, &a.opts), verdict, verb),
+        (None, None) => usage("give an address or prefix, or --from FILE"),
+    }
+}
+
 pub fn execute_block(a: TargetArgs) -> anyhow::Result<()> {
-    run(common(&a.target, &a.opts), Verdict::Drop, "blocked")
+    run_target(a, Verdict::Drop, "blocked")
 }
 
 pub fn execute_reject(a: TargetArgs) -> anyhow::Result<()> {
-    run(common(&a.target, &a.opts), Verdict::Reject, "rejecting")
+    run_target(a, Verdict::Reject, "rejecting")
 }
 
 pub fn execute_allow(a: TargetArgs) -> anyhow::Result<()> {
-    run(common(&a.target, &a.opts), Verdict::Pass, "allowed")
+    run_target(a, Verdict::Pass, "allowed")
 }
 
 /// The throttle verdict the arguments describe (checked, not yet validated as a rule).
@@ -361,7 +400,15 @@ pub fn execute_throttle(a: ThrottleArgs) -> anyhow::Result<()> {
 }
 
 pub fn execute_unset(a: UnsetArgs) -> anyhow::Result<()> {
-    let prefix = parse_target(&a.target)?;
+    let Some(target) = &a.target else {
+        return super::import::unset(
+            &a.dirs,
+            a.from.as_deref(),
+            a.list.as_deref(),
+            a.from_opts.skip_invalid,
+        );
+    };
+    let prefix = parse_target(target)?;
     let req = crate::control::Request::RemoveRule {
         prefix: prefix.to_string(),
     };
@@ -486,7 +533,7 @@ mod tests {
             };
             assert_eq!(
                 (
-                    a.target.as_str(),
+                    a.target.as_deref().unwrap(),
                     a.opts.ttl.as_deref(),
                     a.opts.reason.as_deref()
                 ),
@@ -505,6 +552,41 @@ mod tests {
         assert_eq!(u.dirs.pin_dir, PathBuf::from("/sys/fs/bpf/x"));
         // unset takes no TTL.
         assert!(parse(&["unset", "2001:db8::1", "--ttl", "1h"]).is_err());
+        // Lists: exactly one of a target, --from and --list.
+        assert!(parse(&["unset"]).is_err());
+        assert!(parse(&["unset", "10.0.0.1", "--from", "f"]).is_err());
+        assert!(parse(&["unset", "--from", "f", "--list", "l"]).is_err());
+        let c = parse(&["unset", "--list", "spamhaus-drop"]).unwrap();
+        let Command::Unset(u) = c.command else {
+            panic!()
+        };
+        assert_eq!(u.list.as_deref(), Some("spamhaus-drop"));
+        let c = parse(&["block", "--from", "-", "--skip-invalid", "--ttl", "1d"]).unwrap();
+        let Command::Block(b) = c.command else {
+            panic!()
+        };
+        assert_eq!(b.from.as_deref(), Some(std::path::Path::new("-")));
+        assert!(b.from_opts.skip_invalid && b.target.is_none());
+        assert!(parse(&["block", "10.0.0.1", "--from", "f"]).is_err());
+        let c = parse(&[
+            "import",
+            "drop.txt",
+            "--list",
+            "spamhaus-drop",
+            "--action",
+            "reject",
+        ])
+        .unwrap();
+        let Command::Import(i) = c.command else {
+            panic!()
+        };
+        assert_eq!(i.action, crate::cli::import::Action::Reject);
+        assert_eq!(i.list.as_deref(), Some("spamhaus-drop"));
+        let c = parse(&["import", "-", "--action", "block"]).unwrap();
+        let Command::Import(i) = c.command else {
+            panic!()
+        };
+        assert_eq!(i.action, crate::cli::import::Action::Drop);
     }
 
     #[test]
@@ -520,9 +602,35 @@ mod tests {
             target,
             ttl,
             reason: None,
+            force: false,
             dirs: &dirs,
         };
         is_usage(make_rule(&c("10.0.0.0/33", None), Verdict::Drop, &clock));
+        for never in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "127.0.0.1",
+            "::1",
+            "0.0.0.0/0",
+            "::/0",
+        ] {
+            is_usage(make_rule(&c(never, None), Verdict::Drop, &clock));
+        }
+        let forced = Common {
+            force: true,
+            ..c("0.0.0.0/0", None)
+        };
+        assert!(make_rule(&forced, Verdict::Drop, &clock).is_ok());
+        let mapped = make_rule(&c("::ffff:198.51.100.7", None), Verdict::Drop, &clock).unwrap();
+        assert_eq!(mapped.prefix.to_string(), "198.51.100.7/32");
+        let newline = Common {
+            reason: Some("a\nb"),
+            ..c("198.51.100.7", None)
+        };
+        assert!(is_usage(make_rule(&newline, Verdict::Drop, &clock)).contains("line break"));
+        let t = throttle_args(&["throttle", "10.0.0.1", "--window", "1h", "--period", "1h"]);
+        let v = throttle_verdict(&t).unwrap();
+        assert!(is_usage(make_rule(&c("10.0.0.1", None), v, &clock)).contains("covers the whole"));
         is_usage(make_rule(&c("10.0.0.1", Some("0s")), Verdict::Drop, &clock));
         is_usage(make_rule(&c("10.0.0.1", Some("30")), Verdict::Drop, &clock));
         let t = throttle_args(&["throttle", "10.0.0.1", "--window", "2h", "--period", "1h"]);

@@ -24,15 +24,20 @@ pub struct Args {
 }
 
 pub fn execute(args: Args) -> anyhow::Result<()> {
-    if args.target.trim().parse::<std::net::IpAddr>().is_err() {
+    let Ok(ip) = args.target.trim().parse::<std::net::IpAddr>() else {
         return super::usage(format!(
             "`{}` is not an IP address; give the sending host's address (e.g. 192.0.2.7)",
             args.target
         ));
+    };
+    let host = crate::net::Prefix::host(ip);
+    if let Err(e) = crate::net::check_sender(&host, &crate::net::local_addresses(), false) {
+        return super::usage(e);
     }
     let bytes = read_input(&args.file)?;
     let v = args.socket.call(&Request::Evidence {
-        target: args.target,
+        // IPv4-mapped IPv6 is sent as the IPv4 address it stands for.
+        target: host.addr().to_string(),
         text: String::from_utf8_lossy(&bytes).into_owned(),
     })?;
     super::sender::print_detail(v, args.json)

@@ -51,6 +51,51 @@ struct Explanation {
     would: &'static str,
     report_only: bool,
     ports: Vec<u16>,
+    /// The progressive-enforcement record covering the address, if the engine has one.
+    sender: Option<SenderNote>,
+    /// Interfaces where a reject's RST would not reach the sender (native XDP on a veth).
+    rst_undelivered: Vec<String>,
+}
+
+/// What `explain` says about a sender record (the full record: `enforcer sender IP`).
+#[derive(Debug, Serialize)]
+struct SenderNote {
+    prefix: Prefix,
+    /// `clear`, `allow-listed`, `enforcing`, `paused`; `unknown` when the daemon is not running.
+    state: String,
+    stage: Option<u32>,
+    stage_action: Option<String>,
+}
+
+/// The sender record covering `ip`: from the running daemon (with its stage), else from the store.
+fn sender_note(dirs: &Dirs, ip: IpAddr) -> Option<SenderNote> {
+    let socket = dirs.socket();
+    if crate::control::client::daemon_owning(&socket, &dirs.state_dir) {
+        let v = crate::control::request(
+            &socket,
+            &crate::control::Request::Sender {
+                target: ip.to_string(),
+            },
+        )
+        .ok()?;
+        let view: crate::daemon::views::SenderView = serde_json::from_value(v).ok()?;
+        return Some(SenderNote {
+            prefix: view.prefix,
+            state: view.state,
+            stage: view.stage,
+            stage_action: view.stage_action,
+        });
+    }
+    let store = crate::store::Store::open(&dirs.state_dir).ok()?;
+    let recs = store.senders().ok()?;
+    recs.into_iter()
+        .find(|r| r.prefix.contains(ip))
+        .map(|r| SenderNote {
+            prefix: r.prefix,
+            state: "unknown".into(),
+            stage: None,
+            stage_action: None,
+        })
 }
 
 pub fn execute(args: Args) -> anyhow::Result<()> {
@@ -111,6 +156,10 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
         report_only,
         ports: control.ports()?,
         candidates,
+        sender: sender_note(&args.dirs, ip),
+        rst_undelivered: crate::datapath::loader::rst_undelivered(&crate::datapath::PinDir::new(
+            &args.dirs.pin_dir,
+        )),
     };
     let ex = Explanation {
         matched: matched.map(|i| {
@@ -141,6 +190,9 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
             }
             emit(format_args!("{line}"));
         }
+        None if ex.candidates.is_empty() && ex.sender.is_some() => {
+            emit(format_args!("{ip}: no kernel entry matches"))
+        }
         None if ex.candidates.is_empty() => emit(format_args!("{ip}: no entry matches")),
         None => emit(format_args!("{ip}: every matching entry has expired")),
     }
@@ -156,6 +208,27 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
             if c.expired { ", expired" } else { "" }
         ));
     }
+    if let Some(s) = &ex.sender {
+        let stage = match (s.stage, &s.stage_action) {
+            (Some(n), Some(a)) => format!(", stage {n} ({a})"),
+            (Some(n), None) => format!(", stage {n}"),
+            _ => String::new(),
+        };
+        let report = if s.stage_action.as_deref() == Some("report only") {
+            ": its connects pass and are only reported"
+        } else {
+            ""
+        };
+        emit(format_args!(
+            "sender record {}: {}{stage}{report}; `enforcer sender {ip}` shows why and what comes next",
+            s.prefix,
+            if s.state == "unknown" {
+                "state unknown (the daemon is not running)"
+            } else {
+                s.state.as_str()
+            },
+        ));
+    }
     let ports: Vec<String> = ex.ports.iter().map(u16::to_string).collect();
     let mut line = format!(
         "a SYN to port {} now: {} (reason {})",
@@ -167,5 +240,11 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
         line.push_str(&format!(", report-only: would {}", ex.would));
     }
     emit(format_args!("{line}"));
+    if ex.would == "reject" && !ex.rst_undelivered.is_empty() {
+        emit(format_args!(
+            "note: on {} (native XDP on a veth) the RST is not delivered: the SYN is in effect dropped; attach with --mode xdp-skb or tc",
+            ex.rst_undelivered.join(", ")
+        ));
+    }
     Ok(())
 }

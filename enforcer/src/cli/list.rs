@@ -24,6 +24,9 @@ pub struct Args {
     /// Only entries made by the operator, by the engine, or unknown to the store.
     #[arg(long, value_enum)]
     pub source: Option<Source>,
+    /// Only the entries of this named list (made by `enforcer import --list NAME`).
+    #[arg(long, value_name = "NAME")]
+    pub list: Option<String>,
     /// Print at most N entries (the output says when more were left out).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
@@ -120,9 +123,15 @@ impl<W: std::io::Write> Printer<W> {
 }
 
 pub fn execute(args: Args) -> anyhow::Result<()> {
+    if let Some(name) = &args.list {
+        if let Err(e) = crate::feed::check_list_name(name) {
+            return super::usage(e);
+        }
+    }
     let filter = Filter {
         prefix: args.prefix.as_deref().map(parse_target).transpose()?,
         source: args.source,
+        list: args.list.clone(),
     };
     // Opening the maps first checks privileges and that a datapath is pinned (exit 2 otherwise).
     let maps = open_policy(&args.dirs)?;
@@ -187,6 +196,7 @@ fn through_daemon<W: std::io::Write>(
                 prefix: filter.prefix,
                 source: filter.source,
                 limit: Some(PAGE),
+                list: filter.list.clone(),
             },
         )
         .map_err(|e| Stop::Failed(to_cli_error(e)))?;
@@ -269,6 +279,7 @@ mod tests {
             stage: None,
             reason: Some("why".into()),
             created_at: Some(1),
+            list: None,
         }
     }
 

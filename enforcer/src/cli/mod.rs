@@ -3,12 +3,15 @@
 use clap::{Parser, Subcommand};
 
 pub mod catalog;
+pub mod check_config;
 pub mod classify;
+pub mod completions;
 pub mod detach;
 pub mod entry;
 pub mod evidence;
 pub mod explain;
 pub mod fleet;
+pub mod import;
 pub mod list;
 pub mod pause;
 pub mod run;
@@ -30,6 +33,16 @@ windows, block) and enforces verdicts on TCP SYNs in an XDP (or TC) program befo
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log line format on stderr: text (no timestamps under systemd, whose journal adds them) or
+    /// json (one object per line). Filter with RUST_LOG (e.g. RUST_LOG=debug).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "ENFORCER_LOG_FORMAT"
+    )]
+    pub log_format: crate::logging::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -46,8 +59,11 @@ pub enum Command {
     Throttle(entry::ThrottleArgs),
     /// Always let an address or prefix through (wins inside a blocked prefix).
     Allow(entry::TargetArgs),
-    /// Remove the entry for an address or prefix.
+    /// Remove the entry for an address or prefix, every entry in a file (--from), or a named list.
     Unset(entry::UnsetArgs),
+    /// Apply a list of addresses and prefixes (plain or Spamhaus DROP format) as one change;
+    /// with --list NAME, replace that named list atomically.
+    Import(import::Args),
     /// List kernel policy entries.
     List(list::Args),
     /// Kernel packet counters summed over CPUs, by action and reason.
@@ -70,6 +86,13 @@ pub enum Command {
     Resume(pause::AddrArgs),
     /// Delete a sender's record and its kernel entries.
     Forget(pause::AddrArgs),
+    /// Validate a configuration file without touching anything (exit status 2 when it is invalid).
+    CheckConfig(check_config::Args),
+    /// Print shell completions: `enforcer completions bash > /etc/bash_completion.d/enforcer`.
+    Completions(completions::Args),
+    /// Write the man pages (enforcer.8, one per subcommand) into a directory (used for packaging).
+    #[command(hide = true)]
+    Manpages(completions::ManArgs),
     /// Several MX hosts sharing senders and verdicts through Redis: `enforcer fleet status`.
     Fleet(fleet::Args),
 }
@@ -85,6 +108,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Throttle(a) => entry::execute_throttle(a),
         Command::Allow(a) => entry::execute_allow(a),
         Command::Unset(a) => entry::execute_unset(a),
+        Command::Import(a) => import::execute(a),
         Command::List(a) => list::execute(a),
         Command::Stats(a) => stats::execute(a),
         Command::Explain(a) => explain::execute(a),
@@ -96,6 +120,9 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Pause(a) => pause::execute_pause(a),
         Command::Resume(a) => pause::execute_resume(a),
         Command::Forget(a) => pause::execute_forget(a),
+        Command::CheckConfig(a) => check_config::execute(a),
+        Command::Completions(a) => completions::execute(a),
+        Command::Manpages(a) => completions::execute_man(a),
         Command::Fleet(a) => fleet::execute(a),
     }
 }

@@ -8,7 +8,8 @@ use crate::datapath::Mode;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// TOML configuration (see enforcer.example.toml); flags override it.
+    /// TOML configuration (see enforcer.example.toml); flags override it [default:
+    /// /etc/enforcer/enforcer.toml when it exists]. SIGHUP re-reads it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Interface to protect (repeat for several) [config: interfaces].

@@ -4,18 +4,29 @@ use crate::control::{self, client::to_cli_error, Request};
 use crate::daemon::views::SenderView;
 use std::path::PathBuf;
 
-/// `--socket`, shared by every command that talks to the daemon.
+/// `--socket` and `--state-dir`, shared by every command that talks to the daemon.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SocketArg {
-    /// Control socket of the running daemon.
-    #[arg(long, value_name = "PATH", env = "ENFORCER_SOCKET", default_value = crate::config::DEFAULT_SOCKET)]
-    pub socket: PathBuf,
+    /// Control socket of the running daemon [default: /run/enforcer/enforcer.sock, or
+    /// <state-dir>/enforcer.sock when the daemon runs with another --state-dir].
+    #[arg(long, value_name = "PATH", env = "ENFORCER_SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// State directory of the daemon to talk to: its socket follows it unless --socket is given.
+    #[arg(long, value_name = "DIR", env = "ENFORCER_STATE_DIR", default_value = crate::store::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
 }
 
 impl SocketArg {
+    /// The socket: `--socket`, else the one that goes with the state directory.
+    pub fn path(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(|| crate::config::default_socket_for(&self.state_dir))
+    }
+
     /// Sends one request to the daemon; bad input comes back as a usage error (exit 2).
     pub fn call(&self, req: &Request) -> anyhow::Result<serde_json::Value> {
-        control::request(&self.socket, req).map_err(to_cli_error)
+        control::request(&self.path(), req).map_err(to_cli_error)
     }
 }
 
@@ -116,11 +127,41 @@ mod tests {
             Command::Senders(a) => {
                 assert!(a.json);
                 assert_eq!(
-                    a.socket.socket,
+                    a.socket.path(),
                     std::path::PathBuf::from(crate::config::DEFAULT_SOCKET)
                 );
             }
             c => panic!("{c:?}"),
+        }
+        // The socket follows --state-dir, as the daemon's does.
+        for cmd in [
+            &["senders", "--state-dir", "/tmp/st"][..],
+            &["sender", "192.0.2.7", "--state-dir", "/tmp/st"],
+            &["evidence", "192.0.2.7", "-", "--state-dir", "/tmp/st"],
+            &[
+                "pause",
+                "192.0.2.7",
+                "--days",
+                "1",
+                "--state-dir",
+                "/tmp/st",
+            ],
+            &["resume", "192.0.2.7", "--state-dir", "/tmp/st"],
+            &["forget", "192.0.2.7", "--state-dir", "/tmp/st"],
+        ] {
+            let socket = match parse(cmd).unwrap() {
+                Command::Senders(a) => a.socket.path(),
+                Command::Sender(a) => a.socket.path(),
+                Command::Evidence(a) => a.socket.path(),
+                Command::Pause(a) => a.socket.path(),
+                Command::Resume(a) | Command::Forget(a) => a.socket.path(),
+                c => panic!("{c:?}"),
+            };
+            assert_eq!(
+                socket,
+                std::path::PathBuf::from("/tmp/st/enforcer.sock"),
+                "{cmd:?}"
+            );
         }
         match parse(&[
             "pause",
@@ -134,7 +175,7 @@ mod tests {
         {
             Command::Pause(a) => {
                 assert_eq!((a.target.as_str(), a.days), ("192.0.2.7", 7));
-                assert_eq!(a.socket.socket, std::path::PathBuf::from("/tmp/x.sock"));
+                assert_eq!(a.socket.path(), std::path::PathBuf::from("/tmp/x.sock"));
             }
             c => panic!("{c:?}"),
         }

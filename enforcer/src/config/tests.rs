@@ -55,7 +55,7 @@ fn unknown_keys() {
     assert_err(
         "[[enforcement.stages]]\nafter = \"0s\"\naction = \"report\"\nwindow = \"5m\"\n",
         4,
-        "enforcement.stages.window",
+        "enforcement.stages[1].window",
         "unknown field",
     );
     assert_err("[daemon]\nx = 1\n", 1, "daemon", "unknown field");
@@ -72,7 +72,7 @@ fn bad_durations() {
     assert_err(
         "[[enforcement.stages]]\nafter = \"0s\"\naction = \"report\"\n[[enforcement.stages]]\nafter = \"3x\"\naction = \"block\"\n",
         5,
-        "enforcement.stages.after",
+        "enforcement.stages[2].after",
         "unknown unit",
     );
 }

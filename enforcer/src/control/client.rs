@@ -1,6 +1,6 @@
 //! CLI side of the control socket: one request, one reply, blocking, with timeouts.
 
-use super::protocol::{Reply, Request, MAX_LINE};
+use super::protocol::{Reply, Request, MAX_LINE, MAX_REQUEST};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -8,6 +8,9 @@ use std::time::Duration;
 
 /// Evidence classification and a durable commit take well under a second; this only catches a hung daemon.
 const TIMEOUT: Duration = Duration::from_secs(30);
+/// A bulk import or removal writes up to millions of entries (a few seconds per million in a release
+/// build); the daemon is given this long.
+const BULK_TIMEOUT: Duration = Duration::from_secs(600);
 /// Largest reply read. Lists that can be long (`list`) come in pages far below this.
 pub const MAX_REPLY: usize = MAX_LINE * 4;
 
@@ -65,16 +68,20 @@ pub fn request(socket: &Path, req: &Request) -> Result<serde_json::Value, Client
         std::io::ErrorKind::PermissionDenied => ClientError::Denied(socket.to_path_buf()),
         _ => io(e),
     })?;
-    stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
-    stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
+    let timeout = match req {
+        Request::Import { .. } | Request::RemoveRules { .. } => BULK_TIMEOUT,
+        _ => TIMEOUT,
+    };
+    stream.set_read_timeout(Some(timeout)).map_err(io)?;
+    stream.set_write_timeout(Some(timeout)).map_err(io)?;
     let mut line = serde_json::to_string(req).map_err(|e| ClientError::BadReply(e.to_string()))?;
-    if line.len() > MAX_LINE {
+    if line.len() > MAX_REQUEST {
         return Err(ClientError::Refused {
             usage: true,
             msg: format!(
-                "the request is {} bytes, more than the {} bytes the daemon accepts; feed a shorter transcript",
+                "the request is {} bytes, more than the {} bytes the daemon accepts; send less (a shorter transcript, or split the list into several files)",
                 line.len(),
-                MAX_LINE
+                MAX_REQUEST
             ),
         });
     }
@@ -91,7 +98,7 @@ pub fn request(socket: &Path, req: &Request) -> Result<serde_json::Value, Client
         .read_until(b'\n', &mut reply)
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-                unknown(format!("did not answer within {}s", TIMEOUT.as_secs()))
+                unknown(format!("did not answer within {}s", timeout.as_secs()))
             }
             _ => unknown(format!("failed ({e})")),
         })?;

@@ -4,16 +4,21 @@
 //! `{"op":"evidence","target":"192.0.2.7","text":"220 mail.example.com Microsoft ESMTP ..."}`,
 //! `{"op":"pause","target":"192.0.2.7","days":7}`, `{"op":"resume","target":...}`,
 //! `{"op":"forget","target":...}`, `{"op":"put_rule","rule":{...}}`, `{"op":"remove_rule","prefix":"..."}`,
-//! `{"op":"mta_evidence","addr":"192.0.2.7","helo":"ex01.example","headers":"Received: ...\r\n"}` (what
+//! `{"op":"mta_evidence","addr":"192.0.2.7","helo":"ex01.example","headers":"Received: ...\r\n","source":"milter"}` (what
 //! the milter and the policy service saw; HELO and headers are optional),
+//! `{"op":"import","verdict":{"action":"drop"},"expires_at":null,"reason":null,"list":"spamhaus-drop",
+//! "entries":"192.0.2.0/24\n198.51.100.7\n"}`, `{"op":"remove_rules","entries":"...","list":null}`,
 //! `{"op":"ping"}`, `{"op":"fleet_status"}`, `{"op":"list","after":"192.0.2.7/32","prefix":"192.0.2.0/24","source":"operator","limit":4096}`.
 //! Reply: `{"ok":true,"result":...}` or `{"ok":false,"usage":true|false,"error":"..."}`; `usage` marks
 //! bad input (the CLI exits 2) as opposed to a failure inside the daemon (exit 1).
 
 use serde::{Deserialize, Serialize};
 
-/// Longest request line accepted (an evidence transcript or header block is the largest payload).
+/// Longest evidence request (a transcript or header block) the CLI sends.
 pub const MAX_LINE: usize = 4 << 20;
+/// Longest request line the daemon reads: an `import` carries its whole list (about 16 bytes an
+/// entry, so some four million entries), which is how a list is replaced in one step.
+pub const MAX_REQUEST: usize = 64 << 20;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
@@ -34,6 +39,9 @@ pub enum Request {
         helo: Option<String>,
         #[serde(default)]
         headers: String,
+        /// Which listener saw it (`milter` or `policy`), for the evidence counters.
+        #[serde(default)]
+        source: crate::evidence::Channel,
     },
     Pause {
         target: String,
@@ -55,6 +63,29 @@ pub enum Request {
     },
     /// Every rule the daemon keeps in the kernel: operator rules and engine entries.
     Rules {},
+    /// Bulk import (`enforcer import`, `block --from`): one operator rule per line of `entries` (the
+    /// list format of `crate::feed`, parsed again by the daemon), all with the same verdict (a
+    /// `crate::rule::Verdict` as JSON), expiry and reason, in one store transaction and batched map
+    /// writes. With `list`, the entries of that named list not in `entries` are removed in the
+    /// same step.
+    Import {
+        verdict: serde_json::Value,
+        #[serde(default)]
+        expires_at: Option<i64>,
+        #[serde(default)]
+        reason: Option<String>,
+        #[serde(default)]
+        list: Option<String>,
+        entries: String,
+    },
+    /// Bulk removal (`unset --from FILE`, `unset --list NAME`): the operator rules for the prefixes
+    /// in `entries`, or every rule of the named list.
+    RemoveRules {
+        #[serde(default)]
+        entries: Option<String>,
+        #[serde(default)]
+        list: Option<String>,
+    },
     /// The fleet link's state (`enforcer fleet status`).
     FleetStatus {},
     /// One page of `enforcer list` (a [`crate::listing::Page`]): rows sorted by prefix, starting
@@ -68,6 +99,9 @@ pub enum Request {
         source: Option<crate::listing::Source>,
         #[serde(default)]
         limit: Option<u32>,
+        /// Only the entries of this named list.
+        #[serde(default)]
+        list: Option<String>,
     },
 }
 
@@ -165,6 +199,7 @@ mod tests {
                     prefix: Some("192.0.2.0/24".parse().unwrap()),
                     source: Some(crate::listing::Source::Engine),
                     limit: Some(10),
+                    list: None,
                 },
             ),
             (
@@ -174,6 +209,7 @@ mod tests {
                     prefix: None,
                     source: None,
                     limit: None,
+                    list: None,
                 },
             ),
             (

@@ -2,7 +2,7 @@
 //! handed to the engine loop over one channel, so changes are applied one at a time in arrival order.
 //! A malformed request gets an error reply on its connection and changes nothing else.
 
-use super::protocol::{decode_request, Reply, Request, MAX_LINE};
+use super::protocol::{decode_request, Reply, Request, MAX_REQUEST};
 use crate::daemon::gate::{Gate, ListenerMetrics};
 use anyhow::Context;
 use std::os::unix::fs::PermissionsExt;
@@ -17,8 +17,9 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 const IDLE: Duration = Duration::from_secs(120);
 
 /// How much a control socket may hold: connections, and request bytes buffered by all of them together
-/// (each one may buffer up to `MAX_LINE` for one request). 64 connections with partial 4 MiB lines
-/// would otherwise pin 256 MiB.
+/// (each one may buffer up to `MAX_REQUEST` for one request: an `import` carries its whole list).
+/// Without the shared budget, 64 connections with partial lines could pin gigabytes; with it, all
+/// of them together hold at most `total_buffer`.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     pub max_conns: usize,
@@ -30,8 +31,8 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_conns: 64,
-            max_line: MAX_LINE,
-            total_buffer: 32 << 20,
+            max_line: MAX_REQUEST,
+            total_buffer: MAX_REQUEST + (32 << 20),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! `enforcer run`'s lifecycle: lock the state directory and the pin directory, open the store, bind
 //! every listener, load the datapath (adopting pinned state), check every interface's attachment,
 //! start the engine (which makes the kernel maps equal to the store), set ports and mode, attach,
-//! serve until SIGINT/SIGTERM. Exiting leaves enforcement in place.
+//! tell systemd it is ready, serve until SIGINT/SIGTERM, reload on SIGHUP. Exiting leaves
+//! enforcement in place.
 //!
 //! Every check that can fail comes before the first write to live kernel state, and a failure after
 //! it puts the ports and report-only flag back: a failed start leaves the datapath as it was.
@@ -15,9 +16,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::task::JoinSet;
 
-use super::listener::{Context, EngineHandle, Shutdown};
+use super::listener::{Context, EngineHandle, Shutdown, ShutdownTrigger};
 use super::listeners::Listeners;
 use super::lock::{DaemonLock, PinLock};
+use super::notify;
 use super::settings::Settings;
 use super::{runner, Engine, EngineMetrics, PinnedKernel};
 use crate::datapath::loader::pinned_attachments;
@@ -49,6 +51,8 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
                 aside.display()
             );
         }
+    } else {
+        refuse_a_vanished_store(&settings)?;
     }
     // A damaged or emptied store stops start-up here, before the kernel is touched.
     let store = Store::open(&settings.state_dir)?;
@@ -66,6 +70,8 @@ pub struct Daemon {
     /// Top-level metrics registry (`enforcer_` prefix); components add sub-registries.
     pub registry: Registry,
     tasks: JoinSet<anyhow::Result<()>>,
+    /// The listeners of the current configuration; a reload that moves an address restarts them.
+    listener_tasks: JoinSet<anyhow::Result<()>>,
     engine_metrics: EngineMetrics,
     /// 1 while every map pin and every interface's attachment is in place.
     datapath_attached: Gauge,
@@ -74,9 +80,9 @@ pub struct Daemon {
 impl Daemon {
     pub fn new(settings: Settings) -> Self {
         let mut registry = crate::metrics::registry();
-        KernelCollector::new(&settings.pin_dir).register(&mut registry);
+        crate::metrics::register(&mut registry, KernelCollector::new(&settings.pin_dir));
         let engine_metrics = EngineMetrics::default();
-        engine_metrics.register(registry.sub_registry_with_prefix("engine"));
+        crate::metrics::register(&mut registry, engine_metrics.clone());
         let datapath_attached = Gauge::default();
         registry.register(
             "datapath_attached",
@@ -87,6 +93,7 @@ impl Daemon {
             settings,
             registry,
             tasks: JoinSet::new(),
+            listener_tasks: JoinSet::new(),
             engine_metrics,
             datapath_attached,
         }
@@ -187,7 +194,7 @@ impl Daemon {
         Ok(())
     }
 
-    /// Starts the datapath and serves until SIGINT/SIGTERM.
+    /// Starts the datapath and serves until SIGINT/SIGTERM; SIGHUP reloads the configuration.
     pub async fn run(mut self, store: Store) -> anyhow::Result<()> {
         // Bind first: a taken address must not leave a half-started datapath behind.
         let listeners = Listeners::bind(&self.settings, &mut self.registry).await?;
@@ -207,6 +214,7 @@ impl Daemon {
         );
         let (stop, shutdown) = Shutdown::new();
         let (handle, requests) = EngineHandle::channel(ENGINE_QUEUE);
+        let (reconfigure, reload_rx) = tokio::sync::mpsc::channel(1);
         // The fleet runs next to the engine; its Redis link is a task of its own that nothing
         // waits for (Redis is never on the packet path).
         let fleet = match &self.settings.fleet {
@@ -221,25 +229,37 @@ impl Daemon {
         };
         let engine_stop = shutdown.clone();
         self.tasks.spawn(async move {
-            runner::run_with(engine, requests, fleet, engine_stop.wait()).await;
+            runner::run_with_reload(engine, requests, fleet, reload_rx, engine_stop.wait()).await;
             Ok(())
         });
-        let ctx = Context {
+        // Listeners stop with the daemon or, on a reload that moves them, on their own.
+        let (mut listeners_stop, listeners_shutdown) = Shutdown::new();
+        let mut ctx = Context {
             settings: Arc::new(self.settings.clone()),
             engine: handle,
             registry: Arc::new(std::mem::take(&mut self.registry)),
-            shutdown,
+            shutdown: listeners_shutdown,
         };
-        listeners.start(&mut self.tasks, &ctx);
-        drop(ctx);
+        listeners.start(&mut self.listener_tasks, &ctx);
+        notify::notify(&format!(
+            "READY=1\nSTATUS=enforcing on {}",
+            self.settings.ifaces.join(", ")
+        ));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("installing the SIGTERM handler")?;
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("installing the SIGHUP handler")?;
         let mut tick = tokio::time::interval(HOUSEKEEPING);
         tick.tick().await;
-        loop {
+        let result = loop {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
-                _ = term.recv() => break,
+                _ = tokio::signal::ctrl_c() => break Ok(()),
+                _ = term.recv() => break Ok(()),
+                _ = hup.recv() => {
+                    notify::reloading();
+                    self.reload(&reconfigure, &mut ctx, &mut listeners_stop).await;
+                    notify::notify("READY=1");
+                }
                 _ = tick.tick() => {
                     if let Err(e) = tokio::task::block_in_place(|| self.housekeeping()) {
                         warn!("housekeeping: {e:#}");
@@ -248,20 +268,157 @@ impl Daemon {
                 Some(done) = self.tasks.join_next() => {
                     match done {
                         Ok(Ok(())) => {}
-                        Ok(Err(e)) => { error!("{e:#}"); stop.fire(); return Err(e); }
-                        Err(e) => { stop.fire(); return Err(anyhow::anyhow!("a daemon task failed: {e}")) }
+                        Ok(Err(e)) => { error!("{e:#}"); break Err(e); }
+                        Err(e) => break Err(anyhow::anyhow!("a daemon task failed: {e}")),
+                    }
+                }
+                Some(done) = self.listener_tasks.join_next() => {
+                    match done {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => { error!("{e:#}"); break Err(e); }
+                        Err(e) if e.is_cancelled() => {}
+                        Err(e) => break Err(anyhow::anyhow!("a listener failed: {e}")),
                     }
                 }
             }
+        };
+        notify::notify("STOPPING=1");
+        if result.is_ok() {
+            info!(
+                "exiting; enforcement stays in place (pinned under {}; `enforcer detach` removes it)",
+                self.settings.pin_dir.display()
+            );
+        }
+        stop.fire();
+        listeners_stop.fire();
+        self.listener_tasks.shutdown().await;
+        self.tasks.shutdown().await;
+        result
+    }
+
+    /// SIGHUP: the configuration is read and validated in full first; an invalid one changes nothing
+    /// (one line says why). A valid one is applied without detaching: ports and report-only in the
+    /// kernel maps, schedule, allow-list and the rest in the engine (entries rewritten in place),
+    /// listeners bound again where their address changed.
+    async fn reload(
+        &mut self,
+        reconfigure: &tokio::sync::mpsc::Sender<runner::Reconfigure>,
+        ctx: &mut Context,
+        listeners_stop: &mut ShutdownTrigger,
+    ) {
+        let new = match Settings::resolve(self.settings.options.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("reload refused, the running configuration stays: {e:#}");
+                return;
+            }
+        };
+        let mut new = new;
+        // The engine keeps publishing to the board it started with; listeners bound again read it too.
+        new.engine.board = self.settings.engine.board.clone();
+        let fixed = self.settings.restart_only_changes(&new);
+        if !fixed.is_empty() {
+            warn!(
+                "reload: {} changed; that needs a restart (`systemctl restart enforcer`), the running values stay",
+                fixed.join(", ")
+            );
+            new.ifaces = self.settings.ifaces.clone();
+            new.mode = self.settings.mode;
+            new.pin_dir = self.settings.pin_dir.clone();
+            new.state_dir = self.settings.state_dir.clone();
+            new.engine.state_dir = self.settings.engine.state_dir.clone();
+            new.capacity = self.settings.capacity;
+            new.fleet = self.settings.fleet.clone();
+        }
+        let kernel = tokio::task::block_in_place(|| -> anyhow::Result<()> {
+            let mut control = ControlMaps::open_pinned(&new.pin_dir)?;
+            control.set_ports(&new.ports)?;
+            control.set_report_only(new.report_only)?;
+            Ok(())
+        });
+        if let Err(e) = kernel {
+            warn!("reload: could not update ports/report-only in the kernel (the old values stay): {e:#}");
+            return;
+        }
+        let (done, result) = tokio::sync::oneshot::channel();
+        if reconfigure.send((new.engine.clone(), done)).await.is_err() {
+            warn!("reload: the engine is stopping");
+            return;
+        }
+        match result.await {
+            Ok(Ok(rep)) => info!(
+                "reload: schedule and policy applied ({} entries written, {} stale removed)",
+                rep.written, rep.removed
+            ),
+            Ok(Err(e)) => {
+                warn!("reload: applying the schedule failed, retried at the next change: {e:#}")
+            }
+            Err(_) => warn!("reload: the engine stopped"),
+        }
+        if self.settings.listeners_changed(&new) {
+            listeners_stop.fire();
+            let drained = tokio::time::timeout(Duration::from_secs(5), async {
+                while self.listener_tasks.join_next().await.is_some() {}
+            })
+            .await;
+            if drained.is_err() {
+                self.listener_tasks.shutdown().await;
+            }
+            let mut scratch = Registry::default();
+            let listeners = match Listeners::bind(&new, &mut scratch).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    warn!("reload: {e:#}; listening where it did before");
+                    new.metrics_addr = self.settings.metrics_addr;
+                    new.socket = self.settings.socket.clone();
+                    new.mta.milter = self.settings.mta.milter.clone();
+                    new.mta.policy = self.settings.mta.policy.clone();
+                    Listeners::bind(&new, &mut scratch).await.ok()
+                }
+            };
+            let (trigger, shutdown) = Shutdown::new();
+            *listeners_stop = trigger;
+            ctx.shutdown = shutdown;
+            ctx.settings = Arc::new(new.clone());
+            match listeners {
+                Some(l) => l.start(&mut self.listener_tasks, ctx),
+                None => error!("reload: could not bind the listeners again; control socket and metrics are down until a restart"),
+            }
+        } else {
+            ctx.settings = Arc::new(new.clone());
         }
         info!(
-            "exiting; enforcement stays in place (pinned under {}; `enforcer detach` removes it)",
-            self.settings.pin_dir.display()
+            "reloaded {}: ports {:?}{}",
+            new.config
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "(no configuration file)".into()),
+            new.ports,
+            if new.report_only { ", report-only" } else { "" }
         );
-        stop.fire();
-        self.tasks.shutdown().await;
-        Ok(())
+        self.settings = new;
     }
+}
+
+/// A store file that is gone while the pinned maps hold entries (deleted, or `--state-dir` points
+/// somewhere new): reconciling would remove every entry, so start-up stops and says so.
+fn refuse_a_vanished_store(s: &Settings) -> anyhow::Result<()> {
+    let db = s.state_dir.join(crate::store::DB_FILE);
+    if db.exists() {
+        return Ok(());
+    }
+    let Ok(maps) = PolicyMaps::open_pinned(&s.pin_dir) else {
+        return Ok(()); // no datapath yet (first start, after a reboot): nothing to lose
+    };
+    let held = maps.entries().map(|e| e.len()).unwrap_or(0);
+    if held == 0 {
+        return Ok(());
+    }
+    crate::error::usage(format!(
+        "the state database {} does not exist, but the datapath pinned at {} holds {held} entries: starting would remove them all. Restore the file (or pass the --state-dir it is in), or start over with `enforcer run --reset-state`",
+        db.display(),
+        s.pin_dir.display()
+    ))
 }
 
 /// What is missing from the datapath the daemon runs, if anything.

@@ -7,6 +7,8 @@
 //! Order of every change: store commit first (so what the CLI is told survives kill -9), then the
 //! kernel, then the reply.
 
+mod bulk;
+
 use super::kernel::Kernel;
 use super::metrics::EngineMetrics;
 use super::views;
@@ -16,6 +18,7 @@ use crate::datapath::Clock;
 use crate::duration::Span;
 use crate::evidence::milter::session::Sighting;
 use crate::evidence::reply::{Board, Notice};
+use crate::evidence::Channel;
 use crate::listing::{self, Filter, Page, Source, PAGE};
 use crate::net::Prefix;
 use crate::policy::{Action, Desired, Evidence, Policy, Record, Refusal, Standing};
@@ -179,6 +182,14 @@ impl<K: Kernel> Engine<K> {
         for rule in e.store.rules()? {
             e.operator.insert(rule.prefix, rule);
         }
+        let kinds: Vec<&str> = e
+            .policy
+            .schedule
+            .stages()
+            .iter()
+            .map(|st| action_kind(&st.action))
+            .collect();
+        e.metrics.init(&kinds);
         let report = e.reconcile(now)?;
         let prefixes: Vec<Prefix> = e.records.keys().chain(e.operator.keys()).copied().collect();
         for p in prefixes {
@@ -186,6 +197,49 @@ impl<K: Kernel> Engine<K> {
             e.relabel(p, now);
         }
         Ok((e, report))
+    }
+
+    /// Applies a reloaded configuration: schedule, allow-list, pause budget, aggregation (for new
+    /// records), classifier overrides and report-only. Records catch up under the new schedule
+    /// (stages never go down) and the kernel entries are made equal to what it says, in place: no
+    /// entry is removed that stays.
+    pub fn reconfigure(
+        &mut self,
+        settings: EngineSettings,
+        now: i64,
+    ) -> anyhow::Result<Reconciled> {
+        self.policy = settings.policy;
+        self.overrides = settings.overrides;
+        self.report_only = settings.report_only;
+        let mut changed = Vec::new();
+        for rec in self.records.values_mut() {
+            if catch_up(&self.policy, rec, now) {
+                changed.push(rec.clone());
+            }
+        }
+        if !changed.is_empty() {
+            self.store.put_senders(changed.iter())?;
+        }
+        let kinds: Vec<&str> = self
+            .policy
+            .schedule
+            .stages()
+            .iter()
+            .map(|st| action_kind(&st.action))
+            .collect();
+        self.metrics.init(&kinds);
+        let report = self.reconcile(now)?;
+        let prefixes: Vec<Prefix> = self
+            .records
+            .keys()
+            .chain(self.operator.keys())
+            .copied()
+            .collect();
+        for p in prefixes {
+            self.schedule(p, now);
+            self.relabel(p, now);
+        }
+        Ok(report)
     }
 
     /// Kernel := store. Entries the store does not know are removed; every desired entry is written.
@@ -364,6 +418,8 @@ impl<K: Kernel> Engine<K> {
                 | Request::Forget { .. }
                 | Request::PutRule { .. }
                 | Request::RemoveRule { .. }
+                | Request::Import { .. }
+                | Request::RemoveRules { .. }
         );
         if changes {
             if let Some(problem) = self.datapath.problem() {
@@ -395,12 +451,14 @@ impl<K: Kernel> Engine<K> {
                 addr,
                 helo,
                 headers,
+                source,
             } => self.sighting(
                 &Sighting {
                     addr,
                     helo,
                     headers,
                 },
+                source,
                 now,
             ),
             Request::Pause { target, days } => self.modify(&target, now, |pol, rec| {
@@ -412,6 +470,16 @@ impl<K: Kernel> Engine<K> {
             Request::Forget { target } => self.forget(&target, now),
             Request::PutRule { rule } => self.put_rule(rule, now),
             Request::RemoveRule { prefix } => self.remove_rule(&prefix, now),
+            Request::Import {
+                verdict,
+                expires_at,
+                reason,
+                list,
+                entries,
+            } => self.import(verdict, expires_at, reason, list, &entries, now),
+            Request::RemoveRules { entries, list } => {
+                self.remove_rules(entries.as_deref(), list.as_deref(), now)
+            }
             // Answered by the runner when the fleet is configured.
             Request::FleetStatus {} => Reply::usage(
                 "this daemon is not part of a fleet: add a [fleet] section with redis = \"redis://host:6379/0\" to its configuration",
@@ -421,7 +489,16 @@ impl<K: Kernel> Engine<K> {
                 prefix,
                 source,
                 limit,
-            } => self.list_page(after, &Filter { prefix, source }, limit),
+                list,
+            } => self.list_page(
+                after,
+                &Filter {
+                    prefix,
+                    source,
+                    list,
+                },
+                limit,
+            ),
             Request::Rules {} => {
                 let mut rules: Vec<&Rule> = self.operator.values().collect();
                 rules.extend(
@@ -480,7 +557,10 @@ impl<K: Kernel> Engine<K> {
                 RuleSource::Operator => Source::Operator,
                 RuleSource::Engine { .. } => Source::Engine,
             };
-            if filter.covers(&p) && filter.source.is_none_or(|s| s == source) {
+            if filter.covers(&p)
+                && filter.source.is_none_or(|s| s == source)
+                && filter.in_list(rule.list.as_deref())
+            {
                 picked.push((p, rule));
             }
         }
@@ -519,11 +599,11 @@ impl<K: Kernel> Engine<K> {
         let class = match classify_connecting(text.as_bytes(), addr, today(now), &self.overrides) {
             Ok(c) => c,
             Err(e) => {
-                self.count_evidence("unreadable");
+                self.count_evidence("cli", "unreadable");
                 return Reply::usage(e.to_string());
             }
         };
-        match self.feed(addr, &class, now) {
+        match self.feed(addr, &class, "cli", now) {
             Ok(key) => Reply::ok(self.detail(key, now)),
             Err(e) => Reply::internal(e),
         }
@@ -531,15 +611,15 @@ impl<K: Kernel> Engine<K> {
 
     /// Evidence the milter or the policy service saw for a connecting address. Input that names no
     /// mail server at all (no Received field, an empty HELO) is counted and dropped.
-    pub fn sighting(&mut self, s: &Sighting, now: i64) -> Reply {
+    pub fn sighting(&mut self, s: &Sighting, source: Channel, now: i64) -> Reply {
         let Some(class) = crate::evidence::attribute(s, today(now), &self.overrides) else {
-            self.count_evidence("unreadable");
+            self.count_evidence(source.id(), "unreadable");
             return Reply::usage(format!(
                 "nothing from {} names a mail server (no Received field, HELO or banner the classifier reads)",
                 s.addr
             ));
         };
-        match self.feed(s.addr, &class, now) {
+        match self.feed(s.addr, &class, source.id(), now) {
             Ok(key) => Reply::ok(serde_json::json!({ "sender": key })),
             Err(e) => {
                 log::error!("evidence from the MTA for {}: {e}", s.addr);
@@ -553,8 +633,16 @@ impl<K: Kernel> Engine<K> {
         &mut self,
         addr: IpAddr,
         class: &crate::classify::Classification,
+        source: &str,
         now: i64,
     ) -> Result<Prefix, String> {
+        self.metrics
+            .classified
+            .get_or_create(&vec![
+                ("product".to_string(), class.product.id().to_string()),
+                ("status".to_string(), class.status.id().to_string()),
+            ])
+            .inc();
         let ev = evidence_of(class, now)?;
         let key = self.policy.aggregation.prefix_for(addr);
         let before = self.records.get(&key).cloned();
@@ -573,8 +661,8 @@ impl<K: Kernel> Engine<K> {
             (Some(_), Standing::Clear) => "left",
             _ => "unchanged",
         };
-        self.count_evidence(outcome);
-        log::info!("evidence for {addr} ({key}): {outcome}");
+        self.count_evidence(source, outcome);
+        log::info!("evidence ({source}) for {addr} ({key}): {outcome}");
         let cleared =
             self.records.get(&key).is_some_and(|r| r.episode.is_some()) && rec.episode.is_none();
         self.touched.push(Touched::Sender {
@@ -588,10 +676,11 @@ impl<K: Kernel> Engine<K> {
         Ok(key)
     }
 
-    fn count_evidence(&self, outcome: &str) {
+    /// `source`: `cli` for the control socket (`enforcer evidence`), else the MTA channel's name.
+    fn count_evidence(&self, source: &str, outcome: &str) {
         self.metrics
             .evidence
-            .get_or_create(&EngineMetrics::outcome("outcome", outcome))
+            .get_or_create(&EngineMetrics::evidence_label(source, outcome))
             .inc();
     }
 
@@ -769,17 +858,16 @@ impl<K: Kernel> Engine<K> {
     }
 
     /// The live operator rule that decides for `p`: one for exactly `p`, else the most specific one
-    /// covering it. Operator rules are few (typed by hand), so a scan is fine.
+    /// covering it. One map lookup per shorter prefix length, so a million imported rules cost the
+    /// same as ten.
     fn operator_for(&self, p: &Prefix, now: i64) -> Option<&Rule> {
-        if let Some(r) = self.operator.get(p).filter(|r| !r.is_expired(now)) {
+        let live = |q: &Prefix| self.operator.get(q).filter(|r| !r.is_expired(now));
+        if let Some(r) = live(p) {
             return Some(r);
         }
-        self.operator
-            .values()
-            .filter(|r| {
-                !r.is_expired(now) && r.prefix.len() < p.len() && r.prefix.contains(p.addr())
-            })
-            .max_by_key(|r| r.prefix.len())
+        (0..p.len())
+            .rev()
+            .find_map(|len| live(&Prefix::containing(p.addr(), len)))
     }
 
     /// Re-applies the engine entries of every sender inside `q` after an operator rule for `q`
@@ -971,7 +1059,10 @@ impl<K: Kernel> Engine<K> {
                 Standing::Enforcing { .. } => "enforcing",
                 Standing::Paused { .. } => "paused",
             };
-            EngineMetrics::sender_label(state, st.stage())
+            let stage = st
+                .stage()
+                .map(|n| (n, action_kind(&self.policy.schedule.stage(n).action)));
+            EngineMetrics::sender_label(state, stage)
         });
         if self.labels.get(&p) == new.as_ref() {
             return;
@@ -983,6 +1074,16 @@ impl<K: Kernel> Engine<K> {
             self.metrics.senders.get_or_create(&new).inc();
             self.labels.insert(p, new);
         }
+    }
+}
+
+/// The `stage_action` label of a stage.
+fn action_kind(a: &crate::policy::Action) -> &'static str {
+    use crate::policy::Action;
+    match a {
+        Action::Report => "report",
+        Action::Windows { .. } => "windows",
+        Action::Block => "block",
     }
 }
 
@@ -1052,6 +1153,7 @@ pub fn engine_rule(d: &Desired) -> Rule {
         reason: Some(d.reason.clone()),
         created_at: d.since,
         source: RuleSource::Engine { stage: d.stage },
+        list: None,
     }
 }
 
@@ -1087,6 +1189,8 @@ fn op_name(r: &Request) -> &'static str {
         Request::PutRule { .. } => "put_rule",
         Request::RemoveRule { .. } => "remove_rule",
         Request::Rules {} => "rules",
+        Request::Import { .. } => "import",
+        Request::RemoveRules { .. } => "remove_rules",
         Request::FleetStatus {} => "fleet_status",
         Request::List { .. } => "list",
     }

@@ -21,6 +21,19 @@ pub trait Kernel {
     fn realign(&mut self, rule: &Rule) -> anyhow::Result<bool> {
         self.upsert(rule).map(|()| true)
     }
+    /// How many entries each policy map holds at most (`datapath::batch::map_of` order); `None`
+    /// when unbounded (tests).
+    fn capacity(&self) -> anyhow::Result<Option<[u32; 4]>> {
+        Ok(None)
+    }
+    /// Many entries at once (`enforcer import`); stops at the first failure.
+    fn upsert_many(&mut self, rules: &[Rule]) -> anyhow::Result<()> {
+        rules.iter().try_for_each(|r| self.upsert(r))
+    }
+    /// Removes many entries at once; missing ones are not an error.
+    fn remove_many(&mut self, prefixes: &[Prefix]) -> anyhow::Result<()> {
+        prefixes.iter().try_for_each(|p| self.remove(p).map(|_| ()))
+    }
 }
 
 /// The pinned maps of a running datapath. Wall-clock times convert to the kernel's boot clock at the
@@ -38,6 +51,23 @@ impl Kernel for PinnedKernel {
 
     fn prefixes(&self) -> anyhow::Result<Vec<Prefix>> {
         self.0.prefixes()
+    }
+
+    fn capacity(&self) -> anyhow::Result<Option<[u32; 4]>> {
+        self.0.capacity().map(Some)
+    }
+
+    fn upsert_many(&mut self, rules: &[Rule]) -> anyhow::Result<()> {
+        let clock = Clock::now();
+        let entries: Vec<_> = rules
+            .iter()
+            .map(|r| (r.prefix, r.to_kernel(&clock)))
+            .collect();
+        self.0.upsert_many(&entries)
+    }
+
+    fn remove_many(&mut self, prefixes: &[Prefix]) -> anyhow::Result<()> {
+        self.0.remove_many(prefixes).map(|_| ())
     }
 
     fn holds(&self, rule: &Rule) -> anyhow::Result<bool> {

@@ -22,10 +22,11 @@ impl DaemonLock {
                     state_dir.display()
                 ));
             }
-            return Err(anyhow::Error::from(e).context(format!(
-                "creating the state directory {} (pass --state-dir to use another)",
-                state_dir.display()
-            )));
+            return Err(crate::store::StateDirError {
+                path: state_dir.to_path_buf(),
+                err: e,
+            }
+            .into());
         }
         let path = state_dir.join("daemon.lock");
         let mut f = std::fs::OpenOptions::new()

@@ -7,14 +7,23 @@ use prometheus_client::registry::Registry;
 
 type Labels = Vec<(String, String)>;
 
+/// Where evidence came from: the label values of `enforcer_engine_evidence_total{source}`.
+pub const EVIDENCE_SOURCES: [&str; 5] = ["cli", "milter", "policy", "probe", "responder"];
+/// What evidence did to its sender: `enforcer_engine_evidence_total{outcome}`.
+pub const EVIDENCE_OUTCOMES: [&str; 5] =
+    ["entered", "left", "unchanged", "allow-listed", "unreadable"];
+
 #[derive(Clone, Default)]
 pub struct EngineMetrics {
-    /// Senders by state (clear, allow-listed, enforcing, paused) and stage ("" when none).
+    /// Senders by state (clear, allow-listed, enforcing, paused), stage ("" when none) and what the
+    /// stage does (report, windows, block; "" when none).
     pub senders: Family<Labels, Gauge>,
     /// Stage changes applied (a sender moving up the schedule).
     pub stage_changes: Counter,
-    /// Evidence fed, by outcome (entered, left, unchanged, allow-listed, unreadable).
+    /// Evidence fed, by source and outcome.
     pub evidence: Family<Labels, Counter>,
+    /// Classifier results of evidence, by product and support status.
+    pub classified: Family<Labels, Counter>,
     /// Control requests by op and outcome (ok, usage, error).
     pub requests: Family<Labels, Counter>,
     /// Kernel entry writes and removals, and the ones that failed.
@@ -43,8 +52,13 @@ impl EngineMetrics {
         );
         reg.register(
             "evidence",
-            "Evidence fed, by outcome",
+            "Evidence fed to the engine, by source and outcome",
             self.evidence.clone(),
+        );
+        reg.register(
+            "classified",
+            "Classifier results of the evidence fed, by product and support status",
+            self.classified.clone(),
         );
         reg.register(
             "requests",
@@ -83,17 +97,58 @@ impl EngineMetrics {
         );
     }
 
-    pub fn sender_label(state: &str, stage: Option<u32>) -> Labels {
+    pub fn sender_label(state: &str, stage: Option<(u32, &str)>) -> Labels {
         vec![
             ("state".into(), state.into()),
             (
                 "stage".into(),
-                stage.map(|s| s.to_string()).unwrap_or_default(),
+                stage.map(|(s, _)| s.to_string()).unwrap_or_default(),
+            ),
+            (
+                "stage_action".into(),
+                stage.map(|(_, a)| a.to_string()).unwrap_or_default(),
             ),
         ]
     }
 
+    pub fn evidence_label(source: &str, outcome: &str) -> Labels {
+        vec![
+            ("source".into(), source.into()),
+            ("outcome".into(), outcome.into()),
+        ]
+    }
+
+    /// Creates every series that can exist for `stages` (the kind of each stage, in order) at 0, so
+    /// dashboards and alerts see 0 rather than no data, and a series never disappears.
+    pub fn init(&self, stages: &[&str]) {
+        for state in ["clear", "allow-listed"] {
+            let _ = self.senders.get_or_create(&Self::sender_label(state, None));
+        }
+        for (i, kind) in stages.iter().enumerate() {
+            for state in ["enforcing", "paused"] {
+                let _ = self
+                    .senders
+                    .get_or_create(&Self::sender_label(state, Some((i as u32 + 1, kind))));
+            }
+        }
+        for source in EVIDENCE_SOURCES {
+            for outcome in EVIDENCE_OUTCOMES {
+                let _ = self
+                    .evidence
+                    .get_or_create(&Self::evidence_label(source, outcome));
+            }
+        }
+    }
+
     pub fn outcome(key: &str, value: &str) -> Labels {
         vec![(key.into(), value.into())]
+    }
+}
+
+impl crate::metrics::Component for EngineMetrics {
+    const PREFIX: &'static str = "engine";
+
+    fn register(self, reg: &mut Registry) {
+        EngineMetrics::register(&self, reg);
     }
 }

@@ -33,6 +33,7 @@ pub mod listener;
 pub mod listeners;
 pub mod lock;
 pub mod metrics;
+pub mod notify;
 pub mod runner;
 pub mod settings;
 pub mod views;

@@ -1,14 +1,17 @@
 //! The tokio shell around the engine: requests from the listeners in (one queue, applied one at a
 //! time in arrival order), one timer for the next change.
 
-use super::engine::Engine;
+use super::engine::{Engine, EngineSettings, Reconciled};
 use super::kernel::Kernel;
 use crate::control::{Incoming, Reply, Request};
 use crate::fleet::link::ToEngine;
 use crate::fleet::Fleet;
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+
+/// A reload's new engine settings and where to say how applying them went.
+pub type Reconfigure = (EngineSettings, oneshot::Sender<anyhow::Result<Reconciled>>);
 
 /// Longest single sleep: the wake-up time is re-read at least this often, so a wall-clock step
 /// (NTP, suspend) delays a change by at most this much. This re-arms one timer; it scans nothing.
@@ -55,9 +58,21 @@ async fn fleet_event(fleet: &mut Option<Fleet>) -> Option<ToEngine> {
 /// requests, and local changes are queued for them after each request. (The fleet is not a
 /// listener: merging records is not something a request can express.)
 pub async fn run_with<K: Kernel>(
+    engine: Engine<K>,
+    rx: mpsc::Receiver<Incoming>,
+    fleet: Option<Fleet>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (_keep, reload) = mpsc::channel(1);
+    run_with_reload(engine, rx, fleet, reload, shutdown).await
+}
+
+/// [`run_with`], also applying new settings from a reload (SIGHUP) between two requests.
+pub async fn run_with_reload<K: Kernel>(
     mut engine: Engine<K>,
     mut rx: mpsc::Receiver<Incoming>,
     mut fleet: Option<Fleet>,
+    mut reload: mpsc::Receiver<Reconfigure>,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -99,6 +114,9 @@ pub async fn run_with<K: Kernel>(
                 }
                 None => break,
             },
+            Some((settings, done)) = reload.recv() => {
+                let _ = done.send(engine.reconfigure(settings, unix_now()));
+            }
             ev = fleet_event(&mut fleet) => match (ev, fleet.as_mut()) {
                 (Some(ev), Some(f)) => f.handle(&mut engine, ev),
                 // The link only stops when the daemon does.

@@ -57,6 +57,11 @@ pub struct Settings {
     pub fleet: Option<FleetSettings>,
     /// Kernel map sizes (`[capacity]`).
     pub capacity: crate::datapath::Capacity,
+    /// What these settings were resolved from: a reload (SIGHUP) resolves them again, re-reading the
+    /// configuration file.
+    pub options: Options,
+    /// The configuration file that was read, if any.
+    pub config: Option<PathBuf>,
 }
 
 /// Parses `--ports 25,465,587`.
@@ -86,7 +91,13 @@ pub fn parse_ports(s: &str) -> anyhow::Result<Vec<u16>> {
 impl Settings {
     /// Checks the options and the configuration file before anything is touched.
     pub fn resolve(a: Options) -> anyhow::Result<Self> {
-        let file = match &a.config {
+        let options = a.clone();
+        // Without --config, the default file is read when it exists (as a packaged install has it).
+        let config = a.config.clone().or_else(|| {
+            let default = PathBuf::from(crate::config::DEFAULT_CONFIG);
+            default.exists().then_some(default)
+        });
+        let file = match &config {
             Some(path) => FileConfig::load(path).map_err(|e| UsageError(e.to_string()))?,
             None => FileConfig::default(),
         };
@@ -189,7 +200,43 @@ impl Settings {
             mta,
             fleet,
             capacity: file.capacity,
+            options,
+            config,
         })
+    }
+
+    /// What a reload cannot change without detaching or moving state: the names of the settings that
+    /// differ between `self` and `new`.
+    pub fn restart_only_changes(&self, new: &Settings) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.ifaces != new.ifaces {
+            out.push("interfaces");
+        }
+        if self.mode != new.mode {
+            out.push("mode");
+        }
+        if self.pin_dir != new.pin_dir {
+            out.push("pin_dir");
+        }
+        if self.state_dir != new.state_dir {
+            out.push("state_dir");
+        }
+        if format!("{:?}", self.capacity) != format!("{:?}", new.capacity) {
+            out.push("capacity");
+        }
+        if format!("{:?}", self.fleet) != format!("{:?}", new.fleet) {
+            out.push("fleet");
+        }
+        out
+    }
+
+    /// Whether the listeners must be bound again. The MTA listeners' sessions read the reply texts
+    /// and the report-only flag when they start, so a change of those restarts them too.
+    pub fn listeners_changed(&self, new: &Settings) -> bool {
+        self.metrics_addr != new.metrics_addr
+            || self.socket != new.socket
+            || self.mta != new.mta
+            || self.report_only != new.report_only
     }
 }
 

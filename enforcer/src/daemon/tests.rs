@@ -4,6 +4,7 @@
 use super::*;
 use crate::control::{Reply, Request};
 use crate::duration::Span;
+use crate::evidence::Channel;
 use crate::net::Prefix;
 use crate::policy::{Action, Policy, Refusal, Schedule, Stage};
 use crate::rule::{Rule, RuleSource, Verdict};
@@ -203,6 +204,7 @@ fn operator_rules_win_and_the_engine_entry_returns() {
         reason: Some("vendor upgrade scheduled".into()),
         created_at: T0 + 31,
         source: RuleSource::Operator,
+        list: None,
     };
     ok(e.handle(
         Request::PutRule {
@@ -442,20 +444,20 @@ fn aggregated_senders_share_one_entry_and_metrics_count_them() {
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
     assert!(
-        text.contains("engine_senders{state=\"enforcing\",stage=\"2\"} 1"),
+        text.contains("engine_senders{state=\"enforcing\",stage=\"2\",stage_action=\"windows\"} 1"),
         "{text}"
     );
     assert!(
-        text.contains("engine_senders{state=\"allow-listed\",stage=\"\"} 1"),
+        text.contains("engine_senders{state=\"allow-listed\",stage=\"\",stage_action=\"\"} 1"),
         "{text}"
     );
     assert!(
-        text.contains("engine_senders{state=\"enforcing\",stage=\"1\"} 0"),
+        text.contains("engine_senders{state=\"enforcing\",stage=\"1\",stage_action=\"report\"} 0"),
         "{text}"
     );
     assert!(text.contains("engine_stage_changes_total 1"), "{text}");
     assert!(
-        text.contains("engine_evidence_total{outcome=\"entered\"} 1"),
+        text.contains("engine_evidence_total{source=\"cli\",outcome=\"entered\"} 1"),
         "{text}"
     );
 }
@@ -479,6 +481,7 @@ fn an_operator_rule_on_a_covering_prefix_wins() {
         reason: None,
         created_at: T0 + 11,
         source: RuleSource::Operator,
+        list: None,
     };
     ok(e.handle(
         Request::PutRule {
@@ -550,6 +553,170 @@ fn a_wall_clock_step_rewrites_every_entry_once() {
     assert_eq!(e.kernel().writes, w + 2);
 }
 
+fn import(list: Option<&str>, entries: &str, verdict: Verdict, expires_at: Option<i64>) -> Request {
+    Request::Import {
+        verdict: serde_json::to_value(verdict).unwrap(),
+        expires_at,
+        reason: Some("feed".into()),
+        list: list.map(str::to_string),
+        entries: entries.into(),
+    }
+}
+
+#[test]
+fn an_imported_list_is_replaced_in_one_step_and_survives_restart() {
+    let dir = TmpDir::new("import");
+    let (mut e, _) = start(&dir, MemKernel::default(), T0);
+    // A hand-made rule outside the list is never touched by it.
+    ok(e.handle(import(None, "203.0.113.9\n", Verdict::Reject, None), T0));
+    let r = ok(e.handle(
+        import(
+            Some("spamhaus-drop"),
+            "192.0.2.0/24\n198.51.100.7\n2001:db8::/32\n",
+            Verdict::Drop,
+            None,
+        ),
+        T0,
+    ));
+    assert_eq!(
+        (r["imported"].as_u64(), r["removed"].as_u64()),
+        (Some(3), Some(0))
+    );
+    assert_eq!(entry(&e, "192.0.2.0/24"), Some(Verdict::Drop));
+    assert_eq!(entry(&e, "2001:db8::/32"), Some(Verdict::Drop));
+    let writes = e.kernel().writes;
+    // Refresh: one entry leaves, one arrives, one stays.
+    let r = ok(e.handle(
+        import(
+            Some("spamhaus-drop"),
+            "192.0.2.0/24\n2001:db8::/32\n10.9.0.0/16\n",
+            Verdict::Drop,
+            None,
+        ),
+        T0 + 1,
+    ));
+    assert_eq!(
+        (r["imported"].as_u64(), r["removed"].as_u64()),
+        (Some(3), Some(1))
+    );
+    assert_eq!(
+        entry(&e, "198.51.100.7"),
+        None,
+        "gone from the file, gone from the kernel"
+    );
+    assert_eq!(entry(&e, "10.9.0.0/16"), Some(Verdict::Drop));
+    assert_eq!(entry(&e, "203.0.113.9"), Some(Verdict::Reject));
+    // Entries already in the kernel as wanted are not rewritten: 1 new + 1 removed.
+    assert_eq!(e.kernel().writes - writes, 2);
+    // Restart: the store has exactly the new list.
+    drop(e);
+    let (e, rep) = start(&dir, MemKernel::default(), T0 + 2);
+    assert_eq!(rep.operator_rules, 4);
+    let mut listed: Vec<String> = e
+        .kernel()
+        .entries
+        .values()
+        .filter(|r| r.list.as_deref() == Some("spamhaus-drop"))
+        .map(|r| r.prefix.to_string())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, ["10.9.0.0/16", "192.0.2.0/24", "2001:db8::/32"]);
+}
+
+#[test]
+fn bulk_removal_brings_engine_entries_back_and_bad_imports_change_nothing() {
+    let dir = TmpDir::new("bulkrm");
+    let (mut e, _) = start(&dir, MemKernel::default(), T0);
+    ok(e.handle(evidence("10.200.0.2", EX2013), T0));
+    e.tick(T0 + 31);
+    assert_eq!(entry(&e, "10.200.0.2"), Some(Verdict::Drop));
+    // An allow list covering the sender hides its engine entry ...
+    ok(e.handle(
+        import(
+            Some("partners"),
+            "10.200.0.0/24\n10.201.0.1\n",
+            Verdict::Pass,
+            None,
+        ),
+        T0 + 32,
+    ));
+    assert_eq!(entry(&e, "10.200.0.2"), None);
+    assert_eq!(entry(&e, "10.200.0.0/24"), Some(Verdict::Pass));
+    // ... and removing the list brings it back.
+    let r = ok(e.handle(
+        Request::RemoveRules {
+            entries: None,
+            list: Some("partners".into()),
+        },
+        T0 + 33,
+    ));
+    assert_eq!(r["removed"].as_u64(), Some(2));
+    assert_eq!(entry(&e, "10.200.0.0/24"), None);
+    assert_eq!(entry(&e, "10.201.0.1"), None);
+    assert_eq!(entry(&e, "10.200.0.2"), Some(Verdict::Drop));
+    // unset --from: removed and missing are counted.
+    ok(e.handle(
+        import(None, "192.0.2.1\n192.0.2.2\n", Verdict::Drop, None),
+        T0 + 34,
+    ));
+    let r = ok(e.handle(
+        Request::RemoveRules {
+            entries: Some("192.0.2.1\n192.0.2.3\n".into()),
+            list: None,
+        },
+        T0 + 35,
+    ));
+    assert_eq!(
+        (r["removed"].as_u64(), r["missing"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(entry(&e, "192.0.2.2"), Some(Verdict::Drop));
+    // Bad input: line-numbered usage errors and nothing changes.
+    let before = e.kernel().entries.clone();
+    let msg = usage(e.handle(
+        import(Some("x"), "192.0.2.9\n10.1.2.3/16\n", Verdict::Drop, None),
+        T0 + 36,
+    ));
+    assert!(
+        msg.contains("line 2") && msg.contains("nothing was applied"),
+        "{msg}"
+    );
+    usage(e.handle(
+        import(Some("a b"), "192.0.2.9\n", Verdict::Drop, None),
+        T0 + 36,
+    ));
+    usage(e.handle(
+        import(None, "192.0.2.9\n", Verdict::Drop, Some(T0)),
+        T0 + 36,
+    ));
+    usage(e.handle(
+        Request::RemoveRules {
+            entries: None,
+            list: None,
+        },
+        T0 + 36,
+    ));
+    assert_eq!(e.kernel().entries, before);
+}
+
+#[test]
+fn imported_entries_expire_together() {
+    let dir = TmpDir::new("importttl");
+    let (mut e, _) = start(&dir, MemKernel::default(), T0);
+    ok(e.handle(
+        import(
+            Some("t"),
+            "192.0.2.1\n192.0.2.2\n",
+            Verdict::Drop,
+            Some(T0 + 60),
+        ),
+        T0,
+    ));
+    assert_eq!(e.next_wakeup(), Some(T0 + 60));
+    e.tick(T0 + 60);
+    assert!(e.kernel().entries.is_empty());
+}
+
 fn op_rule(p: &str, verdict: Verdict) -> Request {
     let rule = Rule {
         prefix: host(p),
@@ -558,6 +725,7 @@ fn op_rule(p: &str, verdict: Verdict) -> Request {
         reason: Some("test".into()),
         created_at: T0,
         source: RuleSource::Operator,
+        list: None,
     };
     Request::PutRule {
         rule: serde_json::to_value(&rule).unwrap(),
@@ -714,6 +882,7 @@ fn list_pages_cover_every_entry_once() {
             reason: Some(format!("r {p}")),
             created_at: T0,
             source: RuleSource::Operator,
+            list: None,
         };
         ok(e.handle(
             Request::PutRule {
@@ -748,6 +917,7 @@ fn list_pages_cover_every_entry_once() {
                     prefix: f.prefix,
                     source: f.source,
                     limit: Some(limit),
+                    list: None,
                 },
                 T0,
             ));
@@ -794,6 +964,7 @@ fn list_pages_cover_every_entry_once() {
         Filter {
             prefix: Some("10.1.2.0/24".parse().unwrap()),
             source: None,
+            list: None,
         },
         3,
     );
@@ -803,6 +974,7 @@ fn list_pages_cover_every_entry_once() {
         Filter {
             prefix: None,
             source: Some(Source::Engine),
+            list: None,
         },
         PAGE_MAX,
     );
@@ -840,7 +1012,7 @@ fn mta_sightings_feed_the_engine_and_the_board_follows_the_stage() {
     )
     .unwrap();
     let addr: std::net::IpAddr = "10.200.0.2".parse().unwrap();
-    e.sighting(&sighting("10.200.0.2", EX2013), T0);
+    e.sighting(&sighting("10.200.0.2", EX2013), Channel::Milter, T0);
     let rec = e.records().next().unwrap().clone();
     assert_eq!(
         rec.evidence.as_ref().unwrap().build.as_deref(),
@@ -858,7 +1030,7 @@ fn mta_sightings_feed_the_engine_and_the_board_follows_the_stage() {
     assert_eq!(n.build.as_deref(), Some("15.0.1497.48"));
     assert_eq!(n.rule, e.kernel().entries[&host("10.200.0.2")]);
     // The same message again: one finding, counted twice.
-    e.sighting(&sighting("10.200.0.2", EX2013), T0 + 11);
+    e.sighting(&sighting("10.200.0.2", EX2013), Channel::Milter, T0 + 11);
     let rec = e.records().next().unwrap().clone();
     assert_eq!(rec.findings.len(), 1);
     assert_eq!(rec.findings[0].count, 2);
@@ -869,15 +1041,16 @@ fn mta_sightings_feed_the_engine_and_the_board_follows_the_stage() {
             helo: None,
             headers: "Subject: hi\r\n".into(),
         },
+        Channel::Milter,
         T0 + 12,
     );
     assert!(board.lookup(addr).is_some());
     // A supported build takes the sender out; the board follows.
-    e.sighting(&sighting("10.200.0.2", EXSE), T0 + 13);
+    e.sighting(&sighting("10.200.0.2", EXSE), Channel::Milter, T0 + 13);
     assert_eq!(board.lookup(addr), None);
     assert_eq!(entry(&e, "10.200.0.2"), None);
     // An operator rule on the prefix decides instead: no SMTP notice for it.
-    e.sighting(&sighting("10.200.0.2", EX2013), T0 + 14);
+    e.sighting(&sighting("10.200.0.2", EX2013), Channel::Milter, T0 + 14);
     e.tick(T0 + 30);
     assert!(board.lookup(addr).is_some());
     let rule = Rule {
@@ -887,6 +1060,7 @@ fn mta_sightings_feed_the_engine_and_the_board_follows_the_stage() {
         reason: Some("known good".into()),
         created_at: T0,
         source: RuleSource::Operator,
+        list: None,
     };
     let rule = serde_json::to_value(&rule).unwrap();
     ok(e.handle(Request::PutRule { rule }, T0 + 31));

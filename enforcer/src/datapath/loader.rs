@@ -16,7 +16,7 @@ use aya::{Ebpf, EbpfLoader};
 use enforcer_common::maps as names;
 use log::{info, warn};
 
-use super::maps::{check_spec, io_error_of, PinDir, SPECS};
+use super::maps::{check_spec, io_error_of, IfaceSlots, PinDir, StatsMap, SPECS};
 use super::sys;
 
 /// What the operator asked for with `--mode`.
@@ -173,6 +173,14 @@ impl Datapath {
                 ),
             }
         }
+        // Refuse before creating anything: a pin directory off bpffs must not get maps/ and links/.
+        let existing = pin_dir
+            .ancestors()
+            .find(|a| a.exists())
+            .unwrap_or(Path::new("/"));
+        if !sys::is_bpffs(existing).unwrap_or(false) {
+            return Err(super::OpenError::NotBpffs(pin_dir.to_path_buf()).into());
+        }
         for d in [pins.maps(), pins.links()] {
             std::fs::create_dir_all(&d).map_err(|e| {
                 if e.kind() == io::ErrorKind::PermissionDenied {
@@ -186,10 +194,7 @@ impl Datapath {
             })?;
         }
         if !sys::is_bpffs(pin_dir).unwrap_or(false) {
-            bail!(
-                "{} is not on a BPF filesystem: pass a --pin-dir under /sys/fs/bpf (mount it with `mount -t bpf bpf /sys/fs/bpf`)",
-                pin_dir.display()
-            );
+            return Err(super::OpenError::NotBpffs(pin_dir.to_path_buf()).into());
         }
         // Check maps left by an earlier run before the loader silently reuses them.
         let mut adopted = 0;
@@ -253,10 +258,11 @@ impl Datapath {
     pub fn check_mode(&self, iface: &str, mode: Mode) -> anyhow::Result<()> {
         for a in pinned_attachments(&self.pins)? {
             if a.iface == iface && a.live && !a.kind.fits(mode) {
-                bail!(
-                    "{iface} already has enforcer attached as {}; run `enforcer detach` first to change --mode",
-                    a.kind.as_str()
-                );
+                return Err(super::OpenError::ModeMismatch {
+                    iface: iface.to_string(),
+                    kind: a.kind.as_str(),
+                }
+                .into());
             }
         }
         Ok(())
@@ -286,8 +292,34 @@ impl Datapath {
         Ok(prog)
     }
 
+    /// Gives `iface` its own slot of per-interface counters (before the program runs on it, so
+    /// every packet is counted under its name). Failing here only costs the per-interface split.
+    fn count_iface(&self, iface: &str) {
+        let Some(ifindex) = sys::ifindex(iface) else {
+            return;
+        };
+        let root = self.pins.root();
+        let assign = || -> anyhow::Result<u32> {
+            let mut slots = IfaceSlots::open_pinned(root)?;
+            let (slot, fresh) = slots.choose(iface, ifindex)?;
+            if fresh {
+                StatsMap::open_pinned(root)?.reset_iface(slot)?;
+            }
+            slots.set(ifindex, slot)?;
+            Ok(slot)
+        };
+        match assign() {
+            Ok(0) => warn!(
+                "{iface}: every per-interface counter slot is taken; its packets are counted as interface=\"other\""
+            ),
+            Ok(_) => {}
+            Err(e) => warn!("{iface}: per-interface counters unavailable: {e:#}"),
+        }
+    }
+
     /// Attaches to `iface`, adopting a live pinned attachment when there is one that fits `mode`.
     pub fn attach(&mut self, iface: &str, mode: Mode) -> anyhow::Result<Attached> {
+        self.count_iface(iface);
         let existing: Vec<_> = pinned_attachments(&self.pins)?
             .into_iter()
             .filter(|a| a.iface == iface)
@@ -306,12 +338,16 @@ impl Datapath {
         }
         if let Some(a) = live {
             if !a.kind.fits(mode) {
-                bail!(
-                    "{iface} already has enforcer attached as {}; run `enforcer detach` first to change --mode",
-                    a.kind.as_str()
-                );
+                return Err(super::OpenError::ModeMismatch {
+                    iface: iface.to_string(),
+                    kind: a.kind.as_str(),
+                }
+                .into());
             }
             self.adopt(&a)?;
+            if a.kind == Kind::XdpDrv && is_veth(iface) {
+                warn!("{}", veth_warning(iface));
+            }
             info!(
                 "{iface}: adopted the pinned {} attachment, program replaced atomically",
                 a.kind.as_str()
@@ -322,7 +358,11 @@ impl Datapath {
                 adopted: true,
             });
         }
+        let veth = is_veth(iface);
         let order: &[Kind] = match mode {
+            // On a veth, native XDP's XDP_TX only reaches a peer that runs an XDP program itself, so
+            // reject entries would answer nobody: auto picks a mode in which every action works.
+            Mode::Auto if veth => &[Kind::XdpSkb, Kind::Tcx, Kind::Clsact],
             Mode::Auto => &[Kind::XdpDrv, Kind::XdpSkb, Kind::Tcx, Kind::Clsact],
             Mode::Xdp => &[Kind::XdpDrv],
             Mode::XdpSkb => &[Kind::XdpSkb],
@@ -332,10 +372,8 @@ impl Datapath {
         for &kind in order {
             match self.attach_new(iface, kind) {
                 Ok(()) => {
-                    if kind == Kind::XdpDrv && sys::driver_name(iface).as_deref() == Some("veth") {
-                        warn!(
-                            "{iface} is a veth: the RST of reject entries (XDP_TX) only reaches the peer if the peer runs an XDP program; otherwise use --mode xdp-skb or --mode tc"
-                        );
+                    if kind == Kind::XdpDrv && veth {
+                        warn!("{}", veth_warning(iface));
                     }
                     if errors.is_empty() {
                         info!("{iface}: attached as {}", kind.as_str());
@@ -449,6 +487,26 @@ impl Datapath {
         }
         Ok(())
     }
+}
+
+fn is_veth(iface: &str) -> bool {
+    sys::driver_name(iface).as_deref() == Some("veth")
+}
+
+fn veth_warning(iface: &str) -> String {
+    format!(
+        "{iface} is a veth with native XDP: the RST of reject entries (XDP_TX) only reaches the peer if the peer runs an XDP program; otherwise rejected SYNs are effectively dropped. Use --mode xdp-skb or --mode tc (after `enforcer detach`)"
+    )
+}
+
+/// Interfaces where a reject's RST is not delivered: native XDP on a veth (see [`veth_warning`]).
+pub fn rst_undelivered(pins: &PinDir) -> Vec<String> {
+    pinned_attachments(pins)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| a.live && a.kind == Kind::XdpDrv && is_veth(&a.iface))
+        .map(|a| a.iface)
+        .collect()
 }
 
 /// What `detach` removed.

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use aya::maps::lpm_trie::Key;
 use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, MapError, MapType, PerCpuArray};
 use enforcer_common::config::CONFIG_FLAG_REPORT_ONLY;
-use enforcer_common::counters::COUNTER_SLOTS;
+use enforcer_common::counters::{fold, IFINDEX_LIMIT, MAX_IFACE_SLOTS, STATS_SLOTS};
 use enforcer_common::maps as names;
 use enforcer_common::{GlobalConfig, PolicyEntry, RateKey, RateState};
 
@@ -57,6 +57,12 @@ pub enum OpenError {
         found: String,
         expected: String,
     },
+    #[error(
+        "{0} is not on a BPF filesystem: pass a --pin-dir under /sys/fs/bpf (mount it with `mount -t bpf bpf /sys/fs/bpf`)"
+    )]
+    NotBpffs(PathBuf),
+    #[error("{iface} already has enforcer attached as {kind}; run `enforcer detach` first to change --mode")]
+    ModeMismatch { iface: String, kind: &'static str },
 }
 
 /// A policy map has no room for another entry. The same error (and text) whichever path writes.
@@ -90,7 +96,7 @@ const fn spec(name: &'static str, ty: MapType, k: usize, v: usize, max: u32) -> 
 const ENTRY: usize = size_of::<PolicyEntry>();
 
 /// Every map in the contract, in `ALL_MAPS` order.
-pub const SPECS: [MapSpec; 8] = [
+pub const SPECS: [MapSpec; 9] = [
     spec(
         names::POLICY_V4_HOSTS,
         MapType::Hash,
@@ -134,7 +140,8 @@ pub const SPECS: [MapSpec; 8] = [
         size_of::<GlobalConfig>(),
         1,
     ),
-    spec(names::STATS, MapType::PerCpuArray, 4, 8, COUNTER_SLOTS),
+    spec(names::STATS, MapType::PerCpuArray, 4, 8, STATS_SLOTS),
+    spec(names::IFACE_SLOTS, MapType::Array, 4, 4, IFINDEX_LIMIT),
 ];
 
 fn spec_of(name: &str) -> &'static MapSpec {
@@ -247,6 +254,10 @@ pub struct PolicyMaps {
     v4_prefixes: V4Prefixes,
     v6_hosts: V6Hosts,
     v6_prefixes: V6Prefixes,
+    /// The same four maps as raw descriptors for batch writes.
+    batch: super::batch::BatchMaps,
+    /// For the size of a full map (`[capacity]` may differ from the default).
+    pins: PinDir,
 }
 
 /// Where an entry lives.
@@ -264,7 +275,25 @@ impl PolicyMaps {
             v4_prefixes: open(&pins, names::POLICY_V4_PREFIXES)?.try_into()?,
             v6_hosts: open(&pins, names::POLICY_V6_HOSTS)?.try_into()?,
             v6_prefixes: open(&pins, names::POLICY_V6_PREFIXES)?.try_into()?,
+            batch: super::batch::BatchMaps::open(&pins)?,
+            pins,
         })
+    }
+
+    /// Inserts or replaces many entries with batched syscalls (`enforcer import`).
+    pub fn upsert_many(&mut self, entries: &[(Prefix, PolicyEntry)]) -> anyhow::Result<()> {
+        self.batch.upsert(entries)
+    }
+
+    /// How many entries each policy map holds at most, in `batch::map_of` order.
+    pub fn capacity(&self) -> anyhow::Result<[u32; 4]> {
+        self.batch.capacity()
+    }
+
+    /// Removes the entries for exactly these prefixes with batched syscalls; returns how many
+    /// existed.
+    pub fn remove_many(&mut self, prefixes: &[Prefix]) -> anyhow::Result<usize> {
+        self.batch.remove(prefixes)
     }
 
     /// Inserts or replaces the entry for exactly `prefix`.
@@ -291,9 +320,13 @@ impl PolicyMaps {
                     (IpAddr::V6(_), true) => names::POLICY_V6_HOSTS,
                     (IpAddr::V6(_), false) => names::POLICY_V6_PREFIXES,
                 };
+                let max = MapData::from_pin(self.pins.map(name))
+                    .ok()
+                    .and_then(|d| d.info().ok())
+                    .map_or(spec_of(name).max_entries, |i| i.max_entries());
                 MapFull {
                     prefix: *prefix,
-                    max: spec_of(name).max_entries,
+                    max,
                 }
                 .into()
             } else {
@@ -572,15 +605,137 @@ impl StatsMap {
         Ok(Self(open(&PinDir::new(pin_dir), names::STATS)?.try_into()?))
     }
 
-    /// Every slot summed over CPUs, in slot order.
-    pub fn sums(&self) -> anyhow::Result<Vec<u64>> {
-        let mut out = Vec::with_capacity(COUNTER_SLOTS as usize);
-        for slot in 0..COUNTER_SLOTS {
-            let per_cpu = self.0.get(&slot, 0)?;
+    /// Every entry summed over CPUs, indexed by `counters::stats_index` (per interface slot and
+    /// address family).
+    pub fn read_all(&self) -> anyhow::Result<Vec<u64>> {
+        let mut out = Vec::with_capacity(STATS_SLOTS as usize);
+        for i in 0..STATS_SLOTS {
+            let per_cpu = self.0.get(&i, 0)?;
             out.push(per_cpu.iter().fold(0u64, |a, v| a.wrapping_add(*v)));
         }
         Ok(out)
     }
+
+    /// Every reason slot summed over CPUs, interfaces and families, in slot order.
+    pub fn sums(&self) -> anyhow::Result<Vec<u64>> {
+        Ok(fold(&self.read_all()?).to_vec())
+    }
+
+    /// Zeroes an interface slot's counters before it is given to another interface, so a new
+    /// interface label never starts from an old interface's counts.
+    pub fn reset_iface(&mut self, slot: u32) -> anyhow::Result<()> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+        let per_iface = STATS_SLOTS / MAX_IFACE_SLOTS;
+        for i in slot * per_iface..(slot + 1) * per_iface {
+            let zeros = aya::maps::PerCpuValues::try_from(vec![0u64; cpus])?;
+            self.0.set(i, zeros, 0)?;
+        }
+        Ok(())
+    }
+}
+
+/// Which interfaces count in which `STATS` slot (`IFACE_SLOTS`, indexed by ifindex).
+pub struct IfaceSlots(Array<MapData, u32>);
+
+impl IfaceSlots {
+    pub fn open_pinned(pin_dir: &Path) -> anyhow::Result<Self> {
+        Ok(Self(
+            open(&PinDir::new(pin_dir), names::IFACE_SLOTS)?.try_into()?,
+        ))
+    }
+
+    /// The slot of an ifindex (0 = none).
+    pub fn get(&self, ifindex: u32) -> anyhow::Result<u32> {
+        if ifindex >= IFINDEX_LIMIT {
+            return Ok(0);
+        }
+        Ok(self.0.get(&ifindex, 0)?)
+    }
+
+    /// Interfaces of this network namespace that have a slot: `(slot, name)`, by slot.
+    pub fn assigned(&self) -> anyhow::Result<Vec<(u32, String)>> {
+        let mut out = Vec::new();
+        for (ifindex, name) in super::sys::interfaces() {
+            let slot = self.get(ifindex)?;
+            if slot != 0 && slot < MAX_IFACE_SLOTS {
+                out.push((slot, name));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The slot `iface` should count in: the one it has, else the lowest free one. Returns the slot
+    /// and whether it is new (its counters must be reset before [`IfaceSlots::set`]); slot 0 when
+    /// every slot is taken (the interface is then counted as `interface="other"`) or its ifindex is
+    /// beyond the array.
+    pub fn choose(&self, iface: &str, ifindex: u32) -> anyhow::Result<(u32, bool)> {
+        if ifindex >= IFINDEX_LIMIT {
+            return Ok((0, false));
+        }
+        let current = self.get(ifindex)?;
+        let taken = self.assigned()?;
+        // A slot is only this interface's if no other live interface claims it too (an ifindex
+        // reused after its interface was deleted may still hold the old slot).
+        if current != 0
+            && current < MAX_IFACE_SLOTS
+            && taken.iter().filter(|(s, _)| *s == current).count() == 1
+        {
+            return Ok((current, false));
+        }
+        let free = (1..MAX_IFACE_SLOTS).find(|s| !taken.iter().any(|(t, n)| t == s && n != iface));
+        Ok(free.map_or((0, false), |s| (s, true)))
+    }
+
+    pub fn set(&mut self, ifindex: u32, slot: u32) -> anyhow::Result<()> {
+        if ifindex < IFINDEX_LIMIT {
+            self.0.set(ifindex, slot, 0)?;
+        }
+        Ok(())
+    }
+}
+
+/// Entries and capacity of every map that fills up (hashes and tries; arrays are always full).
+pub fn fill_levels(pin_dir: &Path) -> anyhow::Result<Vec<(&'static str, u64, u32)>> {
+    let pins = PinDir::new(pin_dir);
+    let mut out = Vec::new();
+    let count = |keys: &mut dyn Iterator<Item = Result<(), MapError>>| -> anyhow::Result<u64> {
+        let mut n = 0u64;
+        for k in keys {
+            k?;
+            n += 1;
+        }
+        Ok(n)
+    };
+    let v4h: V4Hosts = open(&pins, names::POLICY_V4_HOSTS)?.try_into()?;
+    out.push((
+        names::POLICY_V4_HOSTS,
+        count(&mut v4h.keys().map(|k| k.map(drop)))?,
+    ));
+    let v4p: V4Prefixes = open(&pins, names::POLICY_V4_PREFIXES)?.try_into()?;
+    out.push((
+        names::POLICY_V4_PREFIXES,
+        count(&mut v4p.keys().map(|k| k.map(drop)))?,
+    ));
+    let v6h: V6Hosts = open(&pins, names::POLICY_V6_HOSTS)?.try_into()?;
+    out.push((
+        names::POLICY_V6_HOSTS,
+        count(&mut v6h.keys().map(|k| k.map(drop)))?,
+    ));
+    let v6p: V6Prefixes = open(&pins, names::POLICY_V6_PREFIXES)?.try_into()?;
+    out.push((
+        names::POLICY_V6_PREFIXES,
+        count(&mut v6p.keys().map(|k| k.map(drop)))?,
+    ));
+    let rate: HashMap<MapData, RateKey, RateState> = open(&pins, names::RATE_STATE)?.try_into()?;
+    out.push((
+        names::RATE_STATE,
+        count(&mut rate.keys().map(|k| k.map(drop)))?,
+    ));
+    Ok(out
+        .into_iter()
+        .map(|(name, n)| (name, n, spec_of(name).max_entries))
+        .collect())
 }
 
 #[cfg(test)]

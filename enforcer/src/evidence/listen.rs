@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::milter::session::Sighting;
 use super::reply::{answer, Answer, Board, Texts};
+use super::Channel;
 use crate::control::{Incoming, Request};
 use crate::daemon::gate::Gate;
 use crate::datapath::Clock;
@@ -168,12 +169,13 @@ impl Shared {
 
     /// Hands evidence to the engine without waiting for it: a full queue drops it (and counts), the
     /// MTA is never held up by the engine. Nobody reads the engine's reply.
-    pub fn report(&self, s: Sighting) {
+    pub fn report(&self, s: Sighting, source: Channel) {
         let (reply, _) = oneshot::channel();
         let request = Request::MtaEvidence {
             addr: s.addr,
             helo: s.helo,
             headers: s.headers,
+            source,
         };
         let counter = match self.engine.try_send(Incoming { request, reply }) {
             Ok(()) => &self.metrics.sightings,

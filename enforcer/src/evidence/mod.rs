@@ -12,6 +12,24 @@ pub use attribute::attribute;
 use listen::Endpoint;
 use reply::Texts;
 
+/// The listener a sighting came through; names the `source` of the evidence counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    #[default]
+    Milter,
+    Policy,
+}
+
+impl Channel {
+    pub fn id(self) -> &'static str {
+        match self {
+            Channel::Milter => "milter",
+            Channel::Policy => "policy",
+        }
+    }
+}
+
 /// Where the MTA listeners listen and what they answer (flags and `[milter]`, `[policy]`,
 /// `[replies]` in the configuration file).
 #[derive(Clone, Debug, Default, PartialEq)]

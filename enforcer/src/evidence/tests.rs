@@ -12,6 +12,7 @@ use super::listen::{Bound, Endpoint, Limits, MtaMetrics, Shared};
 use super::milter::codec::{decode_response, encode_command, Command, Family, Response};
 use super::milter::session::Sighting;
 use super::reply::{Board, Notice, Texts};
+use super::Channel;
 use crate::control::{Incoming, Request};
 use crate::daemon::gate::{Gate, ListenerMetrics};
 use crate::rule::{Rule, RuleSource, Verdict};
@@ -26,6 +27,10 @@ struct Running {
 
 impl Running {
     async fn sighting(&mut self) -> Sighting {
+        self.sighting_from().await.0
+    }
+
+    async fn sighting_from(&mut self) -> (Sighting, Channel) {
         let inc = tokio::time::timeout(Duration::from_secs(10), self.engine.recv())
             .await
             .expect("evidence reaches the engine in time")
@@ -35,11 +40,15 @@ impl Running {
                 addr,
                 helo,
                 headers,
-            } => Sighting {
-                addr,
-                helo,
-                headers,
-            },
+                source,
+            } => (
+                Sighting {
+                    addr,
+                    helo,
+                    headers,
+                },
+                source,
+            ),
             other => panic!("{other:?}"),
         }
     }
@@ -89,6 +98,7 @@ fn block_notice(prefix: &str) -> Notice {
             reason: None,
             created_at: 0,
             source: RuleSource::Engine { stage: 8 },
+            list: None,
         },
         stage: 8,
         build: Some("15.0.1497.2".into()),
@@ -197,7 +207,8 @@ async fn milter_refuses_at_mail_and_reports_the_header_block() {
     let mut m = Mta::open(r.milter, "10.200.0.2").await;
     assert_eq!(m.mail().await, Some(Response::Continue));
     m.message(RECEIVED).await;
-    let s = r.sighting().await;
+    let (s, source) = r.sighting_from().await;
+    assert_eq!(source, Channel::Milter);
     assert_eq!(s.addr.to_string(), "10.200.0.2");
     assert_eq!(s.helo.as_deref(), Some("ex01.corp.example.net"));
     assert!(s.headers.starts_with("Received: from EX01"));
@@ -324,7 +335,8 @@ async fn policy_service_answers_and_closes_on_malformed_requests() {
     let mut r = start(false).await;
     let req = b"request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=10.200.0.2\nhelo_name=ex01.corp.example.net\n\n";
     assert_eq!(policy_exchange(r.policy, req).await, "action=DUNNO\n\n");
-    let s = r.sighting().await;
+    let (s, source) = r.sighting_from().await;
+    assert_eq!(source, Channel::Policy);
     assert_eq!(s.helo.as_deref(), Some("ex01.corp.example.net"));
     r.board.set(
         "10.200.0.2/32".parse().unwrap(),

@@ -89,6 +89,7 @@ fn rule_state() -> impl Strategy<Value = RuleState> {
                 reason: None,
                 created_at: T0,
                 source: RuleSource::Operator,
+                list: None,
             }),
         }
     })
@@ -321,6 +322,7 @@ fn malformed_changes_are_refused_with_a_reason() {
                 reason: None,
                 created_at: T0,
                 source,
+                list: None,
             }),
         }))
         .encode()

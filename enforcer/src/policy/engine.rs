@@ -103,6 +103,12 @@ pub enum PolicyError {
     NotPaused(Prefix),
     #[error("a pause must last at least one day (got {0} days)")]
     ZeroDays(u64),
+    #[error("{prefix}: a pause of {days} days is longer than the yearly pause budget of {budget_days} days; pause for at most {budget_days} days")]
+    LongerThanBudget {
+        prefix: Prefix,
+        days: u64,
+        budget_days: String,
+    },
     #[error("{prefix}: pausing {days} days would use {need_days} days of the {year} pause budget, but only {left_days} of {budget_days} are left")]
     BudgetExceeded {
         prefix: Prefix,
@@ -275,22 +281,40 @@ impl Policy {
     }
 
     /// Pauses enforcement for `days` from `now` (extending a running pause), within the yearly budget.
+    ///
+    /// A pause that crosses New Year is charged to the UTC calendar years its days fall in, each
+    /// against that year's budget; and no single pause may be longer than the budget, so a pause can
+    /// never spend two years' budgets at once (120 days from 1 December with a 90-day budget is
+    /// refused, although only 31 of them fall in December).
     pub fn pause(&self, rec: &mut Record, days: u64, now: i64) -> Result<i64, PolicyError> {
         if days == 0 {
             return Err(PolicyError::ZeroDays(days));
         }
+        let budget = self.pause_budget.secs() as i64;
+        // Checked before any arithmetic: a huge `days` from the socket must not wrap into a pause
+        // that ends before it starts.
+        let length = i64::try_from(days)
+            .ok()
+            .and_then(|d| d.checked_mul(86_400))
+            .filter(|l| *l <= budget);
+        let Some(length) = length else {
+            return Err(PolicyError::LongerThanBudget {
+                prefix: rec.prefix,
+                days,
+                budget_days: fmt_days(budget),
+            });
+        };
         match self.stage_at(rec, now) {
             Standing::AllowListed => return Err(PolicyError::AllowListed(rec.prefix)),
             Standing::Clear => return Err(PolicyError::NotEnforced(rec.prefix)),
             _ => {}
         }
-        let until = now.saturating_add((days as i64).saturating_mul(86_400));
+        let until = now.saturating_add(length);
         // A running pause is cut at `now` and replaced, so its remaining days are not counted twice.
         let mut pauses = rec.pauses.clone();
         if let Some(p) = pauses.iter_mut().rev().find(|p| p.active_at(now)) {
             p.ended_at = Some(now);
         }
-        let budget = self.pause_budget.secs() as i64;
         for (year, start, end) in calendar_years(now, until) {
             let used: i64 = pauses
                 .iter()

@@ -239,14 +239,12 @@ fn validate_action(stage: usize, action: &Action) -> Result<(), ScheduleError> {
     if throttle.secs() == 0 && block.secs() == 0 {
         return Err(ScheduleError::EmptyWindows { stage });
     }
-    let covered = if block.secs() == 0 {
-        throttle.secs()
-    } else if block_at == throttle {
-        throttle.secs() + block.secs()
-    } else {
-        throttle.secs().max(block.secs())
-    };
-    if covered >= period.secs() {
+    if crate::rule::windows_cover_period(
+        period.secs(),
+        throttle.secs(),
+        block_at.secs(),
+        block.secs(),
+    ) {
         return Err(ScheduleError::FullPeriod { stage });
     }
     Ok(())

@@ -247,6 +247,34 @@ fn budget_splits_at_the_calendar_year() {
 }
 
 #[test]
+fn a_pause_across_new_year_is_charged_to_both_years_and_never_longer_than_the_budget() {
+    let p = Policy::default();
+    // 2025-12-01T00:00:00Z
+    let dec1 = 1_764_547_200;
+    let mut rec = vulnerable(&p, "192.0.2.7", dec1 - 10 * D);
+    // 120 days from 1 December: only 31 fall in 2025, but one pause may not exceed the 90-day budget.
+    let err = p.pause(&mut rec, 120, dec1).unwrap_err();
+    assert!(
+        matches!(err, PolicyError::LongerThanBudget { days: 120, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("at most 90 days"), "{err}");
+    // 90 days fit: 31 charged to 2025, 59 to 2026.
+    let until = p.pause(&mut rec, 90, dec1).unwrap();
+    assert_eq!(until, dec1 + 90 * D);
+    assert_eq!(p.pause_used(&rec, dec1), 31 * D);
+    let jan2 = dec1 + 32 * D;
+    assert_eq!(p.pause_used(&rec, jan2), 59 * D);
+    // The socket's largest number is refused, not wrapped into a pause ending before it starts.
+    let before = rec.pauses.len();
+    assert!(matches!(
+        p.pause(&mut rec, u64::MAX, dec1 + D),
+        Err(PolicyError::LongerThanBudget { .. })
+    ));
+    assert_eq!(rec.pauses.len(), before, "nothing stored");
+}
+
+#[test]
 fn supported_build_leaves_enforcement_at_once() {
     let p = Policy::default();
     let mut rec = vulnerable(&p, "192.0.2.7", T0);

@@ -36,6 +36,14 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// The state directory cannot be created or used (permissions, a file in the way, read-only).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create the state directory {path}: {err} (run as root, or pass --state-dir DIR / set ENFORCER_STATE_DIR)")]
+pub struct StateDirError {
+    pub path: PathBuf,
+    pub err: std::io::Error,
+}
+
 /// The database is held by another process (another CLI command or a daemon that keeps it open).
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -162,11 +170,9 @@ impl Store {
     /// Opens (creating if needed) `<dir>/enforcer.redb`, waiting up to 3 s for another process to
     /// release it.
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
-        perms::secure_dir(dir).with_context(|| {
-            format!(
-                "creating the state directory {} (pass --state-dir to use another)",
-                dir.display()
-            )
+        perms::secure_dir(dir).map_err(|err| StateDirError {
+            path: dir.to_path_buf(),
+            err,
         })?;
         let path = dir.join(DB_FILE);
         let db = open_db(&path)?;

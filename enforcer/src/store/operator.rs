@@ -62,6 +62,45 @@ impl Store {
         })
     }
 
+    /// One transaction for a bulk change (`enforcer import`, `unset --from`/`--list`): every prefix
+    /// of `remove` loses its rule, then every rule of `put` is inserted or replaced. Returns the
+    /// prefixes of `remove` that had a rule.
+    pub fn put_and_remove_rules(
+        &self,
+        put: &[Rule],
+        remove: &[Prefix],
+    ) -> anyhow::Result<Vec<Prefix>> {
+        self.write(|db| {
+            let tx = db.begin_write()?;
+            let mut removed = Vec::new();
+            {
+                let mut t = tx.open_table(TABLE)?;
+                let mut key = String::with_capacity(48);
+                for p in remove {
+                    key.clear();
+                    use std::fmt::Write as _;
+                    let _ = write!(key, "{p}");
+                    if t.remove(key.as_str())?.is_some() {
+                        removed.push(*p);
+                    }
+                }
+                let mut value = Vec::with_capacity(256);
+                for rule in put {
+                    key.clear();
+                    use std::fmt::Write as _;
+                    let _ = write!(key, "{}", rule.prefix);
+                    value.clear();
+                    serde_json::to_writer(&mut value, rule)?;
+                    // serde_json writes UTF-8.
+                    let text = std::str::from_utf8(&value).context("encoding the rule")?;
+                    t.insert(key.as_str(), text)?;
+                }
+            }
+            tx.commit().context("committing the bulk change")?;
+            Ok(removed)
+        })
+    }
+
     /// The rule for exactly `prefix`.
     pub fn rule(&self, prefix: &Prefix) -> anyhow::Result<Option<Rule>> {
         let key = prefix.to_string();
@@ -129,6 +168,7 @@ mod tests {
             reason: Some("test".into()),
             created_at: 1_700_000_000,
             source: RuleSource::Operator,
+            list: None,
         }
     }
 
@@ -157,6 +197,41 @@ mod tests {
         assert!(s.remove_rule(&p).unwrap().is_some());
         assert!(s.remove_rule(&p).unwrap().is_none());
         assert_eq!(s.rules().unwrap().len(), 1);
+        drop(s);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bulk_change_is_one_transaction() {
+        let dir = tempdir("bulk");
+        let s = Store::open(&dir).unwrap();
+        s.put_rule(&rule("192.0.2.0/24", Verdict::Drop)).unwrap();
+        s.put_rule(&rule("192.0.2.9", Verdict::Drop)).unwrap();
+        let put: Vec<Rule> = (1..=3)
+            .map(|i| Rule {
+                list: Some("feed".into()),
+                ..rule(&format!("198.51.100.{i}"), Verdict::Reject)
+            })
+            .collect();
+        let gone = [
+            "192.0.2.0/24".parse().unwrap(),
+            "203.0.113.1".parse().unwrap(),
+        ];
+        let removed = s.put_and_remove_rules(&put, &gone).unwrap();
+        assert_eq!(removed, vec![gone[0]]);
+        let rules = s.rules().unwrap();
+        let shown: Vec<String> = rules.iter().map(|r| r.prefix.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "192.0.2.9/32",
+                "198.51.100.1/32",
+                "198.51.100.2/32",
+                "198.51.100.3/32"
+            ]
+        );
+        assert_eq!(rules[1].list.as_deref(), Some("feed"));
+        assert_eq!(rules[0].list, None);
         drop(s);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -30,6 +30,7 @@ fn rule(i: u32) -> Rule {
         reason: Some(format!("rule number {i} with some text to fill pages")),
         created_at: 1_700_000_000,
         source: RuleSource::Operator,
+        list: None,
     }
 }
 

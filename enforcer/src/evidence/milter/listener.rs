@@ -102,7 +102,7 @@ async fn session(mut sock: Box<dyn Stream>, peer: String, sh: Arc<Shared>, limit
                 sh.metrics.count_answer(a, sh.report_only);
             }
             if let Some(s) = step.sighting {
-                sh.report(s);
+                sh.report(s, crate::evidence::Channel::Milter);
             }
             if let Some(r) = step.response {
                 r.encode(&mut out);

@@ -82,7 +82,7 @@ async fn session(mut sock: Box<dyn Stream>, peer: String, sh: Arc<Shared>) {
                         sh.metrics.count_answer(a, sh.report_only);
                     }
                     if let Some(s) = o.sighting {
-                        sh.report(s);
+                        sh.report(s, crate::evidence::Channel::Policy);
                     }
                     o.action
                 }
