@@ -334,6 +334,7 @@ fn postfix_milter_attributes_and_answers_per_window() {
     // Throttle window: 450 4.7.230 and the configured text, at MAIL FROM.
     let s = send_at(&rig, IN_THROTTLE, 4.5, CLIENT_V4, &[], "in throttle");
     let reply = s.reply_to("MAIL FROM").unwrap_or_default();
+    eprintln!("MAIL FROM answered: {reply}");
     assert!(
         reply.starts_with(&format!(
             "450 4.7.230 TEST throttle for {CLIENT_V4} running {EX2013_BUILD}: 1 mins/20s, stage 1"
@@ -356,6 +357,7 @@ fn postfix_milter_attributes_and_answers_per_window() {
     // Block window: 550 5.7.230 and the configured text.
     let s = send_at(&rig, IN_BLOCK, 4.5, CLIENT_V4, &[], "in block");
     let reply = s.reply_to("MAIL FROM").unwrap_or_default();
+    eprintln!("MAIL FROM answered: {reply}");
     assert!(
         reply.starts_with(&format!(
             "550 5.7.230 TEST block for {CLIENT_V4} running {EX2013_BUILD}: 1 mins/20s, stage 1, see {INFO_URL}"
@@ -367,6 +369,7 @@ fn postfix_milter_attributes_and_answers_per_window() {
     // IPv6 sender, block window.
     let s = send_at(&rig, IN_BLOCK, 4.5, CLIENT_V6, &[], "v6 in block");
     let reply = s.reply_to("MAIL FROM").unwrap_or_default();
+    eprintln!("MAIL FROM answered: {reply}");
     assert!(
         reply.starts_with(&format!("550 5.7.230 TEST block for {CLIENT_V6} ")),
         "IPv6 block window: {reply:?}; transcript:\n{}",
@@ -472,6 +475,7 @@ fn postfix_policy_service_answers_per_window() {
 
     let s = send_at(&rig, IN_THROTTLE, 4.5, CLIENT_V4, &[], "policy throttle");
     let reply = s.reply_to("RCPT TO").unwrap_or_default();
+    eprintln!("RCPT TO answered: {reply}");
     assert!(
         reply.starts_with("450 4.7.230 ")
             && reply.contains(&format!(
@@ -483,6 +487,7 @@ fn postfix_policy_service_answers_per_window() {
     assert!(!s.accepted());
     let s = send_at(&rig, IN_BLOCK, 4.5, CLIENT_V4, &[], "policy block");
     let reply = s.reply_to("RCPT TO").unwrap_or_default();
+    eprintln!("RCPT TO answered: {reply}");
     assert!(
         reply.starts_with("550 5.7.230 ")
             && reply.contains(&format!(
