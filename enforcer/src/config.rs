@@ -13,6 +13,7 @@ use crate::evidence::MtaSettings;
 use crate::fleet::settings::FleetFile;
 use crate::net::Prefix;
 use crate::policy::{Action, Aggregation, Policy, Refusal, Schedule, ScheduleError, Stage};
+use crate::rule::NoticeRate;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -59,6 +60,15 @@ pub struct FileConfig {
     pub capacity: Capacity,
     /// `classifier.catalog`: an operator's build catalog laid over the built-in one (validated here).
     pub catalog: Option<PathBuf>,
+    /// Whether the file lists its own `[[enforcement.stages]]` (else the built-in schedule applies,
+    /// refusing with `notice` when a notice channel is configured).
+    pub stages_given: bool,
+    /// `enforcement.notice_rate`: the budget of `notice` stages that set none, and of the built-in
+    /// schedule when it refuses with `notice`.
+    pub notice_rate: NoticeRate,
+    /// The error to report, pointing at the first `refusal = "notice"`, if no notice channel turns
+    /// out to be configured (flags may still add one, so it is raised by [`FileConfig::policy_for`]).
+    pub notice_needs_channel: Option<ConfigError>,
 }
 
 /// A configuration problem: file, line, key and what to do about it.
@@ -144,6 +154,7 @@ struct RawEnforcement {
     allow: Option<Vec<Spanned<Prefix>>>,
     pause_budget: Option<Spanned<Span>>,
     min_confidence: Option<Spanned<f64>>,
+    notice_rate: Option<Spanned<String>>,
     stages: Option<Spanned<Vec<Spanned<RawStage>>>>,
 }
 
@@ -164,6 +175,7 @@ struct RawStage {
     block: Option<Spanned<Span>>,
     block_at: Option<Spanned<Span>>,
     refusal: Option<Spanned<String>>,
+    notice_rate: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -174,6 +186,21 @@ struct RawClassifier {
 }
 
 impl FileConfig {
+    /// The policy once the notice channels are known (this file's `[milter]`/`[policy]` plus the
+    /// `--milter`/`--policy` flags): a stage with `refusal = "notice"` needs one, and the built-in
+    /// schedule refuses with `notice` when there is one, with `drop` otherwise.
+    pub fn policy_for(&self, mta: &MtaSettings) -> Result<Policy, ConfigError> {
+        let mut policy = self.policy.clone();
+        if mta.has_notice_channel() {
+            if !self.stages_given {
+                policy.schedule = Schedule::exchange_online(Refusal::Notice(self.notice_rate));
+            }
+        } else if let Some(e) = &self.notice_needs_channel {
+            return Err(e.clone());
+        }
+        Ok(policy)
+    }
+
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let src =
@@ -205,6 +232,9 @@ impl FileConfig {
             fleet: None,
             capacity: Capacity::default(),
             catalog: None,
+            stages_given: false,
+            notice_rate: NoticeRate::DEFAULT,
+            notice_needs_channel: None,
         };
         for (table, raw_listener, slot) in [
             ("milter", raw.milter, &mut cfg.mta.milter),
@@ -289,7 +319,7 @@ impl FileConfig {
             cfg.metrics_addr = Some(parsed);
         }
         if let Some(e) = raw.enforcement {
-            ctx.enforcement(e, &mut cfg.policy)?;
+            ctx.enforcement(e, &mut cfg)?;
         }
         if let Some(f) = raw.fleet {
             cfg.fleet = Some(ctx.fleet(f)?);
@@ -511,7 +541,14 @@ impl Ctx<'_> {
         })
     }
 
-    fn enforcement(&self, e: RawEnforcement, policy: &mut Policy) -> Result<(), ConfigError> {
+    fn enforcement(&self, e: RawEnforcement, cfg: &mut FileConfig) -> Result<(), ConfigError> {
+        if let Some(r) = &e.notice_rate {
+            cfg.notice_rate = r
+                .get_ref()
+                .parse()
+                .map_err(|m| self.err(r.span(), "enforcement.notice_rate", m))?;
+        }
+        let policy = &mut cfg.policy;
         if let Some(a) = e.aggregation {
             let mut agg = Aggregation::default();
             if let Some(v4) = a.v4 {
@@ -572,15 +609,34 @@ impl Ctx<'_> {
             let raw = stages.into_inner();
             let mut built = Vec::new();
             for (i, st) in raw.iter().enumerate() {
-                built.push(self.stage(i + 1, st)?);
+                let stage = self.stage(i + 1, st, cfg.notice_rate)?;
+                if let (Refusal::Notice(_), None) = (stage.refusal, &cfg.notice_needs_channel) {
+                    let at = st
+                        .get_ref()
+                        .refusal
+                        .as_ref()
+                        .map_or(st.span(), |r| r.span());
+                    cfg.notice_needs_channel = Some(self.err(
+                        at,
+                        &format!("enforcement.stages[{}].refusal", i + 1),
+                        "`notice` needs a channel that tells the refused sender why, and none is configured: set `milter.listen` or `policy.listen` (or pass --milter/--policy to `enforcer run`), or use refusal = \"drop\"",
+                    ));
+                }
+                built.push(stage);
             }
-            policy.schedule =
+            cfg.stages_given = true;
+            cfg.policy.schedule =
                 Schedule::new(built).map_err(|err| self.schedule_err(list_span, &raw, err))?;
         }
         Ok(())
     }
 
-    fn stage(&self, n: usize, st: &Spanned<RawStage>) -> Result<Stage, ConfigError> {
+    fn stage(
+        &self,
+        n: usize,
+        st: &Spanned<RawStage>,
+        notice_rate: NoticeRate,
+    ) -> Result<Stage, ConfigError> {
         let key = |k: &str| format!("enforcement.stages[{n}].{k}");
         let s = st.get_ref();
         let windows =
@@ -626,14 +682,28 @@ impl Ctx<'_> {
         let refusal = match s.refusal.as_ref().map(|r| (r.get_ref().as_str(), r.span())) {
             None | Some(("drop", _)) => Refusal::Drop,
             Some(("reject", _)) => Refusal::Reject,
+            Some(("notice", _)) => Refusal::Notice(match &s.notice_rate {
+                Some(r) => r
+                    .get_ref()
+                    .parse()
+                    .map_err(|m| self.err(r.span(), &key("notice_rate"), m))?,
+                None => notice_rate,
+            }),
             Some((other, span)) => {
                 return Err(self.err(
                     span,
                     &key("refusal"),
-                    format!("`{other}` is not a refusal; use drop (silent) or reject (TCP RST)"),
+                    format!("`{other}` is not a refusal; use drop (silent), reject (TCP RST) or notice (a few connects reach the MTA, which tells the sender why)"),
                 ));
             }
         };
+        if let (Some(r), false) = (&s.notice_rate, matches!(refusal, Refusal::Notice(_))) {
+            return Err(self.err(
+                r.span(),
+                &key("notice_rate"),
+                "notice_rate only applies to refusal = \"notice\"; add that or remove notice_rate",
+            ));
+        }
         Ok(Stage {
             after: *s.after.get_ref(),
             action,

@@ -7,6 +7,7 @@ use enforcer_common::policy::{
     ENTRY_FLAG_RST,
 };
 use serde::{Deserialize, Serialize};
+use std::str::FromStr;
 
 use crate::datapath::Clock;
 use crate::duration::Span;
@@ -35,8 +36,69 @@ pub enum Verdict {
         block_offset: Span,
         block: Span,
         rst: bool,
+        /// `refusal = "notice"`: inside the windows this many SYNs per source pass (so the MTA can
+        /// answer with the reason), the rest are dropped; `rst` is then ignored.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        notice: Option<NoticeRate>,
     },
 }
+
+/// A notice budget, `COUNT/PERIOD` as operators write it (`2/10m`): SYNs admitted per source address
+/// inside a window, so they reach the MTA whose milter or policy service tells the sender why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoticeRate {
+    pub count: u32,
+    pub period: Span,
+}
+
+impl NoticeRate {
+    /// Two connects per ten minutes: enough for one message attempt and one retry to read the text.
+    pub const DEFAULT: NoticeRate = NoticeRate {
+        count: 2,
+        period: Span(std::time::Duration::from_secs(600)),
+    };
+}
+
+impl Default for NoticeRate {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl std::fmt::Display for NoticeRate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.count, self.period)
+    }
+}
+
+impl FromStr for NoticeRate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let fix = "write COUNT/PERIOD, e.g. 2/10m (two connects per source every ten minutes)";
+        let Some((count, period)) = s.trim().split_once('/') else {
+            return Err(format!("`{s}` is not a notice rate; {fix}"));
+        };
+        let count: u32 = count
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}`: `{count}` is not a whole number of connects; {fix}"))?;
+        if count == 0 {
+            return Err(format!(
+                "`{s}` admits no connect, so no sender would read why; use at least 1, or refusal = \"drop\""
+            ));
+        }
+        let period: Span = period.trim().parse().map_err(|e| format!("`{s}`: {e}"))?;
+        if period.secs() == 0 || period.0.subsec_nanos() != 0 || period.secs() > u32::MAX as u64 {
+            return Err(format!(
+                "`{s}`: the period must be whole seconds, longer than 0s and below 136 years; {fix}"
+            ));
+        }
+        Ok(NoticeRate { count, period })
+    }
+}
+
+crate::text_serde::serde_via_str!(NoticeRate);
 
 /// Who made a rule: the operator (CLI) or the progressive-enforcement engine.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,13 +156,17 @@ impl Verdict {
                 block_offset,
                 block,
                 rst,
+                notice,
             } => {
                 let mut s = format!("throttle {window} every {period} phase {phase}");
                 if block.secs() > 0 {
                     s.push_str(&format!(" block {block} at +{block_offset}"));
                 }
                 s.push(' ');
-                s.push_str(how(*rst));
+                match notice {
+                    Some(n) => s.push_str(&format!("notice {n}")),
+                    None => s.push_str(how(*rst)),
+                }
                 s
             }
         }
@@ -128,6 +194,7 @@ impl Verdict {
                 phase,
                 block_offset,
                 block,
+                notice,
                 ..
             } => {
                 let (p, w, ph, bo, b) = (
@@ -156,7 +223,16 @@ impl Verdict {
                         "--phase {phase} must be shorter than --period {period}"
                     ));
                 }
-                if windows_cover_period(p, w, bo, b) {
+                if let Some(n) = notice {
+                    if n.count == 0 || n.period.secs() == 0 || n.period.secs() > u32::MAX as u64 {
+                        return Err(format!(
+                            "notice rate {n}: use at least 1 connect per period longer than 0s"
+                        ));
+                    }
+                }
+                // A notice entry may cover the whole period: that is how a full block stage lets its
+                // notice budget through (a block is never answered at the SMTP level otherwise).
+                if notice.is_none() && windows_cover_period(p, w, bo, b) {
                     return Err(format!(
                         "--window {window} covers the whole --period {period}: every connect would be refused; use `enforcer block` for that, or a shorter --window"
                     ));
@@ -236,7 +312,11 @@ impl Verdict {
                     phase: secs((i128::from(anchor_unix)).rem_euclid(period) as u32),
                     block_offset: secs(e.block_offset_secs),
                     block: secs(e.block_secs),
-                    rst,
+                    rst: rst && !e.is_notice(),
+                    notice: e.is_notice().then(|| NoticeRate {
+                        count: e.notice_count,
+                        period: secs(e.notice_period_secs),
+                    }),
                 }
             }
             _ => Verdict::Pass,
@@ -304,6 +384,7 @@ impl Rule {
                 block_offset,
                 block,
                 rst,
+                notice,
             } => {
                 e.action = ACTION_THROTTLE;
                 e.flags = if *rst { ENTRY_FLAG_RST } else { 0 };
@@ -312,6 +393,9 @@ impl Rule {
                 e.block_offset_secs = clamp_u32(block_offset.secs());
                 e.block_secs = clamp_u32(block.secs());
                 e.anchor_ns = throttle_anchor(clock, period.secs(), phase.secs());
+                if let Some(n) = notice {
+                    e = PolicyEntry::notice(e, n.count, clamp_u32(n.period.secs()));
+                }
             }
         }
         e
@@ -356,6 +440,7 @@ mod tests {
             block_offset: Span::default(),
             block: Span::default(),
             rst: false,
+            notice: None,
         }
     }
 
@@ -430,6 +515,7 @@ mod tests {
                 block_offset: span("5m"),
                 block: span("10m"),
                 rst: false,
+                notice: None,
             },
             Verdict::Throttle {
                 period: span("1h"),
@@ -438,6 +524,7 @@ mod tests {
                 block_offset: span("55m"),
                 block: span("10m"),
                 rst: false,
+                notice: None,
             },
         ];
         for v in bad {
@@ -511,6 +598,7 @@ mod tests {
             block_offset: span("30m"),
             block: span("1m"),
             rst: true,
+            notice: None,
         });
         r.expires_at = Some(1_700_003_600);
         let e = r.to_kernel(&clock);
@@ -540,5 +628,80 @@ mod tests {
         let s = serde_json::to_string(&r).unwrap();
         assert!(s.contains("\"action\":\"throttle\""), "{s}");
         assert_eq!(serde_json::from_str::<Rule>(&s).unwrap(), r);
+    }
+
+    #[test]
+    fn notice_rates_parse_and_print() {
+        for (text, count, secs, back) in [
+            ("2/10m", 2, 600, "2/10m"),
+            ("1/1h", 1, 3600, "1/1h"),
+            (" 5 / 30s ", 5, 30, "5/30s"),
+        ] {
+            let r: NoticeRate = text.parse().unwrap();
+            assert_eq!((r.count, r.period.secs()), (count, secs), "{text}");
+            assert_eq!(r.to_string(), back);
+        }
+        assert_eq!(NoticeRate::default().to_string(), "2/10m");
+        for (bad, says) in [
+            ("", "COUNT/PERIOD"),
+            ("2", "COUNT/PERIOD"),
+            ("x/10m", "not a whole number"),
+            ("-1/10m", "not a whole number"),
+            ("0/10m", "admits no connect"),
+            ("2/10", "not a duration"),
+            ("2/0s", "longer than 0s"),
+            ("2/10m/1", "not a duration"),
+        ] {
+            let e = bad.parse::<NoticeRate>().unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn notice_throttles_reach_the_kernel_and_read_back() {
+        let clock = Clock::fixed(1_700_000_123 * NS, 5_000 * NS as u64);
+        let mut v = throttle("1h", "5m", "0s");
+        if let Verdict::Throttle { rst, notice, .. } = &mut v {
+            *rst = true;
+            *notice = Some("3/15m".parse().unwrap());
+        }
+        let r = rule(v);
+        let e = r.to_kernel(&clock);
+        assert!(e.is_notice());
+        assert_eq!(e.flags & ENTRY_FLAG_RST, 0, "a notice is never a RST");
+        assert_eq!((e.notice_count, e.notice_period_secs), (3, 900));
+        assert_eq!((e.period_secs, e.throttle_secs), (3600, 300));
+        let back = Verdict::from_kernel(&e, &clock);
+        assert!(
+            matches!(back, Verdict::Throttle { rst: false, notice: Some(n), .. } if n.count == 3 && n.period.secs() == 900),
+            "{back:?}"
+        );
+        assert!(
+            back.describe().ends_with("notice 3/15m"),
+            "{}",
+            back.describe()
+        );
+        // The store's JSON keeps the budget, and entries written before it existed still read.
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains("\"notice\":\"3/15m\""), "{json}");
+        assert_eq!(serde_json::from_str::<Rule>(&json).unwrap(), r);
+        let old = json.replace(",\"notice\":\"3/15m\"", "");
+        assert!(matches!(
+            serde_json::from_str::<Rule>(&old).unwrap().verdict,
+            Verdict::Throttle { notice: None, .. }
+        ));
+        // A block window over the whole period is how a full block tells the sender why: valid
+        // with a notice budget, refused without one (that would be a block, not a throttle).
+        let whole = |notice| Verdict::Throttle {
+            period: span("1h"),
+            window: Span::default(),
+            phase: Span::default(),
+            block_offset: Span::default(),
+            block: span("1h"),
+            rst: false,
+            notice,
+        };
+        assert!(rule(whole(Some(NoticeRate::DEFAULT))).validate().is_ok());
+        assert!(rule(whole(None)).validate().is_err());
     }
 }

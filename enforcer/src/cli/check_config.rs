@@ -26,6 +26,10 @@ pub fn check(path: &std::path::Path) -> anyhow::Result<String> {
     let file = FileConfig::load(path).map_err(|e| super::UsageError(e.to_string()))?;
     file.support_overrides()
         .map_err(|e| super::UsageError(format!("{}: {e}", path.display())))?;
+    // The file alone: a notice channel given only as a flag of `enforcer run` is not seen here.
+    let policy = file
+        .policy_for(&file.mta)
+        .map_err(|e| super::UsageError(e.to_string()))?;
     let ifaces = file.interfaces.as_deref().unwrap_or_default();
     Ok(format!(
         "interfaces: {}; {} stages; {} allow-listed prefixes{}",
@@ -34,7 +38,7 @@ pub fn check(path: &std::path::Path) -> anyhow::Result<String> {
         } else {
             ifaces.join(", ")
         },
-        file.policy.schedule.stages().len(),
+        policy.schedule.stages().len(),
         file.policy.allow.len(),
         if file.report_only == Some(true) {
             "; report-only"
@@ -72,5 +76,26 @@ mod tests {
         std::fs::remove_file(&p).unwrap();
         let e = check(std::path::Path::new("/nonexistent/enforcer.toml")).unwrap_err();
         assert!(e.downcast_ref::<crate::cli::UsageError>().is_some());
+    }
+
+    #[test]
+    fn notice_without_a_channel_in_the_file_is_refused() {
+        let stages =
+            "[[enforcement.stages]]\nafter = \"0s\"\naction = \"block\"\nrefusal = \"notice\"\n";
+        let p = write("notice", stages);
+        let e = check(&p).unwrap_err();
+        assert!(e.downcast_ref::<crate::cli::UsageError>().is_some());
+        let msg = e.to_string();
+        assert!(
+            msg.contains(":4:") && msg.contains("enforcement.stages[1].refusal"),
+            "{msg}"
+        );
+        std::fs::write(
+            &p,
+            format!("[milter]\nlisten = \"inet:127.0.0.1:8895\"\n{stages}"),
+        )
+        .unwrap();
+        assert!(check(&p).is_ok());
+        std::fs::remove_file(&p).unwrap();
     }
 }

@@ -391,6 +391,7 @@ pub fn throttle_verdict(a: &ThrottleArgs) -> anyhow::Result<Verdict> {
         block_offset: Span::default(),
         block: Span::default(),
         rst: a.reject,
+        notice: None,
     })
 }
 

@@ -342,3 +342,109 @@ fn mta_listeners_replies_and_min_confidence() {
         "unknown field",
     );
 }
+
+const NOTICE_STAGES: &str = "[[enforcement.stages]]\nafter = \"0s\"\naction = \"report\"\n[[enforcement.stages]]\nafter = \"1d\"\naction = \"block\"\nrefusal = \"notice\"\n";
+
+#[test]
+fn notice_refusal_needs_a_channel() {
+    // The file alone parses: `enforcer run --milter ...` may still add the channel.
+    let cfg = FileConfig::parse("t.toml", NOTICE_STAGES).unwrap();
+    let e = cfg.policy_for(&cfg.mta).unwrap_err();
+    assert_eq!(
+        (e.line, e.key.as_str()),
+        (7, "enforcement.stages[2].refusal"),
+        "{e}"
+    );
+    let msg = e.to_string();
+    for says in [
+        "needs a channel",
+        "milter.listen",
+        "policy.listen",
+        "--milter",
+        "refusal = \"drop\"",
+    ] {
+        assert!(msg.contains(says), "{msg} should say {says:?}");
+    }
+    // A channel in the file, or one from the flags, satisfies it; the default budget applies.
+    let with = FileConfig::parse(
+        "t.toml",
+        &format!("[policy]\nlisten = \"inet:127.0.0.1:10040\"\n{NOTICE_STAGES}"),
+    )
+    .unwrap();
+    let p = with.policy_for(&with.mta).unwrap();
+    assert_eq!(
+        p.schedule.stage(2).refusal,
+        Refusal::Notice(NoticeRate::DEFAULT)
+    );
+    let mut flags = cfg.mta.clone();
+    flags.milter = Some("inet:127.0.0.1:8895".parse().unwrap());
+    assert_eq!(cfg.policy_for(&flags).unwrap().schedule, p.schedule);
+}
+
+#[test]
+fn notice_rates_per_stage_and_for_the_whole_schedule() {
+    let src = "[milter]\nlisten = \"inet:127.0.0.1:8895\"\n[enforcement]\nnotice_rate = \"1/5m\"\n[[enforcement.stages]]\nafter = \"0s\"\naction = \"block\"\nrefusal = \"notice\"\nnotice_rate = \"3/1h\"\n[[enforcement.stages]]\nafter = \"1d\"\naction = \"block\"\nrefusal = \"notice\"\n";
+    let cfg = FileConfig::parse("t.toml", src).unwrap();
+    let p = cfg.policy_for(&cfg.mta).unwrap();
+    let rate = |s: &str| Refusal::Notice(s.parse().unwrap());
+    assert_eq!(p.schedule.stage(1).refusal, rate("3/1h"));
+    assert_eq!(p.schedule.stage(2).refusal, rate("1/5m"));
+    assert_err(
+        "[[enforcement.stages]]\nafter = \"0s\"\naction = \"block\"\nrefusal = \"notice\"\nnotice_rate = \"0/10m\"\n",
+        5,
+        "enforcement.stages[1].notice_rate",
+        "admits no connect",
+    );
+    assert_err(
+        "[[enforcement.stages]]\nafter = \"0s\"\naction = \"block\"\nnotice_rate = \"2/10m\"\n",
+        4,
+        "enforcement.stages[1].notice_rate",
+        "only applies to refusal = \"notice\"",
+    );
+    assert_err(
+        "[enforcement]\nnotice_rate = \"fast\"\n",
+        2,
+        "enforcement.notice_rate",
+        "COUNT/PERIOD, e.g. 2/10m",
+    );
+    assert_err(
+        "[[enforcement.stages]]\nafter = \"0s\"\naction = \"block\"\nrefusal = \"tell\"\n",
+        4,
+        "enforcement.stages[1].refusal",
+        "notice (a few connects reach the MTA",
+    );
+}
+
+#[test]
+fn builtin_schedule_refuses_with_notice_only_when_a_channel_exists() {
+    let none = FileConfig::parse("t.toml", "").unwrap();
+    assert_eq!(
+        none.policy_for(&none.mta).unwrap().schedule,
+        Schedule::default()
+    );
+    let m = FileConfig::parse(
+        "t.toml",
+        "[milter]\nlisten = \"inet:127.0.0.1:8895\"\n[enforcement]\nnotice_rate = \"1/5m\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        m.policy_for(&m.mta).unwrap().schedule,
+        Schedule::exchange_online(Refusal::Notice("1/5m".parse().unwrap()))
+    );
+    let mut flags = none.mta.clone();
+    flags.policy = Some("inet:127.0.0.1:10040".parse().unwrap());
+    assert_eq!(
+        none.policy_for(&flags).unwrap().schedule,
+        Schedule::exchange_online(Refusal::Notice(NoticeRate::DEFAULT))
+    );
+    // Stages the file lists are kept as written, channel or not.
+    let own = FileConfig::parse(
+        "t.toml",
+        "[milter]\nlisten = \"inet:127.0.0.1:8895\"\n[[enforcement.stages]]\nafter = \"0s\"\naction = \"block\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        own.policy_for(&own.mta).unwrap().schedule.stage(1).refusal,
+        Refusal::Drop
+    );
+}

@@ -1125,7 +1125,23 @@ fn today(now: i64) -> time::Date {
 /// The kernel rule for an engine decision.
 pub fn engine_rule(d: &Desired) -> Rule {
     let rst = d.refusal == Refusal::Reject;
+    let notice = match d.refusal {
+        Refusal::Notice(n) => Some(n),
+        Refusal::Drop | Refusal::Reject => None,
+    };
+    let hour = Span(std::time::Duration::from_secs(3600));
     let verdict = match d.action {
+        // A full block that tells the sender why: a block window covering the whole period, so the
+        // kernel admits the notice budget and the milter answers 550 (same window maths).
+        Action::Block if notice.is_some() => Verdict::Throttle {
+            period: hour,
+            window: Span::default(),
+            phase: Span::default(),
+            block_offset: Span::default(),
+            block: hour,
+            rst: false,
+            notice,
+        },
         Action::Block if rst => Verdict::Reject,
         Action::Block | Action::Report => Verdict::Drop,
         Action::Windows {
@@ -1144,6 +1160,7 @@ pub fn engine_rule(d: &Desired) -> Rule {
             },
             block,
             rst,
+            notice,
         },
     };
     Rule {

@@ -181,7 +181,9 @@ impl Settings {
         let engine = EngineSettings {
             overrides: file.support_overrides().map_err(UsageError)?,
             board: Board::new(file.policy.aggregation),
-            policy: file.policy,
+            policy: file
+                .policy_for(&mta)
+                .map_err(|e| UsageError(e.to_string()))?,
             report_only,
             state_dir: Some(state_dir.clone()),
             datapath: Default::default(),

@@ -1066,3 +1066,94 @@ fn mta_sightings_feed_the_engine_and_the_board_follows_the_stage() {
     ok(e.handle(Request::PutRule { rule }, T0 + 31));
     assert_eq!(board.lookup(addr), None);
 }
+
+#[test]
+fn notice_stages_write_notice_entries_and_the_board_answers() {
+    use crate::evidence::reply::{answer, Answer, Texts};
+    let dir = TmpDir::new("notice");
+    let store = Store::open(&dir.0).unwrap();
+    let board = crate::evidence::reply::Board::default();
+    let rate = crate::rule::NoticeRate {
+        count: 2,
+        period: sp("10m"),
+    };
+    let mut pol = policy();
+    pol.schedule = Schedule::new(vec![
+        Stage {
+            after: sp("0s"),
+            action: Action::Report,
+            refusal: Refusal::Drop,
+        },
+        Stage {
+            after: sp("10s"),
+            action: Action::Windows {
+                period: sp("4s"),
+                throttle: sp("2s"),
+                block_at: sp("2s"),
+                block: sp("0s"),
+            },
+            refusal: Refusal::Notice(rate),
+        },
+        Stage {
+            after: sp("30s"),
+            action: Action::Block,
+            refusal: Refusal::Notice(rate),
+        },
+    ])
+    .unwrap();
+    let settings = EngineSettings {
+        policy: pol,
+        board: board.clone(),
+        ..EngineSettings::default()
+    };
+    let (mut e, _) = Engine::start(
+        settings,
+        store,
+        MemKernel::default(),
+        EngineMetrics::default(),
+        T0,
+    )
+    .unwrap();
+    let addr: std::net::IpAddr = "10.200.0.2".parse().unwrap();
+    e.sighting(&sighting("10.200.0.2", EX2013), Channel::Milter, T0);
+    e.tick(T0 + 10);
+    let clock = crate::datapath::Clock::now();
+    let rule = e.kernel().entries[&host("10.200.0.2")].clone();
+    assert!(
+        matches!(rule.verdict, Verdict::Throttle { notice: Some(n), rst: false, .. } if n == rate),
+        "{rule:?}"
+    );
+    let k = rule.to_kernel(&clock);
+    assert!(k.is_notice());
+    assert_eq!((k.notice_count, k.notice_period_secs), (2, 600));
+    assert_eq!(
+        board.lookup(addr).unwrap().rule,
+        rule,
+        "the board answers from the same entry"
+    );
+    // The full block stage still lets the budget through, and the sender reads 550.
+    e.tick(T0 + 30);
+    let rule = e.kernel().entries[&host("10.200.0.2")].clone();
+    let k = rule.to_kernel(&clock);
+    assert!(k.is_notice());
+    assert_eq!(
+        k.window_at(clock.boot_ns()),
+        enforcer_common::policy::Window::Block
+    );
+    let a = answer(board.lookup(addr).as_ref(), addr, &clock, &Texts::default());
+    assert!(matches!(a, Answer::Reject(_)), "{a:?}");
+    // A connect in the full block is explained as told why, not as silently dropped.
+    let d = ok(e.handle(
+        Request::Sender {
+            target: "10.200.0.2".into(),
+        },
+        T0 + 31,
+    ));
+    assert!(
+        d["connect_now"]
+            .as_str()
+            .unwrap()
+            .contains("told why at the SMTP level (2/10m"),
+        "{d}"
+    );
+}

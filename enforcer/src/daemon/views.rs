@@ -156,10 +156,7 @@ fn connect_now(
         ),
         Standing::Enforcing { stage } => {
             let st = policy.schedule.stage(stage);
-            let how = match st.refusal {
-                crate::policy::Refusal::Drop => "dropped",
-                crate::policy::Refusal::Reject => "rejected (TCP RST)",
-            };
+            let how = st.refusal.describe();
             match st.action.refuses_at(now) {
                 None if matches!(st.action, crate::policy::Action::Report) => {
                     (format!("passes: stage {stage} is report only"), false)

@@ -23,6 +23,8 @@ struct Running {
     policy: SocketAddr,
     engine: tokio::sync::mpsc::Receiver<Incoming>,
     board: Board,
+    /// Shared by both listeners here (each has its own in the daemon).
+    metrics: MtaMetrics,
 }
 
 impl Running {
@@ -55,16 +57,22 @@ impl Running {
 }
 
 async fn start(report_only: bool) -> Running {
+    start_with(report_only, 1024, Limits::default()).await
+}
+
+/// `queue`: the engine's request queue, which only the test reads.
+async fn start_with(report_only: bool, queue: usize, limits: Limits) -> Running {
     let any: Endpoint = "inet:127.0.0.1:0".parse().unwrap();
     let board = Board::default();
-    let (tx, engine) = tokio::sync::mpsc::channel(1024);
+    let (tx, engine) = tokio::sync::mpsc::channel(queue);
+    let metrics = MtaMetrics::default();
     let shared = Arc::new(Shared {
         board: board.clone(),
         texts: Texts::default(),
         report_only,
         engine: tx,
-        metrics: MtaMetrics::default(),
-        limits: Limits::default(),
+        metrics: metrics.clone(),
+        limits,
     });
     let gate = |n| Gate::new(n, 1000, ListenerMetrics::default());
     let addr = |b: &Bound| match b.endpoint() {
@@ -86,6 +94,7 @@ async fn start(report_only: bool) -> Running {
         policy,
         engine,
         board,
+        metrics,
     }
 }
 
@@ -238,6 +247,16 @@ async fn report_only_continues() {
     );
     let mut m = Mta::open(r.milter, "10.200.0.2").await;
     assert_eq!(m.mail().await, Some(Response::Continue));
+    let count = |label: &str| {
+        r.metrics
+            .answers
+            .get_or_create(&vec![("answer".into(), label.into())])
+            .get()
+    };
+    assert_eq!((count("would_reject"), count("reject")), (1, 0));
+    let req = b"request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=10.200.0.2\n\n";
+    assert_eq!(policy_exchange(r.policy, req).await, "action=DUNNO\n\n");
+    assert_eq!(count("would_reject"), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,10 +268,11 @@ async fn broken_peers_close_only_their_own_session() {
         .write_all(&[0, 0, 0, 13, b'O', 0, 0])
         .await
         .unwrap();
-    // Garbage: an unknown command letter.
+    // Garbage: an unknown command letter. Closed, counted once (with its one log line).
     let mut garbage = Mta::connect(r.milter).await;
     garbage.sock.write_all(&[0, 0, 0, 1, b'z']).await.unwrap();
     assert!(garbage.closed().await);
+    assert_eq!(r.metrics.malformed.get(), 1);
     // Oversized: a length past the limit is refused before its bytes arrive.
     let mut big = Mta::connect(r.milter).await;
     big.sock
@@ -260,6 +280,7 @@ async fn broken_peers_close_only_their_own_session() {
         .await
         .unwrap();
     assert!(big.closed().await);
+    assert_eq!(r.metrics.malformed.get(), 2);
     // Disconnect in the middle of a message.
     let mut gone = Mta::open(r.milter, "10.200.0.3").await;
     gone.mail().await;
@@ -356,4 +377,37 @@ async fn policy_service_answers_and_closes_on_malformed_requests() {
     assert_eq!(a, "action=DUNNO\n\n");
     // Malformed: the connection is closed without an answer.
     assert_eq!(policy_exchange(r.policy, b"garbage line\n\n").await, "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_peers_are_closed_and_a_stalled_engine_never_holds_up_the_mta() {
+    // Nobody reads the engine's queue (one slot): evidence past it is dropped and counted, and every
+    // session is still answered at once; the policy service still answers DUNNO (fail open).
+    let limits = Limits {
+        idle: Duration::from_millis(300),
+        write: Duration::from_secs(5),
+    };
+    let r = start_with(false, 1, limits).await;
+    for i in 0..3 {
+        let mut m = Mta::open(r.milter, &format!("10.200.0.{}", 10 + i)).await;
+        assert_eq!(m.mail().await, Some(Response::Continue));
+        m.message(RECEIVED).await;
+    }
+    let req = b"request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=10.200.0.20\nhelo_name=ex01.corp.example.net\n\n";
+    assert_eq!(policy_exchange(r.policy, req).await, "action=DUNNO\n\n");
+    assert_eq!(r.metrics.sightings.get(), 1);
+    assert_eq!(r.metrics.sightings_dropped.get(), 3);
+    // A peer that goes quiet mid-frame is closed after the idle limit, on both listeners.
+    let mut slow = Mta::connect(r.milter).await;
+    slow.sock.write_all(&[0, 0, 0, 13, b'O']).await.unwrap();
+    assert!(slow.closed().await);
+    let mut quiet = TcpStream::connect(r.policy).await.unwrap();
+    quiet
+        .write_all(b"request=smtpd_access_policy\n")
+        .await
+        .unwrap();
+    let mut b = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(10), quiet.read(&mut b)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    assert_eq!(r.metrics.malformed.get(), 0, "idle is not malformed");
 }

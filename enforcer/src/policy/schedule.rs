@@ -7,6 +7,7 @@
 //! refused during minutes 0–35 of every hour: 0–30 as throttle, 30–35 as block.
 
 use crate::duration::Span;
+use crate::rule::NoticeRate;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -19,6 +20,22 @@ pub enum Refusal {
     Drop,
     /// Answer with a TCP RST: the sender sees "connection refused" at once and queues.
     Reject,
+    /// Let this many SYNs per source through inside the windows, so the MTA's milter or policy
+    /// service answers 450/550 with the reason; the rest are dropped. Needs such a channel.
+    Notice(NoticeRate),
+}
+
+impl Refusal {
+    /// What happens to a refused connect, for `enforcer sender`.
+    pub fn describe(&self) -> String {
+        match self {
+            Refusal::Drop => "dropped".into(),
+            Refusal::Reject => "rejected (TCP RST)".into(),
+            Refusal::Notice(n) => format!(
+                "told why at the SMTP level ({n} per source reach the MTA, the rest dropped)"
+            ),
+        }
+    }
 }
 
 /// What a stage does to the sender's connects.
@@ -109,7 +126,7 @@ const ZERO: Span = Span(Duration::ZERO);
 
 impl Stage {
     /// Refused during minutes `[0, throttle)` and `[throttle, throttle + block)` of every hour.
-    pub const fn hourly(after: Span, throttle: Span, block: Span) -> Self {
+    pub const fn hourly(after: Span, throttle: Span, block: Span, refusal: Refusal) -> Self {
         Stage {
             after,
             action: Action::Windows {
@@ -118,31 +135,48 @@ impl Stage {
                 block_at: throttle,
                 block,
             },
-            refusal: Refusal::Drop,
+            refusal,
         }
     }
 }
 
 impl Default for Schedule {
-    /// Exchange Online's published progressive enforcement, counted from first detection.
+    /// Exchange Online's published progressive enforcement, SYNs dropped.
     fn default() -> Self {
-        let s = |after, action| Stage {
+        Self::exchange_online(Refusal::Drop)
+    }
+}
+
+impl Schedule {
+    /// Exchange Online's published progressive enforcement, counted from first detection, each
+    /// refusing stage refusing with `refusal`. The daemon picks `notice` when a milter or policy
+    /// service can tell the sender why, `drop` otherwise.
+    pub fn exchange_online(refusal: Refusal) -> Self {
+        let h = |after, throttle, block| Stage::hourly(after, throttle, block, refusal);
+        let whole = |after, action| Stage {
             after,
             action,
-            refusal: Refusal::Drop,
+            refusal,
         };
         Schedule {
             stages: vec![
-                s(ZERO, Action::Report),
-                Stage::hourly(days(30), mins(5), ZERO),
-                Stage::hourly(days(40), mins(10), ZERO),
-                Stage::hourly(days(50), mins(20), ZERO),
-                Stage::hourly(days(60), mins(30), mins(5)),
-                Stage::hourly(days(70), ZERO, mins(10)),
-                Stage::hourly(days(80), ZERO, mins(20)),
-                s(days(90), Action::Block),
+                whole(ZERO, Action::Report),
+                h(days(30), mins(5), ZERO),
+                h(days(40), mins(10), ZERO),
+                h(days(50), mins(20), ZERO),
+                h(days(60), mins(30), mins(5)),
+                h(days(70), ZERO, mins(10)),
+                h(days(80), ZERO, mins(20)),
+                whole(days(90), Action::Block),
             ],
         }
+    }
+
+    /// True when some stage refuses with `notice` (which needs a milter or policy service).
+    pub fn uses_notice(&self) -> bool {
+        self.stages
+            .iter()
+            .any(|s| matches!(s.refusal, Refusal::Notice(_)))
     }
 }
 
@@ -425,5 +459,18 @@ mod tests {
         }
         // Block window placed explicitly after a gap is fine.
         Schedule::new(vec![stage("0s", win("1h", "10m", "40m", "10m"))]).unwrap();
+    }
+
+    #[test]
+    fn exchange_online_with_notice() {
+        let n = NoticeRate::DEFAULT;
+        let s = Schedule::exchange_online(Refusal::Notice(n));
+        Schedule::new(s.stages().to_vec()).expect("validates");
+        assert!(s.uses_notice());
+        assert!(!Schedule::default().uses_notice());
+        for (a, b) in s.stages().iter().zip(Schedule::default().stages()) {
+            assert_eq!((a.after, a.action), (b.after, b.action));
+            assert_eq!(a.refusal, Refusal::Notice(n));
+        }
     }
 }

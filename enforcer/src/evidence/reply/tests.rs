@@ -10,12 +10,16 @@ fn span(s: u64) -> Span {
 }
 
 fn notice(action: Action) -> Notice {
+    notice_with(action, Refusal::Drop)
+}
+
+fn notice_with(action: Action, refusal: Refusal) -> Notice {
     let prefix: Prefix = "10.200.0.2/32".parse().unwrap();
     let d = Desired {
         prefix,
         stage: 5,
         action,
-        refusal: Refusal::Drop,
+        refusal,
         reason: "test".into(),
         since: 0,
     };
@@ -148,4 +152,53 @@ fn board_looks_up_by_aggregate() {
     assert_eq!(b.lookup("10.200.1.1".parse().unwrap()), None);
     b.set("10.200.0.0/24".parse().unwrap(), None);
     assert!(b.is_empty());
+}
+
+#[test]
+fn notice_stages_answer_where_the_kernel_admits_the_budget() {
+    let budget = crate::rule::NoticeRate {
+        count: 2,
+        period: span(600),
+    };
+    let host: IpAddr = "10.200.0.2".parse().unwrap();
+    // Windows: the entry is a notice throttle, and the answers follow its windows second by second.
+    let n = notice_with(
+        Action::Windows {
+            period: span(60),
+            throttle: span(20),
+            block_at: span(20),
+            block: span(10),
+        },
+        Refusal::Notice(budget),
+    );
+    for s in 0..120 {
+        let c = at(s);
+        let e = n.rule.to_kernel(&c);
+        assert!(e.is_notice());
+        assert_eq!((e.notice_count, e.notice_period_secs), (2, 600));
+        let got = answer(Some(&n), host, &c, &Texts::default());
+        match e.window_at(c.boot_ns()) {
+            Window::Outside => assert_eq!(got, Answer::Continue, "second {s}"),
+            Window::Throttle => assert!(matches!(got, Answer::Tempfail(_)), "second {s}"),
+            Window::Block => assert!(matches!(got, Answer::Reject(_)), "second {s}"),
+        }
+    }
+    // A full block refusing with notice: a block window over the whole period, so the kernel admits
+    // the budget at every instant and the sender reads 550 with "60 mins/hr".
+    let n = notice_with(Action::Block, Refusal::Notice(budget));
+    for s in [0, 1, 1799, 3599, 3600, 7000] {
+        let c = at(s);
+        let e = n.rule.to_kernel(&c);
+        assert!(e.is_notice() && e.flags & enforcer_common::policy::ENTRY_FLAG_RST == 0);
+        assert_eq!(e.window_at(c.boot_ns()), Window::Block, "second {s}");
+        let a = answer(Some(&n), host, &c, &Texts::default());
+        assert!(
+            a.smtp().unwrap().starts_with("550 5.7.230 ")
+                && a.smtp()
+                    .unwrap()
+                    .contains("blocked by enforcer for 60 mins/hr"),
+            "{a:?}"
+        );
+    }
+    n.rule.validate().expect("a notice block validates");
 }
