@@ -734,3 +734,101 @@ block = "TEST block for {host}"
         "{m}"
     );
 }
+
+/// The sum of every sample of `name` whose labels contain `label` (e.g. `reason="notice_admitted"`).
+fn sum_samples(body: &str, name: &str, label: &str) -> f64 {
+    body.lines()
+        .filter(|l| l.starts_with(name) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// `refusal = "notice"` end to end, with the datapath on Postfix's own port 25: inside a throttle
+/// window the first `notice_rate` SYNs of the sender reach Postfix and read the milter's text, the
+/// next ones are dropped in the kernel, and the kernel's counters show both; outside the windows
+/// everything passes.
+#[test]
+fn postfix_notice_refusal_lets_the_budget_through_and_drops_the_rest() {
+    let cfg = format!(
+        r#"ports = [25]
+
+[[enforcement.stages]]
+after = "0s"
+action = "windows"
+period = "20s"
+throttle = "6s"
+block_at = "8s"
+block = "6s"
+refusal = "notice"
+notice_rate = "2/10m"
+
+[replies]
+throttle = "{THROTTLE_TEXT}"
+block = "{BLOCK_TEXT}"
+info_url = "{INFO_URL}"
+"#
+    );
+    let rig = Rig::with_config(
+        "pmn",
+        &cfg,
+        &["--milter", MILTER],
+        Some(&milter_settings(MILTER)),
+    );
+    // Unknown to the engine: no kernel entry, passes whatever the window.
+    first_sighting(&rig, CLIENT_V4);
+
+    // Throttle window: two connects pass the kernel and read the text at MAIL FROM...
+    wait_phase(IN_THROTTLE - 0.5);
+    let start = Instant::now();
+    for i in 0..2 {
+        let s = rig.send(CLIENT_V4, &[], &format!("notice {i}"));
+        let reply = s.reply_to("MAIL FROM").unwrap_or_default();
+        eprintln!("notice {i}: MAIL FROM answered: {reply}");
+        assert!(
+            reply.starts_with(&format!(
+                "450 4.7.230 TEST throttle for {CLIENT_V4} running {EX2013_BUILD}"
+            )),
+            "connect {i} inside the notice budget, MAIL FROM answered {reply:?}; transcript:\n{}",
+            s.transcript
+        );
+    }
+    // ...the third is dropped at the SYN (no handshake).
+    let server: SocketAddr = format!("{SERVER_V4}:25").parse().unwrap();
+    let third = tests::netns::connect(
+        &rig.topo.client,
+        Some(CLIENT_V4.parse().unwrap()),
+        server,
+        Duration::from_millis(1500),
+    );
+    let took = start.elapsed().as_secs_f64();
+    assert!(
+        took < 5.5,
+        "the notice checks took {took:.1} s, longer than the 6 s throttle window"
+    );
+    assert_eq!(
+        third,
+        tests::netns::Connect::TimedOut,
+        "a connect past the notice budget reached Postfix"
+    );
+    let m = rig.metrics();
+    let admitted = sum_samples(
+        &m,
+        "enforcer_kernel_packets_total",
+        "reason=\"notice_admitted\"",
+    );
+    let refused = sum_samples(
+        &m,
+        "enforcer_kernel_packets_total",
+        "reason=\"notice_refused\"",
+    );
+    assert!(
+        admitted >= 2.0 && refused >= 1.0,
+        "kernel counters: notice_admitted {admitted}, notice_refused {refused}:\n{m}"
+    );
+    let answered = sample(&m, "enforcer_milter_answers_total{answer=\"tempfail\"}");
+    assert!(answered >= 2.0, "milter tempfails {answered}:\n{m}");
+
+    // Outside the windows everything passes, budget or not.
+    let s = send_at(&rig, OUTSIDE, 4.5, CLIENT_V4, &[], "notice outside");
+    assert_accepted(&s, "outside the windows of a notice stage", rig.postfix());
+}
