@@ -27,7 +27,7 @@ use tests::process::{Daemon, Dirs};
 
 const MILTER: &str = "inet:127.0.0.1:8895";
 /// Messages per round and concurrent SMTP clients.
-const MESSAGES: usize = 2000;
+const MESSAGES: usize = 1000;
 const CLIENTS: usize = 8;
 const ROUNDS: usize = 3;
 const TARGET_RATIO: f64 = 0.90;
