@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod counters;
+pub mod filter;
 pub mod maps;
 pub mod policy;
 

@@ -22,8 +22,14 @@ pub const STATS: &str = "STATS";
 /// [`crate::counters::IFINDEX_LIMIT`] entries, written by userspace when it attaches.
 pub const IFACE_SLOTS: &str = "IFACE_SLOTS";
 
+/// Presence filter of `POLICY_V4_PREFIXES`: `Array<u64>` of [`crate::filter::FILTER_WORDS`]
+/// words, one bit per /24, mmapable so writers set bits with atomic ORs (see [`crate::filter`]).
+pub const PREFIX_FILTER_V4: &str = "PREFIX_FILTER_V4";
+/// Presence filter of `POLICY_V6_PREFIXES`: one bit per hashed /32, like `PREFIX_FILTER_V4`.
+pub const PREFIX_FILTER_V6: &str = "PREFIX_FILTER_V6";
+
 /// Every map, in the order userspace lists, pins and checks them.
-pub const ALL_MAPS: [&str; 9] = [
+pub const ALL_MAPS: [&str; 11] = [
     POLICY_V4_HOSTS,
     POLICY_V4_PREFIXES,
     POLICY_V6_HOSTS,
@@ -33,6 +39,8 @@ pub const ALL_MAPS: [&str; 9] = [
     CONFIG,
     STATS,
     IFACE_SLOTS,
+    PREFIX_FILTER_V4,
+    PREFIX_FILTER_V6,
 ];
 
 /// XDP ingress program.

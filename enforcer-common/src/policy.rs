@@ -61,9 +61,18 @@ pub struct PolicyEntry {
     pub notice_count: u32,
     /// Notice throttle: the period of `notice_count`, in seconds (> 0).
     pub notice_period_secs: u32,
+    /// Rate limits and notice throttles: the GCRA emission interval in ns, filled in by the writer
+    /// ([`PolicyEntry::with_interval`]) so the kernel does not divide on every SYN (a 64-bit
+    /// division is the dearest instruction on that path); 0 = the kernel derives it itself.
+    pub interval_ns: u64,
+    /// Host entries (exact /32 and /128) of rate limits and notice throttles: the source's GCRA
+    /// theoretical arrival time, kept in the entry itself so the kernel needs no second lookup
+    /// (prefix entries keep one state per source in `RATE_STATE`). Written 0 (a full bucket) for
+    /// a new or changed entry; userspace carries it over when it rewrites an unchanged one.
+    pub tat_ns: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<PolicyEntry>() == 56);
+const _: () = assert!(core::mem::size_of::<PolicyEntry>() == 72);
 
 /// Key of `RATE_STATE`: the source address, IPv4 as IPv4-mapped IPv6 (`::ffff:a.b.c.d`).
 #[repr(C)]
@@ -137,7 +146,61 @@ impl PolicyEntry {
         e.flags = (e.flags & !ENTRY_FLAG_RST) | ENTRY_FLAG_NOTICE;
         e.notice_count = count;
         e.notice_period_secs = period_secs;
+        e.with_interval()
+    }
+
+    /// The entry with [`PolicyEntry::interval_ns`] computed from its other fields (rate limits and
+    /// notice throttles; 0 for every other entry).
+    pub const fn with_interval(self) -> PolicyEntry {
+        let mut e = self;
+        e.interval_ns = if e.action == ACTION_RATE_LIMIT {
+            emission_interval_ns(e.rate_per_min)
+        } else if e.is_notice() {
+            notice_interval_ns(e.notice_count, e.notice_period_secs)
+        } else {
+            0
+        };
         e
+    }
+
+    /// The GCRA emission interval of a rate limit: the stored one, or derived when the writer left
+    /// it 0.
+    #[inline(always)]
+    pub const fn rate_interval_ns(&self) -> u64 {
+        if self.interval_ns != 0 {
+            self.interval_ns
+        } else {
+            emission_interval_ns(self.rate_per_min)
+        }
+    }
+
+    /// The GCRA emission interval of a notice budget: the stored one, or derived when the writer
+    /// left it 0.
+    #[inline(always)]
+    pub const fn notice_interval_ns(&self) -> u64 {
+        if self.interval_ns != 0 {
+            self.interval_ns
+        } else {
+            notice_interval_ns(self.notice_count, self.notice_period_secs)
+        }
+    }
+
+    /// True when `other` meters SYNs with the same token bucket (action, rate or notice budget,
+    /// burst, interval): a rewrite from one to the other may keep the source's state
+    /// ([`PolicyEntry::tat_ns`]).
+    pub const fn same_bucket(&self, other: &PolicyEntry) -> bool {
+        let (a, b) = (self, other);
+        if a.action == ACTION_RATE_LIMIT && b.action == ACTION_RATE_LIMIT {
+            a.rate_per_min == b.rate_per_min
+                && a.burst == b.burst
+                && a.rate_interval_ns() == b.rate_interval_ns()
+        } else if a.is_notice() && b.is_notice() {
+            a.notice_count == b.notice_count
+                && a.notice_period_secs == b.notice_period_secs
+                && a.notice_interval_ns() == b.notice_interval_ns()
+        } else {
+            false
+        }
     }
 
     /// True for a throttle entry that admits a notice budget inside its windows.
@@ -150,12 +213,7 @@ impl PolicyEntry {
     /// then one every `notice_period_secs / notice_count`. The kernel and `enforcer explain` both
     /// use this.
     pub const fn notice_admit(&self, tat_ns: u64, now_ns: u64) -> Option<u64> {
-        gcra_interval(
-            tat_ns,
-            now_ns,
-            notice_interval_ns(self.notice_count, self.notice_period_secs),
-            self.notice_count,
-        )
+        gcra_interval(tat_ns, now_ns, self.notice_interval_ns(), self.notice_count)
     }
 
     /// True once `now_ns` (CLOCK_BOOTTIME) has reached `expires_ns`; 0 never expires.
@@ -257,7 +315,9 @@ mod tests {
         assert_eq!(offset_of!(PolicyEntry, expires_ns), 40);
         assert_eq!(offset_of!(PolicyEntry, notice_count), 48);
         assert_eq!(offset_of!(PolicyEntry, notice_period_secs), 52);
-        assert_eq!(size_of::<PolicyEntry>(), 56);
+        assert_eq!(offset_of!(PolicyEntry, interval_ns), 56);
+        assert_eq!(offset_of!(PolicyEntry, tat_ns), 64);
+        assert_eq!(size_of::<PolicyEntry>(), 72);
     }
 
     #[test]
@@ -291,6 +351,40 @@ mod tests {
         }
         assert_eq!(notice_interval_ns(2, 600), 300 * S);
         assert_eq!(notice_interval_ns(0, 600), u64::MAX);
+    }
+
+    #[test]
+    fn intervals_are_precomputed_or_derived() {
+        let rate = PolicyEntry {
+            action: ACTION_RATE_LIMIT,
+            rate_per_min: 3,
+            burst: 2,
+            ..Default::default()
+        };
+        assert_eq!(rate.interval_ns, 0);
+        assert_eq!(rate.rate_interval_ns(), 20 * S, "derived when not stored");
+        let stored = rate.with_interval();
+        assert_eq!(stored.interval_ns, 20 * S);
+        assert_eq!(stored.rate_interval_ns(), 20 * S);
+        let notice = PolicyEntry::notice(throttle(3600, 300, 0, 0, 0), 2, 600);
+        assert_eq!(notice.interval_ns, 300 * S);
+        assert_eq!(notice.notice_interval_ns(), 300 * S);
+        assert_eq!(throttle(3600, 300, 0, 0, 0).with_interval().interval_ns, 0);
+        // The kernel's state in the entry carries over to an entry with the same bucket only.
+        let advanced = PolicyEntry {
+            tat_ns: 99,
+            expires_ns: 5,
+            ..stored
+        };
+        assert!(advanced.same_bucket(&rate));
+        assert!(!stored.same_bucket(&PolicyEntry { burst: 3, ..stored }));
+        assert!(!stored.same_bucket(&PolicyEntry {
+            rate_per_min: 4,
+            ..stored
+        }));
+        assert!(notice.same_bucket(&notice));
+        let plain = throttle(3600, 300, 0, 0, 0);
+        assert!(!plain.same_bucket(&plain), "no bucket, nothing to keep");
     }
 
     #[test]

@@ -21,7 +21,8 @@ pub fn run<C: Packet>(ctx: &C) -> u32 {
     // Every packet judged or sent to an unprotected port is counted under the mode the datapath is
     // in, passes included. The flag is read after the parse paths meet, not up front: a 0/1 known
     // before parsing would make the verifier walk every packet shape twice. Packets that never got
-    // as far as a source address have no verdict and count as enforced.
+    // as far as a source address have no verdict but are counted under the mode too (read only on
+    // that terminal path, so the shapes are not doubled), so report-only series hold all traffic.
     let (src, port, blind, answerable) = match parse_frame(ctx.data(), ctx.data_end()) {
         Ok(Parsed::Syn(syn)) => (
             Source::of(&syn),
@@ -30,7 +31,7 @@ pub fn run<C: Packet>(ctx: &C) -> u32 {
             reject::possible(&syn),
         ),
         Ok(Parsed::Blind { src, port, pass }) => (Source::copy(src), port, Some(pass), false),
-        Err(reason) => return stats::exit(ctx, reason, Family::None, false, Outcome::Pass),
+        Err(reason) => return stats::exit(ctx, reason, Family::None, report_only(), Outcome::Pass),
     };
     let family = match src {
         Source::V4(_) => Family::V4,

@@ -6,15 +6,19 @@
 
 use aya_ebpf::{helpers::bpf_ktime_get_boot_ns, maps::lpm_trie::Key};
 use enforcer_common::{
+    filter::{v4_bit, v6_bit, word_of},
     policy::{
-        emission_interval_ns, gcra_interval, notice_interval_ns, Window, ACTION_DROP, ACTION_PASS,
-        ACTION_RATE_LIMIT, ACTION_REJECT, ACTION_THROTTLE, ENTRY_FLAG_NOTICE, ENTRY_FLAG_RST,
+        gcra_interval, Window, ACTION_DROP, ACTION_PASS, ACTION_RATE_LIMIT, ACTION_REJECT,
+        ACTION_THROTTLE, ENTRY_FLAG_NOTICE, ENTRY_FLAG_RST,
     },
     PolicyEntry, RateKey, RateState, Reason,
 };
 
 use crate::{
-    maps::{POLICY_V4_HOSTS, POLICY_V4_PREFIXES, POLICY_V6_HOSTS, POLICY_V6_PREFIXES, RATE_STATE},
+    maps::{
+        POLICY_V4_HOSTS, POLICY_V4_PREFIXES, POLICY_V6_HOSTS, POLICY_V6_PREFIXES, PREFIX_FILTER_V4,
+        PREFIX_FILTER_V6, RATE_STATE,
+    },
     parse::{Src, Syn, L3},
 };
 
@@ -88,6 +92,9 @@ pub fn decide(src: &Source, attempt: bool) -> Decision {
 fn decide_v4(src: &[u8; 4], attempt: bool) -> Decision {
     let host = POLICY_V4_HOSTS.get_ptr(src);
     let prefix = || {
+        if !filtered(&PREFIX_FILTER_V4, v4_bit(*src)) {
+            return None;
+        }
         POLICY_V4_PREFIXES
             .get(Key::new(32, *src))
             .map(|e| e as *const _)
@@ -109,11 +116,26 @@ fn rate_key_v4(src: &[u8; 4]) -> RateKey {
 fn decide_v6(src: &[u8; 16], attempt: bool) -> Decision {
     let host = POLICY_V6_HOSTS.get_ptr(src);
     let prefix = || {
+        let top32 = u32::from_be_bytes([src[0], src[1], src[2], src[3]]);
+        if !filtered(&PREFIX_FILTER_V6, v6_bit(top32)) {
+            return None;
+        }
         POLICY_V6_PREFIXES
             .get(Key::new(128, *src))
             .map(|e| e as *const _)
     };
     apply(host, prefix, || RateKey::v6(*src), attempt)
+}
+
+/// True when the presence filter says some prefix may contain the source (a missing word, which
+/// cannot happen with an in-range bit, walks the trie too: never skip on doubt).
+#[inline(always)]
+fn filtered(filter: &aya_ebpf::maps::Array<u64>, bit: u32) -> bool {
+    let (word, mask) = word_of(bit);
+    match filter.get(word) {
+        Some(w) => *w & mask != 0,
+        None => true,
+    }
 }
 
 /// An expired host entry falls through to the prefix trie (as if the daemon had already swept it);
@@ -126,10 +148,12 @@ fn apply(
     rate_key: impl FnOnce() -> RateKey,
     attempt: bool,
 ) -> Decision {
-    if let Some(e) = host {
-        let e = unsafe { &*e };
+    if let Some(ptr) = host {
+        let e = unsafe { &*ptr };
         if !expired(e) {
-            return act(e, rate_key, attempt);
+            // A host entry keeps its source's token bucket in itself: no second lookup.
+            let tat = unsafe { core::ptr::addr_of!((*ptr).tat_ns) as *mut u64 };
+            return act(e, Some(tat), rate_key, attempt);
         }
         return match prefix() {
             Some(p) => judge(unsafe { &*p }, rate_key, attempt),
@@ -153,17 +177,25 @@ fn now() -> u64 {
     unsafe { bpf_ktime_get_boot_ns() }
 }
 
+/// A prefix entry's sources keep their state in `RATE_STATE`.
 #[inline(always)]
 fn judge(e: &PolicyEntry, rate_key: impl FnOnce() -> RateKey, attempt: bool) -> Decision {
     if expired(e) {
         Decision::pass(Reason::Expired)
     } else {
-        act(e, rate_key, attempt)
+        act(e, None, rate_key, attempt)
     }
 }
 
+/// `own_state`: the source's GCRA state inside its host entry (`None` for a prefix entry, whose
+/// sources' states are in `RATE_STATE` under `rate_key`).
 #[inline(always)]
-fn act(e: &PolicyEntry, rate_key: impl FnOnce() -> RateKey, attempt: bool) -> Decision {
+fn act(
+    e: &PolicyEntry,
+    own_state: Option<*mut u64>,
+    rate_key: impl FnOnce() -> RateKey,
+    attempt: bool,
+) -> Decision {
     // Only the timed actions read the flags: drop and reject entries skip the load.
     let refusal = || {
         if e.flags & ENTRY_FLAG_RST != 0 {
@@ -189,7 +221,7 @@ fn act(e: &PolicyEntry, rate_key: impl FnOnce() -> RateKey, attempt: bool) -> De
             }
         }
         ACTION_RATE_LIMIT => (
-            emission_interval_ns(e.rate_per_min),
+            e.rate_interval_ns(),
             e.burst,
             Reason::RateAllowed,
             Reason::RateRefused,
@@ -201,7 +233,7 @@ fn act(e: &PolicyEntry, rate_key: impl FnOnce() -> RateKey, attempt: bool) -> De
             // MTA, the rest are dropped (never reset: the point is that the sender reads the
             // MTA's reply).
             _ if e.flags & ENTRY_FLAG_NOTICE != 0 => (
-                notice_interval_ns(e.notice_count, e.notice_period_secs),
+                e.notice_interval_ns(),
                 e.notice_count,
                 Reason::NoticeAdmitted,
                 Reason::NoticeRefused,
@@ -227,7 +259,11 @@ fn act(e: &PolicyEntry, rate_key: impl FnOnce() -> RateKey, attempt: bool) -> De
     if !attempt {
         return Decision::pass(admitted);
     }
-    if rate_admit(&rate_key(), now(), interval, burst) {
+    let admitted_now = match own_state {
+        Some(tat) => gcra_cas(tat, now(), interval, burst),
+        None => rate_admit(&rate_key(), now(), interval, burst),
+    };
+    if admitted_now {
         Decision::pass(admitted)
     } else {
         Decision {
@@ -252,7 +288,20 @@ fn rate_admit(key: &RateKey, now: u64, interval: u64, burst: u32) -> bool {
                 Err(_) => continue,
             }
         };
-        let tat_ptr = unsafe { core::ptr::addr_of_mut!((*state).tat_ns) };
+        return gcra_cas(
+            unsafe { core::ptr::addr_of_mut!((*state).tat_ns) },
+            now,
+            interval,
+            burst,
+        );
+    }
+    false
+}
+
+/// One GCRA step on the state at `tat_ptr` (inside a map value), retried while other CPUs move it.
+#[inline(always)]
+fn gcra_cas(tat_ptr: *mut u64, now: u64, interval: u64, burst: u32) -> bool {
+    for _ in 0..RATE_CAS_ATTEMPTS {
         // A plain volatile load: BPF has no atomic load instruction the backend selects here, and
         // the compare-and-swap below catches any value that changed since.
         let old = unsafe { core::ptr::read_volatile(tat_ptr) };

@@ -11,6 +11,7 @@ use aya_ebpf::{
 };
 use enforcer_common::{
     counters::{IFINDEX_LIMIT, STATS_SLOTS},
+    filter::FILTER_WORDS,
     maps::{
         MAX_HOSTS_V4, MAX_HOSTS_V6, MAX_PREFIXES_V4, MAX_PREFIXES_V6, MAX_RATE_STATE, PORT_COUNT,
     },
@@ -54,3 +55,15 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_SLOTS, 
 /// An array, not a hash: the lookup on every packet is then an inlined bounds check and an add.
 #[map]
 pub static IFACE_SLOTS: Array<u32> = Array::with_max_entries(IFINDEX_LIMIT, 0);
+
+/// Mmapable so that userspace sets filter bits with atomic ORs in place (no read-modify-write
+/// syscalls racing each other); the program's lookup is still the inlined array access.
+const MMAPABLE: u32 = aya_ebpf::bindings::BPF_F_MMAPABLE;
+
+/// One bit per IPv4 /24 that some prefix entry intersects (`enforcer_common::filter`).
+#[map]
+pub static PREFIX_FILTER_V4: Array<u64> = Array::with_max_entries(FILTER_WORDS, MMAPABLE);
+
+/// One bit per hashed IPv6 /32 that some prefix entry intersects.
+#[map]
+pub static PREFIX_FILTER_V6: Array<u64> = Array::with_max_entries(FILTER_WORDS, MMAPABLE);

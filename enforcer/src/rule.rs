@@ -398,7 +398,7 @@ impl Rule {
                 }
             }
         }
-        e
+        e.with_interval()
     }
 }
 

@@ -1,6 +1,8 @@
 //! Helpers shared by the privileged integration tests (root, BPF, network namespaces).
 //! Every resource a helper creates is removed by a `Drop` guard, even when a test panics.
 
+/// Presence filter bits for prefixes written straight into a loaded object's maps.
+pub mod filter;
 /// Fleet tests: Redis in a namespace and several hosts each running a daemon.
 pub mod fleet;
 /// Frame builders for BPF_PROG_TEST_RUN (Ethernet/VLAN/IPv4/IPv6/TCP).

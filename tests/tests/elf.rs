@@ -11,11 +11,13 @@ use aya_obj::{
 };
 use enforcer_common::{
     counters::{IFINDEX_LIMIT, STATS_SLOTS},
+    filter::FILTER_WORDS,
     maps::*,
     GlobalConfig, PolicyEntry, RateKey, RateState,
 };
 
 const BPF_F_NO_PREALLOC: u32 = 1;
+const BPF_F_MMAPABLE: u32 = 1 << 10;
 
 fn object() -> Object {
     Object::parse(enforcer::EBPF_OBJECT).expect("embedded object parses")
@@ -97,6 +99,22 @@ fn maps_match_the_contract() {
         ),
         (STATS, BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, STATS_SLOTS, false),
         (IFACE_SLOTS, BPF_MAP_TYPE_ARRAY, 4, 4, IFINDEX_LIMIT, false),
+        (
+            PREFIX_FILTER_V4,
+            BPF_MAP_TYPE_ARRAY,
+            4,
+            8,
+            FILTER_WORDS,
+            false,
+        ),
+        (
+            PREFIX_FILTER_V6,
+            BPF_MAP_TYPE_ARRAY,
+            4,
+            8,
+            FILTER_WORDS,
+            false,
+        ),
     ];
     for (name, ty, key, value, max, no_prealloc) in want {
         let m = &obj.maps[name];
@@ -110,6 +128,10 @@ fn maps_match_the_contract() {
                 0,
                 "{name}: BPF_F_NO_PREALLOC"
             );
+        }
+        if name == PREFIX_FILTER_V4 || name == PREFIX_FILTER_V6 {
+            // Writers set bits with atomic ORs through mmap.
+            assert_ne!(m.map_flags() & BPF_F_MMAPABLE, 0, "{name}: BPF_F_MMAPABLE");
         }
         // Userspace pins through EbpfLoader::map_pin_path; a by-name declaration would make every
         // plain load pin into /sys/fs/bpf.

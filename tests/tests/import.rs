@@ -104,6 +104,17 @@ impl Setup {
             .map(|r| r.prefix)
             .collect();
         assert_eq!(kernel, stored, "kernel maps and store disagree");
+        // The presence filters hold exactly the bits of the prefixes left (recomputed after the
+        // removals, by the daemon or by the CLI).
+        let shorter: Vec<&Prefix> = kernel.iter().filter(|p| !p.is_host()).collect();
+        for v4 in [true, false] {
+            let want = enforcer::datapath::filter::words_for(shorter.iter().copied(), v4);
+            assert!(
+                maps.filter(v4).snapshot() == want,
+                "the {} presence filter is not exactly the prefixes' bits",
+                if v4 { "IPv4" } else { "IPv6" }
+            );
+        }
         kernel
     }
 }

@@ -101,6 +101,7 @@ impl Datapath {
     }
 
     fn prefix4(&mut self, addr: [u8; 4], len: u32, e: PolicyEntry) {
+        tests::filter::mark(&self.ebpf, addr.into(), len);
         let mut m: LpmTrie<_, [u8; 4], PolicyEntry> =
             LpmTrie::try_from(self.ebpf.map_mut(maps::POLICY_V4_PREFIXES).unwrap()).unwrap();
         m.insert(&Key::new(len, addr), e, 0).unwrap();
@@ -113,6 +114,7 @@ impl Datapath {
     }
 
     fn prefix6(&mut self, addr: [u8; 16], len: u32, e: PolicyEntry) {
+        tests::filter::mark(&self.ebpf, addr.into(), len);
         let mut m: LpmTrie<_, [u8; 16], PolicyEntry> =
             LpmTrie::try_from(self.ebpf.map_mut(maps::POLICY_V6_PREFIXES).unwrap()).unwrap();
         m.insert(&Key::new(len, addr), e, 0).unwrap();
@@ -1187,16 +1189,19 @@ fn rate_limit_burst_then_refusal() {
             false,
         );
     }
-    // The state is keyed the way userspace reads it: IPv4 as v4-mapped IPv6.
-    let state: HashMap<_, RateKey, RateState> =
-        HashMap::try_from(dp.ebpf.map(maps::RATE_STATE).unwrap()).unwrap();
-    let tat = state
-        .get(&RateKey::v4(CLIENT4), 0)
-        .expect("rate state for CLIENT4")
-        .tat_ns;
+    // A host entry keeps its source's state in itself, not in RATE_STATE.
+    let hosts: HashMap<_, [u8; 4], PolicyEntry> =
+        HashMap::try_from(dp.ebpf.map(maps::POLICY_V4_HOSTS).unwrap()).unwrap();
+    let tat = hosts.get(&CLIENT4, 0).expect("CLIENT4's entry").tat_ns;
     assert!(
         tat > boottime_ns(),
         "theoretical arrival time lies ahead after the burst"
+    );
+    let state: HashMap<_, RateKey, RateState> =
+        HashMap::try_from(dp.ebpf.map(maps::RATE_STATE).unwrap()).unwrap();
+    assert!(
+        state.get(&RateKey::v4(CLIENT4), 0).is_err(),
+        "no RATE_STATE for a host entry"
     );
     // Non-SYNs of admitted connections never touch the bucket.
     let ack = frames::tcp_v4(&[], CLIENT4, SERVER4, &Tcp::syn(40000, 25).flags(ACK));
@@ -1232,6 +1237,10 @@ fn rate_limit_burst_then_refusal() {
         Reason::RateRefused,
         false,
     );
+    // A prefix's sources are keyed the way userspace reads them: IPv4 as v4-mapped IPv6.
+    let state: HashMap<_, RateKey, RateState> =
+        HashMap::try_from(dp.ebpf.map(maps::RATE_STATE).unwrap()).unwrap();
+    assert!(state.get(&RateKey::v4([10, 9, 9, 1]), 0).unwrap().tat_ns > boottime_ns());
     for i in 0..3 {
         dp.expect(
             &format!("v6 burst {i}"),
@@ -1428,7 +1437,29 @@ fn report_only_counts_but_passes() {
         Reason::OtherPort,
         true,
     );
+    // Packets refused before a source address is known count under the mode as well (issue 10).
+    dp.expect(
+        "not IP, counted under report-only",
+        &frames::arp_request(),
+        XDP_PASS,
+        Reason::NotIp,
+        true,
+    );
+    dp.expect(
+        "truncated inside the IPv4 header, counted under report-only",
+        &syn4(CLIENT4, 25)[..20],
+        XDP_PASS,
+        Reason::Truncated,
+        true,
+    );
     dp.set_report_only(false);
+    dp.expect(
+        "truncated while enforcing",
+        &syn4(CLIENT4, 25)[..20],
+        XDP_PASS,
+        Reason::Truncated,
+        false,
+    );
     dp.expect(
         "enforced again",
         &syn4(CLIENT4, 25),
@@ -1464,14 +1495,18 @@ fn rate_limit_holds_across_cpus() {
     for round in 0..3u8 {
         let mut dp = Datapath::load();
         let src = [10, 5, round, 1];
-        dp.host4(
-            src,
-            PolicyEntry {
-                rate_per_min: 1,
-                burst,
-                ..entry(ACTION_RATE_LIMIT)
-            },
-        );
+        let limit = PolicyEntry {
+            rate_per_min: 1,
+            burst,
+            ..entry(ACTION_RATE_LIMIT)
+        };
+        // The state lives in the host entry itself, or (round 1) in RATE_STATE for a source
+        // inside a prefix: both are exact.
+        if round == 1 {
+            dp.prefix4([10, 5, round, 0], 24, limit);
+        } else {
+            dp.host4(src, limit);
+        }
         let frame = syn4(src, 25);
         let prog_fd = dp.xdp().fd().unwrap().try_clone().unwrap();
         let barrier = std::sync::Barrier::new(2);
@@ -2003,4 +2038,127 @@ fn counts_per_interface_and_family() {
         "TC counts under the interface's slot too"
     );
     dp.set_iface_slot(lo, 0);
+}
+
+/// The presence filters stand in front of the tries: a prefix is found only where its bucket's bit
+/// is set (the writers' invariant), a long prefix inside a bucket is still matched exactly by the
+/// trie, a clear bit skips the trie, and a recomputed filter finds the prefixes again.
+#[test]
+fn presence_filters_gate_the_prefix_tries() {
+    let mut dp = Datapath::load();
+    let drop = entry(ACTION_DROP);
+    // IPv4: a /28 inside one /24 bucket, a /20 covering sixteen buckets.
+    dp.prefix4([10, 77, 1, 16], 28, drop);
+    dp.prefix4([10, 78, 16, 0], 20, drop);
+    dp.expect(
+        "inside the /28",
+        &syn4([10, 77, 1, 20], 25),
+        XDP_DROP,
+        Reason::Blocked,
+        false,
+    );
+    dp.expect(
+        "same /24 bucket, outside the /28: the trie decides",
+        &syn4([10, 77, 1, 40], 25),
+        XDP_PASS,
+        Reason::NoEntry,
+        false,
+    );
+    dp.expect(
+        "last /24 of the /20",
+        &syn4([10, 78, 31, 255], 25),
+        XDP_DROP,
+        Reason::Blocked,
+        false,
+    );
+    dp.expect(
+        "next to the /20",
+        &syn4([10, 78, 32, 1], 25),
+        XDP_PASS,
+        Reason::NoEntry,
+        false,
+    );
+    // IPv6: a /64 (one hashed /32) and a /30 (four /32s).
+    let in64 = [0xfd, 0, 0, 0x09, 0, 0, 0, 0x01, 0, 0, 0, 0, 0, 0, 0, 5];
+    dp.prefix6(
+        [0xfd, 0, 0, 0x09, 0, 0, 0, 0x01, 0, 0, 0, 0, 0, 0, 0, 0],
+        64,
+        drop,
+    );
+    dp.prefix6(
+        [0xfd, 0, 0x01, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        30,
+        drop,
+    );
+    dp.expect(
+        "inside the /64",
+        &syn6(in64, 25),
+        XDP_DROP,
+        Reason::Blocked,
+        false,
+    );
+    let mut in30 = [0u8; 16];
+    in30[..4].copy_from_slice(&[0xfd, 0, 0x01, 0x03]);
+    in30[15] = 1;
+    dp.expect(
+        "fourth /32 of the /30",
+        &syn6(in30, 25),
+        XDP_DROP,
+        Reason::Blocked,
+        false,
+    );
+    dp.expect(
+        "unlisted IPv6",
+        &syn6(CLIENT6, 25),
+        XDP_PASS,
+        Reason::NoEntry,
+        false,
+    );
+    // Clear both filters: the tries still hold every prefix, but nothing reaches them.
+    let (f4, f6) = (
+        tests::filter::of(&dp.ebpf, true),
+        tests::filter::of(&dp.ebpf, false),
+    );
+    f4.rebuild([]);
+    f6.rebuild([]);
+    dp.expect(
+        "hidden /28",
+        &syn4([10, 77, 1, 20], 25),
+        XDP_PASS,
+        Reason::NoEntry,
+        false,
+    );
+    dp.expect(
+        "hidden /64",
+        &syn6(in64, 25),
+        XDP_PASS,
+        Reason::NoEntry,
+        false,
+    );
+    // Recomputed from the prefixes: found again.
+    let v4: Vec<enforcer::net::Prefix> = ["10.77.1.16/28", "10.78.16.0/20"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let v6: Vec<enforcer::net::Prefix> = ["fd00:9:0:1::/64", "fd00:100::/30"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert!(f4.rebuild(&v4) > 0);
+    assert!(f6.rebuild(&v6) > 0);
+    dp.expect(
+        "found again",
+        &syn4([10, 78, 20, 7], 25),
+        XDP_DROP,
+        Reason::Blocked,
+        false,
+    );
+    dp.expect(
+        "found again (v6)",
+        &syn6(in30, 25),
+        XDP_DROP,
+        Reason::Blocked,
+        false,
+    );
+    assert!(v4.iter().all(|p| f4.covers(p)) && v6.iter().all(|p| f6.covers(p)));
 }

@@ -312,6 +312,41 @@ fn the_self_check_repairs_an_entry_removed_behind_its_back() {
     assert!(d.stop());
 }
 
+#[test]
+fn the_self_check_restores_a_prefix_hidden_by_its_presence_filter() {
+    let t = Topology::new("chkf");
+    let _server = Server::start(&t.server, &[25]);
+    let dirs = Dirs::new("chkf");
+    let d = Daemon::start(&t.server, &t.server_if, &dirs, &["--mode", "tc"]);
+    let client: std::net::IpAddr = CLIENT_V4.parse().unwrap();
+    let p = Prefix::containing(client, 24);
+    cli_ok(&dirs, &["block", &p.to_string()]);
+    assert_eq!(to_server(&t), Connect::TimedOut);
+    {
+        let maps = PolicyMaps::open_pinned(&dirs.pin_dir).unwrap();
+        assert!(maps.filtered(&p), "block set the prefix's filter bit");
+        // Clear the IPv4 filter behind the daemon's back: the trie still holds the prefix, but
+        // the datapath no longer looks there.
+        maps.filter(true).rebuild([]);
+        assert!(!maps.filtered(&p));
+    }
+    assert_eq!(
+        to_server(&t),
+        Connect::Connected,
+        "a clear filter bit skips the trie"
+    );
+    // The self-check runs every 30 s and counts a hidden entry as one to repair.
+    assert!(
+        eventually(45, || PolicyMaps::open_pinned(&dirs.pin_dir)
+            .unwrap()
+            .filtered(&p)),
+        "{}",
+        d.log_text()
+    );
+    assert_eq!(to_server(&t), Connect::TimedOut, "blocked again");
+    assert!(d.stop());
+}
+
 /// A small tmpfs mounted for the test; unmounted (lazily, even if busy) and removed on drop.
 struct Tmpfs(PathBuf);
 impl Tmpfs {

@@ -290,6 +290,11 @@ impl<K: Kernel> Engine<K> {
                 }
             }
         }
+        // Every desired prefix is written (its filter bits set first); now drop the bits of
+        // prefixes no longer there, including those removed by earlier runs.
+        if let Err(err) = self.kernel.settle(true) {
+            log::error!("recomputing the prefix presence filters: {err:#} (stale bits only cost a trie walk; the self-check retries)");
+        }
         Ok(rep)
     }
 
@@ -1000,6 +1005,9 @@ impl<K: Kernel> Engine<K> {
                 }
                 Err(err) => log::error!("self-check: listing kernel entries: {err:#}"),
             }
+        }
+        if let Err(err) = self.kernel.settle(false) {
+            log::error!("self-check: recomputing the prefix presence filters: {err:#}");
         }
         self.metrics.self_check_repairs.inc_by(repaired as u64);
         repaired

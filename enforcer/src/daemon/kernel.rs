@@ -34,6 +34,11 @@ pub trait Kernel {
     fn remove_many(&mut self, prefixes: &[Prefix]) -> anyhow::Result<()> {
         prefixes.iter().try_for_each(|p| self.remove(p).map(|_| ()))
     }
+    /// Brings derived kernel state (the prefix presence filters) up to date after removals;
+    /// `full` recomputes it whatever this process did (after reconciling at start).
+    fn settle(&mut self, _full: bool) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// The pinned maps of a running datapath. Wall-clock times convert to the kernel's boot clock at the
@@ -70,12 +75,22 @@ impl Kernel for PinnedKernel {
         self.0.remove_many(prefixes).map(|_| ())
     }
 
+    fn settle(&mut self, full: bool) -> anyhow::Result<()> {
+        if full {
+            self.0.rebuild_filters()
+        } else {
+            self.0.settle_filters()
+        }
+    }
+
+    /// An entry the presence filter hides is as good as missing: rewriting it sets the bits.
     fn holds(&self, rule: &Rule) -> anyhow::Result<bool> {
         let want = rule.to_kernel(&Clock::now());
         Ok(self
             .0
             .get(&rule.prefix)?
-            .is_some_and(|have| same_shape(&have, &want) && !moved(&have, &want)))
+            .is_some_and(|have| same_shape(&have, &want) && !moved(&have, &want))
+            && self.0.filtered(&rule.prefix))
     }
 
     fn lookup(&self, prefixes: &[Prefix]) -> anyhow::Result<Vec<Option<PolicyEntry>>> {
@@ -97,15 +112,17 @@ pub(crate) fn drifted(have: &PolicyEntry, want: &PolicyEntry) -> bool {
     same_shape(have, want) && moved(have, want)
 }
 
-/// Equal but for the boot-clock times.
+/// Equal but for the boot-clock times and the rate state the kernel keeps in host entries.
 fn same_shape(have: &PolicyEntry, want: &PolicyEntry) -> bool {
     PolicyEntry {
         anchor_ns: 0,
         expires_ns: 0,
+        tat_ns: 0,
         ..*have
     } == PolicyEntry {
         anchor_ns: 0,
         expires_ns: 0,
+        tat_ns: 0,
         ..*want
     }
 }

@@ -90,7 +90,7 @@ pub fn key_of(p: &Prefix) -> (usize, Vec<u8>) {
 }
 
 fn entry_bytes(e: &PolicyEntry) -> &[u8] {
-    // SAFETY: PolicyEntry is #[repr(C)], Copy, with no padding (asserted 48 bytes of u32/u64 fields).
+    // SAFETY: PolicyEntry is #[repr(C)], Copy, with no padding (size asserted in enforcer-common: u32 pairs, then u64s).
     unsafe {
         std::slice::from_raw_parts(
             (e as *const PolicyEntry).cast::<u8>(),

@@ -1,11 +1,12 @@
 //! What the kernel would do with a SYN to a protected port, computed in userspace from the map
-//! contents with the kernel's own rules (for `enforcer explain`): the exact-host entry first; if it
+//! contents with the kernel's own rules (for `enforcer explain`): the exact-host entry first (whose
+//! rate state is in the entry itself; a prefix's is the source's `RATE_STATE`); if it
 //! has expired, the longest prefix; an expired longest prefix passes (`Expired`) without consulting
 //! shorter ones, as a single LPM lookup cannot. Throttle windows and GCRA come from
 //! `enforcer_common::policy`, the same code the kernel runs.
 
 use enforcer_common::policy::{
-    gcra, PolicyEntry, RateState, Window, ACTION_DROP, ACTION_PASS, ACTION_RATE_LIMIT,
+    gcra_interval, PolicyEntry, RateState, Window, ACTION_DROP, ACTION_PASS, ACTION_RATE_LIMIT,
     ACTION_REJECT, ACTION_THROTTLE, ENTRY_FLAG_RST,
 };
 use enforcer_common::Reason;
@@ -55,7 +56,8 @@ pub fn decide(
 ) -> Decision {
     let (matched, reason, refusal) = match (host, prefix) {
         (Some(h), _) if !h.is_expired(now_ns) => {
-            let (r, o) = act(h, rate, now_ns);
+            // A host entry holds its own rate state.
+            let (r, o) = act(h, Some(RateState { tat_ns: h.tat_ns }), now_ns);
             (Some(Table::Hosts), r, o)
         }
         (_, Some(p)) if !p.is_expired(now_ns) => {
@@ -85,7 +87,7 @@ fn act(e: &PolicyEntry, rate: Option<RateState>, now_ns: u64) -> (Reason, Outcom
         ACTION_REJECT => (Reason::Rejected, Outcome::Reject),
         ACTION_RATE_LIMIT => {
             let tat = rate.map_or(0, |s| s.tat_ns);
-            match gcra(tat, now_ns, e.rate_per_min, e.burst) {
+            match gcra_interval(tat, now_ns, e.rate_interval_ns(), e.burst) {
                 Some(_) => (Reason::RateAllowed, Outcome::Pass),
                 None => (Reason::RateRefused, refusal),
             }
@@ -185,16 +187,25 @@ mod tests {
             (fresh.reason, fresh.outcome),
             (Reason::NoticeAdmitted, Outcome::Pass)
         );
-        // Two admitted back to back leave the state 10 minutes ahead: the next one is dropped.
-        let spent = Some(RateState {
-            tat_ns: 1001 * S + 600 * S,
-        });
-        let d = decide(Some(&e), None, spent, 1001 * S, false);
+        // Two admitted back to back leave the state 10 minutes ahead: the next one is dropped
+        // (a host entry holds its state, a prefix entry's is the source's RATE_STATE).
+        let spent_at = 1001 * S + 600 * S;
+        let spent = Some(RateState { tat_ns: spent_at });
+        let host = PolicyEntry {
+            tat_ns: spent_at,
+            ..e
+        };
+        let d = decide(Some(&host), None, None, 1001 * S, false);
         assert_eq!(
             (d.reason, d.outcome),
             (Reason::NoticeRefused, Outcome::Drop)
         );
-        let d = decide(Some(&e), None, spent, 1400 * S, false);
+        let d = decide(None, Some(&e), spent, 1001 * S, false);
+        assert_eq!(
+            (d.reason, d.outcome),
+            (Reason::NoticeRefused, Outcome::Drop)
+        );
+        let d = decide(Some(&host), None, spent, 1400 * S, false);
         assert_eq!(
             (d.reason, d.outcome),
             (Reason::ThrottleOutside, Outcome::Pass)
@@ -214,8 +225,37 @@ mod tests {
             decide(Some(&e), None, None, now, false).reason,
             Reason::RateAllowed
         );
+        // A prefix entry's state is the source's RATE_STATE.
+        assert_eq!(
+            decide(None, Some(&e), Some(full), now, false).reason,
+            Reason::RateRefused
+        );
+        // A host entry's state is in the entry; RATE_STATE is not consulted for it.
         assert_eq!(
             decide(Some(&e), None, Some(full), now, false).reason,
+            Reason::RateAllowed
+        );
+        let spent = PolicyEntry {
+            tat_ns: full.tat_ns,
+            ..e
+        };
+        assert_eq!(
+            decide(Some(&spent), None, None, now, false).reason,
+            Reason::RateRefused
+        );
+        // A stored interval is used as the kernel uses it: 50 s of backlog fits a burst of 3 at
+        // 30 s (tolerance 60 s) but not at the 20 s that 3/min derives (tolerance 40 s).
+        let slower = PolicyEntry {
+            interval_ns: 30 * S,
+            tat_ns: now + 50 * S,
+            ..e
+        };
+        assert_eq!(
+            decide(Some(&slower), None, None, now, false).reason,
+            Reason::RateAllowed
+        );
+        assert_eq!(
+            decide(Some(&slower.with_interval()), None, None, now, false).reason,
             Reason::RateRefused
         );
     }

@@ -96,7 +96,7 @@ const fn spec(name: &'static str, ty: MapType, k: usize, v: usize, max: u32) -> 
 const ENTRY: usize = size_of::<PolicyEntry>();
 
 /// Every map in the contract, in `ALL_MAPS` order.
-pub const SPECS: [MapSpec; 9] = [
+pub const SPECS: [MapSpec; 11] = [
     spec(
         names::POLICY_V4_HOSTS,
         MapType::Hash,
@@ -142,6 +142,20 @@ pub const SPECS: [MapSpec; 9] = [
     ),
     spec(names::STATS, MapType::PerCpuArray, 4, 8, STATS_SLOTS),
     spec(names::IFACE_SLOTS, MapType::Array, 4, 4, IFINDEX_LIMIT),
+    spec(
+        names::PREFIX_FILTER_V4,
+        MapType::Array,
+        4,
+        8,
+        enforcer_common::filter::FILTER_WORDS,
+    ),
+    spec(
+        names::PREFIX_FILTER_V6,
+        MapType::Array,
+        4,
+        8,
+        enforcer_common::filter::FILTER_WORDS,
+    ),
 ];
 
 fn spec_of(name: &str) -> &'static MapSpec {
@@ -248,7 +262,9 @@ type V6Hosts = HashMap<MapData, [u8; 16], PolicyEntry>;
 type V4Prefixes = LpmTrie<MapData, [u8; 4], PolicyEntry>;
 type V6Prefixes = LpmTrie<MapData, [u8; 16], PolicyEntry>;
 
-/// The four policy maps: exact hosts in hash maps, shorter prefixes in LPM tries.
+/// The four policy maps: exact hosts in hash maps, shorter prefixes in LPM tries, each trie behind
+/// its presence filter. Every write to the kernel's policy goes through here, so the filters are
+/// kept in step on every path (single writes, imports, unset, reconcile, self-check, fleet).
 pub struct PolicyMaps {
     v4_hosts: V4Hosts,
     v4_prefixes: V4Prefixes,
@@ -256,6 +272,10 @@ pub struct PolicyMaps {
     v6_prefixes: V6Prefixes,
     /// The same four maps as raw descriptors for batch writes.
     batch: super::batch::BatchMaps,
+    /// Presence filters of the v4 and v6 tries, and whether a prefix was removed since each was
+    /// last recomputed (its bits may be stale: correct, only slower).
+    filters: [super::filter::Filter; 2],
+    stale: [bool; 2],
     /// For the size of a full map (`[capacity]` may differ from the default).
     pins: PinDir,
 }
@@ -276,12 +296,81 @@ impl PolicyMaps {
             v6_hosts: open(&pins, names::POLICY_V6_HOSTS)?.try_into()?,
             v6_prefixes: open(&pins, names::POLICY_V6_PREFIXES)?.try_into()?,
             batch: super::batch::BatchMaps::open(&pins)?,
+            filters: [
+                open_filter(&pins, names::PREFIX_FILTER_V4, true)?,
+                open_filter(&pins, names::PREFIX_FILTER_V6, false)?,
+            ],
+            stale: [false; 2],
             pins,
         })
     }
 
+    fn filter_of(&self, prefix: &Prefix) -> &super::filter::Filter {
+        self.filter(prefix.is_ipv4())
+    }
+
+    /// The presence filter of the IPv4 (`v4`) or IPv6 trie.
+    pub fn filter(&self, v4: bool) -> &super::filter::Filter {
+        &self.filters[usize::from(!v4)]
+    }
+
+    /// Whether the kernel can find `prefix`'s entry: always for a host; for a shorter prefix when
+    /// the presence filter has its bits (the self-check rewrites the entry otherwise).
+    pub fn filtered(&self, prefix: &Prefix) -> bool {
+        prefix.is_host() || self.filter_of(prefix).covers(prefix)
+    }
+
+    /// Recomputes the presence filters of the families that lost a prefix since the last time,
+    /// from what their tries hold now: one walk of the trie's keys. Called after bulk removals,
+    /// by the engine after reconciling and on every self-check, and when the maps are closed.
+    pub fn settle_filters(&mut self) -> anyhow::Result<()> {
+        for (i, v4) in [(0, true), (1, false)] {
+            if !self.stale[i] {
+                continue;
+            }
+            let prefixes = self.trie_prefixes(v4)?;
+            self.filters[i].rebuild(&prefixes);
+            self.stale[i] = false;
+        }
+        Ok(())
+    }
+
+    /// Recomputes both presence filters from the tries (the daemon after reconciling at start:
+    /// clears bits left by prefixes removed in earlier runs).
+    pub fn rebuild_filters(&mut self) -> anyhow::Result<()> {
+        self.stale = [true; 2];
+        self.settle_filters()
+    }
+
+    /// Every prefix of one family's trie.
+    fn trie_prefixes(&self, v4: bool) -> anyhow::Result<Vec<Prefix>> {
+        let mut out = Vec::new();
+        if v4 {
+            for k in self.v4_prefixes.keys() {
+                let k = k?;
+                out.push(Prefix::containing(
+                    IpAddr::from(k.data()),
+                    k.prefix_len() as u8,
+                ));
+            }
+        } else {
+            for k in self.v6_prefixes.keys() {
+                let k = k?;
+                out.push(Prefix::containing(
+                    IpAddr::from(k.data()),
+                    k.prefix_len() as u8,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     /// Inserts or replaces many entries with batched syscalls (`enforcer import`).
     pub fn upsert_many(&mut self, entries: &[(Prefix, PolicyEntry)]) -> anyhow::Result<()> {
+        // Bits first: the kernel must never hold a prefix its filter does not show.
+        for f in &self.filters {
+            f.add(entries.iter().filter(|(p, _)| !p.is_host()).map(|(p, _)| p));
+        }
         self.batch.upsert(entries)
     }
 
@@ -293,12 +382,36 @@ impl PolicyMaps {
     /// Removes the entries for exactly these prefixes with batched syscalls; returns how many
     /// existed.
     pub fn remove_many(&mut self, prefixes: &[Prefix]) -> anyhow::Result<usize> {
-        self.batch.remove(prefixes)
+        for p in prefixes.iter().filter(|p| !p.is_host()) {
+            self.stale[usize::from(!p.is_ipv4())] = true;
+        }
+        let removed = self.batch.remove(prefixes);
+        // Even after a partial failure: whatever was removed is then no longer in the filter.
+        let settled = self.settle_filters();
+        let removed = removed?;
+        settled?;
+        Ok(removed)
     }
 
     /// Inserts or replaces the entry for exactly `prefix`.
     pub fn upsert(&mut self, prefix: &Prefix, entry: &PolicyEntry) -> anyhow::Result<()> {
         let len = u32::from(prefix.len());
+        if !prefix.is_host() {
+            self.filter_of(prefix).add([prefix]);
+        }
+        // A host entry holds its source's token bucket: rewriting the same bucket (reconcile at
+        // start, a realign, a repair) keeps it instead of handing the source a fresh burst.
+        let mut kept = *entry;
+        let metered =
+            entry.action == enforcer_common::policy::ACTION_RATE_LIMIT || entry.is_notice();
+        if prefix.is_host() && metered && entry.tat_ns == 0 {
+            if let Ok(Some(old)) = self.get(prefix) {
+                if old.same_bucket(entry) {
+                    kept.tat_ns = old.tat_ns;
+                }
+            }
+        }
+        let entry = &kept;
         let r = match (prefix.addr(), prefix.is_host()) {
             (IpAddr::V4(a), true) => self.v4_hosts.insert(a.octets(), entry, 0),
             (IpAddr::V4(a), false) => self
@@ -345,7 +458,12 @@ impl PolicyMaps {
             (IpAddr::V6(a), false) => self.v6_prefixes.remove(&Key::new(len, a.octets())),
         };
         match r {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                if !prefix.is_host() {
+                    self.stale[usize::from(!prefix.is_ipv4())] = true;
+                }
+                Ok(true)
+            }
             Err(e) if is_enoent(&e) => Ok(false),
             Err(e) => {
                 Err(anyhow::Error::from(e).context(format!("removing the entry for {prefix}")))
@@ -496,6 +614,29 @@ impl PolicyMaps {
         out.extend(prefixes.into_iter().map(|(p, e)| (p, Table::Prefixes, e)));
         Ok(out)
     }
+}
+
+impl Drop for PolicyMaps {
+    fn drop(&mut self) {
+        if let Err(e) = self.settle_filters() {
+            log::warn!("recomputing the prefix presence filters: {e:#} (stale bits only cost a trie walk; the next removal or self-check retries)");
+        }
+    }
+}
+
+/// Opens and maps one presence filter.
+fn open_filter(pins: &PinDir, name: &str, v4: bool) -> anyhow::Result<super::filter::Filter> {
+    use std::os::fd::AsFd as _;
+    let map = open(pins, name)?;
+    let Map::Array(data) = &map else {
+        anyhow::bail!("pinned map {name} is not an array");
+    };
+    super::filter::Filter::map(data.fd().as_fd(), v4).with_context(|| {
+        format!(
+            "mapping {} (it must be mmapable: made by this version)",
+            pins.map(name).display()
+        )
+    })
 }
 
 /// Protected ports and global settings.

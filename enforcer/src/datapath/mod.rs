@@ -5,6 +5,7 @@ pub mod batch;
 pub mod capacity;
 pub mod clock;
 pub mod eval;
+pub mod filter;
 pub mod loader;
 pub mod maps;
 pub mod metrics;

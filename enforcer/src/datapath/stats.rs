@@ -97,10 +97,6 @@ pub fn label_ifaces(full: &[u64], slots: &[(u32, String)]) -> Vec<IfaceCounter> 
     for (slot_no, name) in &ifaces {
         for family in ALL_FAMILIES {
             for report_only in [false, true] {
-                // Packets without a source address have no verdict: never counted as report-only.
-                if report_only && family == enforcer_common::counters::Family::None {
-                    continue;
-                }
                 for r in ALL_REASONS.into_iter().filter(|r| family.can_count(*r)) {
                     let i = stats_index(*slot_no, family, r, report_only) as usize;
                     out.push(IfaceCounter {
@@ -160,6 +156,7 @@ mod tests {
         let mut full = vec![0u64; STATS_SLOTS as usize];
         full[stats_index(2, Family::V6, Reason::Rejected, false) as usize] = 4;
         full[stats_index(0, Family::None, Reason::NotIp, false) as usize] = 9;
+        full[stats_index(0, Family::None, Reason::Truncated, true) as usize] = 5;
         full[stats_index(1, Family::V4, Reason::NoEntry, true) as usize] = 2;
         let c = label_ifaces(&full, &[(1, "eth0".into()), (2, "eth1".into())]);
         let get = |iface: &str, family, reason, mode| {
@@ -174,7 +171,10 @@ mod tests {
         };
         assert_eq!(get("eth1", "ipv6", "rejected", "enforced"), Some(4));
         assert_eq!(get("other", "none", "not_ip", "enforced"), Some(9));
-        assert_eq!(get("other", "none", "not_ip", "report_only"), None);
+        // Packets refused before a source is known count under the mode the datapath is in.
+        assert_eq!(get("other", "none", "not_ip", "report_only"), Some(0));
+        assert_eq!(get("other", "none", "truncated", "report_only"), Some(5));
+        assert_eq!(get("other", "none", "blocked", "report_only"), None);
         assert_eq!(get("eth0", "ipv4", "no_entry", "report_only"), Some(2));
         // Zero series are listed too, impossible ones are not.
         assert_eq!(get("eth0", "ipv6", "blocked", "enforced"), Some(0));

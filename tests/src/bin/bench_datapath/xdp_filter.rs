@@ -133,6 +133,7 @@ impl XdpFilter {
     }
 
     fn xdp_filter(&self, args: &[&str]) -> Result<()> {
+        clear_stale_lock();
         let out = Command::new("nsenter")
             .arg(format!("--net={}", self._ns.path()))
             .arg("xdp-filter")
@@ -301,5 +302,27 @@ impl Drop for XdpFilter {
         let _ = Command::new("umount").arg(&self.bpffs).status();
         let _ = std::fs::remove_dir(&self.bpffs);
         // The namespace (and the veth in it) goes when `_ns` drops.
+    }
+}
+
+/// xdp-filter takes `/run/xdp-filter.lck` for the length of each command. A copy killed mid-command
+/// leaves the file behind, and Debian's build then refuses every later run ("Unable to read PID
+/// from lockfile: File exists": it reads a stale `errno` after parsing the PID) instead of
+/// replacing a dead holder's lock as intended. Remove the file only when its PID is not running.
+fn clear_stale_lock() {
+    const LOCK: &str = "/run/xdp-filter.lck";
+    let Ok(text) = std::fs::read_to_string(LOCK) else {
+        return;
+    };
+    let Ok(pid) = text.trim().parse::<i32>() else {
+        return;
+    };
+    // SAFETY: signal 0 only checks that the process exists.
+    let gone = pid > 0
+        && unsafe { libc::kill(pid, 0) } != 0
+        && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+    if gone {
+        eprintln!("removing {LOCK} left by pid {pid}, which is not running");
+        let _ = std::fs::remove_file(LOCK);
     }
 }

@@ -1,0 +1,63 @@
+//! Presence filters in front of the prefix tries: one bit per IPv4 /24 (`PREFIX_FILTER_V4`) and
+//! one bit per hashed IPv6 /32 (`PREFIX_FILTER_V6`), each an array of `u64` words. A bit is set
+//! whenever some prefix entry intersects its bucket (covers it, or lies inside it), so a clear bit
+//! proves that no prefix contains the source and the trie walk (60–90 ns with 65,536 prefixes) is
+//! skipped for an inlined array read. A set bit only means "walk the trie": stale bits cost time,
+//! never a verdict. Writers set the bits before they insert a prefix and clear them only by
+//! recomputing from the tries after removals.
+
+/// Words of each filter: 2^24 bits = 2 MiB per family.
+pub const FILTER_WORDS: u32 = 1 << 18;
+/// Bits of each filter.
+pub const FILTER_BITS: u32 = FILTER_WORDS * 64;
+/// The IPv4 bucket length: one bit per /24.
+pub const V4_BUCKET_LEN: u8 = 24;
+/// The IPv6 bucket length: one bit per hash of the /32.
+pub const V6_BUCKET_LEN: u8 = 32;
+
+/// Filter bit of an IPv4 address (network-order bytes): its /24, directly.
+#[inline(always)]
+pub const fn v4_bit(addr: [u8; 4]) -> u32 {
+    u32::from_be_bytes(addr) >> (32 - V4_BUCKET_LEN)
+}
+
+/// Filter bit of an IPv6 address's first 32 bits (`top32` = those bits as a host-order integer):
+/// a multiplicative (Fibonacci) hash onto the 2^24 bits, so operators' /32 allocations spread over
+/// the array instead of landing in the few `2xxx` rows.
+#[inline(always)]
+pub const fn v6_bit(top32: u32) -> u32 {
+    top32.wrapping_mul(0x9e37_79b1) >> (32 - 24)
+}
+
+/// Word index and mask of a filter bit.
+#[inline(always)]
+pub const fn word_of(bit: u32) -> (u32, u64) {
+    (bit >> 6, 1u64 << (bit & 63))
+}
+
+const _: () = assert!(FILTER_BITS == 1 << 24);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v4_bits_are_the_slash_24() {
+        assert_eq!(v4_bit([10, 200, 7, 1]), v4_bit([10, 200, 7, 255]));
+        assert_ne!(v4_bit([10, 200, 7, 1]), v4_bit([10, 200, 8, 1]));
+        assert_eq!(v4_bit([255, 255, 255, 255]), FILTER_BITS - 1);
+        assert_eq!(word_of(v4_bit([0, 0, 0x41, 9])), (1, 2));
+    }
+
+    #[test]
+    fn v6_bits_stay_in_range_and_spread() {
+        let mut seen = std::collections::HashSet::new();
+        for n in 0..4096u32 {
+            let b = v6_bit(0x2001_0000 | n);
+            assert!(b < FILTER_BITS);
+            seen.insert(b);
+        }
+        // Consecutive /32s do not collide.
+        assert_eq!(seen.len(), 4096);
+    }
+}
