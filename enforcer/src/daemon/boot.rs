@@ -340,6 +340,9 @@ impl Daemon {
             warn!("reload: could not update ports/report-only in the kernel (the old values stay): {e:#}");
             return;
         }
+        new.engine
+            .board
+            .set_replies(new.mta.texts.clone(), new.report_only);
         let (done, result) = tokio::sync::oneshot::channel();
         if reconfigure.send((new.engine.clone(), done)).await.is_err() {
             warn!("reload: the engine is stopping");

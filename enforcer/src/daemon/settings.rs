@@ -180,7 +180,11 @@ impl Settings {
         };
         let engine = EngineSettings {
             overrides: file.support_overrides().map_err(UsageError)?,
-            board: Board::new(file.policy.aggregation),
+            board: {
+                let b = Board::new(file.policy.aggregation);
+                b.set_replies(mta.texts.clone(), report_only);
+                b
+            },
             policy: file
                 .policy_for(&mta)
                 .map_err(|e| UsageError(e.to_string()))?,
@@ -232,13 +236,13 @@ impl Settings {
         out
     }
 
-    /// Whether the listeners must be bound again. The MTA listeners' sessions read the reply texts
-    /// and the report-only flag when they start, so a change of those restarts them too.
+    /// Whether the listeners must be bound again (an address changed). Reply texts and the
+    /// report-only flag reach running MTA listeners through the board instead.
     pub fn listeners_changed(&self, new: &Settings) -> bool {
         self.metrics_addr != new.metrics_addr
             || self.socket != new.socket
-            || self.mta != new.mta
-            || self.report_only != new.report_only
+            || self.mta.milter != new.mta.milter
+            || self.mta.policy != new.mta.policy
     }
 }
 

@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 
 use super::milter::session::Sighting;
-use super::reply::{answer, Answer, Board, Texts};
+use super::reply::{answer, Answer, Board};
 use super::Channel;
 use crate::control::{Incoming, Request};
 use crate::daemon::gate::Gate;
@@ -135,9 +135,8 @@ impl MtaMetrics {
 
 /// What every session of one listener reads.
 pub struct Shared {
+    /// Notices, texts and the report-only flag.
     pub board: Board,
-    pub texts: Texts,
-    pub report_only: bool,
     /// The engine's request queue.
     pub engine: mpsc::Sender<Incoming>,
     pub metrics: MtaMetrics,
@@ -149,8 +148,6 @@ impl Shared {
     pub fn new(ctx: &crate::daemon::listener::Context, metrics: MtaMetrics) -> Self {
         Shared {
             board: ctx.settings.engine.board.clone(),
-            texts: ctx.settings.mta.texts.clone(),
-            report_only: ctx.settings.report_only,
             engine: ctx.engine.sender(),
             metrics,
             limits: Limits::default(),
@@ -163,8 +160,12 @@ impl Shared {
             self.board.lookup(addr).as_ref(),
             addr,
             &Clock::now(),
-            &self.texts,
+            &self.board.replies().texts,
         )
+    }
+
+    pub fn report_only(&self) -> bool {
+        self.board.replies().report_only
     }
 
     /// Hands evidence to the engine without waiting for it: a full queue drops it (and counts), the

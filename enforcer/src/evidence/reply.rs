@@ -200,7 +200,9 @@ fn period_name(secs: u64) -> String {
     }
 }
 
-/// The engine's notices, read by every listener session without waiting for the engine.
+/// The engine's notices, read by every listener session without waiting for the engine, and the
+/// reply texts and report-only flag they are answered with (set at start and by a reload, so a
+/// reload applies them without restarting the listeners).
 #[derive(Clone, Debug, Default)]
 pub struct Board {
     inner: Arc<RwLock<BoardInner>>,
@@ -210,6 +212,14 @@ pub struct Board {
 struct BoardInner {
     aggregation: Aggregation,
     senders: HashMap<Prefix, Notice>,
+    replies: Replies,
+}
+
+/// What a session answers with.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Replies {
+    pub texts: Arc<Texts>,
+    pub report_only: bool,
 }
 
 impl Board {
@@ -218,8 +228,22 @@ impl Board {
             inner: Arc::new(RwLock::new(BoardInner {
                 aggregation,
                 senders: HashMap::new(),
+                replies: Replies::default(),
             })),
         }
+    }
+
+    pub fn set_replies(&self, texts: Texts, report_only: bool) {
+        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        g.replies = Replies {
+            texts: Arc::new(texts),
+            report_only,
+        };
+    }
+
+    pub fn replies(&self) -> Replies {
+        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        g.replies.clone()
     }
 
     /// Sets (or with `None` clears) the notice of one sender record.

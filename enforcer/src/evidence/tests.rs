@@ -64,12 +64,11 @@ async fn start(report_only: bool) -> Running {
 async fn start_with(report_only: bool, queue: usize, limits: Limits) -> Running {
     let any: Endpoint = "inet:127.0.0.1:0".parse().unwrap();
     let board = Board::default();
+    board.set_replies(Texts::default(), report_only);
     let (tx, engine) = tokio::sync::mpsc::channel(queue);
     let metrics = MtaMetrics::default();
     let shared = Arc::new(Shared {
         board: board.clone(),
-        texts: Texts::default(),
-        report_only,
         engine: tx,
         metrics: metrics.clone(),
         limits,
@@ -410,4 +409,37 @@ async fn idle_peers_are_closed_and_a_stalled_engine_never_holds_up_the_mta() {
     let read = tokio::time::timeout(Duration::from_secs(10), quiet.read(&mut b)).await;
     assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
     assert_eq!(r.metrics.malformed.get(), 0, "idle is not malformed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn texts_and_report_only_change_under_running_listeners() {
+    // What a reload does: new texts and flag on the board, no listener restarted.
+    let r = start(false).await;
+    r.board.set(
+        "10.200.0.2/32".parse().unwrap(),
+        Some(block_notice("10.200.0.2/32")),
+    );
+    let mut m = Mta::open(r.milter, "10.200.0.2").await;
+    assert!(matches!(m.mail().await, Some(Response::ReplyCode(_))));
+    r.board.set_replies(Texts::default(), true);
+    let mut m = Mta::open(r.milter, "10.200.0.2").await;
+    assert_eq!(m.mail().await, Some(Response::Continue));
+    let texts = Texts {
+        block: "go away {host}".into(),
+        ..Texts::default()
+    };
+    r.board.set_replies(texts, false);
+    let mut m = Mta::open(r.milter, "10.200.0.2").await;
+    let Some(Response::ReplyCode(text)) = m.mail().await else {
+        panic!("refused again")
+    };
+    assert!(
+        text.starts_with("550 5.7.230 go away 10.200.0.2"),
+        "{text:?}"
+    );
+    let req = b"request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=10.200.0.2\n\n";
+    assert_eq!(
+        policy_exchange(r.policy, req).await,
+        "action=550 5.7.230 go away 10.200.0.2\n\n"
+    );
 }

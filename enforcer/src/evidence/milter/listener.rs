@@ -83,7 +83,8 @@ pub async fn serve(bound: Bound, shared: Arc<Shared>, gate: Gate, limits: Milter
 
 async fn session(mut sock: Box<dyn Stream>, peer: String, sh: Arc<Shared>, limits: MilterLimits) {
     let dec = Decoder::new(limits.max_frame);
-    let mut sess = Session::new(sh.report_only, limits.max_header_bytes);
+    let report_only = sh.report_only();
+    let mut sess = Session::new(report_only, limits.max_header_bytes);
     let mut buf = BytesMut::with_capacity(4096);
     let mut out = BytesMut::with_capacity(256);
     loop {
@@ -99,7 +100,7 @@ async fn session(mut sock: Box<dyn Stream>, peer: String, sh: Arc<Shared>, limit
             };
             let step = sess.handle(cmd, |ip| sh.decide(ip));
             if let Some(a) = &step.answered {
-                sh.metrics.count_answer(a, sh.report_only);
+                sh.metrics.count_answer(a, report_only);
             }
             if let Some(s) = step.sighting {
                 sh.report(s, crate::evidence::Channel::Milter);

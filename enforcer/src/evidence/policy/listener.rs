@@ -76,10 +76,11 @@ async fn session(mut sock: Box<dyn Stream>, peer: String, sh: Arc<Shared>) {
                     return;
                 }
             };
-            let action = match answer(&req, sh.report_only, |ip| sh.decide(ip)) {
+            let report_only = sh.report_only();
+            let action = match answer(&req, report_only, |ip| sh.decide(ip)) {
                 Ok(o) => {
                     if let Some(a) = &o.answered {
-                        sh.metrics.count_answer(a, sh.report_only);
+                        sh.metrics.count_answer(a, report_only);
                     }
                     if let Some(s) = o.sighting {
                         sh.report(s, crate::evidence::Channel::Policy);
