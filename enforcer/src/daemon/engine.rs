@@ -137,8 +137,10 @@ pub struct Engine<K: Kernel> {
     /// Wall clock minus boot clock (ns) when the kernel entries were last converted.
     clock_offset: Option<i128>,
     board: Board,
-    /// Local changes the fleet has not picked up yet ([`Engine::take_touched`]).
+    /// Local changes the fleet has not picked up yet ([`Engine::take_touched`]); only kept while a
+    /// fleet takes them ([`Engine::share_changes`]), so a daemon without one never piles them up.
     touched: Vec<Touched>,
+    sharing: bool,
     datapath: DatapathHealth,
     write_errors: LogLimit,
     /// Where the next self-check continues (the last prefix it compared).
@@ -190,6 +192,7 @@ impl<K: Kernel> Engine<K> {
             clock_offset: None,
             board: settings.board,
             touched: Vec::new(),
+            sharing: false,
             datapath: settings.datapath,
             write_errors: LogLimit::default(),
             check_cursor: None,
@@ -813,7 +816,7 @@ impl<K: Kernel> Engine<K> {
         log::info!("evidence ({source}) for {addr} ({key}): {outcome}");
         let cleared =
             self.records.get(&key).is_some_and(|r| r.episode.is_some()) && rec.episode.is_none();
-        self.touched.push(Touched::Sender {
+        self.touch(Touched::Sender {
             prefix: key,
             cleared,
         });
@@ -854,7 +857,7 @@ impl<K: Kernel> Engine<K> {
             ));
         }
         self.records.insert(p, rec);
-        self.touched.push(Touched::Sender {
+        self.touch(Touched::Sender {
             prefix: p,
             cleared: false,
         });
@@ -875,7 +878,7 @@ impl<K: Kernel> Engine<K> {
             ));
         }
         self.records.remove(&p);
-        self.touched.push(Touched::Forgot { prefix: p });
+        self.touch(Touched::Forgot { prefix: p });
         let _ = self.sync(p, now); // failures are logged and retried
         self.schedule(p, now);
         self.relabel(p, now);
@@ -918,7 +921,7 @@ impl<K: Kernel> Engine<K> {
             self.relabel(p, now);
             return Reply::internal(msg.clone());
         }
-        self.touched.push(Touched::Rule { prefix: p });
+        self.touch(Touched::Rule { prefix: p });
         self.schedule(p, now);
         self.relabel(p, now);
         self.resync_under(p, now);
@@ -943,7 +946,7 @@ impl<K: Kernel> Engine<K> {
             }
         };
         let had = self.operator.remove(&p);
-        self.touched.push(Touched::Rule { prefix: p });
+        self.touch(Touched::Rule { prefix: p });
         let kernel = self.sync(p, now);
         self.schedule(p, now);
         self.relabel(p, now);

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use super::{written, Engine, Kernel};
+use super::{written, Engine, Kernel, Touched};
 use crate::control::Reply;
 use crate::datapath::batch;
 use crate::feed::{self, Template};
@@ -73,6 +73,10 @@ impl<K: Kernel> Engine<K> {
         for r in &rules {
             self.operator.insert(r.prefix, r.clone());
         }
+        // Operator entries, shared with the fleet like a single block or unset.
+        for p in stale.iter().chain(rules.iter().map(|r| &r.prefix)) {
+            self.touch(Touched::Rule { prefix: *p });
+        }
         let written = self.apply_bulk(&rules, &stale, now);
         log::info!(
             "imported {} entries{} ({} removed from the list)",
@@ -129,6 +133,11 @@ impl<K: Kernel> Engine<K> {
         for p in &prefixes {
             had += usize::from(self.operator.remove(p).is_some());
         }
+        // Shared with the fleet like a single unset: also for prefixes this host had no entry for
+        // (another host may have one this host has not seen yet).
+        for p in &prefixes {
+            self.touch(Touched::Rule { prefix: *p });
+        }
         let written = self.apply_bulk(&[], &prefixes, now);
         let removed = removed.len().max(had);
         let mut reply = serde_json::json!({
@@ -145,7 +154,12 @@ impl<K: Kernel> Engine<K> {
     /// Brings the kernel in line after `put` rules were added and `gone` prefixes lost their
     /// operator rule: the new entries in batches, the gone ones removed in batches unless an engine
     /// record takes the prefix back, then every sender record inside a changed prefix.
-    fn apply_bulk(&mut self, put: &[Rule], gone: &[Prefix], now: i64) -> Result<(), String> {
+    pub(super) fn apply_bulk(
+        &mut self,
+        put: &[Rule],
+        gone: &[Prefix],
+        now: i64,
+    ) -> Result<(), String> {
         let mut result = Ok(());
         // A refreshed feed mostly repeats itself: entries whose kernel form (verdict and expiry)
         // is already there are not written again.

@@ -129,7 +129,7 @@ impl OperatorRules {
         self.map.range(range)
     }
 
-    /// Every rule, rebuilt one at a time (the fleet's full resync).
+    /// Every rule, rebuilt one at a time (the `rules` request).
     pub fn values(&self) -> impl Iterator<Item = Rule> + '_ {
         self.map.iter().map(|(p, r)| r.rule(*p))
     }
