@@ -7,7 +7,11 @@ pub mod filter;
 pub mod fleet;
 /// Frame builders for BPF_PROG_TEST_RUN (Ethernet/VLAN/IPv4/IPv6/TCP).
 pub mod frames;
+/// A milter client (the MTA's side of the protocol) that can also misbehave.
+pub mod milter;
 /// Network namespace, veth and pin-directory guards with unique names.
 pub mod netns;
+/// A Postfix instance of its own in a namespace, and swaks.
+pub mod postfix;
 /// Spawning and killing `enforcer` processes for end-to-end tests.
 pub mod process;

@@ -1,4 +1,4 @@
-//! `cargo xtask bench datapath|classify|state|fleet|load|flood|all`: each benchmark prints a Markdown section on stdout; it is
+//! `cargo xtask bench datapath|classify|state|fleet|milter|load|flood|all`: each benchmark prints a Markdown section on stdout; it is
 //! spliced into BENCHMARKS.md between `<!-- bench:NAME:start -->` and `<!-- bench:NAME:end -->`.
 
 use crate::util::{cargo, output, require_root, workspace_root};
@@ -20,6 +20,8 @@ enum Which {
     State,
     /// Fleet sync through Redis: changes/s published and applied, propagation p50/p99.
     Fleet,
+    /// Messages/s through a real Postfix with and without the milter, milter CPU per message (root).
+    Milter,
     /// 1,000,000 entries through `enforcer import` into a running daemon, next to `ipset restore`
     /// and `nft -f` of the same list (root).
     Load,
@@ -62,6 +64,13 @@ pub fn run(args: Args) -> Result<()> {
     if matches!(args.which, Which::Fleet | Which::All) {
         let md = output(cargo().args(["bench", "-p", "enforcer", "--bench", "fleet"]))?;
         splice("fleet", &md)?;
+    }
+    if matches!(args.which, Which::Milter | Which::All) {
+        require_root("the milter benchmark")?;
+        output(cargo().args(["build", "--release", "-p", "enforcer", "--bin", "enforcer"]))?;
+        let md =
+            output(cargo().args(["run", "--release", "-p", "tests", "--bin", "bench-milter"]))?;
+        splice("milter", &md)?;
     }
     Ok(())
 }

@@ -18,6 +18,7 @@ pub fn ensure() -> Result<()> {
     ensure_llvm()?;
     ensure_bpf_linker()?;
     ensure_debian_tools()?;
+    ensure_mail_tools()?;
     Ok(())
 }
 
@@ -149,4 +150,47 @@ pub fn which(bin: &str) -> Option<std::path::PathBuf> {
             .map(|p| p.join(bin))
             .find(|p| p.is_file())
     })
+}
+
+/// The milter/policy tests and `bench milter` run a real Postfix (their own instance in a temp
+/// directory), swaks as the SMTP client and Sendmail's miltertest. Postfix is installed with debconf
+/// answering "No configuration": no /etc/postfix/main.cf is written, so the system MTA is neither
+/// configured nor started (the tests never touch /etc/postfix).
+fn ensure_mail_tools() -> Result<()> {
+    let wanted = [
+        ("/usr/sbin/postfix", "postfix"),
+        ("/usr/bin/swaks", "swaks"),
+        ("/usr/bin/miltertest", "miltertest"),
+    ];
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(path, _)| !Path::new(path).exists())
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!("missing Debian packages {missing:?} (the Postfix tests); install them as root");
+    }
+    if missing.contains(&"postfix") {
+        eprintln!(
+            "xtask: preseeding debconf: postfix postfix/main_mailer_type select No configuration"
+        );
+        let mut child = Command::new("debconf-set-selections")
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .context("running debconf-set-selections")?;
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .context("debconf-set-selections stdin")?
+            .write_all(b"postfix postfix/main_mailer_type select No configuration\n")?;
+        if !child.wait()?.success() {
+            bail!("debconf-set-selections failed");
+        }
+    }
+    eprintln!("xtask: installing Debian packages {missing:?}");
+    apt_install(&missing)
 }
