@@ -171,14 +171,7 @@ impl Redis {
         let out = Command::new("nsenter")
             .arg(format!("--net={}", self.ns_path))
             .args(["redis-cli", "-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(match &self.ca {
-                Some(ca) => vec![
-                    "--tls".to_string(),
-                    "--cacert".into(),
-                    ca.display().to_string(),
-                ],
-                None => vec![],
-            })
+            .args(self.tls_args())
             .args(args)
             .output()
             .expect("running redis-cli");
@@ -197,6 +190,71 @@ impl Redis {
         }
     }
 
+    /// Starts a Sentinel (the same redis-server binary in sentinel mode) on `port` in the same
+    /// namespace, monitoring this server as `mymaster` at `master_ip`; killed on drop. When this
+    /// server is TLS-only, so is the Sentinel (same certificate), and it reaches the master over TLS.
+    pub fn sentinel(&self, port: u16, master_ip: &str) -> Sentinel {
+        let conf = self.dir.join("sentinel.conf");
+        let listen = match &self.ca {
+            None => format!("port {port}\n"),
+            Some(ca) => format!(
+                "port 0\ntls-port {port}\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\n\
+                 tls-auth-clients no\ntls-replication yes\n",
+                self.dir.join("server.pem").display(),
+                self.dir.join("server.key").display(),
+                ca.display()
+            ),
+        };
+        std::fs::write(
+            &conf,
+            format!(
+                "{listen}bind 0.0.0.0\nprotected-mode no\nsentinel monitor mymaster {master_ip} {} 1\nsentinel auth-pass mymaster {PASSWORD}\n",
+                self.port
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(self.dir.join("sentinel.log")).unwrap();
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", self.ns_path))
+            .arg("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting redis-server --sentinel");
+        let s = Sentinel { child };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = Command::new("nsenter")
+                .arg(format!("--net={}", self.ns_path))
+                .args(["redis-cli", "-h", "127.0.0.1", "-p", &port.to_string()])
+                .args(self.tls_args())
+                .args(["SENTINEL", "get-master-addr-by-name", "mymaster"])
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&out.stdout).contains(master_ip) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the Sentinel did not start: {}",
+                std::fs::read_to_string(self.dir.join("sentinel.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        s
+    }
+
+    /// redis-cli options for this server's TLS, if any.
+    fn tls_args(&self) -> Vec<String> {
+        match &self.ca {
+            Some(ca) => vec!["--tls".into(), "--cacert".into(), ca.display().to_string()],
+            None => vec![],
+        }
+    }
+
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
@@ -208,18 +266,23 @@ impl Redis {
             .arg(format!("--net={}", self.ns_path))
             .args(["redis-cli", "--no-auth-warning", "-a", PASSWORD])
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(match &self.ca {
-                Some(ca) => vec![
-                    "--tls".to_string(),
-                    "--cacert".into(),
-                    ca.display().to_string(),
-                ],
-                None => vec![],
-            })
+            .args(self.tls_args())
             .args(args)
             .output()
             .expect("running redis-cli (apt-get install redis-tools)");
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// A Sentinel process; killed on drop.
+pub struct Sentinel {
+    child: Child,
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -511,6 +574,44 @@ impl Fleet {
             client,
             hub,
             dir,
+        }
+    }
+
+    /// Points every host at Sentinels on `port` (reached at the hub's address on each host's link)
+    /// that know the master as `mymaster` at 10.200.81.1, which every host can route to; over TLS
+    /// (`rediss://`, the test CA) when Redis is TLS-only.
+    pub fn use_sentinel(&mut self, port: u16) {
+        let scheme = if self.redis.ca.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        for (i, h) in self.hosts.iter_mut().enumerate() {
+            let n = 81 + i;
+            if n != 81 {
+                ip(&[
+                    "-n",
+                    &h.ns.name,
+                    "route",
+                    "add",
+                    "10.200.81.0/24",
+                    "via",
+                    &format!("10.200.{n}.1"),
+                ]);
+            }
+            let cfg = std::fs::read_to_string(&h.config).unwrap();
+            let cfg = cfg
+                .lines()
+                .map(|l| {
+                    if l.starts_with("redis = ") {
+                        format!("redis = [\"{scheme}://10.200.{n}.1:{port}\"]\nsentinel_master = \"mymaster\"")
+                    } else {
+                        l.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            std::fs::write(&h.config, cfg + "\n").unwrap();
         }
     }
 

@@ -411,3 +411,185 @@ fn tls_and_auth_to_redis() {
     let denied = f.redis.cli_no_auth(&["PING"]);
     assert!(denied.contains("NOAUTH"), "{denied}");
 }
+
+#[test]
+fn redis_found_through_sentinel() {
+    let mut f = Fleet::new("fs", 2, "");
+    let sport = f.redis.port + 1;
+    let _sentinel = f.redis.sentinel(sport, "10.200.81.1");
+    f.use_sentinel(sport);
+    f.start_all();
+    let st = f.hosts[1].fleet_status();
+    assert!(
+        st["redis"].as_str().unwrap().contains("master mymaster"),
+        "{st}"
+    );
+    let src = sender_ip(15);
+    f.hosts[0].op(&["block", &src]);
+    let b = &f.hosts[1];
+    assert!(
+        wait_for(PROPAGATION_BOUND, || b
+            .entry(&format!("{src}/32"))
+            .as_deref()
+            == Some("drop"))
+        .is_some(),
+        "{}",
+        b.log_text()
+    );
+}
+
+/// `n` IPv6 documentation /128s from `from`, one per line.
+fn v6_feed(from: u32, n: u32) -> String {
+    (from..from + n)
+        .map(|i| format!("2001:db8::{:x}:{:x}\n", i >> 16, i & 0xffff))
+        .collect()
+}
+
+/// Prefixes of the named list in a host's kernel maps (`list --list NAME --json`).
+fn list_entries(h: &tests::fleet::Host, list: &str) -> Vec<String> {
+    let out = std::process::Command::new(tests::process::enforcer_bin())
+        .args(["list", "--list", list, "--json"])
+        .args(h.dirs.args())
+        .output()
+        .expect("running enforcer list");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["entries"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e["prefix"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn bulk_imports_list_replacements_and_bulk_unsets_reach_every_host() {
+    let mut f = Fleet::new("fi", 3, "");
+    f.start_all();
+    let src = sender_ip(21);
+    assert!(f.connects(1, &src) && f.connects(2, &src));
+    // A few thousand entries imported at A as a named list (one of them a real client).
+    let mut text = v6_feed(0, 3500);
+    for i in 0..=255u32 {
+        text.push_str(&format!("198.51.100.{i}\n203.0.113.{i}/32\n"));
+    }
+    text.push_str(&format!("{src}\n"));
+    let total = 3500 + 512 + 1;
+    let file = f.hosts[0].dirs.state_dir.join("feed1.txt");
+    std::fs::write(&file, &text).unwrap();
+    let started = std::time::Instant::now();
+    f.hosts[0].op(&["import", &file.display().to_string(), "--list", "feed"]);
+    for i in 1..3 {
+        let h = &f.hosts[i];
+        let t = wait_for(Duration::from_secs(60), || {
+            list_entries(h, "feed").len() == total
+        });
+        assert!(
+            t.is_some(),
+            "{} has {} of {total} imported entries:\n{}",
+            h.name,
+            list_entries(h, "feed").len(),
+            h.log_text()
+        );
+        assert!(!f.connects(i, &src), "host {i} must drop {src}");
+    }
+    println!(
+        "fleet bulk import: {total} entries at A in every other host's kernel maps {:?} after the import started",
+        started.elapsed()
+    );
+    // Replacing the list at A removes the old entries at B and C and adds the new ones.
+    let file2 = f.hosts[0].dirs.state_dir.join("feed2.txt");
+    std::fs::write(&file2, v6_feed(100_000, 1000)).unwrap();
+    f.hosts[0].op(&["import", &file2.display().to_string(), "--list", "feed"]);
+    let want: std::collections::BTreeSet<String> = v6_feed(100_000, 1000)
+        .lines()
+        .map(|l| format!("{l}/128"))
+        .collect();
+    for i in 1..3 {
+        let h = &f.hosts[i];
+        let t = wait_for(Duration::from_secs(60), || {
+            list_entries(h, "feed")
+                .into_iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                == want
+        });
+        assert!(
+            t.is_some(),
+            "{}: the replaced list did not converge ({} entries):\n{}",
+            h.name,
+            list_entries(h, "feed").len(),
+            h.log_text()
+        );
+        assert!(f.connects(i, &src), "host {i} must accept {src} again");
+    }
+    // `unset --list` at C empties the list everywhere.
+    f.hosts[2].op(&["unset", "--list", "feed"]);
+    for i in 0..2 {
+        let h = &f.hosts[i];
+        let t = wait_for(Duration::from_secs(60), || {
+            list_entries(h, "feed").is_empty()
+        });
+        assert!(t.is_some(), "{}: `unset --list` did not arrive", h.name);
+    }
+    // `block --from` at B, then `unset --from` at A.
+    let few = f.hosts[1].dirs.state_dir.join("few.txt");
+    std::fs::write(&few, format!("{src}\n198.51.100.7\n")).unwrap();
+    f.hosts[1].op(&["block", "--from", &few.display().to_string()]);
+    for i in [0, 2] {
+        let t = wait_for(PROPAGATION_BOUND, || {
+            f.hosts[i].entry(&format!("{src}/32")).as_deref() == Some("drop")
+                && f.hosts[i].entry("198.51.100.7/32").as_deref() == Some("drop")
+        });
+        assert!(t.is_some(), "`block --from` did not reach host {i}");
+        assert!(!f.connects(i, &src), "host {i} must drop {src}");
+    }
+    let few_a = f.hosts[0].dirs.state_dir.join("few.txt");
+    std::fs::write(&few_a, format!("{src}\n198.51.100.7\n")).unwrap();
+    f.hosts[0].op(&["unset", "--from", &few_a.display().to_string()]);
+    for i in [1, 2] {
+        let t = wait_for(PROPAGATION_BOUND, || {
+            f.hosts[i].entry(&format!("{src}/32")).is_none()
+                && f.hosts[i].entry("198.51.100.7/32").is_none()
+        });
+        assert!(t.is_some(), "`unset --from` did not reach host {i}");
+        assert!(f.connects(i, &src), "host {i} must accept {src} again");
+    }
+    // Everything published; nothing refused.
+    for h in &f.hosts {
+        let t = wait_for(Duration::from_secs(10), || h.fleet_status()["queued"] == 0);
+        assert!(t.is_some(), "{}: {}", h.name, h.fleet_status());
+        assert_eq!(
+            metric(&h.metrics(), "enforcer_fleet_changes_rejected_total"),
+            0.0
+        );
+    }
+}
+
+#[test]
+fn redis_found_through_sentinel_over_tls() {
+    let mut f = Fleet::new_tls("fu", 2);
+    let sport = f.redis.port + 1;
+    let _sentinel = f.redis.sentinel(sport, "10.200.81.1");
+    f.use_sentinel(sport);
+    f.start_all();
+    let st = f.hosts[1].fleet_status();
+    let shown = st["redis"].as_str().unwrap();
+    assert!(
+        shown.starts_with("sentinel rediss://") && shown.contains("master mymaster"),
+        "{st}"
+    );
+    let src = sender_ip(16);
+    f.hosts[0].op(&["block", &src]);
+    let b = &f.hosts[1];
+    assert!(
+        wait_for(PROPAGATION_BOUND, || b
+            .entry(&format!("{src}/32"))
+            .as_deref()
+            == Some("drop"))
+        .is_some(),
+        "{}",
+        b.log_text()
+    );
+    assert_eq!(b.fleet_status()["connected"], true);
+}

@@ -17,7 +17,7 @@
 //! written by the server at that address are its own, and only they are attributed.
 
 use std::fmt::Write;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::build::Build;
 use super::scan::{iis_era, Candidate, ERA_2007_ON};
@@ -77,26 +77,69 @@ fn lossy(h: &[u8]) -> String {
 /// An address as MTAs write it: `[192.0.2.1]`, `[IPv6:2001:db8::1]`, `192.0.2.1`, `[192.0.2.1]:25`,
 /// `fe80::1%12`, `[::ffff:192.0.2.1]` (read as IPv4).
 pub(crate) fn parse_addr(w: &[u8]) -> Option<IpAddr> {
-    let s = std::str::from_utf8(w)
-        .ok()?
-        .trim_matches(|c| c == '"' || c == ',');
-    let s = match s.strip_prefix('[') {
-        Some(inner) => inner.split(']').next()?,
-        None => s,
-    };
-    let s = s
-        .strip_prefix("IPv6:")
-        .or_else(|| s.strip_prefix("ipv6:"))
-        .unwrap_or(s);
-    let s = s.split('%').next()?;
-    if s.is_empty()
-        || !s
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':')
-    {
+    // Worked on bytes and rejected early: this runs for several words of every `from` clause, and most
+    // of them are names.
+    let mut s = w;
+    while let [b'"' | b',', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b'"' | b','] = s {
+        s = rest;
+    }
+    if let [b'[', inner @ ..] = s {
+        s = &inner[..inner.iter().position(|b| *b == b']').unwrap_or(inner.len())];
+    }
+    if s.len() >= 5 && (s[..5] == *b"IPv6:" || s[..5] == *b"ipv6:") {
+        s = &s[5..];
+    }
+    let addr_byte = |b: &u8| b.is_ascii_hexdigit() || *b == b'.' || *b == b':';
+    if !s.first().is_some_and(addr_byte) {
         return None;
     }
-    s.parse::<IpAddr>().ok().map(|a| a.to_canonical())
+    // Only a zone id (`%12`) may follow the address.
+    let end = s.iter().position(|b| !addr_byte(b)).unwrap_or(s.len());
+    if end < s.len() && s[end] != b'%' {
+        return None;
+    }
+    let s = &s[..end];
+    if !s.contains(&b':') {
+        return dotted_quad(s).map(IpAddr::V4);
+    }
+    std::str::from_utf8(s)
+        .ok()?
+        .parse::<IpAddr>()
+        .ok()
+        .map(|a| a.to_canonical())
+}
+
+/// `192.0.2.1` read the way the standard library reads it (four decimal octets of one to three digits,
+/// no leading zeros), in one pass: nearly every address in a Received chain is one of these.
+fn dotted_quad(s: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut i = 0;
+    let mut n: u16 = 0;
+    let mut digits = 0;
+    for &b in s {
+        if b == b'.' {
+            if digits == 0 || i == 3 {
+                return None;
+            }
+            octets[i] = u8::try_from(n).ok()?;
+            i += 1;
+            n = 0;
+            digits = 0;
+        } else if b.is_ascii_digit() && digits < 3 && !(digits == 1 && n == 0) {
+            n = n * 10 + u16::from(b - b'0');
+            digits += 1;
+        } else {
+            return None;
+        }
+    }
+    if digits == 0 || i != 3 {
+        return None;
+    }
+    octets[3] = u8::try_from(n).ok()?;
+    Some(Ipv4Addr::from(octets))
 }
 
 /// Private, loopback, link-local, shared (CGNAT) and unique-local addresses: one site's own network.
@@ -125,7 +168,8 @@ fn from_clause(r: &TokensView<'_>) -> (Option<String>, Option<IpAddr>) {
     let c = r.clause(ClauseKind::From);
     let mut words = r.words(c);
     let first = words.next();
-    let mut ip = first.and_then(parse_addr);
+    let first_ip = first.and_then(parse_addr);
+    let mut ip = first_ip;
     let mut rdns: Option<&[u8]> = None;
     for comment in r.comments(c) {
         let mut words = comment
@@ -151,7 +195,7 @@ fn from_clause(r: &TokensView<'_>) -> (Option<String>, Option<IpAddr>) {
         }
     }
     let name = rdns
-        .or(first.filter(|w| parse_addr(w).is_none() && !w.eq_ignore_ascii_case(b"unknown")))
+        .or(first.filter(|w| first_ip.is_none() && !w.eq_ignore_ascii_case(b"unknown")))
         .map(lossy);
     (name, ip)
 }
@@ -169,9 +213,13 @@ pub(crate) fn hop(r: &TokensView<'_>, raw: &[u8]) -> Hop {
             .any(|w| w.len() >= 7 && w[..7].eq_ignore_ascii_case(b"SMTPSVC"));
     let ms_smtp = microsoft && !iis && with_words.clone().any(|w| w.eq_ignore_ascii_case(b"SMTP"));
     let mapi = with_first.eq_ignore_ascii_case(b"mapi") && with_words.clone().count() == 1;
-    let ms_service_by = by
+    let online_host = by
         .as_deref()
-        .is_some_and(|h| is_microsoft_host(h.as_bytes()));
+        .is_some_and(|h| is_exchange_online_host(h.as_bytes()));
+    let ms_service_by = online_host
+        || by
+            .as_deref()
+            .is_some_and(|h| is_microsoft_host(h.as_bytes()));
     // Exchange Online's internal HTTP proxy hops.
     let https = ms_service_by
         && (with_first.eq_ignore_ascii_case(b"HTTPS") || with_first.eq_ignore_ascii_case(b"HTTP"));
@@ -186,9 +234,6 @@ pub(crate) fn hop(r: &TokensView<'_>, raw: &[u8]) -> Hop {
         .next()
         .and_then(Build::parse)
         .filter(|b| (4..=15).contains(&b.major()) && b.len() >= 3);
-    let online_host = by
-        .as_deref()
-        .is_some_and(|h| is_exchange_online_host(h.as_bytes()));
     let (kind, build) = if iis {
         let v = r
             .comments(with)
@@ -681,6 +726,20 @@ mod tests {
         #[test]
         fn org_domain_matches_the_reference(h in "[a-f0-9:.\\[\\]xyz]{0,20}") {
             prop_assert_eq!(super::org_domain(&h), reference(&h));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn dotted_quads_read_as_the_standard_library_reads_them(s in "[0-9.]{0,16}") {
+            let std = s.parse::<std::net::Ipv4Addr>().ok();
+            prop_assert_eq!(super::dotted_quad(s.as_bytes()), std);
+        }
+
+        #[test]
+        fn every_ipv4_address_reads_back(a in any::<[u8; 4]>()) {
+            let ip = std::net::Ipv4Addr::from(a);
+            prop_assert_eq!(super::parse_addr(format!("[{ip}]").as_bytes()), Some(std::net::IpAddr::V4(ip)));
         }
     }
 

@@ -121,18 +121,28 @@ fn strip_prefix(line: &[u8]) -> &[u8] {
 /// log fields, `… said: 550 …`. A reply code or `EHLO`/`HELO` counts when everything before it looks like
 /// a prefix (time stamps, addresses, ports, ids, direction markers) or the word right before it is a
 /// direction marker (`S`, `SMTP`, `<-`, `said:` …). Lines that start with evidence are returned as they
-/// are; so is a line where nothing qualifies.
-fn evidence_start(line: &[u8]) -> &[u8] {
+/// are; so is a line where nothing qualifies. The second value is the length of the line's header field
+/// name when the line is a header field, so that nobody reads the name twice.
+fn evidence_start(line: &[u8]) -> (&[u8], Option<usize>) {
     let l = strip_prefix(line);
     if let Some(name) = header_name(l) {
         // `Out: 220 …`, `In: EHLO …` (Postfix's session transcripts), `Server: 250 …`: a direction marker
-        // written like a header name.
+        // written like a header name. The marker list is the dearer test, so it comes last.
         let rest = l[name.len() + 1..].trim_ascii_start();
-        if is_marker(name) && (is_reply_line(rest) || is_command(rest)) {
-            return rest;
+        // A reply starts with a digit and a command with E or H: one byte rules out nearly every field.
+        let may_hold = rest
+            .first()
+            .is_some_and(|b| b.is_ascii_digit() || matches!(b | 0x20, b'e' | b'h'));
+        if may_hold && (is_reply_line(rest) || is_command(rest)) && is_marker(name) {
+            return (rest, None);
         }
-        return l;
+        return (l, Some(name.len()));
     }
+    (evidence_after_prefix(l), None)
+}
+
+/// [`evidence_start`] for a line that is not a header field.
+fn evidence_after_prefix(l: &[u8]) -> &[u8] {
     if l.is_empty() || is_reply_line(l) || is_command(l) {
         return l;
     }
@@ -290,14 +300,28 @@ fn header_name(l: &[u8]) -> Option<&[u8]> {
     let n = l
         .iter()
         .take(80)
-        .take_while(|b| (33..=126).contains(*b) && **b != b':' && **b != b'@')
+        .take_while(|b| NAME_BYTE[usize::from(**b)])
         .count();
     (n > 0 && l.get(n) == Some(&b':')).then(|| &l[..n])
 }
 
+/// The bytes a header field name is made of (printable ASCII but `:` and, so that `user@host:` in
+/// a log line is no header, `@`): one table lookup per byte, as this runs on every line.
+static NAME_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 33;
+    while b <= 126 {
+        t[b] = b != b':' as usize && b != b'@' as usize;
+        b += 1;
+    }
+    t
+};
+
 struct Scanner {
     out: Scanned,
     reply: Vec<u8>,
+    /// Where the last line of `reply` starts.
+    reply_last: usize,
     header: Vec<u8>,
     header_kind: Option<HeaderKind>,
     scratch: Vec<u8>,
@@ -392,6 +416,7 @@ fn scan_with(input: &[u8], bufs: &mut Buffers) -> Scanned {
             org: OrgSignals::default(),
         },
         reply: std::mem::take(&mut bufs.reply),
+        reply_last: 0,
         header: std::mem::take(&mut bufs.header),
         header_kind: None,
         scratch: std::mem::take(&mut bufs.scratch),
@@ -405,20 +430,16 @@ fn scan_with(input: &[u8], bufs: &mut Buffers) -> Scanned {
     let mut pos = 0;
     while pos < input.len() {
         let rest = &input[pos..];
-        let (raw, next) = match crate::smtp::line::find_lf(rest) {
+        // Lines end at LF, CRLF or a lone CR: old Mac files use the last, and pasted text mixes them.
+        let (raw, next) = match crate::smtp::line::find_eol(rest) {
+            Some(i) if rest[i] == b'\r' && rest.get(i + 1) == Some(&b'\n') => {
+                (&rest[..i], pos + i + 2)
+            }
             Some(i) => (&rest[..i], pos + i + 1),
             None => (rest, input.len()),
         };
         pos = next;
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        // Old Mac files end lines with a lone CR, and pasted text mixes the conventions.
-        if raw.contains(&b'\r') {
-            for part in raw.split(|b| *b == b'\r') {
-                s.physical_line(part);
-            }
-        } else {
-            s.physical_line(raw);
-        }
+        s.physical_line(raw);
     }
     s.flush_header();
     s.flush_reply();
@@ -427,6 +448,17 @@ fn scan_with(input: &[u8], bufs: &mut Buffers) -> Scanned {
     bufs.scratch = s.scratch;
     bufs.tokens = s.tokens;
     s.out
+}
+
+/// The finding of an EHLO fingerprint, written out at compile time (it is made for every EHLO response).
+macro_rules! fingerprint {
+    ($why:literal) => {
+        concat!(
+            "EHLO response fingerprint: ",
+            $why,
+            " (lower confidence than a named product)"
+        )
+    };
 }
 
 impl Scanner {
@@ -455,15 +487,17 @@ impl Scanner {
         self.flush_header();
         // An indented line never starts a header field (it would be a folded one): in pasted text it is
         // a transcript or prose.
-        let l = evidence_start(raw);
-        if matches!(raw[0], b' ' | b'\t') && header_name(l).is_some() {
+        let (l, name_len) = evidence_start(raw);
+        if matches!(raw[0], b' ' | b'\t') && name_len.is_some() {
             return;
         }
-        self.line(l);
+        self.line(l, name_len);
     }
 
-    fn line(&mut self, l: &[u8]) {
+    /// One logical line; `name_len` is the length of its header field name when it is one.
+    fn line(&mut self, l: &[u8], name_len: Option<usize>) {
         if is_reply_line(l) {
+            self.reply_last = self.reply.len();
             self.reply.extend_from_slice(l);
             self.reply.push(b'\n');
             if l.get(3) != Some(&b'-') {
@@ -477,7 +511,8 @@ impl Scanner {
             && (l[..5].eq_ignore_ascii_case(b"EHLO ") || l[..5].eq_ignore_ascii_case(b"HELO "))
         {
             self.ehlo_command(l);
-        } else if let Some(name) = header_name(l) {
+        } else if let Some(n) = name_len {
+            let name = &l[..n];
             self.out.items += 1;
             self.header_kind = Some(if name.eq_ignore_ascii_case(b"Received") {
                 HeaderKind::Received
@@ -550,10 +585,7 @@ impl Scanner {
         let mut buf = std::mem::take(&mut self.reply);
         // A multi-line reply cut after a `220-` line (a tool that stops reading at the first line, a
         // paste that ends there): read it as if that line were its last.
-        let last = buf[..buf.len() - 1]
-            .iter()
-            .rposition(|b| *b == b'\n')
-            .map_or(0, |i| i + 1);
+        let last = self.reply_last;
         if buf.get(last + 3) == Some(&b'-') {
             buf[last + 3] = b' ';
         }
@@ -777,39 +809,43 @@ impl Scanner {
             (
                 Product::Postfix,
                 0.55,
-                "XFORWARD/XCLIENT are Postfix's extensions",
+                fingerprint!("XFORWARD/XCLIENT are Postfix's extensions"),
             )
         } else if r.has("PIPE_CONNECT") || r.has("X_PIPE_CONNECT") {
-            (Product::Exim, 0.55, "PIPE_CONNECT is Exim's extension")
+            (
+                Product::Exim,
+                0.55,
+                fingerprint!("PIPE_CONNECT is Exim's extension"),
+            )
         } else if pleased && (r.has("VERB") || r.has("ONEX") || r.has("DELIVERBY") || r.has("EXPN"))
         {
             (
                 Product::Sendmail,
                 0.45,
-                "`Hello …, pleased to meet you` with VERB/ONEX/DELIVERBY/EXPN is Sendmail's response",
+                fingerprint!("`Hello …, pleased to meet you` with VERB/ONEX/DELIVERBY/EXPN is Sendmail's response"),
             )
         } else if pleased && r.has("HELP") {
             (
                 Product::Opensmtpd,
                 0.4,
-                "`Hello …, pleased to meet you` with HELP and none of Sendmail's VERB/ONEX/EXPN is OpenSMTPD's response",
+                fingerprint!("`Hello …, pleased to meet you` with HELP and none of Sendmail's VERB/ONEX/EXPN is OpenSMTPD's response"),
             )
         } else if exim_hello && r.has("HELP") {
             (
                 Product::Exim,
                 0.45,
-                "`Hello name [addr]` with HELP is Exim's response",
+                fingerprint!("`Hello name [addr]` with HELP is Exim's response"),
             )
         } else if g.is_empty() && r.has("ETRN") && r.has("DSN") && !r.has("HELP") {
             (
                 Product::Postfix,
                 0.4,
-                "a bare host name on the first line with ETRN and DSN and no HELP is Postfix's response",
+                fingerprint!("a bare host name on the first line with ETRN and DSN and no HELP is Postfix's response"),
             )
         } else {
             return;
         };
-        let f = format!("EHLO response fingerprint: {why} (lower confidence than a named product)");
+        let f = why.to_string();
         self.push(
             Claim::bare(product, 0, weight),
             EvidenceKind::EhloResponse,
@@ -867,18 +903,10 @@ impl Scanner {
             return;
         }
         let raw = std::mem::take(&mut self.header);
-        let mut unfolded = std::mem::take(&mut self.scratch);
-        // Folded lines are stored without their line breaks (lines are split at LF, so only a stray CR
-        // can be left), so there is usually nothing to take out and the trimmed field is already what
-        // `unfold_into` would copy.
-        debug_assert!(!raw.contains(&b'\n'));
-        let breaks = raw.contains(&b'\r');
-        let value: &[u8] = if breaks {
-            smtp::unfold_into(&raw, &mut unfolded);
-            &unfolded
-        } else {
-            raw.trim_ascii()
-        };
+        // Folded lines are stored without their line breaks (the scanner ends lines at LF, CRLF and a
+        // lone CR), so the trimmed field is already what `smtp::unfold` would give.
+        debug_assert!(!raw.contains(&b'\n') && !raw.contains(&b'\r'));
+        let value: &[u8] = raw.trim_ascii();
         match kind {
             HeaderKind::Received if self.chain_closed => {}
             HeaderKind::Received => {
@@ -928,7 +956,6 @@ impl Scanner {
         }
         self.header = raw;
         self.header.clear();
-        self.scratch = unfolded;
     }
 }
 

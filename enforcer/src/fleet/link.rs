@@ -26,14 +26,18 @@ use tokio::sync::mpsc;
 /// Longest a blocking read waits for a change before the loop looks around again.
 const BLOCK_MS: u64 = 1000;
 /// Entries read per round trip.
-const READ_COUNT: usize = 256;
-/// Queued changes published per round trip.
-const PUBLISH_BATCH: usize = 256;
+const READ_COUNT: usize = 1024;
+/// Queued changes published per round trip (one MULTI).
+const PUBLISH_BATCH: usize = 1024;
+/// Records handed to the engine per part of a full resync.
+const RESYNC_PART: usize = 4096;
+/// Fields asked for per HSCAN round trip of a full resync.
+const HSCAN_COUNT: usize = 1000;
 /// How often this host says it is alive and reads who else is.
 const HEARTBEAT: Duration = Duration::from_secs(2);
 /// Wait between reconnect attempts.
 const RETRY: Duration = Duration::from_millis(500);
-/// Bounds a full resync (hashes scanned).
+/// Bounds a full resync (SCAN round trips for the hashes, HSCAN round trips per hash).
 const MAX_SCAN_ROUNDS: usize = 100_000;
 
 /// Where Redis is.
@@ -44,12 +48,17 @@ pub enum Target {
         /// PEM roots for `rediss://` instead of the system's.
         ca: Option<Vec<u8>>,
     },
-    /// Sentinel addresses and the monitored master's name; data connections use the master's
-    /// current address with `node` (password, db, TLS).
+    /// Sentinel addresses and the monitored master's name; data connections go to the master's
+    /// current address, with `data` (password, db) and, with `tls`, TLS checked against `ca` (or
+    /// the system's roots) to the Sentinels and to the master alike.
     Sentinel {
-        sentinels: Vec<ConnectionInfo>,
+        sentinels: Vec<redis::ConnectionAddr>,
+        /// The Sentinels' own password (from their URLs), if they require one.
+        sentinel_password: Option<String>,
         master: String,
-        node: redis::sentinel::SentinelNodeConnectionInfo,
+        data: redis::RedisConnectionInfo,
+        tls: bool,
+        ca: Option<Vec<u8>>,
     },
 }
 
@@ -66,8 +75,10 @@ pub struct LinkConfig {
 pub enum ToEngine {
     /// A validated change from another host, with its stream id.
     Remote { id: String, change: Box<Change> },
-    /// Everything in the keyspace; afterwards the log continues at `head`.
-    Resync { head: String, changes: Vec<Change> },
+    /// Part of a full resync: records read from the keyspace.
+    ResyncPart(Vec<Change>),
+    /// A full resync is complete (every part sent); the log continues at `head`.
+    Resync { head: String },
     /// Queued changes now in Redis.
     Published(Vec<u64>),
     /// Redis's data epoch; `lost`: it differs from the one seen before (Redis lost its data).
@@ -111,9 +122,9 @@ struct Link {
     caught_up: Instant,
 }
 
-/// Where the link starts, as stored: the queue, the last stream id applied, the Redis data epoch.
+/// Where the link starts, as stored: the last stream id applied, the Redis data epoch. (Queued
+/// changes come as [`ToLink::Publish`], a window at a time.)
 pub struct Resume {
-    pub pending: Vec<(u64, Change)>,
     pub last_id: Option<String>,
     pub epoch: Option<String>,
 }
@@ -134,7 +145,7 @@ pub async fn run(
         to_engine,
         metrics,
         status,
-        pending: resume.pending.into_iter().collect(),
+        pending: BTreeMap::new(),
         unpublish: Vec::new(),
         last_id: resume.last_id,
         epoch: resume.epoch,
@@ -162,7 +173,7 @@ pub async fn run(
                 });
             }
         }
-        // Keep taking queued changes while waiting, so the queue length stays true.
+        // Keep taking queued changes while waiting.
         let deadline = tokio::time::sleep(RETRY);
         tokio::pin!(deadline);
         loop {
@@ -184,7 +195,6 @@ impl Link {
             ToLink::Publish(items) => self.pending.extend(items),
             ToLink::Unpublish(keys) => self.unpublish.extend(keys),
         }
-        self.metrics.queue.set(self.pending.len() as i64);
     }
 
     fn refresh_lag(&self) {
@@ -213,16 +223,43 @@ impl Link {
             ),
             Target::Sentinel {
                 sentinels,
+                sentinel_password,
                 master,
-                node,
+                data,
+                tls,
+                ca,
             } => {
-                let mut s = redis::sentinel::SentinelClient::build(
+                use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
+                let mut b = SentinelClientBuilder::new(
                     sentinels.clone(),
-                    master.clone(),
-                    Some(node.clone()),
-                    redis::sentinel::SentinelServerType::Master,
-                )?;
-                s.async_get_client().await
+                    master,
+                    SentinelServerType::Master,
+                )?
+                .set_client_to_redis_db(data.db());
+                if let Some(u) = data.username() {
+                    b = b.set_client_to_redis_username(u);
+                }
+                if let Some(pw) = data.password() {
+                    b = b.set_client_to_redis_password(pw);
+                }
+                if let Some(pw) = sentinel_password {
+                    b = b.set_client_to_sentinel_password(pw);
+                }
+                if *tls {
+                    b = b
+                        .set_client_to_redis_tls_mode(redis::TlsMode::Secure)
+                        .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure);
+                    if let Some(pem) = ca {
+                        let certs = redis::TlsCertificates {
+                            client_tls: None,
+                            root_cert: Some(pem.clone()),
+                        };
+                        b = b
+                            .set_client_to_redis_certificates(certs.clone())
+                            .set_client_to_sentinel_certificates(certs);
+                    }
+                }
+                b.build()?.async_get_client().await
             }
         }
     }
@@ -278,7 +315,7 @@ impl Link {
         }
         let missed = match &self.last_id {
             None => true,
-            Some(last) => lost || self.trimmed_past(&mut w, last).await?,
+            Some(last) => lost || trimmed_past(&mut w, &ns, last).await?,
         };
         if missed && self.resync(&mut w).await?.is_none() {
             return Ok(());
@@ -304,33 +341,58 @@ impl Link {
             metrics: self.metrics.clone(),
             status: self.status.clone(),
         };
-        let result = {
-            let reader = async {
+        let result = loop {
+            let outcome = {
+                let reader = async {
+                    // Only a reader that is behind can have the log trimmed under it.
+                    let mut behind = false;
+                    loop {
+                        if behind && trimmed_past(&mut r, &rd.ns, &last_id).await? {
+                            return Ok::<_, redis::RedisError>(ReadEnd::Trimmed);
+                        }
+                        match rd.read(&mut r, &mut last_id).await? {
+                            None => return Ok(ReadEnd::HungUp),
+                            Some(n) if n < READ_COUNT => {
+                                behind = false;
+                                rd.caught_up();
+                            }
+                            Some(_) => behind = true,
+                        }
+                    }
+                };
+                tokio::pin!(reader);
                 loop {
-                    let got = rd.read(&mut r, &mut last_id).await?;
-                    match got {
-                        None => return Ok::<_, redis::RedisError>(()),
-                        Some(n) if n < READ_COUNT => rd.caught_up(),
-                        Some(_) => {}
+                    tokio::select! {
+                        res = &mut reader => break res,
+                        m = from_engine.recv() => match m {
+                            Some(m) => {
+                                self.take(m);
+                                if let Err(e) = self.publish(&mut w).await { break Err(e); }
+                            }
+                            None => break Ok(ReadEnd::HungUp),
+                        },
+                        _ = beat.tick() => {
+                            if let Err(e) = self.heartbeat(&mut w).await { break Err(e); }
+                            if let Err(e) = self.publish(&mut w).await { break Err(e); }
+                        }
                     }
                 }
             };
-            tokio::pin!(reader);
-            loop {
-                tokio::select! {
-                    res = &mut reader => break res.map(|_| ()),
-                    m = from_engine.recv() => match m {
-                        Some(m) => {
-                            self.take_pending(m);
-                            if let Err(e) = self.publish(&mut w).await { break Err(e); }
+            match outcome {
+                Ok(ReadEnd::Trimmed) => {
+                    log::warn!(
+                        "fleet: the log was trimmed past {last_id} while this host caught up; resyncing fully"
+                    );
+                    match self.resync(&mut w).await {
+                        Ok(Some(())) => {
+                            last_id = self.last_id.clone().unwrap_or_else(|| "0-0".into());
                         }
-                        None => break Ok(()),
-                    },
-                    _ = beat.tick() => {
-                        if let Err(e) = self.heartbeat(&mut w).await { break Err(e); }
-                        if let Err(e) = self.publish(&mut w).await { break Err(e); }
+                        Ok(None) => break Ok(()),
+                        Err(e) => break Err(e),
                     }
                 }
+                Ok(ReadEnd::HungUp) => break Ok(()),
+                Err(e) => break Err(e),
             }
         };
         self.last_id = Some(last_id);
@@ -338,59 +400,6 @@ impl Link {
             self.caught_up = rd.caught_up_at().unwrap_or_else(Instant::now);
         }
         result
-    }
-
-    fn take_pending(&mut self, m: ToLink) {
-        match m {
-            ToLink::Publish(items) => self.pending.extend(items),
-            ToLink::Unpublish(keys) => self.unpublish.extend(keys),
-        }
-        self.metrics.queue.set(self.pending.len() as i64);
-    }
-
-    /// True when entries after `last` were trimmed from the log before this host read them.
-    async fn trimmed_past(
-        &self,
-        w: &mut MultiplexedConnection,
-        last: &str,
-    ) -> redis::RedisResult<bool> {
-        let info: redis::RedisResult<BTreeMap<String, Value>> = redis::cmd("XINFO")
-            .arg("STREAM")
-            .arg(key(&self.cfg.namespace, "log"))
-            .query_async(w)
-            .await;
-        let info = match info {
-            Ok(i) => i,
-            // No log yet: nothing was trimmed.
-            Err(e) if e.code() == Some("ERR") => return Ok(false),
-            Err(e) => return Err(e),
-        };
-        let text = |v: &Value| match v {
-            Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-            Value::SimpleString(s) => Some(s.clone()),
-            _ => None,
-        };
-        // XDEL records what it deleted; trimming (MAXLEN) does not.
-        if let Some(deleted) = info.get("max-deleted-entry-id").and_then(text) {
-            if id_key(last) < id_key(&deleted) {
-                return Ok(true);
-            }
-        }
-        // Trimmed (more entries were ever added than are kept) and the oldest one kept is newer
-        // than the last one read: entries in between may be gone. When the one just after `last`
-        // happens to be the oldest kept this resyncs needlessly, which is only slower.
-        let count = |k: &str| match info.get(k) {
-            Some(Value::Int(n)) => *n,
-            _ => 0,
-        };
-        // (Before Redis 7 there is no counter: assume trimmed.)
-        let trimmed =
-            !info.contains_key("entries-added") || count("entries-added") > count("length");
-        let first = match info.get("first-entry") {
-            Some(Value::Array(parts)) => parts.first().and_then(text),
-            _ => None,
-        };
-        Ok(trimmed && first.is_some_and(|f| id_key(&f) > id_key(last)))
     }
 
     /// Reads every host's hash and hands the lot to the engine. `None`: the engine hung up.
@@ -432,20 +441,56 @@ impl Link {
         }
         hashes.sort();
         hashes.dedup();
-        let mut changes = Vec::new();
+        // Read a page of fields at a time and hand the engine a part at a time: a hash of a
+        // million records is never one reply, nor one message.
+        let mut part = Vec::new();
+        let mut total = 0usize;
         for h in &hashes {
-            let fields: Vec<(String, Vec<u8>)> =
-                redis::cmd("HGETALL").arg(h).query_async(w).await?;
-            for (field, value) in fields {
-                match Change::decode(&value, now_ms()) {
-                    Ok(c) => changes.push(c),
-                    Err(e) => self.refuse(&format!("{h} {field}"), &e),
+            let mut cursor: u64 = 0;
+            for _ in 0..MAX_SCAN_ROUNDS {
+                let (next, fields): (u64, Vec<(String, Vec<u8>)>) = redis::cmd("HSCAN")
+                    .arg(h)
+                    .arg(cursor)
+                    .arg("COUNT")
+                    .arg(HSCAN_COUNT)
+                    .query_async(w)
+                    .await?;
+                for (field, value) in fields {
+                    match Change::decode(&value, now_ms()) {
+                        Ok(c) => part.push(c),
+                        Err(e) => self.refuse(&format!("{h} {field}"), &e),
+                    }
+                }
+                if part.len() >= RESYNC_PART {
+                    total += part.len();
+                    let full = std::mem::take(&mut part);
+                    if self
+                        .to_engine
+                        .send(ToEngine::ResyncPart(full))
+                        .await
+                        .is_err()
+                    {
+                        return Ok(None);
+                    }
+                }
+                cursor = next;
+                if cursor == 0 {
+                    break;
                 }
             }
         }
+        total += part.len();
+        if !part.is_empty()
+            && self
+                .to_engine
+                .send(ToEngine::ResyncPart(part))
+                .await
+                .is_err()
+        {
+            return Ok(None);
+        }
         log::info!(
-            "fleet: full resync: {} records from {} hosts; continuing the log at {head}",
-            changes.len(),
+            "fleet: full resync: {total} records from {} hosts; continuing the log at {head}",
             hashes.len()
         );
         self.metrics.resyncs.inc();
@@ -453,7 +498,7 @@ impl Link {
         self.last_id = Some(head.clone());
         if self
             .to_engine
-            .send(ToEngine::Resync { head, changes })
+            .send(ToEngine::Resync { head })
             .await
             .is_err()
         {
@@ -465,6 +510,58 @@ impl Link {
     fn refuse(&self, what: &str, e: &super::codec::Refused) {
         refuse(&self.metrics, &self.status, what, e);
     }
+}
+
+/// How a session's reading half ended without an error.
+enum ReadEnd {
+    /// The engine hung up: the daemon is stopping.
+    HungUp,
+    /// Entries after the last one read were trimmed from the log: a full resync is needed.
+    Trimmed,
+}
+
+/// True when entries after `last` were trimmed from the log before this host read them.
+async fn trimmed_past(
+    c: &mut MultiplexedConnection,
+    ns: &str,
+    last: &str,
+) -> redis::RedisResult<bool> {
+    let info: redis::RedisResult<BTreeMap<String, Value>> = redis::cmd("XINFO")
+        .arg("STREAM")
+        .arg(key(ns, "log"))
+        .query_async(c)
+        .await;
+    let info = match info {
+        Ok(i) => i,
+        // No log yet: nothing was trimmed.
+        Err(e) if e.code() == Some("ERR") => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let text = |v: &Value| match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    };
+    // XDEL records what it deleted; trimming (MAXLEN) does not.
+    if let Some(deleted) = info.get("max-deleted-entry-id").and_then(text) {
+        if id_key(last) < id_key(&deleted) {
+            return Ok(true);
+        }
+    }
+    // Trimmed (more entries were ever added than are kept) and the oldest one kept is newer
+    // than the last one read: entries in between may be gone. When the one just after `last`
+    // happens to be the oldest kept this resyncs needlessly, which is only slower.
+    let count = |k: &str| match info.get(k) {
+        Some(Value::Int(n)) => *n,
+        _ => 0,
+    };
+    // (Before Redis 7 there is no counter: assume trimmed.)
+    let trimmed = !info.contains_key("entries-added") || count("entries-added") > count("length");
+    let first = match info.get("first-entry") {
+        Some(Value::Array(parts)) => parts.first().and_then(text),
+        _ => None,
+    };
+    Ok(trimmed && first.is_some_and(|f| id_key(&f) > id_key(last)))
 }
 
 fn refuse(metrics: &FleetMetrics, status: &Shared, what: &str, e: &super::codec::Refused) {
@@ -617,7 +714,6 @@ impl Link {
                 self.pending.remove(s);
             }
             self.metrics.sent.inc_by(seqs.len() as u64);
-            self.metrics.queue.set(self.pending.len() as i64);
             self.status.with(|s| s.sent += seqs.len() as u64);
             if self
                 .to_engine

@@ -23,9 +23,10 @@ pub mod status;
 mod tests;
 
 use crate::daemon::{Engine, Kernel};
+use codec::Change;
 use link::{LinkConfig, ToEngine, ToLink};
 pub use metrics::FleetMetrics;
-use replica::{Applied, Replica};
+use replica::Replica;
 pub use settings::FleetSettings;
 use status::{FleetStatus, HostSeen, Shared};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -33,6 +34,11 @@ use tokio::sync::mpsc;
 
 /// How often expired tombstones are dropped.
 const GC_EVERY_SECS: i64 = 3600;
+/// Queued changes handed to the link at a time; the rest waits in the store (a million-entry
+/// import is published a window at a time, never held in memory whole).
+const WINDOW: usize = 8192;
+/// Remote changes applied together (one store transaction, batched kernel writes).
+const APPLY_BATCH: usize = 4096;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -51,6 +57,14 @@ pub struct Fleet {
     redis: String,
     namespace: String,
     last_gc: i64,
+    /// Changes in the store's queue (not yet published), as last read.
+    queued: u64,
+    /// The highest queued sequence number handed to the link, and how many handed are not yet
+    /// published.
+    handed_upto: u64,
+    in_flight: usize,
+    /// A full resync in progress: records received, records that changed something here.
+    resync: (usize, usize),
 }
 
 impl Fleet {
@@ -68,8 +82,8 @@ impl Fleet {
             metrics.clone(),
         )?;
         replica.catch_up_local(engine, now_ms())?;
-        let outbox = engine.store().fleet_outbox()?;
-        metrics.queue.set(outbox.len() as i64);
+        let queued = engine.store().fleet_outbox_len()?;
+        metrics.queue.set(queued as i64);
         let (last_id, epoch) = replica.position(engine)?;
         let (to_link, from_engine) = mpsc::unbounded_channel();
         let (to_engine, rx) = mpsc::channel(1024);
@@ -85,21 +99,17 @@ impl Fleet {
             settings.namespace,
             settings.name,
             settings.display,
-            outbox.len()
+            queued
         );
         tokio::spawn(link::run(
             cfg,
-            link::Resume {
-                pending: outbox,
-                last_id,
-                epoch,
-            },
+            link::Resume { last_id, epoch },
             from_engine,
             to_engine,
             metrics.clone(),
             status.clone(),
         ));
-        Ok(Fleet {
+        let mut fleet = Fleet {
             replica,
             rx,
             tx: to_link,
@@ -108,7 +118,31 @@ impl Fleet {
             redis: settings.display.clone(),
             namespace: settings.namespace.clone(),
             last_gc: 0,
-        })
+            queued,
+            handed_upto: 0,
+            in_flight: 0,
+            resync: (0, 0),
+        };
+        fleet.feed_link(engine)?;
+        Ok(fleet)
+    }
+
+    /// Hands the link the next queued changes, up to [`WINDOW`] unpublished at a time.
+    fn feed_link<K: Kernel>(&mut self, engine: &Engine<K>) -> anyhow::Result<()> {
+        self.queued = engine.store().fleet_outbox_len()?;
+        self.metrics.queue.set(self.queued as i64);
+        if self.in_flight >= WINDOW / 2 {
+            return Ok(());
+        }
+        let page = engine
+            .store()
+            .fleet_outbox_page(self.handed_upto, WINDOW - self.in_flight)?;
+        if let Some((last, _)) = page.last() {
+            self.handed_upto = *last;
+            self.in_flight += page.len();
+            let _ = self.tx.send(ToLink::Publish(page));
+        }
+        Ok(())
     }
 
     /// The next event from the link.
@@ -121,13 +155,50 @@ impl Fleet {
         self.rx.try_recv().ok()
     }
 
-    /// Applies one event from the link. Failures (a store write) are logged: the change stays in
-    /// Redis and the stream position is not advanced past it, so a restart applies it again.
-    pub fn handle<K: Kernel>(&mut self, engine: &mut Engine<K>, ev: ToEngine) {
-        if let Err(e) = self.try_handle(engine, ev) {
-            log::error!("fleet: {e:#}");
+    /// Applies one event from the link, and the ones already waiting behind it (up to
+    /// [`APPLY_BATCH`]): consecutive remote changes are applied together. Failures (a store
+    /// write) are logged: the change stays in Redis and the stream position is not advanced past
+    /// it, so a restart applies it again.
+    pub fn handle<K: Kernel>(&mut self, engine: &mut Engine<K>, first: ToEngine) {
+        let mut remote: Vec<(String, Change)> = Vec::new();
+        let mut next = Some(first);
+        let mut budget = APPLY_BATCH;
+        while let Some(ev) = next {
+            match ev {
+                ToEngine::Remote { id, change } => remote.push((id, *change)),
+                other => {
+                    self.apply_remote(engine, &mut remote);
+                    if let Err(e) = self.try_handle(engine, other) {
+                        log::error!("fleet: {e:#}");
+                    }
+                }
+            }
+            budget -= 1;
+            next = if budget > 0 { self.try_recv() } else { None };
         }
+        self.apply_remote(engine, &mut remote);
         self.after_local(engine);
+    }
+
+    fn apply_remote<K: Kernel>(
+        &mut self,
+        engine: &mut Engine<K>,
+        remote: &mut Vec<(String, Change)>,
+    ) {
+        let Some((last_id, _)) = remote.last() else {
+            return;
+        };
+        let last_id = last_id.clone();
+        let changes: Vec<Change> = remote.drain(..).map(|(_, c)| c).collect();
+        if let Err(e) = self
+            .replica
+            .apply_many(engine, &changes, Some(&last_id), now_ms())
+        {
+            log::error!(
+                "fleet: applying {} changes from other hosts: {e:#}",
+                changes.len()
+            );
+        }
     }
 
     fn try_handle<K: Kernel>(
@@ -139,25 +210,28 @@ impl Fleet {
             ToEngine::Remote { id, change } => {
                 self.replica.apply(engine, &change, Some(&id), now_ms())?;
             }
-            ToEngine::Resync { head, changes } => {
-                let mut changed = 0;
-                for c in &changes {
-                    if self.replica.apply(engine, c, None, now_ms())? == Applied::Changed {
-                        changed += 1;
-                    }
-                }
+            ToEngine::ResyncPart(changes) => {
+                self.resync.0 += changes.len();
+                self.resync.1 += self.replica.apply_many(engine, &changes, None, now_ms())?;
+            }
+            ToEngine::Resync { head } => {
                 self.replica.set_position(engine, Some(&head), None)?;
+                let (total, changed) = std::mem::take(&mut self.resync);
                 log::info!(
-                    "fleet: resync applied; {changed} of {} records changed something here",
-                    changes.len()
+                    "fleet: resync applied; {changed} of {total} records changed something here"
                 );
             }
-            ToEngine::Published(seqs) => self.replica.published(engine, seqs)?,
+            ToEngine::Published(seqs) => {
+                let n = seqs.len();
+                self.replica.published(engine, seqs)?;
+                self.in_flight = self.in_flight.saturating_sub(n);
+                self.feed_link(engine)?;
+            }
             ToEngine::Epoch { epoch, lost } => {
                 self.replica.set_position(engine, None, Some(&epoch))?;
                 if lost {
-                    let items = self.replica.republish_all(engine, now_ms())?;
-                    let _ = self.tx.send(ToLink::Publish(items));
+                    self.replica.republish_all(engine, now_ms())?;
+                    self.feed_link(engine)?;
                 }
             }
         }
@@ -167,9 +241,11 @@ impl Fleet {
     /// Publishes the engine's local changes (call after every request and timer tick).
     pub fn after_local<K: Kernel>(&mut self, engine: &mut Engine<K>) {
         match self.replica.take_local(engine, now_ms()) {
-            Ok(items) if items.is_empty() => {}
-            Ok(items) => {
-                let _ = self.tx.send(ToLink::Publish(items));
+            Ok(0) => {}
+            Ok(_) => {
+                if let Err(e) = self.feed_link(engine) {
+                    log::error!("fleet: reading the queue: {e:#}");
+                }
             }
             Err(e) => log::error!("fleet: queueing local changes: {e:#}"),
         }
@@ -189,7 +265,7 @@ impl Fleet {
     /// `enforcer fleet status`.
     pub fn status<K: Kernel>(&self, engine: &Engine<K>) -> FleetStatus {
         let now = (now_ms() / 1000) as i64;
-        let queued = engine.store().fleet_outbox().map(|o| o.len()).unwrap_or(0);
+        let queued = engine.store().fleet_outbox_len().unwrap_or(self.queued) as usize;
         self.status.with(|s| {
             let lag = match (s.connected, s.caught_up) {
                 (true, _) => s.lag_seconds,

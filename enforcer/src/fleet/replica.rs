@@ -8,6 +8,13 @@ use super::metrics::FleetMetrics;
 use super::shared::{RuleState, SenderState};
 use crate::daemon::{Engine, Kernel, Touched};
 use crate::store::fleet::{FleetWrite, META_EPOCH, META_HLC, META_LAST_ID};
+use std::collections::HashMap;
+
+/// Changes joined and queued (or applied) per store transaction: bounds the memory a bulk change
+/// takes on its way to the fleet.
+pub const CHUNK: usize = 4096;
+/// Up to this many remote operator entries in one batch are logged one by one; more, as a count.
+const LOG_EACH: usize = 16;
 
 /// What applying a remote change did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,13 +33,14 @@ pub struct Replica {
 }
 
 impl Replica {
-    /// Restores the clock from the store.
+    /// Restores the clock from the store; from now on the engine notes its local changes for it.
     pub fn open<K: Kernel>(
         name: &str,
-        engine: &Engine<K>,
+        engine: &mut Engine<K>,
         tombstone_ttl: i64,
         metrics: FleetMetrics,
     ) -> anyhow::Result<Self> {
+        engine.share_changes();
         let last = engine
             .store()
             .fleet_meta(META_HLC)?
@@ -69,51 +77,57 @@ impl Replica {
         ))
     }
 
-    /// Joins the engine's local changes into what is known and queues them, durably, in one
-    /// transaction. Returns the queued changes with their sequence numbers.
+    /// Joins the engine's local changes into what is known and queues them durably, [`CHUNK`] per
+    /// store transaction, so a bulk import of a million entries never exists whole as changes.
+    /// Returns how many changes were queued.
     pub fn take_local<K: Kernel>(
         &mut self,
         engine: &mut Engine<K>,
         now_ms: u64,
-    ) -> anyhow::Result<Vec<(u64, Change)>> {
+    ) -> anyhow::Result<usize> {
         let touched = engine.take_touched();
-        if touched.is_empty() {
-            return Ok(Vec::new());
-        }
         let now = (now_ms / 1000) as i64;
-        let mut items = Vec::new();
-        for t in touched {
-            let item = match t {
-                Touched::Sender { prefix, cleared } => match engine.record(&prefix) {
-                    Some(rec) => Item::Sender(SenderState::of_record(rec, cleared.then_some(now))),
-                    None => continue,
-                },
-                Touched::Forgot { prefix } => Item::Sender(SenderState::forgotten(prefix, now)),
-                Touched::Rule { prefix } => Item::Rule(RuleState {
-                    prefix,
-                    stamp: self.hlc.tick(now_ms),
-                    rule: engine.operator_rule(&prefix).cloned(),
-                }),
-            };
-            items.push(item);
+        let mut queued = 0;
+        for chunk in touched.chunks(CHUNK) {
+            let mut items = Vec::with_capacity(chunk.len());
+            for t in chunk {
+                let item = match t {
+                    Touched::Sender { prefix, cleared } => match engine.record(prefix) {
+                        Some(rec) => {
+                            Item::Sender(SenderState::of_record(rec, cleared.then_some(now)))
+                        }
+                        None => continue,
+                    },
+                    Touched::Forgot { prefix } => {
+                        Item::Sender(SenderState::forgotten(*prefix, now))
+                    }
+                    Touched::Rule { prefix } => Item::Rule(RuleState {
+                        prefix: *prefix,
+                        stamp: self.hlc.tick(now_ms),
+                        rule: engine.operator_rule(prefix),
+                    }),
+                };
+                items.push(item);
+            }
+            queued += self.queue(engine, items, now_ms, false)?;
         }
-        self.queue(engine, items, now_ms, "")
+        Ok(queued)
     }
 
-    /// Joins `items` into what is known; the ones that add something are queued for publishing.
-    /// A local record that the join changed (another host knew more) is updated too.
+    /// Joins `items` into what is known and queues, in one transaction, the ones that add
+    /// something (all of them with `all`). A local record that the join changed (another host
+    /// knew more) is updated too. Returns how many changes were queued.
     fn queue<K: Kernel>(
         &mut self,
         engine: &mut Engine<K>,
         items: Vec<Item>,
         now_ms: u64,
-        why: &str,
-    ) -> anyhow::Result<Vec<(u64, Change)>> {
+        all: bool,
+    ) -> anyhow::Result<usize> {
         let now = (now_ms / 1000) as i64;
         let mut known_now = Vec::new();
-        for item in items {
-            let (joined, changed) = self.join_known(engine, &item)?;
-            if !changed && why.is_empty() {
+        for (joined, changed) in self.join_known(engine, &items)? {
+            if !changed && !all {
                 continue;
             }
             if let Item::Sender(s) = &joined {
@@ -130,6 +144,9 @@ impl Replica {
             }
             known_now.push(joined);
         }
+        if known_now.is_empty() {
+            return Ok(0);
+        }
         let changes: Vec<Change> = known_now
             .iter()
             .map(|item| Change {
@@ -139,38 +156,44 @@ impl Replica {
                 item: item.clone(),
             })
             .collect();
-        let seqs = engine.store().fleet_commit(&FleetWrite {
+        engine.store().fleet_commit(&FleetWrite {
             known: known_now.iter().collect(),
             queue: changes.iter().collect(),
             meta: vec![self.hlc_meta()],
             ..FleetWrite::default()
         })?;
-        if !why.is_empty() {
-            log::info!("fleet: {why}: queued {} records", changes.len());
-        }
-        Ok(seqs.into_iter().zip(changes).collect())
+        Ok(changes.len())
     }
 
-    /// `item` joined with what is known, and whether that adds anything.
+    /// Each of `items` joined with what is known (and with the ones before it in `items`: a key
+    /// may come twice), and whether that adds anything. One store read for all of them.
     fn join_known<K: Kernel>(
         &self,
         engine: &Engine<K>,
-        item: &Item,
-    ) -> anyhow::Result<(Item, bool)> {
-        let known = engine.store().fleet_known(&item.key())?;
-        let joined = match (known.clone(), item) {
-            (Some(Item::Sender(mut k)), Item::Sender(s)) => {
-                k.join(s);
-                Item::Sender(k)
-            }
-            (Some(Item::Rule(mut k)), Item::Rule(r)) => {
-                k.join(r);
-                Item::Rule(k)
-            }
-            _ => item.clone(),
-        };
-        let changed = known.as_ref() != Some(&joined);
-        Ok((joined, changed))
+        items: &[Item],
+    ) -> anyhow::Result<Vec<(Item, bool)>> {
+        let keys: Vec<String> = items.iter().map(Item::key).collect();
+        let stored = engine.store().fleet_known_many(&keys)?;
+        let mut latest: HashMap<&str, Item> = HashMap::new();
+        let mut out = Vec::with_capacity(items.len());
+        for ((item, key), stored) in items.iter().zip(&keys).zip(stored) {
+            let known = latest.get(key.as_str()).cloned().or(stored);
+            let joined = match (known.clone(), item) {
+                (Some(Item::Sender(mut k)), Item::Sender(s)) => {
+                    k.join(s);
+                    Item::Sender(k)
+                }
+                (Some(Item::Rule(mut k)), Item::Rule(r)) => {
+                    k.join(r);
+                    Item::Rule(k)
+                }
+                _ => item.clone(),
+            };
+            let changed = known.as_ref() != Some(&joined);
+            latest.insert(key.as_str(), joined.clone());
+            out.push((joined, changed));
+        }
+        Ok(out)
     }
 
     /// Applies one validated remote change (`id`: its stream id, remembered as applied).
@@ -181,55 +204,97 @@ impl Replica {
         id: Option<&str>,
         now_ms: u64,
     ) -> anyhow::Result<Applied> {
+        let changed = self.apply_many(engine, std::slice::from_ref(change), id, now_ms)?;
+        Ok(if changed > 0 {
+            Applied::Changed
+        } else {
+            Applied::Unchanged
+        })
+    }
+
+    /// Applies validated remote changes in order (`last_id`: the stream id of the last one,
+    /// remembered as applied). Operator entries go to the engine as one bulk change (one store
+    /// transaction, batched kernel writes), so a host keeps up with another's bulk import.
+    /// Returns how many changed something here.
+    pub fn apply_many<K: Kernel>(
+        &mut self,
+        engine: &mut Engine<K>,
+        changes: &[Change],
+        last_id: Option<&str>,
+        now_ms: u64,
+    ) -> anyhow::Result<usize> {
         let now = (now_ms / 1000) as i64;
-        self.hlc.observe(&change.stamp, now_ms);
-        if let Item::Rule(r) = &change.item {
-            self.hlc.observe(&r.stamp, now_ms);
+        for change in changes {
+            self.hlc.observe(&change.stamp, now_ms);
+            if let Item::Rule(r) = &change.item {
+                self.hlc.observe(&r.stamp, now_ms);
+            }
         }
-        let (joined, changed) = self.join_known(engine, &change.item)?;
+        let items: Vec<Item> = changes.iter().map(|c| c.item.clone()).collect();
+        let joins = self.join_known(engine, &items)?;
+        // The last join of each key holds every earlier one.
+        let mut last: HashMap<String, usize> = HashMap::new();
+        let mut changed = 0;
+        for (i, (joined, ch)) in joins.iter().enumerate() {
+            if *ch {
+                changed += 1;
+                last.insert(joined.key(), i);
+            }
+        }
+        self.metrics
+            .duplicate
+            .inc_by((changes.len() - changed) as u64);
+        let mut order: Vec<usize> = last.into_values().collect();
+        order.sort_unstable();
+        let mut rules = Vec::new();
+        for &i in &order {
+            match &joins[i].0 {
+                Item::Sender(s) => {
+                    let local = engine.record(&s.prefix);
+                    let merged = s.to_record(local);
+                    if merged.as_ref() != local {
+                        let why = format!("fleet: updated from {}", changes[i].origin);
+                        engine.fleet_sender(s.prefix, merged, &why, now)?;
+                    }
+                }
+                Item::Rule(r) => {
+                    if engine.operator_rule(&r.prefix).as_ref() != r.rule.as_ref() {
+                        if order.len() <= LOG_EACH {
+                            log::info!(
+                                "fleet: operator entry {} {} by {}",
+                                r.prefix,
+                                r.rule
+                                    .as_ref()
+                                    .map(|x| x.verdict.describe())
+                                    .unwrap_or_else(|| "removed".into()),
+                                r.stamp.node
+                            );
+                        }
+                        rules.push((r.prefix, r.rule.clone()));
+                    }
+                }
+            }
+        }
+        if rules.len() > LOG_EACH {
+            log::info!(
+                "fleet: {} operator entries set or removed by other hosts",
+                rules.len()
+            );
+        }
+        if !rules.is_empty() {
+            engine.fleet_rules(rules, now)?;
+        }
         let mut meta = vec![self.hlc_meta()];
-        if let Some(id) = id {
+        if let Some(id) = last_id {
             meta.push((META_LAST_ID, id.to_string()));
         }
-        if !changed {
-            self.metrics.duplicate.inc();
-            engine.store().fleet_commit(&FleetWrite {
-                meta,
-                ..FleetWrite::default()
-            })?;
-            return Ok(Applied::Unchanged);
-        }
-        match &joined {
-            Item::Sender(s) => {
-                let local = engine.record(&s.prefix);
-                let merged = s.to_record(local);
-                if merged.as_ref() != local {
-                    let why = format!("fleet: updated from {}", change.origin);
-                    engine.fleet_sender(s.prefix, merged, &why, now)?;
-                }
-            }
-            Item::Rule(r) => {
-                if engine.operator_rule(&r.prefix) != r.rule.as_ref() {
-                    log::info!(
-                        "fleet: operator entry {} {} by {}",
-                        r.prefix,
-                        r.rule
-                            .as_ref()
-                            .map(|x| x.verdict.describe())
-                            .unwrap_or_else(|| "removed".into()),
-                        r.stamp.node
-                    );
-                    engine.fleet_rule(r.prefix, r.rule.clone(), now)?;
-                }
-            }
-        }
         engine.store().fleet_commit(&FleetWrite {
-            known: vec![&joined],
+            known: order.iter().map(|&i| &joins[i].0).collect(),
             meta,
             ..FleetWrite::default()
         })?;
-        self.metrics.applied.inc();
-        Ok(Applied::Changed)
+        self.metrics.applied.inc_by(changed as u64);
+        Ok(changed)
     }
 
     /// Marks queued changes as published.
@@ -258,44 +323,60 @@ impl Replica {
     }
 
     /// At start-up: local records and operator entries that are not in what is known yet (the
-    /// daemon stopped between the engine's commit and the fleet's) are queued now.
+    /// daemon stopped between the engine's commit and the fleet's) are queued now, [`CHUNK`] at a
+    /// time. Returns how many changes were queued.
     pub fn catch_up_local<K: Kernel>(
         &mut self,
         engine: &mut Engine<K>,
         now_ms: u64,
-    ) -> anyhow::Result<Vec<(u64, Change)>> {
-        let mut items: Vec<Item> = engine
+    ) -> anyhow::Result<usize> {
+        let senders: Vec<Item> = engine
             .records()
             .map(|r| Item::Sender(SenderState::of_record(r, None)))
             .collect();
-        for rule in engine.operator_rules().cloned().collect::<Vec<_>>() {
-            let known = engine.store().fleet_known(&key_of("rule", &rule.prefix))?;
-            let same = matches!(&known, Some(Item::Rule(k)) if k.rule.as_ref() == Some(&rule));
-            if !same {
-                items.push(Item::Rule(RuleState {
-                    prefix: rule.prefix,
-                    stamp: self.hlc.tick(now_ms),
-                    rule: Some(rule),
-                }));
-            }
+        let mut queued = 0;
+        for chunk in senders.chunks(CHUNK) {
+            queued += self.queue(engine, chunk.to_vec(), now_ms, false)?;
         }
-        self.queue(engine, items, now_ms, "")
+        let prefixes: Vec<_> = engine.operator_prefixes().collect();
+        for chunk in prefixes.chunks(CHUNK) {
+            let keys: Vec<String> = chunk.iter().map(|p| key_of("rule", p)).collect();
+            let known = engine.store().fleet_known_many(&keys)?;
+            let mut items = Vec::new();
+            for (p, known) in chunk.iter().zip(known) {
+                let rule = engine.operator_rule(p);
+                let same = matches!(&known, Some(Item::Rule(k)) if k.rule == rule);
+                if !same {
+                    items.push(Item::Rule(RuleState {
+                        prefix: *p,
+                        stamp: self.hlc.tick(now_ms),
+                        rule,
+                    }));
+                }
+            }
+            queued += self.queue(engine, items, now_ms, false)?;
+        }
+        Ok(queued)
     }
 
-    /// Redis lost its data (restarted without persistence, flushed): everything known is published
-    /// again, so hosts that resync later still find it.
+    /// Redis lost its data (restarted without persistence, flushed): everything known is queued
+    /// again, a page at a time, so hosts that resync later still find it.
     pub fn republish_all<K: Kernel>(
         &mut self,
         engine: &mut Engine<K>,
         now_ms: u64,
-    ) -> anyhow::Result<Vec<(u64, Change)>> {
-        let items = engine.store().fleet_all_known()?;
-        self.queue(
-            engine,
-            items,
-            now_ms,
-            "Redis lost its data; publishing everything known again",
-        )
+    ) -> anyhow::Result<usize> {
+        let mut queued = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let page = engine.store().fleet_known_page(after.as_deref(), CHUNK)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            let items = page.into_iter().filter_map(|(_, i)| i).collect();
+            queued += self.queue(engine, items, now_ms, true)?;
+        }
+        log::info!("fleet: Redis lost its data; queued everything known again ({queued} records)");
+        Ok(queued)
     }
 
     /// Drops tombstones older than the TTL from what is known; returns their keys (to remove from
@@ -306,18 +387,24 @@ impl Replica {
         now: i64,
     ) -> anyhow::Result<Vec<String>> {
         let mut gone = Vec::new();
-        for item in engine.store().fleet_all_known()? {
-            let exp = match &item {
-                Item::Sender(s) => s.expires(self.tombstone_ttl),
-                Item::Rule(r) => r.expires(self.tombstone_ttl),
-            };
-            if exp.is_some_and(|t| t <= now) {
-                gone.push(item.key());
+        let mut after: Option<String> = None;
+        loop {
+            let page = engine.store().fleet_known_page(after.as_deref(), CHUNK)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for item in page.into_iter().filter_map(|(_, i)| i) {
+                let exp = match &item {
+                    Item::Sender(s) => s.expires(self.tombstone_ttl),
+                    Item::Rule(r) => r.expires(self.tombstone_ttl),
+                };
+                if exp.is_some_and(|t| t <= now) {
+                    gone.push(item.key());
+                }
             }
         }
-        if !gone.is_empty() {
+        for keys in gone.chunks(CHUNK) {
             engine.store().fleet_commit(&FleetWrite {
-                unknown: gone.clone(),
+                unknown: keys.to_vec(),
                 ..FleetWrite::default()
             })?;
         }

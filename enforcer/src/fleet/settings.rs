@@ -136,7 +136,8 @@ impl FleetSettings {
                 .as_str()
                 .into_connection_info()
                 .map_err(|e| format!("`{}`: {e}", redact(url)))?;
-            if let Some(pw) = &password {
+            // With Sentinel the password is the master's (below), not the Sentinels'.
+            if let (Some(pw), None) = (&password, &f.sentinel_master) {
                 let rs = info.redis_settings().clone().set_password(pw);
                 info = info.set_redis_settings(rs);
             }
@@ -159,16 +160,31 @@ impl FleetSettings {
                 }
             }
             Some(master) => {
-                let first = &infos[0];
-                let mut node = redis::sentinel::SentinelNodeConnectionInfo::default()
-                    .set_redis_connection_info(first.redis_settings().clone());
-                if f.redis.iter().any(|u| u.starts_with("rediss://")) {
-                    node = node.set_tls_mode(redis::TlsMode::Secure);
+                let tls = f
+                    .redis
+                    .iter()
+                    .filter(|u| u.starts_with("rediss://"))
+                    .count();
+                if tls != 0 && tls != f.redis.len() {
+                    return Err("fleet.redis mixes redis:// and rediss:// Sentinel addresses; use rediss:// for all of them (TLS) or for none".into());
+                }
+                // With Sentinel the password file is the master's; a password in the Sentinel
+                // URLs (redis://:secret@s1:26379) is the Sentinels' own.
+                let sentinel_password = infos
+                    .iter()
+                    .find_map(|i| i.redis_settings().password().map(str::to_string));
+                let mut data = redis::RedisConnectionInfo::default();
+                data = data.set_db(infos[0].redis_settings().db());
+                if let Some(pw) = &password {
+                    data = data.set_password(pw);
                 }
                 Target::Sentinel {
-                    sentinels: infos,
+                    sentinels: infos.iter().map(|i| i.addr().clone()).collect(),
+                    sentinel_password,
                     master: master.clone(),
-                    node,
+                    data,
+                    tls: tls != 0,
+                    ca,
                 }
             }
         };

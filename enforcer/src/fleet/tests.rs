@@ -364,7 +364,7 @@ fn host(name: &str) -> Host {
         policy,
         ..EngineSettings::default()
     };
-    let (engine, _) = Engine::start(
+    let (mut engine, _) = Engine::start(
         settings,
         Store::open(&dir).unwrap(),
         MemKernel::default(),
@@ -373,7 +373,7 @@ fn host(name: &str) -> Host {
     )
     .unwrap();
     let metrics = FleetMetrics::default();
-    let replica = Replica::open(name, &engine, 86_400, metrics.clone()).unwrap();
+    let replica = Replica::open(name, &mut engine, 86_400, metrics.clone()).unwrap();
     Host {
         dir,
         engine,
@@ -383,6 +383,26 @@ fn host(name: &str) -> Host {
 }
 
 const EX2013: &str = "Received: from EX01.corp.example.net (10.1.2.3) by mail.corp.example.net (10.1.2.4) with Microsoft SMTP Server (TLS) id 15.0.1497.48; Tue, 4 Jun 2024 10:11:12 +0000\r\n";
+
+/// Queues `h`'s local changes and returns the ones just queued, as the daemon would publish them.
+fn take(h: &mut Host, now_ms: u64) -> Vec<(u64, Change)> {
+    let before = h
+        .engine
+        .store()
+        .fleet_outbox()
+        .unwrap()
+        .last()
+        .map(|(s, _)| *s)
+        .unwrap_or(0);
+    let n = h.replica.take_local(&mut h.engine, now_ms).unwrap();
+    let out = h
+        .engine
+        .store()
+        .fleet_outbox_page(before, usize::MAX)
+        .unwrap();
+    assert_eq!(out.len(), n);
+    out
+}
 
 fn ok(r: Reply) {
     assert!(r.ok, "{:?}", r.error);
@@ -399,7 +419,7 @@ fn evidence_at_one_host_enforces_at_another_once() {
         },
         T0,
     ));
-    let out = a.replica.take_local(&mut a.engine, NOW_MS).unwrap();
+    let out = take(&mut a, NOW_MS);
     assert_eq!(out.len(), 1);
     // Queued durably until published.
     assert_eq!(a.engine.store().fleet_outbox().unwrap().len(), 1);
@@ -442,11 +462,7 @@ fn evidence_at_one_host_enforces_at_another_once() {
         Some("2-0")
     );
     // B does not publish what it only applied.
-    assert!(b
-        .replica
-        .take_local(&mut b.engine, NOW_MS)
-        .unwrap()
-        .is_empty());
+    assert!(take(&mut b, NOW_MS).is_empty());
 }
 
 #[test]
@@ -458,7 +474,7 @@ fn operator_block_and_unset_travel_and_the_later_one_wins() {
         "reason": "test", "created_at": T0, "source": {"kind": "operator"}
     });
     ok(b.engine.handle(Request::PutRule { rule }, T0));
-    let block = b.replica.take_local(&mut b.engine, NOW_MS).unwrap();
+    let block = take(&mut b, NOW_MS);
     ok(a.engine.handle(
         Request::RemoveRule {
             prefix: "198.51.100.0/24".into(),
@@ -466,7 +482,7 @@ fn operator_block_and_unset_travel_and_the_later_one_wins() {
         T0,
     ));
     // A's unset is stamped later (after seeing nothing from B): it wins on both hosts.
-    let unset = a.replica.take_local(&mut a.engine, NOW_MS + 5).unwrap();
+    let unset = take(&mut a, NOW_MS + 5);
     let p: Prefix = "198.51.100.0/24".parse().unwrap();
     a.replica
         .apply(&mut a.engine, &block[0].1, None, NOW_MS + 6)
@@ -487,7 +503,7 @@ fn operator_block_and_unset_travel_and_the_later_one_wins() {
         },
         T0,
     ));
-    let again = b.replica.take_local(&mut b.engine, NOW_MS).unwrap();
+    let again = take(&mut b, NOW_MS);
     assert!(again[0].1.stamp.ms > NOW_MS, "later than the unset it saw");
     a.replica
         .apply(&mut a.engine, &again[0].1, None, NOW_MS + 7)
@@ -506,7 +522,7 @@ fn forget_travels_and_a_stale_copy_does_not_revive() {
         },
         T0,
     ));
-    let first = a.replica.take_local(&mut a.engine, NOW_MS).unwrap();
+    let first = take(&mut a, NOW_MS);
     b.replica
         .apply(&mut b.engine, &first[0].1, None, NOW_MS)
         .unwrap();
@@ -516,10 +532,7 @@ fn forget_travels_and_a_stale_copy_does_not_revive() {
         },
         T0 + 10,
     ));
-    let forget = a
-        .replica
-        .take_local(&mut a.engine, NOW_MS + 10_000)
-        .unwrap();
+    let forget = take(&mut a, NOW_MS + 10_000);
     b.replica
         .apply(&mut b.engine, &forget[0].1, None, NOW_MS + 10_000)
         .unwrap();
@@ -571,7 +584,7 @@ fn hlc_survives_restart_through_the_store() {
     a.replica
         .apply(&mut a.engine, &remote, None, NOW_MS)
         .unwrap();
-    let again = Replica::open("h", &a.engine, 86_400, FleetMetrics::default()).unwrap();
+    let again = Replica::open("h", &mut a.engine, 86_400, FleetMetrics::default()).unwrap();
     drop(again);
     ok(a.engine.handle(
         Request::RemoveRule {
@@ -579,7 +592,7 @@ fn hlc_survives_restart_through_the_store() {
         },
         T0,
     ));
-    let mine = a.replica.take_local(&mut a.engine, NOW_MS).unwrap();
+    let mine = take(&mut a, NOW_MS);
     assert!(mine[0].1.stamp.ms >= NOW_MS + 99_000);
 }
 
@@ -622,6 +635,39 @@ fn fleet_config_is_checked_with_line_and_key() {
     let r = super::FleetSettings::resolve(&s).unwrap();
     assert!(matches!(r.target, super::link::Target::Sentinel { .. }));
     assert!(r.display.contains("master mymaster"), "{}", r.display);
+    // Over TLS: the Sentinels' password is the one in their URLs, the file's is the master's.
+    let dir = std::env::temp_dir().join(format!("enforcer-fleet-sn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pw = dir.join("pass");
+    std::fs::write(&pw, "master-secret\n").unwrap();
+    let mut s = s;
+    s.redis = vec![
+        "rediss://:sentinel-secret@a:26379/3".into(),
+        "rediss://b:26379".into(),
+    ];
+    s.password_file = Some(pw);
+    let r = super::FleetSettings::resolve(&s).unwrap();
+    match &r.target {
+        super::link::Target::Sentinel {
+            sentinel_password,
+            data,
+            tls,
+            sentinels,
+            ..
+        } => {
+            assert_eq!(sentinel_password.as_deref(), Some("sentinel-secret"));
+            assert_eq!(data.password(), Some("master-secret"));
+            assert_eq!(data.db(), 3);
+            assert!(*tls);
+            assert_eq!(sentinels.len(), 2);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!r.display.contains("secret"), "{}", r.display);
+    s.redis[1] = "redis://b:26379".into();
+    let e = super::FleetSettings::resolve(&s).unwrap_err();
+    assert!(e.contains("mixes redis:// and rediss://"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -661,4 +707,133 @@ fn password_comes_from_a_file_and_never_shows() {
     f.ca_file = Some(dir.join("missing.pem"));
     assert!(FleetSettings::resolve(&f).unwrap_err().contains("ca_file"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn import(list: Option<&str>, entries: &str) -> Request {
+    Request::Import {
+        verdict: serde_json::to_value(Verdict::Drop).unwrap(),
+        expires_at: None,
+        reason: Some("feed".into()),
+        list: list.map(str::to_string),
+        entries: entries.into(),
+    }
+}
+
+/// `n` distinct /32s in 198.51.100.0/22 and 203.0.113.0/24 style blocks, starting at `from`.
+fn feed(from: u32, n: u32) -> String {
+    (from..from + n)
+        .map(|i| format!("10.{}.{}.{}\n", 100 + i / 65_536, (i / 256) % 256, i % 256))
+        .collect()
+}
+
+/// Applies `changes` at `h` the way the daemon does: in batches, through `apply_many`.
+fn apply_batches(h: &mut Host, changes: &[(u64, Change)], now_ms: u64) -> usize {
+    let changes: Vec<Change> = changes.iter().map(|(_, c)| c.clone()).collect();
+    changes
+        .chunks(super::replica::CHUNK)
+        .map(|batch| {
+            h.replica
+                .apply_many(&mut h.engine, batch, None, now_ms)
+                .unwrap()
+        })
+        .sum()
+}
+
+#[test]
+fn bulk_import_list_replacement_and_bulk_unset_travel_like_single_entries() {
+    let mut a = host("ba");
+    let mut b = host("bb");
+    // 6,000 entries: more than one chunk on both sides.
+    ok(a.engine.handle(import(Some("feed"), &feed(0, 6000)), T0));
+    let first = take(&mut a, NOW_MS);
+    assert_eq!(first.len(), 6000, "one change per imported entry");
+    assert_eq!(apply_batches(&mut b, &first, NOW_MS + 1), 6000);
+    assert_eq!(b.engine.kernel().entries.len(), 6000);
+    assert_eq!(b.engine.store().rules().unwrap().len(), 6000);
+    let p: Prefix = "10.100.0.7/32".parse().unwrap();
+    assert_eq!(b.engine.kernel().entries[&p].verdict, Verdict::Drop);
+    assert_eq!(
+        b.engine.operator_rule(&p).unwrap().list.as_deref(),
+        Some("feed"),
+        "the list name travels, so a replacement at B would work the same"
+    );
+    // Replacing the list at A with 1,000 other entries removes all 6,000 at B.
+    ok(a.engine
+        .handle(import(Some("feed"), &feed(10_000, 1000)), T0 + 1));
+    let replaced = take(&mut a, NOW_MS + 1000);
+    assert_eq!(replaced.len(), 7000, "6,000 removals and 1,000 new entries");
+    apply_batches(&mut b, &replaced, NOW_MS + 1001);
+    assert_eq!(b.engine.kernel().entries.len(), 1000);
+    assert!(!b.engine.kernel().entries.contains_key(&p));
+    assert!(b.engine.operator_rule(&p).is_none());
+    // Replaying the whole log again changes nothing (joins are idempotent).
+    let before = b.metrics.applied.get();
+    apply_batches(&mut b, &first, NOW_MS + 1002);
+    apply_batches(&mut b, &replaced, NOW_MS + 1002);
+    assert_eq!(b.metrics.applied.get(), before);
+    assert_eq!(b.engine.kernel().entries.len(), 1000);
+    // `unset --list` at B travels back to A.
+    ok(b.engine.handle(
+        Request::RemoveRules {
+            entries: None,
+            list: Some("feed".into()),
+        },
+        T0 + 2,
+    ));
+    let unset = take(&mut b, NOW_MS + 2000);
+    assert_eq!(unset.len(), 1000);
+    apply_batches(&mut a, &unset, NOW_MS + 2001);
+    assert!(a.engine.kernel().entries.is_empty());
+    assert!(a.engine.store().rules().unwrap().is_empty());
+    // `block --from` then `unset --from` of a few entries.
+    ok(a.engine.handle(import(None, &feed(20_000, 3)), T0 + 3));
+    apply_batches(&mut b, &take(&mut a, NOW_MS + 3000), NOW_MS + 3001);
+    assert_eq!(b.engine.kernel().entries.len(), 3);
+    ok(a.engine.handle(
+        Request::RemoveRules {
+            entries: Some(feed(20_000, 3)),
+            list: None,
+        },
+        T0 + 4,
+    ));
+    apply_batches(&mut b, &take(&mut a, NOW_MS + 4000), NOW_MS + 4001);
+    assert!(b.engine.kernel().entries.is_empty());
+}
+
+#[test]
+fn queue_sequence_numbers_grow_across_an_emptied_queue() {
+    let mut a = host("sq");
+    ok(a.engine.handle(import(None, &feed(0, 2)), T0));
+    let first = take(&mut a, NOW_MS);
+    a.replica
+        .published(&a.engine, first.iter().map(|(s, _)| *s).collect())
+        .unwrap();
+    assert_eq!(a.engine.store().fleet_outbox_len().unwrap(), 0);
+    ok(a.engine.handle(import(None, &feed(5, 1)), T0));
+    let next = take(&mut a, NOW_MS + 1);
+    assert!(next[0].0 > first[1].0, "{next:?} after {first:?}");
+}
+
+#[test]
+fn without_a_fleet_the_engine_keeps_no_changes_for_one() {
+    let dir = std::env::temp_dir().join(format!("enforcer-fleet-none-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (mut engine, _) = Engine::start(
+        EngineSettings::default(),
+        Store::open(&dir).unwrap(),
+        MemKernel::default(),
+        EngineMetrics::default(),
+        T0,
+    )
+    .unwrap();
+    ok(engine.handle(import(Some("feed"), &feed(0, 500)), T0));
+    ok(engine.handle(
+        Request::RemoveRules {
+            entries: None,
+            list: Some("feed".into()),
+        },
+        T0,
+    ));
+    assert!(engine.take_touched().is_empty(), "nothing piles up");
+    let _ = std::fs::remove_dir_all(&dir);
 }

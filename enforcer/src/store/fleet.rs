@@ -3,12 +3,16 @@
 //!   `sender:<prefix>` / `rule:<prefix>`, value the item as JSON), the base every change is joined to;
 //! - `fleet_outbox`: changes made here and not yet published (sequence number -> change as JSON),
 //!   kept while Redis is unreachable and published in order when it returns;
-//! - `fleet_meta`: the last stream id applied, the hybrid logical clock, the Redis data epoch.
+//! - `fleet_meta`: the last stream id applied, the hybrid logical clock, the Redis data epoch, the
+//!   next queue sequence number.
 
 use super::Store;
 use crate::fleet::codec::{Change, Item};
 use anyhow::Context as _;
-use redb::{Durability, ReadableDatabase as _, ReadableTable as _, TableDefinition};
+use redb::{
+    Durability, ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _,
+    TableDefinition,
+};
 
 const KNOWN: TableDefinition<&str, &str> = TableDefinition::new("fleet_known");
 const OUTBOX: TableDefinition<u64, &str> = TableDefinition::new("fleet_outbox");
@@ -18,6 +22,8 @@ const META: TableDefinition<&str, &str> = TableDefinition::new("fleet_meta");
 pub const META_LAST_ID: &str = "last_id";
 pub const META_HLC: &str = "hlc";
 pub const META_EPOCH: &str = "epoch";
+/// The sequence number the next queued change gets.
+const META_NEXT_SEQ: &str = "next_seq";
 
 /// One write: items now known, changes to queue, meta values to set, keys no longer known, queue
 /// entries published. Committed as one transaction.
@@ -54,15 +60,26 @@ impl Store {
                     known.remove(key.as_str())?;
                 }
                 let mut outbox = tx.open_table(OUTBOX)?;
-                let first = outbox.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+                let mut meta = tx.open_table(META)?;
+                // Sequence numbers only grow, also across an emptied queue: the daemon hands the
+                // link everything above the last number it handed.
+                let after_last = outbox.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+                let next: u64 = meta
+                    .get(META_NEXT_SEQ)?
+                    .and_then(|v| v.value().parse().ok())
+                    .unwrap_or(1);
+                let first = after_last.max(next);
                 for (seq, json) in (first..).zip(queued.iter()) {
                     outbox.insert(seq, json.as_str())?;
                     seqs.push(seq);
                 }
+                if !queued.is_empty() {
+                    let next = (first + queued.len() as u64).to_string();
+                    meta.insert(META_NEXT_SEQ, next.as_str())?;
+                }
                 for seq in &w.published {
                     outbox.remove(*seq)?;
                 }
-                let mut meta = tx.open_table(META)?;
                 for (k, v) in &w.meta {
                     meta.insert(*k, v.as_str())?;
                 }
@@ -74,22 +91,39 @@ impl Store {
 
     /// What this host knows of one item (`sender:<prefix>` / `rule:<prefix>`).
     pub fn fleet_known(&self, key: &str) -> anyhow::Result<Option<Item>> {
+        Ok(self.fleet_known_many(&[key])?.pop().flatten())
+    }
+
+    /// What this host knows of each of `keys`, in one read transaction.
+    pub fn fleet_known_many<S: AsRef<str>>(&self, keys: &[S]) -> anyhow::Result<Vec<Option<Item>>> {
         self.read(|db| {
             let tx = db.begin_read()?;
             let t = match tx.open_table(KNOWN) {
                 Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(redb::TableError::TableDoesNotExist(_)) => {
+                    return Ok(keys.iter().map(|_| None).collect())
+                }
                 Err(e) => return Err(e).context("opening the fleet_known table"),
             };
-            Ok(match t.get(key)? {
-                Some(v) => parse(key, v.value()),
-                None => None,
-            })
+            keys.iter()
+                .map(|key| {
+                    let key = key.as_ref();
+                    Ok(match t.get(key)? {
+                        Some(v) => parse(key, v.value()),
+                        None => None,
+                    })
+                })
+                .collect()
         })
     }
 
-    /// Everything this host knows, in key order.
-    pub fn fleet_all_known(&self) -> anyhow::Result<Vec<Item>> {
+    /// Up to `limit` known items with keys after `after` (from the first with `None`), in key
+    /// order: callers walk everything known a page at a time, never holding all of it.
+    pub fn fleet_known_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<(String, Option<Item>)>> {
         self.read(|db| {
             let tx = db.begin_read()?;
             let t = match tx.open_table(KNOWN) {
@@ -97,17 +131,41 @@ impl Store {
                 Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
                 Err(e) => return Err(e).context("opening the fleet_known table"),
             };
+            let rows = match after {
+                Some(a) => {
+                    t.range::<&str>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))?
+                }
+                None => t.range::<&str>(..)?,
+            };
             let mut out = Vec::new();
-            for row in t.iter()? {
+            for row in rows.take(limit) {
                 let (k, v) = row?;
-                out.extend(parse(k.value(), v.value()));
+                out.push((k.value().to_string(), parse(k.value(), v.value())));
             }
             Ok(out)
         })
     }
 
-    /// The queued changes, oldest first.
-    pub fn fleet_outbox(&self) -> anyhow::Result<Vec<(u64, Change)>> {
+    /// Everything this host knows, in key order (tests and small stores; the daemon pages).
+    pub fn fleet_all_known(&self) -> anyhow::Result<Vec<Item>> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.fleet_known_page(after.as_deref(), 4096)?;
+            let Some((last, _)) = page.last() else {
+                return Ok(out);
+            };
+            after = Some(last.clone());
+            out.extend(page.into_iter().filter_map(|(_, i)| i));
+        }
+    }
+
+    /// Up to `limit` queued changes with sequence numbers above `after`, oldest first.
+    pub fn fleet_outbox_page(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> anyhow::Result<Vec<(u64, Change)>> {
         self.read(|db| {
             let tx = db.begin_read()?;
             let t = match tx.open_table(OUTBOX) {
@@ -116,7 +174,7 @@ impl Store {
                 Err(e) => return Err(e).context("opening the fleet_outbox table"),
             };
             let mut out = Vec::new();
-            for row in t.iter()? {
+            for row in t.range(after.saturating_add(1)..)?.take(limit) {
                 let (k, v) = row?;
                 match serde_json::from_str::<Change>(v.value()) {
                     Ok(c) => out.push((k.value(), c)),
@@ -126,6 +184,23 @@ impl Store {
                 }
             }
             Ok(out)
+        })
+    }
+
+    /// The queued changes, oldest first (tests; the daemon pages with [`Store::fleet_outbox_page`]).
+    pub fn fleet_outbox(&self) -> anyhow::Result<Vec<(u64, Change)>> {
+        self.fleet_outbox_page(0, usize::MAX)
+    }
+
+    /// How many changes are queued (a counter kept by the table: no scan).
+    pub fn fleet_outbox_len(&self) -> anyhow::Result<u64> {
+        self.read(|db| {
+            let tx = db.begin_read()?;
+            match tx.open_table(OUTBOX) {
+                Ok(t) => Ok(t.len()?),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+                Err(e) => Err(e).context("opening the fleet_outbox table"),
+            }
         })
     }
 

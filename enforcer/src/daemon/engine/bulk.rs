@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use super::{Engine, Kernel};
+use super::{written, Engine, Kernel, Touched};
 use crate::control::Reply;
 use crate::datapath::batch;
 use crate::feed::{self, Template};
@@ -41,7 +41,7 @@ impl<K: Kernel> Engine<K> {
         }
         let rules: Vec<Rule> = parsed.prefixes.iter().map(|p| template.rule(*p)).collect();
         let stale = match &template.list {
-            Some(name) => feed::stale(self.operator.values(), name, &parsed.prefixes),
+            Some(name) => self.operator.stale(name, &parsed.prefixes),
             None => Vec::new(),
         };
         // What does not fit is refused before anything is stored, as a single `block` is.
@@ -72,6 +72,10 @@ impl<K: Kernel> Engine<K> {
         }
         for r in &rules {
             self.operator.insert(r.prefix, r.clone());
+        }
+        // Operator entries, shared with the fleet like a single block or unset.
+        for p in stale.iter().chain(rules.iter().map(|r| &r.prefix)) {
+            self.touch(Touched::Rule { prefix: *p });
         }
         let written = self.apply_bulk(&rules, &stale, now);
         log::info!(
@@ -113,7 +117,7 @@ impl<K: Kernel> Engine<K> {
                 if let Err(e) = feed::check_list_name(name) {
                     return Reply::usage(e);
                 }
-                feed::stale(self.operator.values(), name, &[])
+                self.operator.stale(name, &[])
             }
             _ => return Reply::usage("remove_rules takes either `entries` or `list`"),
         };
@@ -128,6 +132,11 @@ impl<K: Kernel> Engine<K> {
         let mut had = 0;
         for p in &prefixes {
             had += usize::from(self.operator.remove(p).is_some());
+        }
+        // Shared with the fleet like a single unset: also for prefixes this host had no entry for
+        // (another host may have one this host has not seen yet).
+        for p in &prefixes {
+            self.touch(Touched::Rule { prefix: *p });
         }
         let written = self.apply_bulk(&[], &prefixes, now);
         let removed = removed.len().max(had);
@@ -145,17 +154,19 @@ impl<K: Kernel> Engine<K> {
     /// Brings the kernel in line after `put` rules were added and `gone` prefixes lost their
     /// operator rule: the new entries in batches, the gone ones removed in batches unless an engine
     /// record takes the prefix back, then every sender record inside a changed prefix.
-    fn apply_bulk(&mut self, put: &[Rule], gone: &[Prefix], now: i64) -> Result<(), String> {
+    pub(super) fn apply_bulk(
+        &mut self,
+        put: &[Rule],
+        gone: &[Prefix],
+        now: i64,
+    ) -> Result<(), String> {
         let mut result = Ok(());
         // A refreshed feed mostly repeats itself: entries whose kernel form (verdict and expiry)
         // is already there are not written again.
         let mut fresh = Vec::new();
         for r in put {
-            match self.applied.get_mut(&r.prefix) {
-                Some(a) if a.verdict == r.verdict && a.expires_at == r.expires_at => {
-                    *a = r.clone();
-                }
-                _ => fresh.push(r.clone()),
+            if self.applied.get(&r.prefix) != Some(&written(r)) {
+                fresh.push(r.clone());
             }
         }
         if !fresh.is_empty() {
@@ -163,7 +174,7 @@ impl<K: Kernel> Engine<K> {
             match self.kernel.upsert_many(&fresh) {
                 Ok(()) => {
                     for r in fresh {
-                        self.applied.insert(r.prefix, r);
+                        self.applied.insert(r.prefix, written(&r));
                     }
                 }
                 Err(err) => {

@@ -21,6 +21,18 @@ pub enum Touched {
 }
 
 impl<K: Kernel> Engine<K> {
+    /// From now on, local changes are noted for [`Engine::take_touched`] (the fleet calls this
+    /// when it starts).
+    pub fn share_changes(&mut self) {
+        self.sharing = true;
+    }
+
+    pub(super) fn touch(&mut self, t: Touched) {
+        if self.sharing {
+            self.touched.push(t);
+        }
+    }
+
     /// Local changes since the last call, oldest first.
     pub fn take_touched(&mut self) -> Vec<Touched> {
         std::mem::take(&mut self.touched)
@@ -34,12 +46,13 @@ impl<K: Kernel> Engine<K> {
         self.records.get(p)
     }
 
-    pub fn operator_rule(&self, p: &Prefix) -> Option<&Rule> {
+    pub fn operator_rule(&self, p: &Prefix) -> Option<Rule> {
         self.operator.get(p)
     }
 
-    pub fn operator_rules(&self) -> impl Iterator<Item = &Rule> {
-        self.operator.values()
+    /// The prefixes of every operator rule, in order (the rules themselves via `operator_rule`).
+    pub fn operator_prefixes(&self) -> impl Iterator<Item = Prefix> + '_ {
+        self.operator.keys().copied()
     }
 
     /// Replaces (or, with `None`, deletes) a sender record with the fleet's merged view. `why` goes
@@ -88,6 +101,45 @@ impl<K: Kernel> Engine<K> {
         self.schedule(p, now);
         self.relabel(p, now);
         self.resync_under(p, now);
+        self.metrics
+            .next_change
+            .set(self.next_wakeup().unwrap_or(0));
+        Ok(())
+    }
+}
+
+impl<K: Kernel> Engine<K> {
+    /// Sets (or removes) many operator entries as the fleet decided, the way `enforcer import`
+    /// does: one store transaction, then batched kernel writes. Not published again.
+    pub fn fleet_rules(
+        &mut self,
+        rules: Vec<(Prefix, Option<Rule>)>,
+        now: i64,
+    ) -> anyhow::Result<()> {
+        if rules.len() == 1 {
+            let (p, rule) = rules.into_iter().next().expect("one");
+            return self.fleet_rule(p, rule, now);
+        }
+        let mut put = Vec::new();
+        let mut gone = Vec::new();
+        for (p, rule) in rules {
+            match rule {
+                Some(mut rule) => {
+                    rule.source = RuleSource::Operator;
+                    put.push(rule);
+                }
+                None => gone.push(p),
+            }
+        }
+        self.store.put_and_remove_rules(&put, &gone)?;
+        for p in &gone {
+            self.operator.remove(p);
+        }
+        for r in &put {
+            self.operator.insert(r.prefix, r.clone());
+        }
+        // A failed kernel write is logged there and retried by the per-prefix timers.
+        let _ = self.apply_bulk(&put, &gone, now);
         self.metrics
             .next_change
             .set(self.next_wakeup().unwrap_or(0));
