@@ -1,6 +1,10 @@
 //! `enforcer list`: what one row says, which rows a filter keeps, and the pages the daemon answers
 //! with. A listing never holds more than one page on either side of the control socket, so a million
 //! entries cost the same memory as a thousand, and a `--limit` says when rows were left out.
+//!
+//! A page on the socket is a [`PageHead`] reply line followed by one line of JSON per row: the
+//! daemon encodes each row once, and `list --json` copies the lines to its output as they arrive
+//! (no tree of values is built on either side).
 
 use serde::{Deserialize, Serialize};
 
@@ -94,12 +98,32 @@ impl Filter {
     }
 }
 
-/// A page of a listing through the daemon: rows sorted by prefix, and where the next page starts.
+/// The reply to one `list` request: how many row lines follow it (sorted by prefix), and where
+/// the next page starts.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Page {
-    pub rows: Vec<Row>,
+pub struct PageHead {
+    pub rows: u64,
     /// Ask again with `after` = this to get the following rows; `None` = that was the last page.
     pub next: Option<Prefix>,
+}
+
+/// Appends a row as one line of a page.
+pub fn encode_row(out: &mut String, row: &Row) {
+    // A Row always serializes (plain fields, string keys); JSON escapes every newline in strings.
+    if let Ok(line) = serde_json::to_string(row) {
+        out.push_str(&line);
+        out.push('\n');
+    }
+}
+
+/// Reads a row line of a page.
+pub fn decode_row(line: &[u8]) -> Result<Row, String> {
+    serde_json::from_slice(line).map_err(|e| {
+        format!(
+            "the daemon sent a list row that does not parse ({e}): {}",
+            String::from_utf8_lossy(&line[..line.len().min(200)])
+        )
+    })
 }
 
 /// A row for `prefix`: the kernel entry (the truth) when there is one, annotated by the stored rule.

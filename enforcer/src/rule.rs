@@ -14,7 +14,7 @@ use crate::duration::Span;
 use crate::net::Prefix;
 
 /// What a SYN from a matching source gets.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Verdict {
     Pass,
@@ -45,7 +45,7 @@ pub enum Verdict {
 
 /// A notice budget, `COUNT/PERIOD` as operators write it (`2/10m`): SYNs admitted per source address
 /// inside a window, so they reach the MTA whose milter or policy service tells the sender why.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct NoticeRate {
     pub count: u32,
     pub period: Span,
@@ -101,7 +101,7 @@ impl FromStr for NoticeRate {
 crate::text_serde::serde_via_str!(NoticeRate);
 
 /// Who made a rule: the operator (CLI) or the progressive-enforcement engine.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RuleSource {
     Operator,

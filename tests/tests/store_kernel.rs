@@ -178,6 +178,61 @@ fn a_failed_start_leaves_the_datapath_as_it_was() {
     assert!(d.stop());
 }
 
+/// A start that fails after it made the maps equal to the store (here: native XDP on loopback,
+/// whose driver has none) puts every entry it added, replaced or removed back.
+#[test]
+fn a_start_failing_after_reconcile_puts_the_entries_back() {
+    let t = Topology::new("fsr");
+    let dirs = Dirs::new("fsr");
+    let d = Daemon::start(
+        &t.server,
+        &t.server_if,
+        &dirs,
+        &["--mode", "tc", "--ports", "25"],
+    );
+    cli_ok(&dirs, &["block", CLIENT_V4]);
+    assert!(d.stop());
+    // Store and maps disagree (as after a crash between the two writes): a rule only in the
+    // store, an entry only in the kernel, and an entry the kernel holds differently.
+    {
+        let store = enforcer::store::Store::open(&dirs.state_dir).unwrap();
+        store.put_rule(&rule(7)).unwrap();
+    }
+    let mut maps = PolicyMaps::open_pinned(&dirs.pin_dir).unwrap();
+    let only_kernel: Prefix = "203.0.113.5".parse().unwrap();
+    let drop_entry = maps.entries().unwrap()[0].1;
+    maps.upsert(&only_kernel, &drop_entry).unwrap();
+    let client: Prefix = CLIENT_V4.parse().unwrap();
+    let pass = enforcer::rule::Verdict::Pass;
+    let clock = enforcer::datapath::Clock::now();
+    let pass_entry = enforcer::rule::Rule {
+        prefix: client,
+        verdict: pass,
+        expires_at: None,
+        reason: None,
+        created_at: 0,
+        source: enforcer::rule::RuleSource::Operator,
+        list: None,
+    }
+    .to_kernel(&clock);
+    maps.upsert(&client, &pass_entry).unwrap();
+    let sorted = |maps: &PolicyMaps| {
+        let mut v = maps.entries().unwrap();
+        v.sort_by_key(|(p, _)| *p);
+        v
+    };
+    let before = sorted(&maps);
+    assert_eq!(before.len(), 2);
+
+    // Native XDP on the namespace's loopback: every check passes, attaching fails.
+    let out = run_once(&t.server, &args("lo", &dirs, &["--mode", "xdp"]));
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("put the 3 kernel entries"), "{err}");
+    assert_eq!(sorted(&maps), before, "entries exactly as they were");
+    assert_eq!(ports_and_mode(&dirs), (vec![25], false));
+}
+
 #[test]
 fn one_daemon_per_datapath_and_no_detach_under_it() {
     let t = Topology::new("one");

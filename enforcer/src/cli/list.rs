@@ -6,10 +6,10 @@
 //! Neither side ever holds more than one page of rows, and `--limit` says when rows were left out.
 
 use super::entry::{fmt_time, open_policy, parse_target, Dirs};
-use crate::control::client::{daemon_owning, to_cli_error};
+use crate::control::client::{daemon_owning, request_lines, to_cli_error};
 use crate::control::Request;
 use crate::datapath::{Clock, PolicyMaps};
-use crate::listing::{row, Filter, Page, Row, Source, PAGE};
+use crate::listing::{row, Filter, PageHead, Row, Source, PAGE};
 use crate::net::Prefix;
 use crate::store::Store;
 
@@ -70,41 +70,64 @@ impl<W: std::io::Write> Printer<W> {
 
     /// Prints one row; false once the limit is reached (the row was not printed).
     fn row(&mut self, r: &Row) -> Result<bool, Gone> {
+        if self.json {
+            let line = serde_json::to_vec(r).map_err(|_| Gone)?;
+            return self.json_row(&line);
+        }
+        self.text_row(r)
+    }
+
+    /// Prints a row the daemon encoded (one line of a page): copied as it is in JSON mode.
+    fn line(&mut self, line: &[u8]) -> Result<bool, Stop> {
+        if self.json {
+            return Ok(self.json_row(line)?);
+        }
+        let r = crate::listing::decode_row(line).map_err(|e| Stop::Failed(anyhow::anyhow!(e)))?;
+        Ok(self.text_row(&r)?)
+    }
+
+    fn json_row(&mut self, line: &[u8]) -> Result<bool, Gone> {
         if self.printed == self.limit {
             self.truncated = true;
             return Ok(false);
         }
-        if self.json {
-            let sep: &[u8] = if self.printed == 0 { b"\n  " } else { b",\n  " };
-            Self::io(self.out.write_all(sep))?;
-            Self::io(serde_json::to_writer(&mut self.out, r).map_err(std::io::Error::other))?;
-        } else {
-            if self.printed == 0 {
-                Self::io(writeln!(
-                    self.out,
-                    "{:<28} {:<44} {:<22} {:<9} REASON",
-                    "PREFIX", "VERDICT", "EXPIRES", "SOURCE"
-                ))?;
-            }
-            let expires = match (r.expires_at, r.expired) {
-                (None, _) => "never".to_string(),
-                (Some(t), false) => fmt_time(t),
-                (Some(t), true) => format!("expired {}", fmt_time(t)),
-            };
-            let mut verdict = r.verdict.describe();
-            if !r.in_kernel {
-                verdict.push_str(" [not in kernel]");
-            }
+        let sep: &[u8] = if self.printed == 0 { b"\n  " } else { b",\n  " };
+        Self::io(self.out.write_all(sep))?;
+        Self::io(self.out.write_all(line))?;
+        self.printed += 1;
+        Ok(true)
+    }
+
+    fn text_row(&mut self, r: &Row) -> Result<bool, Gone> {
+        if self.printed == self.limit {
+            self.truncated = true;
+            return Ok(false);
+        }
+        if self.printed == 0 {
             Self::io(writeln!(
                 self.out,
-                "{:<28} {:<44} {:<22} {:<9} {}",
-                r.prefix.to_string(),
-                verdict,
-                expires,
-                r.source,
-                r.reason.as_deref().unwrap_or_default()
+                "{:<28} {:<44} {:<22} {:<9} REASON",
+                "PREFIX", "VERDICT", "EXPIRES", "SOURCE"
             ))?;
         }
+        let expires = match (r.expires_at, r.expired) {
+            (None, _) => "never".to_string(),
+            (Some(t), false) => fmt_time(t),
+            (Some(t), true) => format!("expired {}", fmt_time(t)),
+        };
+        let mut verdict = r.verdict.describe();
+        if !r.in_kernel {
+            verdict.push_str(" [not in kernel]");
+        }
+        Self::io(writeln!(
+            self.out,
+            "{:<28} {:<44} {:<22} {:<9} {}",
+            r.prefix.to_string(),
+            verdict,
+            expires,
+            r.source,
+            r.reason.as_deref().unwrap_or_default()
+        ))?;
         self.printed += 1;
         Ok(true)
     }
@@ -180,7 +203,7 @@ impl From<anyhow::Error> for Stop {
     }
 }
 
-/// Pages from the daemon until the last one or the limit.
+/// Pages from the daemon until the last one or the limit; each row is printed as it is read.
 fn through_daemon<W: std::io::Write>(
     socket: &std::path::Path,
     filter: &Filter,
@@ -189,7 +212,7 @@ fn through_daemon<W: std::io::Write>(
     p.start()?;
     let mut after = None;
     loop {
-        let v = crate::control::request(
+        let (head, mut lines) = request_lines(
             socket,
             &Request::List {
                 after,
@@ -198,19 +221,23 @@ fn through_daemon<W: std::io::Write>(
                 limit: Some(PAGE),
                 list: filter.list.clone(),
             },
+            |v| v.get("rows").and_then(|n| n.as_u64()).unwrap_or(0),
         )
         .map_err(|e| Stop::Failed(to_cli_error(e)))?;
-        let page: Page = serde_json::from_value(v).map_err(|e| {
+        let head: PageHead = serde_json::from_value(head).map_err(|e| {
             Stop::Failed(anyhow::anyhow!(
                 "the daemon sent a list page that does not parse: {e}"
             ))
         })?;
-        for r in &page.rows {
-            if !p.row(r)? {
+        while let Some(line) = lines
+            .next_line()
+            .map_err(|e| Stop::Failed(to_cli_error(e)))?
+        {
+            if !p.line(line)? {
                 return Ok(());
             }
         }
-        match page.next {
+        match head.next {
             Some(n) => after = Some(n),
             None => return Ok(()),
         }

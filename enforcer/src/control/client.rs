@@ -57,6 +57,70 @@ pub fn daemon_owning(socket: &Path, state_dir: &Path) -> bool {
 
 /// Sends one request and returns the reply's `result`.
 pub fn request(socket: &Path, req: &Request) -> Result<serde_json::Value, ClientError> {
+    send(socket, req).map(|(v, _)| v)
+}
+
+/// Sends a request whose reply is followed by `count(result)` lines (`list`): returns the reply's
+/// `result` and the lines, read one at a time as the caller asks for them.
+pub fn request_lines(
+    socket: &Path,
+    req: &Request,
+    count: impl FnOnce(&serde_json::Value) -> u64,
+) -> Result<(serde_json::Value, Lines), ClientError> {
+    let (v, rd) = send(socket, req)?;
+    let left = count(&v);
+    Ok((
+        v,
+        Lines {
+            rd,
+            left,
+            line: Vec::new(),
+            path: socket.to_path_buf(),
+        },
+    ))
+}
+
+/// The lines that follow a reply, each at most [`MAX_LINE`] bytes.
+pub struct Lines {
+    rd: BufReader<UnixStream>,
+    left: u64,
+    line: Vec<u8>,
+    path: PathBuf,
+}
+
+impl Lines {
+    /// The next line without its `\n`; `None` after the last.
+    pub fn next_line(&mut self) -> Result<Option<&[u8]>, ClientError> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        self.left -= 1;
+        self.line.clear();
+        let unknown = |how: String| ClientError::OutcomeUnknown {
+            path: self.path.clone(),
+            how,
+        };
+        (&mut self.rd)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut self.line)
+            .map_err(|e| unknown(format!("failed in the middle of its reply ({e})")))?;
+        match self.line.pop() {
+            Some(b'\n') => Ok(Some(&self.line)),
+            _ if self.line.len() > MAX_LINE => Err(ClientError::ReplyTooLarge(MAX_LINE)),
+            _ => Err(unknown(format!(
+                "closed the connection in the middle of its reply ({} lines missing)",
+                self.left + 1
+            ))),
+        }
+    }
+}
+
+/// Sends one request; returns the reply's `result` and the connection, positioned after the
+/// reply's line.
+fn send(
+    socket: &Path,
+    req: &Request,
+) -> Result<(serde_json::Value, BufReader<UnixStream>), ClientError> {
     let io = |err| ClientError::Io {
         path: socket.to_path_buf(),
         err,
@@ -94,7 +158,9 @@ pub fn request(socket: &Path, req: &Request) -> Result<serde_json::Value, Client
         .write_all(line.as_bytes())
         .map_err(|e| unknown(format!("failed while the request was sent ({e})")))?;
     let mut reply = Vec::new();
-    BufReader::new(stream.take(MAX_REPLY as u64 + 1))
+    let mut rd = BufReader::with_capacity(64 << 10, stream);
+    (&mut rd)
+        .take(MAX_REPLY as u64 + 1)
         .read_until(b'\n', &mut reply)
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
@@ -119,7 +185,7 @@ pub fn request(socket: &Path, req: &Request) -> Result<serde_json::Value, Client
         ))
     })?;
     if reply.ok {
-        Ok(reply.result.unwrap_or(serde_json::Value::Null))
+        Ok((reply.result.unwrap_or(serde_json::Value::Null), rd))
     } else {
         Err(ClientError::Refused {
             usage: reply.usage,

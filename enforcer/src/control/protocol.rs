@@ -88,8 +88,9 @@ pub enum Request {
     },
     /// The fleet link's state (`enforcer fleet status`).
     FleetStatus {},
-    /// One page of `enforcer list` (a [`crate::listing::Page`]): rows sorted by prefix, starting
-    /// after `after`, at most `limit` (capped at [`crate::listing::PAGE`]).
+    /// One page of `enforcer list`: rows sorted by prefix, starting after `after`, at most `limit`
+    /// (capped at [`crate::listing::PAGE`]). The reply is a [`crate::listing::PageHead`] followed
+    /// by `rows` lines, one row's JSON each ([`Reply::with_lines`]).
     List {
         #[serde(default)]
         after: Option<crate::net::Prefix>,
@@ -114,6 +115,10 @@ pub struct Reply {
     pub usage: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Lines sent after the reply's own line (each ending in `\n`), already encoded: a listing's
+    /// rows go to the socket as the engine wrote them, and the CLI prints them as they come.
+    #[serde(skip)]
+    pub lines: Option<String>,
 }
 
 impl Reply {
@@ -124,6 +129,7 @@ impl Reply {
                 result: Some(v),
                 usage: false,
                 error: None,
+                lines: None,
             },
             Err(e) => Reply::internal(format!("cannot encode the reply: {e}")),
         }
@@ -136,6 +142,7 @@ impl Reply {
             result: None,
             usage: true,
             error: Some(msg.into()),
+            lines: None,
         }
     }
 
@@ -145,14 +152,28 @@ impl Reply {
             result: None,
             usage: false,
             error: Some(msg.into()),
+            lines: None,
         }
     }
 
+    /// A successful reply followed by pre-encoded `lines` (each ending in `\n`).
+    pub fn with_lines(result: impl Serialize, lines: String) -> Self {
+        let mut r = Reply::ok(result);
+        if r.ok {
+            r.lines = Some(lines);
+        }
+        r
+    }
+
+    /// What goes to the socket: the reply's line, then its [`Reply::lines`] if any.
     pub fn to_line(&self) -> String {
         let mut s = serde_json::to_string(self).unwrap_or_else(|e| {
             format!(r#"{{"ok":false,"error":"cannot encode the reply: {e}"}}"#)
         });
         s.push('\n');
+        if let Some(lines) = &self.lines {
+            s.push_str(lines);
+        }
         s
     }
 }

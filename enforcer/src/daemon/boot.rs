@@ -133,7 +133,7 @@ impl Daemon {
         // makes the maps equal to it: rebuilt when the pins were gone (after a reboot), reconciled
         // when they were adopted (after a restart).
         let maps = PolicyMaps::open_pinned(&s.pin_dir)?;
-        let (engine, rep) = Engine::start(
+        let (mut engine, rep) = Engine::start(
             s.engine.clone(),
             store,
             PinnedKernel(maps),
@@ -141,10 +141,11 @@ impl Daemon {
             Clock::now().unix_secs(),
         )?;
         info!(
-            "kernel entries reconciled with the store: {} senders, {} operator rules, {} entries written, {} stale removed{}",
+            "kernel entries reconciled with the store: {} senders, {} operator rules, {} entries written, {} already as wanted, {} stale removed{}",
             rep.senders,
             rep.operator_rules,
             rep.written,
+            rep.kept,
             rep.removed,
             if rep.failed > 0 { format!(", {} failed (retrying)", rep.failed) } else { String::new() }
         );
@@ -163,8 +164,18 @@ impl Daemon {
             s.ifaces.iter().map(|i| dp.attach(i, s.mode)).collect()
         };
         match attach() {
-            Ok(out) => Ok((engine, out)),
+            Ok(out) => {
+                engine.keep_start();
+                Ok((engine, out))
+            }
             Err(e) => {
+                // Entries too: a failed start leaves the datapath exactly as it found it.
+                let (undone, failed) = engine.roll_back_start();
+                if failed > 0 {
+                    error!("the failed start could not put {failed} kernel entries back as they were ({undone} were)");
+                } else if undone > 0 {
+                    info!("the failed start put the {undone} kernel entries it had changed back as they were");
+                }
                 let restored = control
                     .set_ports(&before.0)
                     .and_then(|()| control.set_report_only(before.1));

@@ -19,17 +19,20 @@ use crate::duration::Span;
 use crate::evidence::milter::session::Sighting;
 use crate::evidence::reply::{Board, Notice};
 use crate::evidence::Channel;
-use crate::listing::{self, Filter, Page, Source, PAGE};
+use crate::listing::{self, Filter, PageHead, Source, PAGE};
 use crate::net::Prefix;
 use crate::policy::{Action, Desired, Evidence, Policy, Record, Refusal, Standing};
 use crate::rule::{Rule, RuleSource, Verdict};
 use crate::store::Store;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{Hash as _, Hasher as _};
 use std::net::IpAddr;
 use std::ops::Bound;
 
 mod fleet_io;
+mod operator;
 pub use fleet_io::Touched;
+use operator::OperatorRules;
 
 /// A failed kernel write is retried this many seconds later.
 const RETRY_SECS: i64 = 5;
@@ -105,8 +108,11 @@ pub struct EngineSettings {
 pub struct Reconciled {
     pub senders: usize,
     pub operator_rules: usize,
-    /// Entries written (every desired entry is rewritten, refreshing boot-clock times).
+    /// Entries written (missing from the kernel, or different there).
     pub written: usize,
+    /// Desired entries the kernel already held as they should be (boot-clock times within a
+    /// second), left alone.
+    pub kept: usize,
     /// Kernel entries the store does not know, removed.
     pub removed: usize,
     pub failed: usize,
@@ -120,9 +126,10 @@ pub struct Engine<K: Kernel> {
     store: Store,
     kernel: K,
     records: BTreeMap<Prefix, Record>,
-    operator: BTreeMap<Prefix, Rule>,
-    /// What this engine last wrote to the kernel per prefix.
-    applied: BTreeMap<Prefix, Rule>,
+    operator: OperatorRules,
+    /// What this engine last wrote to the kernel per prefix, as a [`written`] fingerprint: the
+    /// rule itself is in `operator` or follows from the record (a copy would double the memory).
+    applied: BTreeMap<Prefix, u64>,
     timers: BTreeSet<(i64, Prefix)>,
     due: HashMap<Prefix, i64>,
     labels: HashMap<Prefix, Vec<(String, String)>>,
@@ -138,6 +145,24 @@ pub struct Engine<K: Kernel> {
     write_errors: LogLimit,
     /// Where the next self-check continues (the last prefix it compared).
     check_cursor: Option<Prefix>,
+    /// During start-up: what reconciliation changed in the kernel, to undo if the start fails.
+    start_journal: Option<Journal<K::Saved>>,
+}
+
+/// Kernel entries a start-up reconciliation added, and those it replaced or removed (with what
+/// the kernel held before).
+struct Journal<S> {
+    added: Vec<Prefix>,
+    replaced: Vec<(Prefix, S)>,
+}
+
+impl<S> Default for Journal<S> {
+    fn default() -> Self {
+        Journal {
+            added: Vec::new(),
+            replaced: Vec::new(),
+        }
+    }
 }
 
 impl<K: Kernel> Engine<K> {
@@ -158,7 +183,7 @@ impl<K: Kernel> Engine<K> {
             store,
             kernel,
             records: BTreeMap::new(),
-            operator: BTreeMap::new(),
+            operator: OperatorRules::default(),
             applied: BTreeMap::new(),
             timers: BTreeSet::new(),
             due: HashMap::new(),
@@ -171,6 +196,7 @@ impl<K: Kernel> Engine<K> {
             datapath: settings.datapath,
             write_errors: LogLimit::default(),
             check_cursor: None,
+            start_journal: None,
         };
         let mut changed = Vec::new();
         for mut rec in e.store.senders()? {
@@ -182,24 +208,76 @@ impl<K: Kernel> Engine<K> {
         if !changed.is_empty() {
             e.store.put_senders(changed.iter())?;
         }
-        for rule in e.store.rules()? {
-            e.operator.insert(rule.prefix, rule);
+        let operator = &mut e.operator;
+        e.store.each_rule(|rule| {
+            operator.insert(rule.prefix, rule);
+        })?;
+        e.start_journal = Some(Journal::default());
+        let report = e.converge(now)?;
+        Ok((e, report))
+    }
+
+    /// The start is complete (the datapath is attached): what reconciliation replaced is forgotten.
+    pub fn keep_start(&mut self) {
+        self.start_journal = None;
+    }
+
+    /// The start failed after reconciliation (attaching failed): puts every kernel entry it
+    /// wrote or removed back as it was, so a failed start leaves the datapath exactly as it found
+    /// it. Returns how many entries were put back and how many could not be.
+    pub fn roll_back_start(&mut self) -> (usize, usize) {
+        let Some(journal) = self.start_journal.take() else {
+            return (0, 0);
+        };
+        let (mut done, mut failed) = (0, 0);
+        let mut count = |what: &str, p: &Prefix, r: anyhow::Result<()>| match r {
+            Ok(()) => done += 1,
+            Err(err) => {
+                failed += 1;
+                log::error!("rolling back the failed start: {what} {p}: {err:#}");
+            }
+        };
+        for p in &journal.added {
+            let r = self.kernel.remove(p).map(|_| ());
+            count("removing", p, r);
         }
-        let kinds: Vec<&str> = e
+        for (p, old) in &journal.replaced {
+            let r = self.kernel.restore(p, old);
+            count("restoring", p, r);
+        }
+        self.applied.clear();
+        // Entries it removed again leave presence-filter bits behind.
+        if let Err(err) = self.kernel.settle(true) {
+            log::error!(
+                "rolling back the failed start: recomputing the prefix presence filters: {err:#}"
+            );
+        }
+        (done, failed)
+    }
+
+    /// What start-up and reload share: stage metrics from the schedule, kernel := store, then every
+    /// prefix's timer and metric label.
+    fn converge(&mut self, now: i64) -> anyhow::Result<Reconciled> {
+        let kinds: Vec<&str> = self
             .policy
             .schedule
             .stages()
             .iter()
             .map(|st| action_kind(&st.action))
             .collect();
-        e.metrics.init(&kinds);
-        let report = e.reconcile(now)?;
-        let prefixes: Vec<Prefix> = e.records.keys().chain(e.operator.keys()).copied().collect();
+        self.metrics.init(&kinds);
+        let report = self.reconcile(now)?;
+        let prefixes: Vec<Prefix> = self
+            .records
+            .keys()
+            .chain(self.operator.keys())
+            .copied()
+            .collect();
         for p in prefixes {
-            e.schedule(p, now);
-            e.relabel(p, now);
+            self.schedule(p, now);
+            self.relabel(p, now);
         }
-        Ok((e, report))
+        Ok(report)
     }
 
     /// Applies a reloaded configuration: schedule, allow-list, pause budget, aggregation (for new
@@ -223,73 +301,86 @@ impl<K: Kernel> Engine<K> {
         if !changed.is_empty() {
             self.store.put_senders(changed.iter())?;
         }
-        let kinds: Vec<&str> = self
-            .policy
-            .schedule
-            .stages()
-            .iter()
-            .map(|st| action_kind(&st.action))
-            .collect();
-        self.metrics.init(&kinds);
-        let report = self.reconcile(now)?;
-        let prefixes: Vec<Prefix> = self
-            .records
-            .keys()
-            .chain(self.operator.keys())
-            .copied()
-            .collect();
-        for p in prefixes {
-            self.schedule(p, now);
-            self.relabel(p, now);
-        }
-        Ok(report)
+        self.converge(now)
     }
 
-    /// Kernel := store. Entries the store does not know are removed; every desired entry is written.
+    /// Kernel := store. Entries the store does not know are removed; every desired entry the
+    /// kernel does not already hold is written. During start-up, what it replaces is journaled
+    /// for [`Engine::roll_back_start`].
     pub fn reconcile(&mut self, now: i64) -> anyhow::Result<Reconciled> {
-        let mut desired = BTreeMap::new();
-        for p in self.records.keys().chain(self.operator.keys()) {
-            if let Some(r) = self.desired_for(p, now) {
-                desired.insert(*p, r);
-            }
-        }
         let mut rep = Reconciled {
             senders: self.records.len(),
             operator_rules: self.operator.len(),
             ..Reconciled::default()
         };
+        let mut journal = self.start_journal.take();
         for p in self.kernel.prefixes()? {
-            if !desired.contains_key(&p) {
-                self.metrics.kernel_writes.inc();
-                match self.kernel.remove(&p) {
-                    Ok(_) => rep.removed += 1,
-                    Err(err) => {
-                        self.metrics.kernel_errors.inc();
-                        if self.write_errors.allow(now, WRITE_ERROR_LOG_SECS).is_some() {
-                            log::error!("removing stale kernel entry {p}: {err:#} (further errors of this start-up are only counted)");
-                        }
-                        rep.failed += 1;
+            if self.desired_for(&p, now).is_some() {
+                continue;
+            }
+            let old = match self.kernel.save(&p) {
+                Ok(old) => old,
+                Err(err) => {
+                    self.reconcile_error(&mut rep, now, "reading stale kernel entry", &p, &err);
+                    continue;
+                }
+            };
+            self.metrics.kernel_writes.inc();
+            match self.kernel.remove(&p) {
+                Ok(_) => {
+                    rep.removed += 1;
+                    if let (Some(j), Some(old)) = (journal.as_mut(), old) {
+                        j.replaced.push((p, old));
                     }
+                }
+                Err(err) => {
+                    self.reconcile_error(&mut rep, now, "removing stale kernel entry", &p, &err)
                 }
             }
         }
         self.applied.clear();
-        for (p, rule) in desired {
+        // Keys only: no copy of the rules. A prefix with a record and an operator rule comes twice.
+        let mut keys: Vec<Prefix> = self
+            .records
+            .keys()
+            .chain(self.operator.keys())
+            .copied()
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        for p in keys {
+            let Some(rule) = self.desired_for(&p, now) else {
+                continue;
+            };
+            let old = match self.kernel.save(&p) {
+                Ok(old) => old,
+                Err(err) => {
+                    self.reconcile_error(&mut rep, now, "reading kernel entry", &p, &err);
+                    continue;
+                }
+            };
+            if old.as_ref().is_some_and(|o| self.kernel.is(o, &rule)) {
+                rep.kept += 1;
+                self.applied.insert(p, written(&rule));
+                continue;
+            }
             self.metrics.kernel_writes.inc();
             match self.kernel.upsert(&rule) {
                 Ok(()) => {
                     rep.written += 1;
-                    self.applied.insert(p, rule);
+                    self.applied.insert(p, written(&rule));
+                    if let Some(j) = journal.as_mut() {
+                        match old {
+                            Some(old) => j.replaced.push((p, old)),
+                            None => j.added.push(p),
+                        }
+                    }
                 }
                 Err(err) => {
-                    self.metrics.kernel_errors.inc();
                     if err.downcast_ref::<crate::datapath::MapFull>().is_some() {
                         self.metrics.kernel_map_full.inc();
                     }
-                    if self.write_errors.allow(now, WRITE_ERROR_LOG_SECS).is_some() {
-                        log::error!("writing kernel entry {p}: {err:#} (further errors of this start-up are only counted)");
-                    }
-                    rep.failed += 1;
+                    self.reconcile_error(&mut rep, now, "writing kernel entry", &p, &err);
                 }
             }
         }
@@ -298,7 +389,23 @@ impl<K: Kernel> Engine<K> {
         if let Err(err) = self.kernel.settle(true) {
             log::error!("recomputing the prefix presence filters: {err:#} (stale bits only cost a trie walk; the self-check retries)");
         }
+        self.start_journal = journal;
         Ok(rep)
+    }
+
+    fn reconcile_error(
+        &mut self,
+        rep: &mut Reconciled,
+        now: i64,
+        what: &str,
+        p: &Prefix,
+        err: &anyhow::Error,
+    ) {
+        self.metrics.kernel_errors.inc();
+        if self.write_errors.allow(now, WRITE_ERROR_LOG_SECS).is_some() {
+            log::error!("{what} {p}: {err:#} (further errors of this start-up are only counted)");
+        }
+        rep.failed += 1;
     }
 
     pub fn records(&self) -> impl Iterator<Item = &Record> {
@@ -332,11 +439,21 @@ impl<K: Kernel> Engine<K> {
             .clock_offset
             .is_some_and(|last| (offset - last).abs() > 1_000_000_000);
         if stepped {
-            let rules: Vec<Rule> = self.applied.values().cloned().collect();
+            let now = (unix_ns / 1_000_000_000) as i64;
+            let keys: Vec<Prefix> = self.applied.keys().copied().collect();
             let mut moved = 0;
-            for rule in &rules {
+            for p in &keys {
+                let Some(rule) = self.settled(p, now) else {
+                    // A change is due that its timer has not applied yet: write what is wanted
+                    // now, converted with the new clock.
+                    if self.sync(*p, now).is_ok() {
+                        moved += 1;
+                    }
+                    self.schedule(*p, now);
+                    continue;
+                };
                 self.metrics.kernel_writes.inc();
-                match self.kernel.realign(rule) {
+                match self.kernel.realign(&rule) {
                     Ok(true) => moved += 1,
                     Ok(false) => {}
                     Err(err) => {
@@ -347,7 +464,7 @@ impl<K: Kernel> Engine<K> {
             }
             log::info!(
                 "the wall clock stepped; re-aligned {moved} of {} kernel entries",
-                rules.len()
+                keys.len()
             );
         }
         self.clock_offset = Some(offset);
@@ -361,7 +478,7 @@ impl<K: Kernel> Engine<K> {
             }
             self.timers.pop_first();
             self.due.remove(&p);
-            if self.operator.get(&p).is_some_and(|r| r.is_expired(now)) {
+            if self.operator.packed(&p).is_some_and(|r| r.is_expired(now)) {
                 // Expired operator rules leave the store too, as `enforcer run` does without the engine.
                 match self.store.remove_rule(&p) {
                     Ok(_) => {
@@ -446,7 +563,10 @@ impl<K: Kernel> Engine<K> {
                 let list: Vec<_> = self
                     .records
                     .values()
-                    .map(|r| views::view(&self.policy, r, self.operator_for(&r.prefix, now), now))
+                    .map(|r| {
+                        let op = self.operator_for(&r.prefix, now);
+                        views::view(&self.policy, r, op.as_ref(), now)
+                    })
                     .collect();
                 Reply::ok(list)
             }
@@ -506,13 +626,15 @@ impl<K: Kernel> Engine<K> {
                     list,
                 },
                 limit,
+                now,
             ),
             Request::Rules {} => {
-                let mut rules: Vec<&Rule> = self.operator.values().collect();
+                let mut rules: Vec<Rule> = self.operator.values().collect();
                 rules.extend(
                     self.applied
-                        .values()
-                        .filter(|r| !self.operator.contains_key(&r.prefix)),
+                        .keys()
+                        .filter(|p| !self.operator.contains_key(p))
+                        .filter_map(|p| self.settled(p, now)),
                 );
                 Reply::ok(rules)
             }
@@ -522,7 +644,13 @@ impl<K: Kernel> Engine<K> {
     /// One page of `enforcer list`: operator rules and engine entries after `after`, sorted by
     /// prefix, each with what the kernel holds for it. At most `SCAN` keys are looked at per page, so
     /// a filter that keeps few rows still answers quickly (with fewer rows and a `next`).
-    fn list_page(&self, after: Option<Prefix>, filter: &Filter, limit: Option<u32>) -> Reply {
+    fn list_page(
+        &self,
+        after: Option<Prefix>,
+        filter: &Filter,
+        limit: Option<u32>,
+        now: i64,
+    ) -> Reply {
         const SCAN: usize = 16 * PAGE as usize;
         let limit = limit.unwrap_or(PAGE).clamp(1, PAGE) as usize;
         let start = match (after, filter.prefix) {
@@ -533,34 +661,43 @@ impl<K: Kernel> Engine<K> {
         let range = (start, Bound::Unbounded);
         let mut ops = self.operator.range(range).peekable();
         let mut eng = self.applied.range(range).peekable();
-        let mut picked: Vec<(Prefix, &Rule)> = Vec::new();
+        let mut picked: Vec<(Prefix, Rule)> = Vec::new();
         let mut scanned = 0;
+        let mut examined = None;
         let mut next = None;
         loop {
             // Merge the two sorted key sets; the operator rule wins where both have the prefix.
+            // An engine entry's rule is computed only once its key is looked at.
             let (p, rule) = match (ops.peek(), eng.peek()) {
                 (None, None) => break,
-                (Some((a, _)), Some((b, _))) if b < a => eng.next().map(|(p, r)| (*p, r)),
+                (Some((a, _)), Some((b, _))) if b < a => eng.next().map(|(p, _)| (*p, None)),
                 (Some((a, _)), Some((b, _))) if a == b => {
                     eng.next();
-                    ops.next().map(|(p, r)| (*p, r))
+                    ops.next().map(|(p, r)| (*p, Some(r.rule(*p))))
                 }
-                (Some(_), _) => ops.next().map(|(p, r)| (*p, r)),
-                (None, Some(_)) => eng.next().map(|(p, r)| (*p, r)),
+                (Some(_), _) => ops.next().map(|(p, r)| (*p, Some(r.rule(*p)))),
+                (None, Some(_)) => eng.next().map(|(p, _)| (*p, None)),
             }
             .expect("peeked");
             if filter.past_end(&p) {
                 break;
             }
             if picked.len() == limit || scanned == SCAN {
-                next = picked.last().map(|(p, _)| *p).or(Some(p));
-                if scanned == SCAN && picked.len() < limit {
-                    // Stopped on the scan budget: resume right after the last key looked at.
-                    next = Some(p);
-                }
+                // `p` was taken but not looked at: the next page resumes right after the last key
+                // that was (on a full page, the last row), so `p` is its first.
+                next = examined.or(Some(p));
                 break;
             }
             scanned += 1;
+            examined = Some(p);
+            let rule = match rule {
+                Some(r) => r,
+                None => match self.settled(&p, now) {
+                    Some(r) => r,
+                    // Its removal is pending (the retry timer's); the kernel read shows it then.
+                    None => continue,
+                },
+            };
             let source = match rule.source {
                 RuleSource::Operator => Source::Operator,
                 RuleSource::Engine { .. } => Source::Engine,
@@ -578,12 +715,18 @@ impl<K: Kernel> Engine<K> {
             Err(e) => return Reply::internal(format!("reading the kernel maps: {e:#}")),
         };
         let clock = Clock::now();
-        let rows = picked
-            .iter()
-            .zip(&kernel)
-            .map(|((p, rule), k)| listing::row(*p, k.as_ref(), Some(rule), &clock))
-            .collect();
-        Reply::ok(Page { rows, next })
+        let mut lines = String::with_capacity(picked.len() * 256);
+        for ((p, rule), k) in picked.iter().zip(&kernel) {
+            listing::encode_row(
+                &mut lines,
+                &listing::row(*p, k.as_ref(), Some(rule), &clock),
+            );
+        }
+        let head = PageHead {
+            rows: picked.len() as u64,
+            next,
+        };
+        Reply::with_lines(head, lines)
     }
 
     fn detail(&self, p: Prefix, now: i64) -> views::SenderDetail {
@@ -591,7 +734,7 @@ impl<K: Kernel> Engine<K> {
         views::detail(
             &self.policy,
             rec,
-            self.operator_for(&p, now),
+            self.operator_for(&p, now).as_ref(),
             self.report_only,
             now,
         )
@@ -816,7 +959,7 @@ impl<K: Kernel> Engine<K> {
         }
         Reply::ok(serde_json::json!({
             "removed": removed.or(had),
-            "engine_entry": self.applied.get(&p).map(|r| r.verdict.describe()),
+            "engine_entry": self.settled(&p, now).map(|r| r.verdict.describe()),
         }))
     }
 
@@ -853,29 +996,44 @@ impl<K: Kernel> Engine<K> {
 
     /// The kernel entry a prefix should have at `now`.
     fn desired_for(&self, p: &Prefix, now: i64) -> Option<Rule> {
-        if let Some(r) = self.operator.get(p).filter(|r| !r.is_expired(now)) {
-            return Some(r.clone());
+        if let Some(r) = self.operator.packed(p).filter(|r| !r.is_expired(now)) {
+            return Some(r.rule(*p));
         }
         let rec = self.records.get(p)?;
         // An operator rule on a covering prefix wins too: a host entry would otherwise be the longest
         // match in the kernel and override, say, an operator block of the whole /24.
-        if self.operator_for(p, now).is_some() {
+        if self.operator_decides(p, now).is_some() {
             return None;
         }
         self.policy.desired_one(rec, now).map(|d| engine_rule(&d))
     }
 
+    /// The rule of the entry this engine wrote for `p`, when it is still the one it wants: recomputed
+    /// from the operator rule or the record, since only a fingerprint of it is kept.
+    fn settled(&self, p: &Prefix, now: i64) -> Option<Rule> {
+        let fp = *self.applied.get(p)?;
+        self.desired_for(p, now).filter(|r| written(r) == fp)
+    }
+
     /// The live operator rule that decides for `p`: one for exactly `p`, else the most specific one
     /// covering it. One map lookup per shorter prefix length, so a million imported rules cost the
     /// same as ten.
-    fn operator_for(&self, p: &Prefix, now: i64) -> Option<&Rule> {
-        let live = |q: &Prefix| self.operator.get(q).filter(|r| !r.is_expired(now));
-        if let Some(r) = live(p) {
-            return Some(r);
-        }
-        (0..p.len())
+    fn operator_for(&self, p: &Prefix, now: i64) -> Option<Rule> {
+        self.operator_decides(p, now)
+            .and_then(|q| self.operator.get(&q))
+    }
+
+    /// The prefix of [`Engine::operator_for`]'s rule.
+    fn operator_decides(&self, p: &Prefix, now: i64) -> Option<Prefix> {
+        let live = |q: Prefix| {
+            self.operator
+                .packed(&q)
+                .is_some_and(|r| !r.is_expired(now))
+                .then_some(q)
+        };
+        (0..=p.len())
             .rev()
-            .find_map(|len| live(&Prefix::containing(p.addr(), len)))
+            .find_map(|len| live(Prefix::containing(p.addr(), len)))
     }
 
     /// Re-applies the engine entries of every sender inside `q` after an operator rule for `q`
@@ -897,7 +1055,7 @@ impl<K: Kernel> Engine<K> {
     /// Makes the kernel entry for one prefix match what it should be; a failure is retried later.
     fn sync(&mut self, p: Prefix, now: i64) -> Result<(), WriteFailure> {
         let want = self.desired_for(&p, now);
-        if want.as_ref() == self.applied.get(&p) {
+        if want.as_ref().map(written) == self.applied.get(&p).copied() {
             return Ok(());
         }
         self.metrics.kernel_writes.inc();
@@ -910,7 +1068,7 @@ impl<K: Kernel> Engine<K> {
                 match want {
                     Some(rule) => {
                         log::info!("kernel entry {p}: {}", rule.verdict.describe());
-                        self.applied.insert(p, rule);
+                        self.applied.insert(p, written(&rule));
                     }
                     None => {
                         log::info!("kernel entry {p}: removed");
@@ -949,25 +1107,29 @@ impl<K: Kernel> Engine<K> {
             Some(p) => Excluded(p),
             None => Unbounded,
         };
-        let batch: Vec<Rule> = self
+        let batch: Vec<Prefix> = self
             .applied
             .range((from, Unbounded))
             .take(budget.max(1))
-            .map(|(_, r)| r.clone())
+            .map(|(p, _)| *p)
             .collect();
         let round_done = batch.len() < budget.max(1);
         self.check_cursor = if round_done {
             None
         } else {
-            batch.last().map(|r| r.prefix)
+            batch.last().copied()
         };
         let mut repaired = 0;
-        for rule in &batch {
-            match self.kernel.holds(rule) {
+        for p in &batch {
+            // An entry not settled yet (a write pending) is its retry timer's.
+            let Some(rule) = self.settled(p, now) else {
+                continue;
+            };
+            match self.kernel.holds(&rule) {
                 Ok(true) => {}
                 Ok(false) => {
                     self.metrics.kernel_writes.inc();
-                    match self.kernel.upsert(rule) {
+                    match self.kernel.upsert(&rule) {
                         Ok(()) => {
                             log::warn!(
                                 "self-check: the kernel entry for {} was missing or different; rewrote it ({})",
@@ -1024,12 +1186,12 @@ impl<K: Kernel> Engine<K> {
             .get(&p)
             .and_then(|r| self.policy.next_change(r, now));
         let mut earliest = |t: i64| next = Some(next.map_or(t, |n: i64| n.min(t)));
-        if let Some(exp) = self.operator.get(&p).and_then(|r| r.expires_at) {
+        if let Some(exp) = self.operator.packed(&p).and_then(|r| r.expires_at()) {
             if exp > now {
                 earliest(exp);
             }
         }
-        if self.applied.get(&p) != self.desired_for(&p, now).as_ref() {
+        if self.applied.get(&p).copied() != self.desired_for(&p, now).as_ref().map(written) {
             earliest(now + RETRY_SECS);
         }
         if let Some(old) = self.due.remove(&p) {
@@ -1086,6 +1248,14 @@ impl<K: Kernel> Engine<K> {
             self.labels.insert(p, new);
         }
     }
+}
+
+/// What the engine remembers of an entry it wrote: a hash of what the kernel and the policy core
+/// act on (prefix, verdict, expiry, who made it). Reasons and creation times are the store's.
+fn written(rule: &Rule) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (rule.prefix, &rule.verdict, rule.expires_at, &rule.source).hash(&mut h);
+    h.finish()
 }
 
 /// The `stage_action` label of a stage.

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 /// The policy entries the engine manages, keyed by exact prefix.
 pub trait Kernel {
+    /// One entry exactly as the kernel holds it, to be put back by [`Kernel::restore`].
+    type Saved;
     fn upsert(&mut self, rule: &Rule) -> anyhow::Result<()>;
     fn remove(&mut self, prefix: &Prefix) -> anyhow::Result<bool>;
     /// Every prefix that has an entry.
@@ -34,6 +36,12 @@ pub trait Kernel {
     fn remove_many(&mut self, prefixes: &[Prefix]) -> anyhow::Result<()> {
         prefixes.iter().try_for_each(|p| self.remove(p).map(|_| ()))
     }
+    /// The entry for `prefix` as the kernel holds it now, if any.
+    fn save(&self, prefix: &Prefix) -> anyhow::Result<Option<Self::Saved>>;
+    /// Writes back an entry [`Kernel::save`] returned, unchanged.
+    fn restore(&mut self, prefix: &Prefix, saved: &Self::Saved) -> anyhow::Result<()>;
+    /// Whether a saved entry is exactly `rule` (boot-clock times within a second), as `holds` says.
+    fn is(&self, saved: &Self::Saved, rule: &Rule) -> bool;
     /// Brings derived kernel state (the prefix presence filters) up to date after removals;
     /// `full` recomputes it whatever this process did (after reconciling at start).
     fn settle(&mut self, _full: bool) -> anyhow::Result<()> {
@@ -46,6 +54,22 @@ pub trait Kernel {
 pub struct PinnedKernel(pub PolicyMaps);
 
 impl Kernel for PinnedKernel {
+    type Saved = PolicyEntry;
+
+    fn save(&self, prefix: &Prefix) -> anyhow::Result<Option<PolicyEntry>> {
+        self.0.get(prefix)
+    }
+
+    fn restore(&mut self, prefix: &Prefix, saved: &PolicyEntry) -> anyhow::Result<()> {
+        self.0.upsert(prefix, saved)
+    }
+
+    /// An entry the presence filter hides is as good as missing: rewriting it sets the bits.
+    fn is(&self, have: &PolicyEntry, rule: &Rule) -> bool {
+        let want = rule.to_kernel(&Clock::now());
+        same_shape(have, &want) && !moved(have, &want) && self.0.filtered(&rule.prefix)
+    }
+
     fn upsert(&mut self, rule: &Rule) -> anyhow::Result<()> {
         self.0.upsert(&rule.prefix, &rule.to_kernel(&Clock::now()))
     }
@@ -83,14 +107,11 @@ impl Kernel for PinnedKernel {
         }
     }
 
-    /// An entry the presence filter hides is as good as missing: rewriting it sets the bits.
     fn holds(&self, rule: &Rule) -> anyhow::Result<bool> {
-        let want = rule.to_kernel(&Clock::now());
         Ok(self
             .0
             .get(&rule.prefix)?
-            .is_some_and(|have| same_shape(&have, &want) && !moved(&have, &want))
-            && self.0.filtered(&rule.prefix))
+            .is_some_and(|have| self.is(&have, rule)))
     }
 
     fn lookup(&self, prefixes: &[Prefix]) -> anyhow::Result<Vec<Option<PolicyEntry>>> {
@@ -152,6 +173,25 @@ pub struct MemKernel {
 }
 
 impl Kernel for MemKernel {
+    type Saved = Rule;
+
+    fn save(&self, prefix: &Prefix) -> anyhow::Result<Option<Rule>> {
+        Ok(self.entries.get(prefix).cloned())
+    }
+
+    fn restore(&mut self, prefix: &Prefix, saved: &Rule) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.fail, "injected kernel failure");
+        self.writes += 1;
+        self.entries.insert(*prefix, saved.clone());
+        Ok(())
+    }
+
+    fn is(&self, saved: &Rule, rule: &Rule) -> bool {
+        // What the kernel keeps of a rule: reasons and creation times live in the store only.
+        (&saved.verdict, saved.expires_at, &saved.source)
+            == (&rule.verdict, rule.expires_at, &rule.source)
+    }
+
     fn upsert(&mut self, rule: &Rule) -> anyhow::Result<()> {
         anyhow::ensure!(!self.fail, "injected kernel failure");
         if let Some(max) = self.capacity {
@@ -179,7 +219,10 @@ impl Kernel for MemKernel {
     }
 
     fn holds(&self, rule: &Rule) -> anyhow::Result<bool> {
-        Ok(self.entries.get(&rule.prefix) == Some(rule))
+        Ok(self
+            .entries
+            .get(&rule.prefix)
+            .is_some_and(|have| self.is(have, rule)))
     }
 
     fn lookup(&self, prefixes: &[Prefix]) -> anyhow::Result<Vec<Option<PolicyEntry>>> {

@@ -911,7 +911,7 @@ fn list_pages_cover_every_entry_once() {
     e.tick(T0);
     let page =
         |e: &mut Engine<MemKernel>, after: Option<Prefix>, f: &crate::listing::Filter, limit| {
-            let v = ok(e.handle(
+            list_page(e.handle(
                 Request::List {
                     after,
                     prefix: f.prefix,
@@ -920,16 +920,15 @@ fn list_pages_cover_every_entry_once() {
                     list: None,
                 },
                 T0,
-            ));
-            serde_json::from_value::<crate::listing::Page>(v).unwrap()
+            ))
         };
     let all = |e: &mut Engine<MemKernel>, f: crate::listing::Filter, limit| {
         let mut rows = Vec::new();
         let mut after = None;
         for _ in 0..1000 {
-            let p = page(e, after, &f, limit);
-            rows.extend(p.rows);
-            match p.next {
+            let (head, page) = page(e, after, &f, limit);
+            rows.extend(page);
+            match head.next {
                 Some(n) => after = Some(n),
                 None => return rows,
             }
@@ -980,10 +979,120 @@ fn list_pages_cover_every_entry_once() {
     );
     assert_eq!(ops.len(), 1);
     // A limit above the page size is capped.
-    assert!(page(&mut e, None, &Filter::default(), 1_000_000).rows.len() <= PAGE_MAX as usize);
+    assert!(page(&mut e, None, &Filter::default(), 1_000_000).1.len() <= PAGE_MAX as usize);
 }
 
 const PAGE_MAX: u32 = crate::listing::PAGE;
+
+/// A `list` reply read back as the CLI reads it: the head, then as many row lines as it says.
+fn list_page(r: Reply) -> (crate::listing::PageHead, Vec<crate::listing::Row>) {
+    let lines = r.lines.clone().unwrap_or_default();
+    let head: crate::listing::PageHead = serde_json::from_value(ok(r)).unwrap();
+    let rows: Vec<_> = lines
+        .lines()
+        .map(|l| crate::listing::decode_row(l.as_bytes()).unwrap())
+        .collect();
+    assert_eq!(rows.len() as u64, head.rows);
+    (head, rows)
+}
+
+/// A page that stops on its scan budget resumes at the first key it did not look at: the row
+/// right after the budget is not lost (it used to be: `next` named a key taken but not examined).
+#[test]
+fn a_page_stopped_by_the_scan_budget_loses_no_row() {
+    let dir = TmpDir::new("listbudget");
+    let (mut e, _) = start(&dir, MemKernel::default(), T0 - 100);
+    // Exactly one scan budget of operator rules sorts before the only engine entry.
+    let budget = 16 * PAGE_MAX;
+    let hosts: String = (0..budget)
+        .map(|n| format!("10.0.{}.{}\n", n >> 8, n & 0xff))
+        .collect();
+    ok(e.handle(import(None, &hosts, Verdict::Drop, None), T0 - 100));
+    ok(e.handle(evidence("10.1.0.1", EX2013), T0 - 100));
+    e.tick(T0);
+    let filter = crate::listing::Filter {
+        prefix: None,
+        source: Some(crate::listing::Source::Engine),
+        list: None,
+    };
+    let mut rows = Vec::new();
+    let mut after = None;
+    let mut pages = 0;
+    loop {
+        pages += 1;
+        assert!(pages < 10, "listing did not end");
+        let (head, page) = list_page(e.handle(
+            Request::List {
+                after,
+                prefix: filter.prefix,
+                source: filter.source,
+                limit: Some(PAGE_MAX),
+                list: None,
+            },
+            T0,
+        ));
+        rows.extend(page);
+        match head.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 2, "the first page stops on the budget");
+    let got: Vec<String> = rows.iter().map(|r| r.prefix.to_string()).collect();
+    assert_eq!(got, ["10.1.0.1/32"]);
+}
+
+/// A start that fails after reconciling (attaching failed) puts back every kernel entry the
+/// reconciliation added, replaced or removed; a start that completes keeps them.
+#[test]
+fn a_failed_start_rolls_back_what_reconciliation_changed() {
+    let dir = TmpDir::new("rollback");
+    let (mut e, _) = start(&dir, MemKernel::default(), T0);
+    e.keep_start();
+    ok(e.handle(op_rule("198.51.100.1", Verdict::Drop), T0));
+    ok(e.handle(op_rule("198.51.100.2", Verdict::Reject), T0));
+    ok(e.handle(op_rule("198.51.100.3", Verdict::Drop), T0));
+    let mut kernel = std::mem::take(e.kernel_mut_for_test());
+    drop(e);
+    // The maps as another run left them: an entry the store does not know, one that differs,
+    // one missing, one as wanted.
+    let stray = Rule {
+        prefix: host("203.0.113.9"),
+        verdict: Verdict::Drop,
+        expires_at: None,
+        reason: None,
+        created_at: T0,
+        source: RuleSource::Operator,
+        list: None,
+    };
+    kernel.entries.insert(stray.prefix, stray);
+    kernel
+        .entries
+        .get_mut(&host("198.51.100.2"))
+        .unwrap()
+        .verdict = Verdict::Drop;
+    kernel.entries.remove(&host("198.51.100.1"));
+    let before = kernel.entries.clone();
+    let (mut e, rep) = start(&dir, kernel, T0 + 1);
+    assert_eq!((rep.removed, rep.written, rep.kept), (1, 2, 1));
+    assert_eq!(entry(&e, "198.51.100.2"), Some(Verdict::Reject));
+    assert!(entry(&e, "203.0.113.9").is_none());
+    assert_eq!(e.roll_back_start(), (3, 0));
+    assert_eq!(e.kernel().entries, before, "exactly as it was");
+    assert_eq!(e.roll_back_start(), (0, 0), "once");
+    // A completed start: nothing to roll back, and the next start finds every entry as wanted.
+    let kernel = std::mem::take(e.kernel_mut_for_test());
+    drop(e);
+    let (mut e, _) = start(&dir, kernel, T0 + 2);
+    e.keep_start();
+    assert_eq!(e.roll_back_start(), (0, 0));
+    let kernel = std::mem::take(e.kernel_mut_for_test());
+    let after_start = kernel.entries.clone();
+    drop(e);
+    let (e, rep) = start(&dir, kernel, T0 + 3);
+    assert_eq!((rep.removed, rep.written, rep.kept), (0, 0, 3));
+    assert_eq!(e.kernel().entries, after_start);
+}
 
 fn sighting(addr: &str, headers: &str) -> crate::evidence::milter::session::Sighting {
     crate::evidence::milter::session::Sighting {

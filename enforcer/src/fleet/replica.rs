@@ -104,7 +104,7 @@ impl Replica {
                     Touched::Rule { prefix } => Item::Rule(RuleState {
                         prefix: *prefix,
                         stamp: self.hlc.tick(now_ms),
-                        rule: engine.operator_rule(prefix).cloned(),
+                        rule: engine.operator_rule(prefix),
                     }),
                 };
                 items.push(item);
@@ -258,7 +258,7 @@ impl Replica {
                     }
                 }
                 Item::Rule(r) => {
-                    if engine.operator_rule(&r.prefix) != r.rule.as_ref() {
+                    if engine.operator_rule(&r.prefix).as_ref() != r.rule.as_ref() {
                         if order.len() <= LOG_EACH {
                             log::info!(
                                 "fleet: operator entry {} {} by {}",
@@ -338,13 +338,13 @@ impl Replica {
         for chunk in senders.chunks(CHUNK) {
             queued += self.queue(engine, chunk.to_vec(), now_ms, false)?;
         }
-        let prefixes: Vec<_> = engine.operator_rules().map(|r| r.prefix).collect();
+        let prefixes: Vec<_> = engine.operator_prefixes().collect();
         for chunk in prefixes.chunks(CHUNK) {
             let keys: Vec<String> = chunk.iter().map(|p| key_of("rule", p)).collect();
             let known = engine.store().fleet_known_many(&keys)?;
             let mut items = Vec::new();
             for (p, known) in chunk.iter().zip(known) {
-                let rule = engine.operator_rule(p).cloned();
+                let rule = engine.operator_rule(p);
                 let same = matches!(&known, Some(Item::Rule(k)) if k.rule == rule);
                 if !same {
                     items.push(Item::Rule(RuleState {

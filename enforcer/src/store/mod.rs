@@ -125,6 +125,11 @@ fn is_corruption(e: &anyhow::Error) -> bool {
 
 /// Opens `path`, waiting up to 3 s for another process to release it. A file that exists but is
 /// empty or unreadable is an error naming it.
+/// redb's page cache. Its default (1 GiB) would keep most of a million-entry store resident in the
+/// daemon after start-up reads it once; the daemon reads the store rarely (start-up, listings,
+/// records on demand), and the OS page cache serves those reads.
+const CACHE_BYTES: usize = 32 << 20;
+
 fn open_db(path: &Path) -> anyhow::Result<Database> {
     match std::fs::metadata(path) {
         Ok(m) if m.len() == 0 => {
@@ -138,7 +143,9 @@ fn open_db(path: &Path) -> anyhow::Result<Database> {
     }
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
-        match guarded(path, || Ok(Database::create(path)))? {
+        match guarded(path, || {
+            Ok(Database::builder().set_cache_size(CACHE_BYTES).create(path))
+        })? {
             Ok(db) => return Ok(db),
             Err(redb::DatabaseError::DatabaseAlreadyOpen) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(50));

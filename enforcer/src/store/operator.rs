@@ -135,6 +135,24 @@ impl Store {
         })
     }
 
+    /// Hands every operator rule to `f`, one at a time in key order (no copy of the whole table: a
+    /// daemon with a million rules starts without holding them twice). A row that no longer parses
+    /// is skipped with a warning, as in [`Store::rules`].
+    pub fn each_rule(&self, mut f: impl FnMut(Rule)) -> anyhow::Result<()> {
+        self.read(|db| {
+            let tx = db.begin_read()?;
+            let t = tx.open_table(TABLE)?;
+            for row in t.iter()? {
+                let (k, v) = row?;
+                match serde_json::from_str::<Rule>(v.value()) {
+                    Ok(r) => f(r),
+                    Err(e) => log::warn!("skipping unreadable operator rule {}: {e}", k.value()),
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// Every operator rule, sorted by prefix. A row that no longer parses is skipped with a warning
     /// rather than making every command fail.
     pub fn rules(&self) -> anyhow::Result<Vec<Rule>> {

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use super::{Engine, Kernel, Touched};
+use super::{written, Engine, Kernel, Touched};
 use crate::control::Reply;
 use crate::datapath::batch;
 use crate::feed::{self, Template};
@@ -41,7 +41,7 @@ impl<K: Kernel> Engine<K> {
         }
         let rules: Vec<Rule> = parsed.prefixes.iter().map(|p| template.rule(*p)).collect();
         let stale = match &template.list {
-            Some(name) => feed::stale(self.operator.values(), name, &parsed.prefixes),
+            Some(name) => self.operator.stale(name, &parsed.prefixes),
             None => Vec::new(),
         };
         // What does not fit is refused before anything is stored, as a single `block` is.
@@ -117,7 +117,7 @@ impl<K: Kernel> Engine<K> {
                 if let Err(e) = feed::check_list_name(name) {
                     return Reply::usage(e);
                 }
-                feed::stale(self.operator.values(), name, &[])
+                self.operator.stale(name, &[])
             }
             _ => return Reply::usage("remove_rules takes either `entries` or `list`"),
         };
@@ -165,11 +165,8 @@ impl<K: Kernel> Engine<K> {
         // is already there are not written again.
         let mut fresh = Vec::new();
         for r in put {
-            match self.applied.get_mut(&r.prefix) {
-                Some(a) if a.verdict == r.verdict && a.expires_at == r.expires_at => {
-                    *a = r.clone();
-                }
-                _ => fresh.push(r.clone()),
+            if self.applied.get(&r.prefix) != Some(&written(r)) {
+                fresh.push(r.clone());
             }
         }
         if !fresh.is_empty() {
@@ -177,7 +174,7 @@ impl<K: Kernel> Engine<K> {
             match self.kernel.upsert_many(&fresh) {
                 Ok(()) => {
                     for r in fresh {
-                        self.applied.insert(r.prefix, r);
+                        self.applied.insert(r.prefix, written(&r));
                     }
                 }
                 Err(err) => {

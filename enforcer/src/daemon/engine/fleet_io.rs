@@ -46,12 +46,13 @@ impl<K: Kernel> Engine<K> {
         self.records.get(p)
     }
 
-    pub fn operator_rule(&self, p: &Prefix) -> Option<&Rule> {
+    pub fn operator_rule(&self, p: &Prefix) -> Option<Rule> {
         self.operator.get(p)
     }
 
-    pub fn operator_rules(&self) -> impl Iterator<Item = &Rule> {
-        self.operator.values()
+    /// The prefixes of every operator rule, in order (the rules themselves via `operator_rule`).
+    pub fn operator_prefixes(&self) -> impl Iterator<Item = Prefix> + '_ {
+        self.operator.keys().copied()
     }
 
     /// Replaces (or, with `None`, deletes) a sender record with the fleet's merged view. `why` goes
