@@ -112,6 +112,12 @@ fn evidence_block_and_unset_reach_every_host() {
         });
         assert!(ok.is_some(), "{n} not seen by mx1: {seen:?}");
     }
+    // Each other host with when it was last seen (Unix time) and how long ago.
+    for h in f.hosts[0].fleet_status()["hosts"].as_array().unwrap() {
+        assert!(h["last_seen"].as_i64().unwrap() > 1_700_000_000, "{h}");
+        assert!(h["ago_seconds"].as_i64().unwrap() < 60, "{h}");
+    }
+    assert!(st["lag_seconds"].as_f64().is_some(), "{st}");
     let text = f.hosts[0].ask_ok(&["fleet", "status"]);
     assert!(
         text.contains("connection: connected") && text.contains("mx2"),
@@ -175,6 +181,9 @@ fn redis_outage_queues_and_converges_without_loss_or_double_apply() {
         f.hosts[1].fleet_status()["lag_seconds"].as_f64().unwrap() > lag,
         "lag grows while disconnected"
     );
+    let m = f.hosts[1].metrics();
+    assert_eq!(metric(&m, "enforcer_fleet_connected"), 0.0, "{m}");
+    assert!(metric(&m, "enforcer_fleet_lag_seconds") > 0.0, "{m}");
     // Redis back (empty: it kept nothing): B and C converge to A's changes.
     f.redis.restart();
     for i in 1..3 {

@@ -184,11 +184,13 @@ fn run() -> Result<()> {
     let (mut without, mut with, mut cpu) = (Vec::new(), Vec::new(), 0.0);
     for r in 0..ROUNDS {
         postfix.set(&no_milter);
+        std::thread::sleep(Duration::from_secs(2));
         let t = round(&topo, MESSAGES, CLIENTS)?;
         wait_delivered(&postfix, MESSAGES)?;
         without.push(MESSAGES as f64 / t.as_secs_f64());
 
         postfix.set(&milter_settings(MILTER));
+        std::thread::sleep(Duration::from_secs(2));
         let before = cpu_seconds(daemon.pid())?;
         let t = round(&topo, MESSAGES, CLIENTS)?;
         cpu += cpu_seconds(daemon.pid())? - before;
@@ -201,16 +203,24 @@ fn run() -> Result<()> {
             with[r]
         );
     }
-    let sightings = {
-        let m = tests::process::scrape(&topo.server, daemon.metrics_addr());
+    // Evidence handed to the engine plus evidence dropped because its queue was full: every
+    // message the milter saw.
+    let m = tests::process::scrape(&topo.server, daemon.metrics_addr());
+    let value = |name: &str| {
         m.lines()
-            .find_map(|l| l.strip_prefix("enforcer_milter_sightings_total "))
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
             .and_then(|v| v.trim().parse::<f64>().ok())
             .unwrap_or(0.0)
     };
+    let handed = value("enforcer_milter_sightings_total");
+    let dropped = value("enforcer_milter_sightings_dropped_total");
     let expected = (200 + ROUNDS * MESSAGES) as f64;
-    if sightings < expected {
-        bail!("the milter saw {sightings} messages, expected {expected}: it was not in the path");
+    // An smtpd started before a reload may still take one connection with the old settings.
+    if handed + dropped < expected - (2 * ROUNDS * CLIENTS) as f64 {
+        bail!(
+            "the milter saw {} messages, expected {expected}: it was not in the path",
+            handed + dropped
+        );
     }
     drop(postfix);
     drop(daemon);
@@ -219,11 +229,17 @@ fn run() -> Result<()> {
     let (wo, wi) = (mean(&without), mean(&with));
     let ratio = wi / wo;
     let us_per_msg = cpu / (ROUNDS * MESSAGES) as f64 * 1e6;
-    print_markdown(&without, &with, ratio, us_per_msg);
+    print_markdown(
+        &without,
+        &with,
+        ratio,
+        us_per_msg,
+        dropped / (handed + dropped),
+    );
     Ok(())
 }
 
-fn print_markdown(without: &[f64], with: &[f64], ratio: f64, us_per_msg: f64) {
+fn print_markdown(without: &[f64], with: &[f64], ratio: f64, us_per_msg: f64, dropped: f64) {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu = cpuinfo
         .lines()
@@ -287,7 +303,12 @@ fn print_markdown(without: &[f64], with: &[f64], ratio: f64, us_per_msg: f64) {
         ratio * 100.0,
         TARGET_RATIO * 100.0
     );
-    println!("\nMilter CPU: {us_per_msg:.0} µs per message (daemon, user + system).\n");
+    println!("\nMilter CPU: {us_per_msg:.0} µs per message (daemon, user + system).");
+    println!(
+        "Evidence dropped because the engine's queue was full: {:.0}% of the messages (counted in \
+         `enforcer_milter_sightings_dropped_total`; the mail itself is never held).\n",
+        dropped * 100.0
+    );
     println!(
         "Machine: {cpu}, {cores} CPUs; kernel {kernel}; {date}. The VM was shared with other builds and tests \
          while this ran (1-minute load average {load} at the end), so absolute rates are low and noisy; the \
