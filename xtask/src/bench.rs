@@ -1,4 +1,4 @@
-//! `cargo xtask bench datapath|classify|state|fleet|milter|all`: each benchmark prints a Markdown section on stdout; it is
+//! `cargo xtask bench datapath|classify|state|fleet|milter|load|flood|all`: each benchmark prints a Markdown section on stdout; it is
 //! spliced into BENCHMARKS.md between `<!-- bench:NAME:start -->` and `<!-- bench:NAME:end -->`.
 
 use crate::util::{cargo, output, require_root, workspace_root};
@@ -22,6 +22,12 @@ enum Which {
     Fleet,
     /// Messages/s through a real Postfix with and without the milter, milter CPU per message (root).
     Milter,
+    /// 1,000,000 entries through `enforcer import` into a running daemon, next to `ipset restore`
+    /// and `nft -f` of the same list (root).
+    Load,
+    /// Receiver CPU per SYN under a SYN flood across a veth, enforcer next to nftables, iptables,
+    /// ipset, xdp-filter and an XDP drop-all floor; connect latency under the flood (root).
+    Flood,
     All,
 }
 
@@ -38,6 +44,18 @@ pub fn run(args: Args) -> Result<()> {
         output(cargo().args(["build", "--release", "-p", "enforcer", "--bin", "enforcer"]))?;
         let md = output(cargo().args(["run", "--release", "-p", "tests", "--bin", "bench-state"]))?;
         splice("state", &md)?;
+    }
+    if matches!(args.which, Which::Load | Which::All) {
+        require_root("the load benchmark")?;
+        output(cargo().args(["build", "--release", "-p", "enforcer", "--bin", "enforcer"]))?;
+        let md = output(cargo().args(["run", "--release", "-p", "tests", "--bin", "bench-load"]))?;
+        splice("load", &md)?;
+    }
+    if matches!(args.which, Which::Flood | Which::All) {
+        require_root("the flood benchmark")?;
+        output(cargo().args(["build", "--release", "-p", "enforcer", "--bin", "enforcer"]))?;
+        let md = output(cargo().args(["run", "--release", "-p", "tests", "--bin", "bench-flood"]))?;
+        splice("flood", &md)?;
     }
     if matches!(args.which, Which::Classify | Which::All) {
         let md = output(cargo().args(["bench", "-p", "enforcer", "--bench", "classify"]))?;

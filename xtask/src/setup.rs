@@ -82,7 +82,8 @@ fn ensure_bpf_linker() -> Result<()> {
 /// Tools the privileged tests and benchmarks drive: iproute2 for namespaces and veth; redis-server
 /// and redis-cli for the fleet tests and benchmark (each starts its own server on its own port);
 /// openssl makes the fleet TLS test's certificates; xdp-filter (xdp-tools) and bpftool are the
-/// datapath benchmark's peer; Prometheus and promtool for the monitoring tests; dpkg-deb,
+/// datapath benchmark's peer; ipset, nftables, iptables and trafgen (netsniff-ng) are the load and
+/// flood benchmarks' peers and generator; Prometheus and promtool for the monitoring tests; dpkg-deb,
 /// systemd-analyze, setpriv and man for the packaging and service tests.
 fn ensure_debian_tools() -> Result<()> {
     let wanted = [
@@ -95,6 +96,14 @@ fn ensure_debian_tools() -> Result<()> {
         // `cargo xtask bench state`: kernel map memory, the CLI's peak memory.
         ("bpftool", "bpftool"),
         ("time", "time"),
+        // `cargo xtask bench load` and `bench flood`: the peers, the SYN generator, CPU pinning and
+        // threaded NAPI on the veth.
+        ("ipset", "ipset"),
+        ("nft", "nftables"),
+        ("iptables", "iptables"),
+        ("trafgen", "netsniff-ng"),
+        ("taskset", "util-linux"),
+        ("ethtool", "ethtool"),
         ("prometheus", "prometheus"),
         ("promtool", "prometheus"),
         ("systemd-analyze", "systemd"),
@@ -107,6 +116,7 @@ fn ensure_debian_tools() -> Result<()> {
         .filter(|(bin, _)| which(bin).is_none() && which_sbin(bin).is_none())
         .map(|(_, pkg)| *pkg)
         .collect();
+    missing.sort_unstable();
     missing.dedup();
     if missing.is_empty() {
         return Ok(());

@@ -1120,31 +1120,30 @@ impl<K: Kernel> Engine<K> {
             batch.last().copied()
         };
         let mut repaired = 0;
-        for p in &batch {
-            // An entry not settled yet (a write pending) is its retry timer's.
-            let Some(rule) = self.settled(p, now) else {
-                continue;
-            };
-            match self.kernel.holds(&rule) {
-                Ok(true) => {}
-                Ok(false) => {
-                    self.metrics.kernel_writes.inc();
-                    match self.kernel.upsert(&rule) {
-                        Ok(()) => {
-                            log::warn!(
-                                "self-check: the kernel entry for {} was missing or different; rewrote it ({})",
-                                rule.prefix,
-                                rule.verdict.describe()
-                            );
-                            repaired += 1;
-                        }
-                        Err(err) => {
-                            self.metrics.kernel_errors.inc();
-                            log::error!("self-check: rewriting {}: {err:#}", rule.prefix);
-                        }
-                    }
+        // An entry not settled yet (a write pending) is its retry timer's.
+        let rules: Vec<Rule> = batch.iter().filter_map(|p| self.settled(p, now)).collect();
+        let held = match self.kernel.holds_many(&rules) {
+            Ok(h) => h,
+            Err(err) => {
+                log::error!("self-check: reading the kernel entries: {err:#}");
+                return 0;
+            }
+        };
+        for (rule, _) in rules.iter().zip(held).filter(|(_, held)| !held) {
+            self.metrics.kernel_writes.inc();
+            match self.kernel.upsert(rule) {
+                Ok(()) => {
+                    log::warn!(
+                        "self-check: the kernel entry for {} was missing or different; rewrote it ({})",
+                        rule.prefix,
+                        rule.verdict.describe()
+                    );
+                    repaired += 1;
                 }
-                Err(err) => log::error!("self-check: reading {}: {err:#}", rule.prefix),
+                Err(err) => {
+                    self.metrics.kernel_errors.inc();
+                    log::error!("self-check: rewriting {}: {err:#}", rule.prefix);
+                }
             }
         }
         if round_done {

@@ -16,6 +16,10 @@ pub trait Kernel {
     fn prefixes(&self) -> anyhow::Result<Vec<Prefix>>;
     /// Whether the kernel holds exactly `rule` (boot-clock times within a second).
     fn holds(&self, rule: &Rule) -> anyhow::Result<bool>;
+    /// [`Kernel::holds`] for each of `rules` (the self-check's batch).
+    fn holds_many(&self, rules: &[Rule]) -> anyhow::Result<Vec<bool>> {
+        rules.iter().map(|r| self.holds(r)).collect()
+    }
     /// The entries for `prefixes` (a page of a listing), as the kernel holds them.
     fn lookup(&self, prefixes: &[Prefix]) -> anyhow::Result<Vec<Option<PolicyEntry>>>;
     /// Rewrites the entry if its boot-clock times no longer match the wall clock (after a step of
@@ -112,6 +116,23 @@ impl Kernel for PinnedKernel {
             .0
             .get(&rule.prefix)?
             .is_some_and(|have| self.is(&have, rule)))
+    }
+
+    /// A prefix trie's lookup is longest-prefix, so an exact read walks the whole trie: the batch
+    /// reads each trie once (per-rule reads made a self-check over 100,000 imported prefixes take
+    /// hours, blocking the daemon).
+    fn holds_many(&self, rules: &[Rule]) -> anyhow::Result<Vec<bool>> {
+        let prefixes: Vec<Prefix> = rules.iter().map(|r| r.prefix).collect();
+        let clock = Clock::now();
+        Ok(rules
+            .iter()
+            .zip(self.0.get_many(&prefixes)?)
+            .map(|(rule, have)| {
+                let want = rule.to_kernel(&clock);
+                have.is_some_and(|have| same_shape(&have, &want) && !moved(&have, &want))
+                    && self.0.filtered(&rule.prefix)
+            })
+            .collect())
     }
 
     fn lookup(&self, prefixes: &[Prefix]) -> anyhow::Result<Vec<Option<PolicyEntry>>> {
