@@ -234,7 +234,7 @@ fn verdict(v: f64, target: f64) -> &'static str {
 fn print(rows: &[Measured], kernel: (f64, f64)) {
     println!("## State at 1,000,000 entries (`cargo xtask bench state`)\n");
     println!(
-        "One daemon (`enforcer run` on a veth in a private namespace) over a store and pinned maps holding 1,000,000 IPv4 host entries: first operator `block` entries (each with a reason), then senders in enforcement (end-of-life Exchange detected 100 days earlier, so blocked; the daemon writes their kernel entries at start). The entries are written through the library in one transaction (no bulk import command exists yet). RSS is the daemon's `VmRSS` two seconds after it reported enforcing; `list --json` is the whole command, its output read and counted by the harness; the CLI peak is its maximum resident set as GNU `time` reports it.\n"
+        "One daemon (`enforcer run` on a veth in a private namespace) over a store and pinned maps holding 1,000,000 IPv4 host entries: first operator `block` entries (each with a reason), then senders in enforcement (end-of-life Exchange detected 100 days earlier, so blocked; the daemon writes their kernel entries at start). The entries are written through the library in one transaction, so that this measures the daemon and not the import path (`cargo xtask bench load` measures `enforcer import`). RSS is the daemon's `VmRSS` two seconds after it reported enforcing; `list --json` is the whole command, its output read and counted by the harness; the CLI peak is its maximum resident set as GNU `time` reports it.\n"
     );
     println!("| 1,000,000 … | daemon start | daemon RSS | target | `list --json` | target | CLI peak RSS | daemon RSS after list (peak) |");
     println!("|---|---:|---:|---|---:|---|---:|---:|");
