@@ -13,6 +13,28 @@ use std::time::{Duration, Instant};
 
 use crate::netns::Netns;
 
+/// The `main` of a benchmark binary (`cargo xtask bench …`): such a binary lives in
+/// `<target>/release/`, not in `deps/` like a test, so it uses the enforcer binary built next to it
+/// (xtask builds it first) unless `ENFORCER_BIN` names one; errors are printed with their causes.
+pub fn bench_main(name: &str, run: fn() -> anyhow::Result<()>) -> std::process::ExitCode {
+    if std::env::var_os("ENFORCER_BIN").is_none() {
+        if let Some(bin) = std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(|d| d.join("enforcer")))
+            .filter(|b| b.exists())
+        {
+            std::env::set_var("ENFORCER_BIN", bin);
+        }
+    }
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Path of the `enforcer` binary, built once per test process.
 pub fn enforcer_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();

@@ -111,24 +111,7 @@ enum Generator {
 }
 
 fn main() -> ExitCode {
-    // This binary lives in <target>/release/, not in deps/ like a test: use the enforcer binary built
-    // next to it (`cargo xtask bench flood` builds it first).
-    if std::env::var_os("ENFORCER_BIN").is_none() {
-        if let Some(bin) = std::env::current_exe()
-            .ok()
-            .and_then(|e| e.parent().map(|d| d.join("enforcer")))
-            .filter(|b| b.exists())
-        {
-            std::env::set_var("ENFORCER_BIN", bin);
-        }
-    }
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench-flood: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    tests::process::bench_main("bench-flood", run)
 }
 
 /// Runs `ip netns exec NS tool args`; fails with its output.

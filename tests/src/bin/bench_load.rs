@@ -50,24 +50,7 @@ enum Kind {
 }
 
 fn main() -> ExitCode {
-    // This binary lives in <target>/release/, not in deps/ like a test: use the enforcer binary built
-    // next to it (`cargo xtask bench load` builds it first).
-    if std::env::var_os("ENFORCER_BIN").is_none() {
-        if let Some(bin) = std::env::current_exe()
-            .ok()
-            .and_then(|e| e.parent().map(|d| d.join("enforcer")))
-            .filter(|b| b.exists())
-        {
-            std::env::set_var("ENFORCER_BIN", bin);
-        }
-    }
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench-load: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    tests::process::bench_main("bench-load", run)
 }
 
 /// One entry of the list, as `(is_v6, text)`.

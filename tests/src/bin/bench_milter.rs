@@ -33,24 +33,7 @@ const ROUNDS: usize = 3;
 const TARGET_RATIO: f64 = 0.90;
 
 fn main() -> ExitCode {
-    // This binary lives in <target>/release/: use the enforcer binary built next to it (`cargo
-    // xtask bench milter` builds it first).
-    if std::env::var_os("ENFORCER_BIN").is_none() {
-        if let Some(bin) = std::env::current_exe()
-            .ok()
-            .and_then(|e| e.parent().map(|d| d.join("enforcer")))
-            .filter(|b| b.exists())
-        {
-            std::env::set_var("ENFORCER_BIN", bin);
-        }
-    }
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench-milter: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    tests::process::bench_main("bench-milter", run)
 }
 
 /// One SMTP reply: its code and whole text.

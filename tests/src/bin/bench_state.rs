@@ -27,24 +27,7 @@ const RSS_TARGET_MIB: f64 = 256.0;
 const LIST_TARGET_S: f64 = 5.0;
 
 fn main() -> ExitCode {
-    // This binary lives in <target>/release/, not in deps/ like a test: use the enforcer binary built
-    // next to it (`cargo xtask bench state` builds it first).
-    if std::env::var_os("ENFORCER_BIN").is_none() {
-        if let Some(bin) = std::env::current_exe()
-            .ok()
-            .and_then(|e| e.parent().map(|d| d.join("enforcer")))
-            .filter(|b| b.exists())
-        {
-            std::env::set_var("ENFORCER_BIN", bin);
-        }
-    }
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench-state: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    tests::process::bench_main("bench-state", run)
 }
 
 /// The n-th host: 10.x.y.z.
