@@ -837,3 +837,33 @@ fn without_a_fleet_the_engine_keeps_no_changes_for_one() {
     assert!(engine.take_touched().is_empty(), "nothing piles up");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_host_name_is_the_default_fleet_name() {
+    use super::settings::{FleetFile, FleetSettings};
+    let f = FleetFile {
+        redis: vec!["redis://127.0.0.1:6379/0".into()],
+        sentinel_master: None,
+        password_file: None,
+        ca_file: None,
+        name: None,
+        namespace: "enforcer".into(),
+        stream_max_len: 10,
+        tombstone_ttl: crate::duration::Span(std::time::Duration::from_secs(60)),
+    };
+    // Read the name the way an operator sees it, not through gethostname(2).
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let short = host.trim().split('.').next().unwrap().to_string();
+    let usable = !short.is_empty()
+        && short.len() <= 64
+        && short
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    match FleetSettings::resolve(&f) {
+        Ok(s) => assert_eq!(s.name, short),
+        Err(e) => {
+            assert!(!usable, "host name {short:?} is usable, yet: {e}");
+            assert!(e.contains("fleet.name"), "{e}");
+        }
+    }
+}
