@@ -7,6 +7,8 @@ pub mod filter;
 pub mod fleet;
 /// Frame builders for BPF_PROG_TEST_RUN (Ethernet/VLAN/IPv4/IPv6/TCP).
 pub mod frames;
+/// The CPU and tool versions a benchmark reports.
+pub mod machine;
 /// A milter client (the MTA's side of the protocol) that can also misbehave.
 pub mod milter;
 /// Network namespace, veth and pin-directory guards with unique names.

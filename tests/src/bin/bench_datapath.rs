@@ -566,11 +566,7 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn print_markdown(rows: &[Row], peers: &[xdp_filter::XdpFilter], walks: (f64, f64)) {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .map_or_else(|| "unknown CPU".into(), |m| m.trim().to_string());
+    let cpu = tests::machine::cpu_model();
     // Counted from /proc/cpuinfo: this thread's affinity is pinned to one CPU by now.
     let cores = cpuinfo
         .lines()

@@ -830,42 +830,17 @@ fn print(samples: &[[Vec<Sample>; 2]]) {
         }
         println!();
     }
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .map_or_else(|| "unknown CPU".into(), |m| m.trim().to_string());
-    let version = |cmd: &str, arg: &str| {
-        Command::new(cmd)
-            .arg(arg)
-            .output()
-            .ok()
-            .map(|o| {
-                let s = if o.stdout.is_empty() {
-                    o.stderr
-                } else {
-                    o.stdout
-                };
-                String::from_utf8_lossy(&s)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_string()
-            })
-            .unwrap_or_default()
-    };
+    let cpu = tests::machine::cpu_model();
     println!(
         "Machine: {cpu}, {} CPUs; kernel {}; {}; {}; {}; {}; {}.",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .unwrap_or_default()
             .trim(),
-        version("nft", "--version"),
-        version("iptables", "--version"),
-        version("ipset", "version"),
-        version("trafgen", "--version"),
-        version("date", "-u"),
+        tests::machine::tool_version("nft", "--version"),
+        tests::machine::tool_version("iptables", "--version"),
+        tests::machine::tool_version("ipset", "version"),
+        tests::machine::tool_version("trafgen", "--version"),
+        tests::machine::tool_version("date", "-u"),
     );
 }

@@ -224,11 +224,7 @@ fn run() -> Result<()> {
 
 fn print_markdown(without: &[f64], with: &[f64], ratio: f64, us_per_msg: f64, dropped: f64) {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .map_or_else(|| "unknown CPU".into(), |m| m.trim().to_string());
+    let cpu = tests::machine::cpu_model();
     let cores = cpuinfo
         .lines()
         .filter(|l| l.starts_with("processor"))
