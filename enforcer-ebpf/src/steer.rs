@@ -45,7 +45,8 @@ pub fn run(ctx: &SkLookupContext) -> u32 {
         AF_INET6 => {
             let mut b = [0u8; 16];
             for i in 0..4 {
-                let w = unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*l).remote_ip6[i])) };
+                let w =
+                    unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*l).remote_ip6[i])) };
                 b[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
             }
             (Source::V6(b), Family::V6, NOTICE_SLOT_V6)

@@ -644,7 +644,7 @@ impl Ctx<'_> {
                     cfg.notice_needs_channel = Some(self.err(
                         at,
                         &format!("enforcement.stages[{}].refusal", i + 1),
-                        "`notice` needs a channel that tells the refused sender why, and none is configured: set `milter.listen` or `policy.listen` (or pass --milter/--policy to `enforcer run`), or use refusal = \"drop\"",
+                        "`notice` needs a channel that tells the refused sender why, and none is configured: set `milter.listen`, `policy.listen` or `notice.responder = true` (or pass --milter/--policy/--notice-responder to `enforcer run`), or use refusal = \"drop\"",
                     ));
                 }
                 built.push(stage);

@@ -28,8 +28,10 @@ const IN_THROTTLE: f64 = 1.0;
 const IN_BLOCK: f64 = 9.0;
 const OUTSIDE: f64 = 15.0;
 
-const THROTTLE_TEXT: &str = "TEST throttle for {host} running {build}: {minutes} mins/{period}, stage {stage}";
-const BLOCK_TEXT: &str = "TEST block for {host} running {build}: {minutes} mins/{period}, stage {stage}";
+const THROTTLE_TEXT: &str =
+    "TEST throttle for {host} running {build}: {minutes} mins/{period}, stage {stage}";
+const BLOCK_TEXT: &str =
+    "TEST block for {host} running {build}: {minutes} mins/{period}, stage {stage}";
 const EX2013_BUILD: &str = "15.0.1497.2";
 
 fn ex2013_by(host_ip: &str) -> String {
@@ -301,7 +303,12 @@ fn responder_answers_senders_in_notice_windows_and_postfix_everyone_else() {
     let want_v4 = format!("450 4.7.230 TEST throttle for {CLIENT_V4} running {EX2013_BUILD}");
     for i in 0..2 {
         let s = rig.send(CLIENT_V4, &format!("throttle {i}"));
-        assert_notice(&s, &want_v4, &format!("IPv4 connect {i} in the throttle window"), &rig);
+        assert_notice(
+            &s,
+            &want_v4,
+            &format!("IPv4 connect {i} in the throttle window"),
+            &rig,
+        );
     }
     let s = rig.send(CLIENT_V6, "throttle v6");
     let want_v6 = format!("450 4.7.230 TEST throttle for {CLIENT_V6} running {EX2013_BUILD}");
@@ -313,7 +320,11 @@ fn responder_answers_senders_in_notice_windows_and_postfix_everyone_else() {
     );
     let s = rig.send(OTHER_V4, "no entry");
     assert_within(start, 5.5, "the throttle-window checks");
-    assert_postfix_answered(&s, "a source without an entry, in the throttle window", &rig);
+    assert_postfix_answered(
+        &s,
+        "a source without an entry, in the throttle window",
+        &rig,
+    );
     assert!(
         !rig.postfix_saw(CLIENT_V4) && !rig.postfix_saw(CLIENT_V6),
         "Postfix saw a connection from a steered sender:\n{}",
@@ -377,8 +388,15 @@ fn responder_fallback_holds_while_the_daemon_is_down_and_a_restart_notices_again
     );
     let s = rig.send(OTHER_V4, "no entry, daemon down");
     assert_within(start, 5.5, "the fallback-drop checks");
-    assert_postfix_answered(&s, "a source without an entry while the daemon is down", &rig);
-    assert!(!rig.postfix_saw(CLIENT_V4), "Postfix saw the dropped sender");
+    assert_postfix_answered(
+        &s,
+        "a source without an entry while the daemon is down",
+        &rig,
+    );
+    assert!(
+        !rig.postfix_saw(CLIENT_V4),
+        "Postfix saw the dropped sender"
+    );
 
     // Restarted: notices again, and the kernel counted the fallback drop.
     rig.start_daemon();

@@ -160,6 +160,18 @@ mod tests {
     }
 
     #[test]
+    fn notice_responder_flag() {
+        let s = Settings::resolve(run_args(&["--iface", "lo"])).unwrap();
+        assert!(!s.mta.notice.responder);
+        let s = Settings::resolve(run_args(&["--iface", "lo", "--notice-responder"])).unwrap();
+        assert!(s.mta.notice.responder && s.mta.has_notice_channel());
+        assert_eq!(
+            s.mta.notice.netns,
+            PathBuf::from(crate::evidence::responder::DEFAULT_NETNS)
+        );
+    }
+
+    #[test]
     fn config_file_fills_in_and_flags_override() {
         let dir = std::env::temp_dir().join(format!("enforcer-runcfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -23,10 +23,10 @@ use super::notify;
 use super::settings::Settings;
 use super::{runner, Engine, EngineMetrics, PinnedKernel};
 use crate::datapath::loader::{detach_sk_lookup, pinned_attachments};
-use crate::evidence::responder::Fallback;
 use crate::datapath::metrics::KernelCollector;
 use crate::datapath::{Attached, Clock, ControlMaps, Datapath, PinDir, PolicyMaps};
 use crate::error::operator_error;
+use crate::evidence::responder::Fallback;
 use crate::fleet::{Fleet, FleetMetrics};
 use crate::store::Store;
 

@@ -180,7 +180,10 @@ async fn session(
     m.sessions.inc();
     let answer = sh.decide(peer);
     let mut s = Session::new(host, &answer);
-    log::debug!("notice responder: {peer} steered here, answering {}", s.code());
+    log::debug!(
+        "notice responder: {peer} steered here, answering {}",
+        s.code()
+    );
     let deadline = Instant::now() + SESSION_TIMEOUT;
     let mut out = s.greeting().into_bytes();
     let mut buf = BytesMut::with_capacity(1024);

@@ -31,7 +31,9 @@ impl std::str::FromStr for Fallback {
         match s {
             "drop" => Ok(Fallback::Drop),
             "pass" => Ok(Fallback::Pass),
-            other => Err(format!("`{other}` is not a fallback; use \"drop\" or \"pass\"")),
+            other => Err(format!(
+                "`{other}` is not a fallback; use \"drop\" or \"pass\""
+            )),
         }
     }
 }
@@ -88,6 +90,9 @@ mod tests {
         for bad in ["", "a/b", ".."] {
             assert!(netns_path(bad).is_err(), "{bad}");
         }
-        assert_eq!(NoticeSettings::default().netns, PathBuf::from(DEFAULT_NETNS));
+        assert_eq!(
+            NoticeSettings::default().netns,
+            PathBuf::from(DEFAULT_NETNS)
+        );
     }
 }

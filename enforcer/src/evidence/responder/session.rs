@@ -62,7 +62,12 @@ impl Session {
 
     /// Answers every complete line in `input` (pipelined commands in order) and consumes it.
     /// `replies` collects the code of each answer (for metrics).
-    pub fn feed(&mut self, input: &mut BytesMut, out: &mut Vec<u8>, replies: &mut Vec<u16>) -> Step {
+    pub fn feed(
+        &mut self,
+        input: &mut BytesMut,
+        out: &mut Vec<u8>,
+        replies: &mut Vec<u16>,
+    ) -> Step {
         loop {
             let Some(nl) = input.iter().position(|b| *b == b'\n') else {
                 if input.len() >= MAX_LINE {
@@ -166,7 +171,10 @@ mod tests {
     #[test]
     fn a_client_reads_the_refusal_at_mail_from() {
         let mut s = throttled();
-        assert_eq!(s.greeting(), "220 mx.test ESMTP enforcer notice service\r\n");
+        assert_eq!(
+            s.greeting(),
+            "220 mx.test ESMTP enforcer notice service\r\n"
+        );
         let (out, step, _) = run(&mut s, b"EHLO ex2013.sender.example\r\n");
         assert_eq!((out.as_str(), step), ("250 mx.test\r\n", Step::More));
         assert_eq!(s.helo(), Some("ex2013.sender.example"));
@@ -206,7 +214,10 @@ mod tests {
     fn garbage_long_lines_and_endless_sessions_are_bounded() {
         let mut s = throttled();
         let (out, step, _) = run(&mut s, b"\xff\xfe\x00garbage\r\n");
-        assert_eq!((out.as_str(), step), ("450 4.7.230 patch your server\r\n", Step::More));
+        assert_eq!(
+            (out.as_str(), step),
+            ("450 4.7.230 patch your server\r\n", Step::More)
+        );
         let (out, step, _) = run(&mut s, &[b'A'; MAX_LINE]);
         assert!(out.starts_with("500 5.5.2"), "{out}");
         assert_eq!(step, Step::Close);
@@ -235,7 +246,10 @@ mod tests {
         let mut s = Session::new("mx\r\n.test", &Answer::Continue);
         assert_eq!(s.code(), "421");
         let (out, step, _) = run(&mut s, b"MAIL FROM:<a@b>\r\n");
-        assert!(out.starts_with("421 4.7.0 mx  .test try again later"), "{out}");
+        assert!(
+            out.starts_with("421 4.7.0 mx  .test try again later"),
+            "{out}"
+        );
         assert_eq!(step, Step::Close);
         let mut s = Session::new("mx", &Answer::Tempfail("a\r\nb".into()));
         let (out, _, _) = run(&mut s, b"RCPT TO:<x>\r\n");
