@@ -115,7 +115,14 @@ fn maps_match_the_contract() {
             FILTER_WORDS,
             false,
         ),
-        (NOTICE_SOCKETS, BPF_MAP_TYPE_SOCKMAP, 4, 4, NOTICE_SLOTS, false),
+        (
+            NOTICE_SOCKETS,
+            BPF_MAP_TYPE_SOCKMAP,
+            4,
+            4,
+            NOTICE_SLOTS,
+            false,
+        ),
     ];
     for (name, ty, key, value, max, no_prealloc) in want {
         let m = &obj.maps[name];
