@@ -12,6 +12,10 @@ pub struct GlobalConfig {
 /// Compute and count every verdict, but let every packet pass.
 pub const CONFIG_FLAG_REPORT_ONLY: u32 = 1 << 0;
 
+/// Report sources not seen before on a protected port through `FIRST_SEEN_EVENTS` (set while the
+/// daemon's greeting probe runs).
+pub const CONFIG_FLAG_FIRST_SEEN: u32 = 1 << 1;
+
 const _: () = assert!(core::mem::size_of::<GlobalConfig>() == 8);
 
 #[cfg(feature = "user")]

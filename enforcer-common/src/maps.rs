@@ -28,8 +28,15 @@ pub const PREFIX_FILTER_V4: &str = "PREFIX_FILTER_V4";
 /// Presence filter of `POLICY_V6_PREFIXES`: one bit per hashed /32, like `PREFIX_FILTER_V4`.
 pub const PREFIX_FILTER_V6: &str = "PREFIX_FILTER_V6";
 
+/// First-seen events: `RingBuf` of [`crate::first_seen::FirstSeenEvent`]s.
+pub const FIRST_SEEN_EVENTS: &str = "FIRST_SEEN_EVENTS";
+/// Sources already reported: `LruHashMap<RateKey, u32>`.
+pub const FIRST_SEEN: &str = "FIRST_SEEN";
+/// Per-CPU budget window and counters of the events: `PerCpuArray<FirstSeenState>`, one element.
+pub const FIRST_SEEN_STATE: &str = "FIRST_SEEN_STATE";
+
 /// Every map, in the order userspace lists, pins and checks them.
-pub const ALL_MAPS: [&str; 11] = [
+pub const ALL_MAPS: [&str; 14] = [
     POLICY_V4_HOSTS,
     POLICY_V4_PREFIXES,
     POLICY_V6_HOSTS,
@@ -41,6 +48,9 @@ pub const ALL_MAPS: [&str; 11] = [
     IFACE_SLOTS,
     PREFIX_FILTER_V4,
     PREFIX_FILTER_V6,
+    FIRST_SEEN_EVENTS,
+    FIRST_SEEN,
+    FIRST_SEEN_STATE,
 ];
 
 /// XDP ingress program.

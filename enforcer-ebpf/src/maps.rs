@@ -7,7 +7,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use enforcer_common::{
     counters::{IFINDEX_LIMIT, STATS_SLOTS},
@@ -15,6 +15,7 @@ use enforcer_common::{
     maps::{
         MAX_HOSTS_V4, MAX_HOSTS_V6, MAX_PREFIXES_V4, MAX_PREFIXES_V6, MAX_RATE_STATE, PORT_COUNT,
     },
+    first_seen::{FirstSeenState, MAX_SEEN, RING_BYTES},
     GlobalConfig, PolicyEntry, RateKey, RateState,
 };
 
@@ -67,3 +68,13 @@ pub static PREFIX_FILTER_V4: Array<u64> = Array::with_max_entries(FILTER_WORDS, 
 /// One bit per hashed IPv6 /32 that some prefix entry intersects.
 #[map]
 pub static PREFIX_FILTER_V6: Array<u64> = Array::with_max_entries(FILTER_WORDS, MMAPABLE);
+
+/// First-seen events for the daemon (`enforcer_common::first_seen`).
+#[map]
+pub static FIRST_SEEN_EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
+
+#[map]
+pub static FIRST_SEEN: LruHashMap<RateKey, u32> = LruHashMap::with_max_entries(MAX_SEEN, 0);
+
+#[map]
+pub static FIRST_SEEN_STATE: PerCpuArray<FirstSeenState> = PerCpuArray::with_max_entries(1, 0);
