@@ -21,7 +21,7 @@ pub fn report(src: &Source, port: u16) {
         Source::V4(a) => RateKey::v4(*a),
         Source::V6(a) => RateKey::v6(*a),
     };
-    if FIRST_SEEN.get_ptr(&key).is_some() {
+    if FIRST_SEEN.get_ptr(key).is_some() {
         return;
     }
     let Some(state) = FIRST_SEEN_STATE.get_ptr_mut(0) else {
@@ -45,11 +45,14 @@ pub fn report(src: &Source, port: u16) {
         port,
         _pad: [0; 6],
     };
-    if FIRST_SEEN_EVENTS.output::<FirstSeenEvent>(&event, 0).is_err() {
+    if FIRST_SEEN_EVENTS
+        .output::<FirstSeenEvent>(&event, 0)
+        .is_err()
+    {
         state.lost += 1;
         return;
     }
     state.used += 1;
     state.sent += 1;
-    let _ = FIRST_SEEN.insert(&key, 1u32, 0);
+    let _ = FIRST_SEEN.insert(key, 1u32, 0);
 }

@@ -12,10 +12,10 @@ use aya_ebpf::{
 use enforcer_common::{
     counters::{IFINDEX_LIMIT, STATS_SLOTS},
     filter::FILTER_WORDS,
+    first_seen::{FirstSeenState, MAX_SEEN, RING_BYTES},
     maps::{
         MAX_HOSTS_V4, MAX_HOSTS_V6, MAX_PREFIXES_V4, MAX_PREFIXES_V6, MAX_RATE_STATE, PORT_COUNT,
     },
-    first_seen::{FirstSeenState, MAX_SEEN, RING_BYTES},
     GlobalConfig, PolicyEntry, RateKey, RateState,
 };
 

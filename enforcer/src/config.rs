@@ -490,9 +490,27 @@ impl Ctx<'_> {
             out.ehlo_name = Some(n.into_inner());
         }
         for (key, raw, slot, min, max) in [
-            ("connect_timeout", p.connect_timeout, &mut out.connect_timeout, 1, 300),
-            ("read_timeout", p.read_timeout, &mut out.read_timeout, 1, 300),
-            ("cache_ttl", p.cache_ttl, &mut out.cache_ttl, 60, 365 * 86_400),
+            (
+                "connect_timeout",
+                p.connect_timeout,
+                &mut out.connect_timeout,
+                1,
+                300,
+            ),
+            (
+                "read_timeout",
+                p.read_timeout,
+                &mut out.read_timeout,
+                1,
+                300,
+            ),
+            (
+                "cache_ttl",
+                p.cache_ttl,
+                &mut out.cache_ttl,
+                60,
+                365 * 86_400,
+            ),
         ] {
             if let Some(v) = raw {
                 let secs = v.get_ref().secs();
@@ -511,24 +529,41 @@ impl Ctx<'_> {
                 *slot = v.get_ref().0;
             }
         }
-        let count = |key: &str, raw: Option<Spanned<i64>>, min: i64, max: i64, what: &str| {
-            match raw {
-                None => Ok(None),
-                Some(v) if (min..=max).contains(v.get_ref()) => Ok(Some(*v.get_ref())),
-                Some(v) => Err(self.err(
-                    v.span(),
-                    &format!("probe.{key}"),
-                    format!("{} is not {what} ({min}-{max})", v.get_ref()),
-                )),
-            }
+        let count = |key: &str, raw: Option<Spanned<i64>>, min: i64, max: i64, what: &str| match raw
+        {
+            None => Ok(None),
+            Some(v) if (min..=max).contains(v.get_ref()) => Ok(Some(*v.get_ref())),
+            Some(v) => Err(self.err(
+                v.span(),
+                &format!("probe.{key}"),
+                format!("{} is not {what} ({min}-{max})", v.get_ref()),
+            )),
         };
-        if let Some(n) = count("concurrency", p.concurrency, 1, 1024, "a number of probes at once")? {
+        if let Some(n) = count(
+            "concurrency",
+            p.concurrency,
+            1,
+            1024,
+            "a number of probes at once",
+        )? {
             out.concurrency = n as usize;
         }
-        if let Some(n) = count("per_second", p.per_second, 1, 1000, "a number of probes per second")? {
+        if let Some(n) = count(
+            "per_second",
+            p.per_second,
+            1,
+            1000,
+            "a number of probes per second",
+        )? {
             out.per_second = n as u32;
         }
-        if let Some(n) = count("cache_size", p.cache_size, 1, 10_000_000, "a number of addresses")? {
+        if let Some(n) = count(
+            "cache_size",
+            p.cache_size,
+            1,
+            10_000_000,
+            "a number of addresses",
+        )? {
             out.cache_size = n as usize;
         }
         if let Some(n) = count("port", p.port, 1, 65535, "a TCP port")? {

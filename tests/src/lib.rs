@@ -15,7 +15,7 @@ pub mod milter;
 pub mod netns;
 /// A Postfix instance of its own in a namespace, and swaks.
 pub mod postfix;
-/// Whole frames into a veth through AF_PACKET (floods of crafted SYNs).
-pub mod rawlink;
 /// Spawning and killing `enforcer` processes for end-to-end tests.
 pub mod process;
+/// Whole frames into a veth through AF_PACKET (floods of crafted SYNs).
+pub mod rawlink;

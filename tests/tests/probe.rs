@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tests::frames::{self, Tcp};
 use tests::netns::{connect, ip, unique, Netns, Topology, CLIENT_V4, SERVER_V4};
 use tests::postfix::Postfix;
-use tests::process::{cli_ok, scrape, Daemon, Dirs};
+use tests::process::{enforcer_bin, scrape, Daemon, Dirs};
 use tests::rawlink::{mac_of, RawLink};
 
 const EX_SERVER_SIDE: &str = "10.200.3.1";
@@ -73,7 +73,8 @@ impl ScriptedSmtp {
                             e.lock().unwrap().push(cmd);
                             let _ = w.write_all(EX2010_EHLO.as_bytes());
                         } else if cmd.eq_ignore_ascii_case("QUIT") {
-                            let _ = w.write_all(b"221 2.0.0 Service closing transmission channel\r\n");
+                            let _ =
+                                w.write_all(b"221 2.0.0 Service closing transmission channel\r\n");
                             break;
                         } else {
                             let _ = w.write_all(b"500 5.3.3 Unrecognized command\r\n");
@@ -137,7 +138,15 @@ impl Rig {
             (&topo.server, &ex_if, EX_SERVER_SIDE),
             (&ex_ns, &ex_peer, EX_V4),
         ] {
-            ip(&["-n", &ns.name, "addr", "add", &format!("{addr}/24"), "dev", ifname]);
+            ip(&[
+                "-n",
+                &ns.name,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                ifname,
+            ]);
             ip(&["-n", &ns.name, "link", "set", ifname, "up"]);
         }
         let dirs = Dirs::new(tag);
@@ -169,7 +178,9 @@ cache_ttl = "1h"
             &["--config", &cfg],
         );
         assert!(
-            daemon.log_text().contains("greeting probe of first-seen sources"),
+            daemon
+                .log_text()
+                .contains("greeting probe of first-seen sources"),
             "{}",
             daemon.log_text()
         );
@@ -192,6 +203,22 @@ cache_ttl = "1h"
             ex_ns,
             topo,
         }
+    }
+
+    /// A daemon command (`sender`, `senders`) through the control socket of its state directory.
+    fn ask(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new(enforcer_bin())
+            .args(args)
+            .arg("--state-dir")
+            .arg(&self.dirs.state_dir)
+            .output()
+            .expect("running enforcer");
+        assert!(
+            out.status.success(),
+            "enforcer {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
     }
 
     fn daemon(&self) -> &Daemon {
@@ -226,7 +253,8 @@ cache_ttl = "1h"
             let mut sent = 0;
             for i in 0..FLOOD {
                 let src = [10, 200, 64 + (i / 256) as u8, (i % 256) as u8];
-                let mut f = frames::tcp_v4(&[], src, server, &Tcp::syn(40000 + (i % 20000) as u16, 25));
+                let mut f =
+                    frames::tcp_v4(&[], src, server, &Tcp::syn(40000 + (i % 20000) as u16, 25));
                 f[..6].copy_from_slice(&dst_mac);
                 f[6..12].copy_from_slice(&src_mac);
                 if link.send(&f) {
@@ -299,7 +327,11 @@ fn probe_reads_new_senders_and_floods_stay_bounded() {
         rig.daemon().log_text()
     );
     let m = rig.metrics();
-    assert_eq!(sum_metric(&m, "enforcer_probe_first_seen_events_total"), 2.0, "{m}");
+    assert_eq!(
+        sum_metric(&m, "enforcer_probe_first_seen_events_total"),
+        2.0,
+        "{m}"
+    );
     assert_eq!(sum_metric(&m, "enforcer_probe_started_total"), 2.0, "{m}");
     let ex = rig.exchange.as_ref().unwrap();
     assert_eq!(ex.sessions.load(Ordering::Relaxed), 1);
@@ -317,7 +349,7 @@ fn probe_reads_new_senders_and_floods_stay_bounded() {
     let mut ex_view = String::new();
     assert!(
         wait_until(Duration::from_secs(10), || {
-            ex_view = cli_ok(&rig.dirs, &["sender", EX_V4, "--json"]);
+            ex_view = rig.ask(&["sender", EX_V4, "--json"]);
             ex_view.contains("exchange")
         }),
         "{ex_view}"
@@ -326,10 +358,13 @@ fn probe_reads_new_senders_and_floods_stay_bounded() {
     let text = v.to_string();
     assert!(text.contains("\"exchange\""), "{text}");
     assert!(text.contains("end-of-life"), "{text}");
-    let pf_view = cli_ok(&rig.dirs, &["sender", CLIENT_V4, "--json"]);
+    let pf_view = rig.ask(&["sender", CLIENT_V4, "--json"]);
     assert!(!pf_view.contains("\"exchange\""), "{pf_view}");
-    assert!(pf_view.to_ascii_lowercase().contains("postfix"), "{pf_view}");
-    let list = cli_ok(&rig.dirs, &["senders", "--json"]);
+    assert!(
+        pf_view.to_ascii_lowercase().contains("postfix"),
+        "{pf_view}"
+    );
+    let list = rig.ask(&["senders", "--json"]);
     assert!(list.contains(EX_V4) && list.contains(CLIENT_V4), "{list}");
 
     // 10,000 spoofed sources: bounded events (the kernel's per-CPU budget) and probes (5/s).
@@ -387,7 +422,14 @@ fn without_allow_private_no_private_source_is_probed() {
         events - labelled(&m, "enforcer_probe_skipped_total", "queue_full"),
         "{m}"
     );
-    assert_eq!(rig.exchange.as_ref().unwrap().sessions.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        rig.exchange
+            .as_ref()
+            .unwrap()
+            .sessions
+            .load(Ordering::Relaxed),
+        0
+    );
     let postfix_log = rig.postfix.as_ref().unwrap().maillog();
     assert!(!postfix_log.contains("connect from"), "{postfix_log}");
 }

@@ -2185,12 +2185,15 @@ fn first_seen_events_are_deduplicated_and_budgeted() {
     let state = |dp: &Datapath| -> FirstSeenState {
         let a: PerCpuArray<_, FirstSeenState> =
             PerCpuArray::try_from(dp.ebpf.map(maps::FIRST_SEEN_STATE).unwrap()).unwrap();
-        a.get(&0, 0).unwrap().iter().fold(FirstSeenState::default(), |mut s, c| {
-            s.sent += c.sent;
-            s.lost += c.lost;
-            s.over_budget += c.over_budget;
-            s
-        })
+        a.get(&0, 0)
+            .unwrap()
+            .iter()
+            .fold(FirstSeenState::default(), |mut s, c| {
+                s.sent += c.sent;
+                s.lost += c.lost;
+                s.over_budget += c.over_budget;
+                s
+            })
     };
     pin_to_cpu(0);
 

@@ -306,7 +306,10 @@ S: 250 XSHADOWREQUEST
     // next to XRDST/XSHADOWREQUEST: XSHADOW and XEXCH50 without them is 2010.
     let t2010 = "250-mx Hello [1.2.3.4]\n250-X-ANONYMOUSTLS\n250-XEXCH50\n250 XSHADOW\n";
     let c = classify(t2010, "2024-06-05");
-    assert_eq!((c.version.as_deref(), c.status), (Some("2010"), Status::EndOfLife));
+    assert_eq!(
+        (c.version.as_deref(), c.status),
+        (Some("2010"), Status::EndOfLife)
+    );
     assert!(c.confidence < 0.8, "era-level evidence: {}", c.confidence);
     assert!(
         c.evidence
@@ -321,7 +324,10 @@ S: 250 XSHADOWREQUEST
     let c = classify(t2013, "2024-06-05");
     assert_eq!(c.status, Status::Unknown);
     // XEXCH50 alone: 2007 or 2010 (or older), end of life.
-    let c = classify("250-mx Hello [1.2.3.4]\n250-X-ANONYMOUSTLS\n250 XEXCH50\n", "2024-06-05");
+    let c = classify(
+        "250-mx Hello [1.2.3.4]\n250-X-ANONYMOUSTLS\n250 XEXCH50\n",
+        "2024-06-05",
+    );
     assert_eq!(c.status, Status::EndOfLife, "{:?}", c.evidence);
     // Keywords of 2000/2003 only: end of life.
     let t2003 = "250-mx Hello [1.2.3.4]\n250-X-LINK2STATE\n250 XEXCH50\n";

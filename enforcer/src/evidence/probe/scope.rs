@@ -34,7 +34,11 @@ fn in4(a: Ipv4Addr, net: [u8; 4], len: u32) -> bool {
 }
 
 fn in6(a: Ipv6Addr, net: [u16; 8], len: u32) -> bool {
-    let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+    let mask = if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - len)
+    };
     u128::from(a) & mask == u128::from(Ipv6Addr::from(net)) & mask
 }
 
@@ -48,15 +52,15 @@ const PRIVATE_V4: [([u8; 4], u32); 6] = [
 ];
 
 const SPECIAL_V4: [([u8; 4], u32); 9] = [
-    ([0, 0, 0, 0], 8),         // "this network", unspecified
-    ([192, 0, 0, 0], 24),      // IETF protocol assignments
-    ([192, 0, 2, 0], 24),      // TEST-NET-1
-    ([198, 51, 100, 0], 24),   // TEST-NET-2
-    ([203, 0, 113, 0], 24),    // TEST-NET-3
-    ([198, 18, 0, 0], 15),     // benchmarking
-    ([192, 88, 99, 0], 24),    // deprecated 6to4 relay anycast
-    ([224, 0, 0, 0], 4),       // multicast
-    ([240, 0, 0, 0], 4),       // reserved, and 255.255.255.255 broadcast
+    ([0, 0, 0, 0], 8),       // "this network", unspecified
+    ([192, 0, 0, 0], 24),    // IETF protocol assignments
+    ([192, 0, 2, 0], 24),    // TEST-NET-1
+    ([198, 51, 100, 0], 24), // TEST-NET-2
+    ([203, 0, 113, 0], 24),  // TEST-NET-3
+    ([198, 18, 0, 0], 15),   // benchmarking
+    ([192, 88, 99, 0], 24),  // deprecated 6to4 relay anycast
+    ([224, 0, 0, 0], 4),     // multicast
+    ([240, 0, 0, 0], 4),     // reserved, and 255.255.255.255 broadcast
 ];
 
 const PRIVATE_V6: [([u16; 8], u32); 3] = [
@@ -66,15 +70,15 @@ const PRIVATE_V6: [([u16; 8], u32); 3] = [
 ];
 
 const SPECIAL_V6: [([u16; 8], u32); 9] = [
-    ([0, 0, 0, 0, 0, 0, 0, 0], 128),           // unspecified
-    ([0x2001, 0x0db8, 0, 0, 0, 0, 0, 0], 32),  // documentation
-    ([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20),       // documentation (RFC 9637)
-    ([0xff00, 0, 0, 0, 0, 0, 0, 0], 8),        // multicast
-    ([0x0100, 0, 0, 0, 0, 0, 0, 0], 64),       // discard-only
-    ([0x2001, 0, 0, 0, 0, 0, 0, 0], 23),       // IETF protocol assignments (Teredo, benchmarking…)
-    ([0x2002, 0, 0, 0, 0, 0, 0, 0], 16),       // 6to4: another host's IPv4 inside
-    ([0x0064, 0xff9b, 0, 0, 0, 0, 0, 0], 96),  // NAT64: another network's IPv4 inside
-    ([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10),       // deprecated site-local
+    ([0, 0, 0, 0, 0, 0, 0, 0], 128),          // unspecified
+    ([0x2001, 0x0db8, 0, 0, 0, 0, 0, 0], 32), // documentation
+    ([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20),      // documentation (RFC 9637)
+    ([0xff00, 0, 0, 0, 0, 0, 0, 0], 8),       // multicast
+    ([0x0100, 0, 0, 0, 0, 0, 0, 0], 64),      // discard-only
+    ([0x2001, 0, 0, 0, 0, 0, 0, 0], 23),      // IETF protocol assignments (Teredo, benchmarking…)
+    ([0x2002, 0, 0, 0, 0, 0, 0, 0], 16),      // 6to4: another host's IPv4 inside
+    ([0x0064, 0xff9b, 0, 0, 0, 0, 0, 0], 96), // NAT64: another network's IPv4 inside
+    ([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10),      // deprecated site-local
 ];
 
 /// Why `addr` must not be probed, or `None` when it may be. `own` lists the host's addresses.

@@ -126,7 +126,7 @@ fn rate_allows_the_budget_per_second() {
     assert_eq!(burst, 5);
     assert!(!r.take(0.1));
     assert!(r.take(0.2)); // 0.2 s refills one token at 5/s
-    // Ten seconds at 100 attempts a second: about 5 per second get through, never more.
+                          // Ten seconds at 100 attempts a second: about 5 per second get through, never more.
     let mut ok = 0;
     for i in 0..1000 {
         if r.take(1.0 + f64::from(i) * 0.01) {
@@ -188,7 +188,9 @@ fn session_rejects_garbage_and_oversized_input() {
         (b"HTTP/1.1 400 Bad Request\r\n".to_vec(), |e| {
             matches!(e, SessionError::NotSmtp(_))
         }),
-        (b"22 short\r\n".to_vec(), |e| matches!(e, SessionError::NotSmtp(_))),
+        (b"22 short\r\n".to_vec(), |e| {
+            matches!(e, SessionError::NotSmtp(_))
+        }),
         (b"220xno separator\r\n".to_vec(), |e| {
             matches!(e, SessionError::NotSmtp(_))
         }),
@@ -242,7 +244,10 @@ fn the_classifier_reads_a_probe_transcript_as_end_of_life_exchange() {
     use crate::classify::{classify_connecting, Status};
     let t = Transcript {
         banner: vec![EX2010_BANNER.trim_end().to_string()],
-        ehlo: EX2010_EHLO.lines().map(|l| l.trim_end().to_string()).collect(),
+        ehlo: EX2010_EHLO
+            .lines()
+            .map(|l| l.trim_end().to_string())
+            .collect(),
     };
     let date = time::macros::date!(2026 - 12 - 01);
     let c = classify_connecting(
