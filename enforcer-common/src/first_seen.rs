@@ -61,6 +61,6 @@ mod tests {
         assert_eq!(offset_of!(FirstSeenEvent, boot_ns), 16);
         assert_eq!(offset_of!(FirstSeenEvent, port), 24);
         assert_eq!(size_of::<FirstSeenState>(), 40);
-        assert!(RING_BYTES.is_power_of_two() && RING_BYTES % 4096 == 0);
+        assert!(RING_BYTES.is_power_of_two() && RING_BYTES.is_multiple_of(4096));
     }
 }

@@ -182,9 +182,12 @@ fn a_multiline_banner_and_a_refused_ehlo_keep_the_banner() {
     assert!(t.ehlo.is_empty());
 }
 
+/// An input and the error it must produce.
+type Case = (Vec<u8>, fn(&SessionError) -> bool);
+
 #[test]
 fn session_rejects_garbage_and_oversized_input() {
-    let cases: Vec<(Vec<u8>, fn(&SessionError) -> bool)> = vec![
+    let cases: Vec<Case> = vec![
         (b"HTTP/1.1 400 Bad Request\r\n".to_vec(), |e| {
             matches!(e, SessionError::NotSmtp(_))
         }),
