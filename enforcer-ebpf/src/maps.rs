@@ -7,14 +7,15 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, SockMap},
 };
 use enforcer_common::{
     counters::{IFINDEX_LIMIT, STATS_SLOTS},
     filter::FILTER_WORDS,
     first_seen::{FirstSeenState, MAX_SEEN, RING_BYTES},
     maps::{
-        MAX_HOSTS_V4, MAX_HOSTS_V6, MAX_PREFIXES_V4, MAX_PREFIXES_V6, MAX_RATE_STATE, PORT_COUNT,
+        MAX_HOSTS_V4, MAX_HOSTS_V6, MAX_PREFIXES_V4, MAX_PREFIXES_V6, MAX_RATE_STATE, NOTICE_SLOTS,
+        PORT_COUNT,
     },
     GlobalConfig, PolicyEntry, RateKey, RateState,
 };
@@ -78,3 +79,7 @@ pub static FIRST_SEEN: LruHashMap<RateKey, u32> = LruHashMap::with_max_entries(M
 
 #[map]
 pub static FIRST_SEEN_STATE: PerCpuArray<FirstSeenState> = PerCpuArray::with_max_entries(1, 0);
+
+/// The notice responder's listening sockets, one per address family (`NOTICE_SLOT_V4`/`_V6`).
+#[map]
+pub static NOTICE_SOCKETS: SockMap = SockMap::with_max_entries(NOTICE_SLOTS, 0);

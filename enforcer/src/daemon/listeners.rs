@@ -11,6 +11,7 @@ use crate::error::UsageError;
 use crate::evidence::milter::listener::MilterListener;
 use crate::evidence::policy::listener::PolicyListener;
 use crate::evidence::probe::listener::ProbeListener;
+use crate::evidence::responder::listener::ResponderListener;
 use crate::metrics::MetricsListener;
 
 /// Every listener the settings ask for, bound and not yet serving.
@@ -20,6 +21,7 @@ pub struct Listeners {
     milter: Option<MilterListener>,
     policy: Option<PolicyListener>,
     probe: Option<ProbeListener>,
+    responder: Option<ResponderListener>,
 }
 
 /// Binds one listener; a failure is the operator's to fix (address taken, socket of another
@@ -41,6 +43,7 @@ impl Listeners {
             milter: bind(settings, registry).await?,
             policy: bind(settings, registry).await?,
             probe: bind(settings, registry).await?,
+            responder: bind(settings, registry).await?,
         })
     }
 
@@ -58,6 +61,9 @@ impl Listeners {
             start(tasks, l, ctx);
         }
         if let Some(l) = self.probe {
+            start(tasks, l, ctx);
+        }
+        if let Some(l) = self.responder {
             start(tasks, l, ctx);
         }
     }

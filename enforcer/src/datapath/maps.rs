@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use aya::maps::lpm_trie::Key;
 use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, MapError, MapType, PerCpuArray};
-use enforcer_common::config::{CONFIG_FLAG_FIRST_SEEN, CONFIG_FLAG_REPORT_ONLY};
+use enforcer_common::config::{
+    CONFIG_FLAG_FIRST_SEEN, CONFIG_FLAG_NOTICE_FALLBACK_PASS, CONFIG_FLAG_REPORT_ONLY,
+};
 use enforcer_common::counters::{fold, IFINDEX_LIMIT, MAX_IFACE_SLOTS, STATS_SLOTS};
 use enforcer_common::maps as names;
 use enforcer_common::{GlobalConfig, PolicyEntry, RateKey, RateState};
@@ -96,7 +98,7 @@ const fn spec(name: &'static str, ty: MapType, k: usize, v: usize, max: u32) -> 
 const ENTRY: usize = size_of::<PolicyEntry>();
 
 /// Every map in the contract, in `ALL_MAPS` order.
-pub const SPECS: [MapSpec; 14] = [
+pub const SPECS: [MapSpec; 15] = [
     spec(
         names::POLICY_V4_HOSTS,
         MapType::Hash,
@@ -176,6 +178,13 @@ pub const SPECS: [MapSpec; 14] = [
         4,
         size_of::<enforcer_common::first_seen::FirstSeenState>(),
         1,
+    ),
+    spec(
+        names::NOTICE_SOCKETS,
+        MapType::SockMap,
+        4,
+        4,
+        names::NOTICE_SLOTS,
     ),
 ];
 
@@ -762,6 +771,37 @@ impl FirstSeenMaps {
             out.over_budget += s.over_budget;
         }
         Ok(out)
+    }
+}
+
+impl ControlMaps {
+    /// `notice.fallback`: whether a SYN the `sk_lookup` program would steer goes to the MTA (`true`)
+    /// or is dropped while no responder socket is registered.
+    pub fn set_notice_fallback_pass(&mut self, pass: bool) -> anyhow::Result<()> {
+        self.set_flag(CONFIG_FLAG_NOTICE_FALLBACK_PASS, pass)
+    }
+}
+
+/// The notice responder's listening sockets, one slot per address family.
+pub struct NoticeSockets(aya::maps::SockMap<MapData>);
+
+impl NoticeSockets {
+    pub fn open_pinned(pin_dir: &Path) -> anyhow::Result<Self> {
+        Ok(Self(
+            open(&PinDir::new(pin_dir), names::NOTICE_SOCKETS)?.try_into()?,
+        ))
+    }
+
+    /// Puts a listening TCP socket in `slot` (`NOTICE_SLOT_V4` or `NOTICE_SLOT_V6`), replacing the
+    /// socket of an earlier daemon if it is still there.
+    pub fn register(
+        &mut self,
+        slot: u32,
+        socket: &impl std::os::fd::AsRawFd,
+    ) -> anyhow::Result<()> {
+        self.0
+            .set(slot, socket, 0)
+            .with_context(|| format!("registering the notice responder socket in slot {slot}"))
     }
 }
 
