@@ -6,6 +6,7 @@ mod attribute;
 pub mod listen;
 pub mod milter;
 pub mod policy;
+pub mod probe;
 pub mod reply;
 pub mod responder;
 pub use attribute::attribute;
