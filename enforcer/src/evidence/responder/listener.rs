@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
@@ -170,8 +170,8 @@ async fn accept_either(
     Ok((s, ip))
 }
 
-async fn session(
-    mut sock: TcpStream,
+async fn session<S: AsyncRead + AsyncWrite + Unpin>(
+    mut sock: S,
     peer: IpAddr,
     sh: Arc<Shared>,
     host: &str,
@@ -241,5 +241,104 @@ async fn session(
             },
             Channel::Responder,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::Request;
+    use crate::evidence::reply::Board;
+
+    fn shared() -> (
+        Arc<Shared>,
+        tokio::sync::mpsc::Receiver<crate::control::Incoming>,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let sh = Shared {
+            board: Board::default(),
+            engine: tx,
+            metrics: MtaMetrics::default(),
+            limits: Default::default(),
+        };
+        (Arc::new(sh), rx)
+    }
+
+    /// A client that trickles one byte every 20 s (under the per-line timeout) still loses its slot
+    /// when the session's time is up.
+    #[tokio::test(start_paused = true)]
+    async fn a_slowloris_client_is_closed_when_the_session_time_is_up() {
+        let (sh, _rx) = shared();
+        let m = ResponderMetrics::default();
+        let (mut client, server) = tokio::io::duplex(4096);
+        let started = Instant::now();
+        let task = tokio::spawn(async move {
+            session(server, "10.200.1.2".parse().unwrap(), sh, "mx.test", &m).await;
+            m
+        });
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 512];
+        for b in b"EHLO slow.example.org".iter().cycle().take(100) {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            if client.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            if task.is_finished() {
+                break;
+            }
+        }
+        let m = task.await.unwrap();
+        while let Ok(n) = client.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&seen);
+        assert!(text.starts_with("220 mx.test ESMTP"), "{text}");
+        assert!(
+            text.ends_with("421 4.4.2 Timeout; closing connection\r\n"),
+            "{text}"
+        );
+        let took = started.elapsed();
+        assert!(
+            took >= SESSION_TIMEOUT && took <= SESSION_TIMEOUT + Duration::from_secs(21),
+            "{took:?}"
+        );
+        assert_eq!(m.timeouts.get(), 1);
+        assert_eq!(m.sessions.get(), 1);
+    }
+
+    /// A silent client is closed after the per-line timeout; the HELO it sent reaches the engine.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_client_times_out_and_its_helo_is_evidence() {
+        let (sh, mut rx) = shared();
+        let m = ResponderMetrics::default();
+        let (mut client, server) = tokio::io::duplex(4096);
+        client
+            .write_all(b"EHLO ex.sender.example\r\n")
+            .await
+            .unwrap();
+        let started = Instant::now();
+        session(server, "10.200.1.2".parse().unwrap(), sh, "mx.test", &m).await;
+        assert!(started.elapsed() >= READ_TIMEOUT && started.elapsed() < SESSION_TIMEOUT);
+        let mut out = String::new();
+        client.read_to_string(&mut out).await.unwrap();
+        assert!(
+            out.contains("250 mx.test\r\n")
+                && out.ends_with("421 4.4.2 Timeout; closing connection\r\n"),
+            "{out}"
+        );
+        let inc = rx.try_recv().expect("the HELO was reported");
+        match inc.request {
+            Request::MtaEvidence {
+                addr, helo, source, ..
+            } => {
+                assert_eq!(addr.to_string(), "10.200.1.2");
+                assert_eq!(helo.as_deref(), Some("ex.sender.example"));
+                assert_eq!(source, Channel::Responder);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
