@@ -589,6 +589,22 @@ impl<K: Kernel> Engine<K> {
                 source,
                 now,
             ),
+            Request::MtaEvidenceBatch { sightings } => {
+                let batch: Vec<(Sighting, Channel)> = sightings
+                    .into_iter()
+                    .map(|m| {
+                        (
+                            Sighting {
+                                addr: m.addr,
+                                helo: m.helo,
+                                headers: m.headers,
+                            },
+                            m.source,
+                        )
+                    })
+                    .collect();
+                self.sightings(&batch, now)
+            }
             Request::Pause { target, days } => self.modify(&target, now, |pol, rec| {
                 pol.pause(rec, days, now).map(|_| ())
             }),
@@ -779,6 +795,31 @@ impl<K: Kernel> Engine<K> {
         }
     }
 
+    /// Many sightings in one engine turn (what the MTA listeners hand over): each is classified and
+    /// recorded in arrival order, so every finding is counted, but the records they touch are
+    /// stored in one transaction and each touched sender is written to the kernel once.
+    pub fn sightings(&mut self, batch: &[(Sighting, Channel)], now: i64) -> Reply {
+        let day = today(now);
+        let mut readable = Vec::with_capacity(batch.len());
+        for (s, source) in batch {
+            match crate::evidence::attribute(s, day, &self.overrides) {
+                Some(class) => readable.push((s.addr, class, source.id())),
+                None => self.count_evidence(source.id(), "unreadable"),
+            }
+        }
+        match self.feed_all(&readable, now) {
+            Ok(keys) => Reply::ok(serde_json::json!({
+                "sightings": batch.len(),
+                "unreadable": batch.len() - readable.len(),
+                "senders": keys,
+            })),
+            Err(e) => {
+                log::error!("evidence from the MTA ({} sightings): {e}", readable.len());
+                Reply::internal(e)
+            }
+        }
+    }
+
     /// Records a classification for `addr` and applies what it changes.
     fn feed(
         &mut self,
@@ -787,44 +828,102 @@ impl<K: Kernel> Engine<K> {
         source: &str,
         now: i64,
     ) -> Result<Prefix, String> {
-        self.metrics
-            .classified
-            .get_or_create(&vec![
-                ("product".to_string(), class.product.id().to_string()),
-                ("status".to_string(), class.status.id().to_string()),
-            ])
-            .inc();
-        let ev = evidence_of(class, now)?;
-        let key = self.policy.aggregation.prefix_for(addr);
-        let before = self.records.get(&key).cloned();
-        let was = before.as_ref().map(|r| self.policy.stage_at(r, now));
-        let mut rec = self.policy.observe(before, addr, ev, now);
-        catch_up(&self.policy, &mut rec, now);
-        if let Err(err) = self.store.put_sender(&rec) {
+        let keys = self.feed_all(&[(addr, class.clone(), source)], now)?;
+        Ok(keys[0])
+    }
+
+    /// Records classifications (address, classification, source) in order and applies what they
+    /// change: durable first (one store transaction for every touched record; if it fails nothing
+    /// changed), then the kernel, once per touched sender. Returns the touched senders in the
+    /// order they were first touched.
+    fn feed_all(
+        &mut self,
+        items: &[(IpAddr, crate::classify::Classification, &str)],
+        now: i64,
+    ) -> Result<Vec<Prefix>, String> {
+        let mut evidence = Vec::with_capacity(items.len());
+        for (_, class, _) in items {
+            evidence.push(evidence_of(class, now)?);
+        }
+        let mut staged: HashMap<Prefix, Record> = HashMap::new();
+        let mut order: Vec<Prefix> = Vec::new();
+        let mut outcomes = Vec::with_capacity(items.len());
+        for ((addr, _, source), ev) in items.iter().zip(evidence) {
+            let key = self.policy.aggregation.prefix_for(*addr);
+            let before = match staged.remove(&key) {
+                Some(r) => Some(r),
+                None => {
+                    order.push(key);
+                    self.records.get(&key).cloned()
+                }
+            };
+            let was = before.as_ref().map(|r| self.policy.stage_at(r, now));
+            let mut rec = self.policy.observe(before, *addr, ev, now);
+            catch_up(&self.policy, &mut rec, now);
+            let is = self.policy.stage_at(&rec, now);
+            let outcome = match (was.and_then(|w| w.stage()), is) {
+                (_, Standing::AllowListed) => "allow-listed",
+                (None, Standing::Enforcing { .. }) => "entered",
+                (Some(_), Standing::Clear) => "left",
+                _ => "unchanged",
+            };
+            outcomes.push((*addr, key, *source, outcome));
+            staged.insert(key, rec);
+        }
+        if let Err(err) = self.store.put_senders(order.iter().map(|k| &staged[k])) {
+            let keys: Vec<String> = order.iter().map(|k| k.to_string()).collect();
             return Err(format!(
-                "could not store the record for {key} (nothing changed): {err:#}"
+                "could not store the record for {} (nothing changed): {err:#}",
+                keys.join(", ")
             ));
         }
-        let is = self.policy.stage_at(&rec, now);
-        let outcome = match (was.and_then(|w| w.stage()), is) {
-            (_, Standing::AllowListed) => "allow-listed",
-            (None, Standing::Enforcing { .. }) => "entered",
-            (Some(_), Standing::Clear) => "left",
-            _ => "unchanged",
-        };
-        self.count_evidence(source, outcome);
-        log::info!("evidence ({source}) for {addr} ({key}): {outcome}");
-        let cleared =
-            self.records.get(&key).is_some_and(|r| r.episode.is_some()) && rec.episode.is_none();
-        self.touch(Touched::Sender {
-            prefix: key,
-            cleared,
-        });
-        self.records.insert(key, rec);
-        let _ = self.sync(key, now); // failures are logged and retried
-        self.schedule(key, now);
-        self.relabel(key, now);
-        Ok(key)
+        self.log_outcomes(&outcomes);
+        for (_, class, _) in items {
+            self.metrics
+                .classified
+                .get_or_create(&vec![
+                    ("product".to_string(), class.product.id().to_string()),
+                    ("status".to_string(), class.status.id().to_string()),
+                ])
+                .inc();
+        }
+        for key in &order {
+            let rec = staged.remove(key).expect("staged above");
+            let cleared =
+                self.records.get(key).is_some_and(|r| r.episode.is_some()) && rec.episode.is_none();
+            self.touch(Touched::Sender {
+                prefix: *key,
+                cleared,
+            });
+            self.records.insert(*key, rec);
+            let _ = self.sync(*key, now); // failures are logged and retried
+            self.schedule(*key, now);
+            self.relabel(*key, now);
+        }
+        Ok(order)
+    }
+
+    /// Counts every sighting's outcome; logs one line per sender and outcome (a burst of identical
+    /// findings from one sender is one line with its count, not one line per message).
+    fn log_outcomes(&self, outcomes: &[(IpAddr, Prefix, &str, &str)]) {
+        let mut lines: Vec<((Prefix, &str, &str), IpAddr, usize)> = Vec::new();
+        for &(addr, key, source, outcome) in outcomes {
+            self.count_evidence(source, outcome);
+            match lines.iter_mut().find(|l| l.0 == (key, source, outcome)) {
+                Some(l) => {
+                    l.1 = addr;
+                    l.2 += 1;
+                }
+                None => lines.push(((key, source, outcome), addr, 1)),
+            }
+        }
+        for ((key, source, outcome), addr, n) in lines {
+            if n == 1 {
+                log::info!("evidence ({source}) for {addr} ({key}): {outcome}");
+            } else {
+                log::info!("evidence ({source}) for {addr} ({key}): {outcome} ({n} sightings)");
+            }
+        }
     }
 
     /// `source`: `cli` for the control socket (`enforcer evidence`), else the MTA channel's name.
@@ -1380,6 +1479,7 @@ fn op_name(r: &Request) -> &'static str {
         Request::Sender { .. } => "sender",
         Request::Evidence { .. } => "evidence",
         Request::MtaEvidence { .. } => "mta_evidence",
+        Request::MtaEvidenceBatch { .. } => "mta_evidence_batch",
         Request::Pause { .. } => "pause",
         Request::Resume { .. } => "resume",
         Request::Forget { .. } => "forget",

@@ -1177,6 +1177,75 @@ fn mta_sightings_feed_the_engine_and_the_board_follows_the_stage() {
 }
 
 #[test]
+fn a_batch_of_sightings_counts_every_finding_in_one_turn() {
+    let dir = TmpDir::new("batch");
+    let store = Store::open(&dir.0).unwrap();
+    let settings = EngineSettings {
+        policy: policy(),
+        ..EngineSettings::default()
+    };
+    let metrics = EngineMetrics::default();
+    let (mut e, _) =
+        Engine::start(settings, store, MemKernel::default(), metrics.clone(), T0).unwrap();
+    // 50 messages from one sender, 3 from another, one unreadable, interleaved as the MTA's
+    // sessions left them; handed over as the listeners do, one request.
+    let mut batch = Vec::new();
+    for i in 0..50 {
+        batch.push((sighting("10.200.0.2", EX2013), Channel::Milter));
+        if i % 20 == 0 {
+            batch.push((sighting("10.200.0.3", EX2013), Channel::Milter));
+        }
+    }
+    batch.push((
+        crate::evidence::milter::session::Sighting {
+            addr: "10.200.0.4".parse().unwrap(),
+            helo: None,
+            headers: String::new(),
+        },
+        Channel::Milter,
+    ));
+    let sightings = batch
+        .into_iter()
+        .map(|(s, source)| crate::control::protocol::MtaSighting {
+            addr: s.addr,
+            helo: s.helo,
+            headers: s.headers,
+            source,
+        })
+        .collect();
+    let r = ok(e.handle(Request::MtaEvidenceBatch { sightings }, T0));
+    assert_eq!(r["sightings"], 54);
+    assert_eq!(r["unreadable"], 1, "{r}");
+    assert_eq!(r["senders"].as_array().unwrap().len(), 2);
+    let count = |ip: &str| {
+        let rec = e.records().find(|r| r.prefix == host(ip)).unwrap();
+        assert_eq!(rec.findings.len(), 1, "identical findings are stored once");
+        assert!(rec.episode.is_some());
+        rec.findings[0].count
+    };
+    assert_eq!((count("10.200.0.2"), count("10.200.0.3")), (50, 3));
+    let evidence = |outcome: &str| {
+        metrics
+            .evidence
+            .get_or_create(&EngineMetrics::evidence_label("milter", outcome))
+            .get()
+    };
+    // Every sighting's outcome is counted: two senders entered, the rest changed nothing.
+    assert_eq!(evidence("entered"), 2);
+    assert_eq!(evidence("unchanged"), 51);
+    assert_eq!(evidence("unreadable"), 1);
+    // Stored durably: a restart sees the counts.
+    drop(e);
+    let store = Store::open(&dir.0).unwrap();
+    let stored = store.senders().unwrap();
+    let rec = stored
+        .iter()
+        .find(|r| r.prefix == host("10.200.0.2"))
+        .unwrap();
+    assert_eq!(rec.findings[0].count, 50);
+}
+
+#[test]
 fn notice_stages_write_notice_entries_and_the_board_answers() {
     use crate::evidence::reply::{answer, Answer, Texts};
     let dir = TmpDir::new("notice");
