@@ -181,7 +181,7 @@ impl Settings {
         let engine = EngineSettings {
             overrides: file.support_overrides().map_err(UsageError)?,
             board: {
-                let b = Board::new(file.policy.aggregation);
+                let b = Board::default();
                 b.set_replies(mta.texts.clone(), report_only);
                 b
             },

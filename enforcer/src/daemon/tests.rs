@@ -1246,6 +1246,55 @@ fn a_batch_of_sightings_counts_every_finding_in_one_turn() {
 }
 
 #[test]
+fn the_board_follows_a_reload_that_changes_the_aggregation() {
+    let dir = TmpDir::new("board-agg");
+    let store = Store::open(&dir.0).unwrap();
+    let board = crate::evidence::reply::Board::default();
+    let settings = EngineSettings {
+        policy: policy(),
+        board: board.clone(),
+        ..EngineSettings::default()
+    };
+    let (mut e, _) = Engine::start(
+        settings.clone(),
+        store,
+        MemKernel::default(),
+        EngineMetrics::default(),
+        T0,
+    )
+    .unwrap();
+    e.sighting(&sighting("10.200.0.2", EX2013), Channel::Milter, T0);
+    e.tick(T0 + 10);
+    assert_eq!(
+        board
+            .lookup("10.200.0.2".parse().unwrap())
+            .unwrap()
+            .rule
+            .prefix,
+        host("10.200.0.2")
+    );
+    // SIGHUP: records of new senders are /24s now (the daemon keeps its board across a reload).
+    let mut reloaded = settings;
+    reloaded.policy.aggregation.v4 = 24;
+    e.reconfigure(reloaded, T0 + 11).unwrap();
+    e.sighting(&sighting("10.200.1.7", EX2013), Channel::Milter, T0 + 11);
+    e.tick(T0 + 21);
+    let n = board
+        .lookup("10.200.1.9".parse().unwrap())
+        .expect("the new /24 record answers for its neighbours");
+    assert_eq!(n.rule.prefix, "10.200.1.0/24".parse().unwrap());
+    // The old host record still answers for its host.
+    assert_eq!(
+        board
+            .lookup("10.200.0.2".parse().unwrap())
+            .unwrap()
+            .rule
+            .prefix,
+        host("10.200.0.2")
+    );
+}
+
+#[test]
 fn notice_stages_write_notice_entries_and_the_board_answers() {
     use crate::evidence::reply::{answer, Answer, Texts};
     let dir = TmpDir::new("notice");
