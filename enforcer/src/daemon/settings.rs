@@ -11,6 +11,7 @@ use crate::error::{usage, UsageError};
 use crate::evidence::reply::Board;
 use crate::evidence::MtaSettings;
 use crate::fleet::FleetSettings;
+use crate::policy::Policy;
 use enforcer_common::maps::DEFAULT_PORTS;
 
 /// The daemon's options as given on the command line (`None` = not given: the config file or the
@@ -88,6 +89,29 @@ pub fn parse_ports(s: &str) -> anyhow::Result<Vec<u16>> {
     Ok(out)
 }
 
+/// The MTA channels (the file's `[milter]`/`[policy]`, overridden by the channel flags in `a`:
+/// `--milter`, `--policy`) and the policy they allow: a `notice` refusal needs a channel, and the
+/// built-in schedule refuses with `notice` when there is one. `enforcer run`, a reload and
+/// `enforcer check-config` all resolve them here, so they accept and refuse the same things.
+pub fn resolve_channels(file: &FileConfig, a: &Options) -> anyhow::Result<(MtaSettings, Policy)> {
+    let mut mta = file.mta.clone();
+    for (flag, given, slot) in [
+        ("--milter", &a.milter, &mut mta.milter),
+        ("--policy", &a.policy, &mut mta.policy),
+    ] {
+        if let Some(spec) = given {
+            *slot = Some(
+                spec.parse()
+                    .map_err(|e| UsageError(format!("{flag}: {e}")))?,
+            );
+        }
+    }
+    let policy = file
+        .policy_for(&mta)
+        .map_err(|e| UsageError(e.to_string()))?;
+    Ok((mta, policy))
+}
+
 impl Settings {
     /// Checks the options and the configuration file before anything is touched.
     pub fn resolve(a: Options) -> anyhow::Result<Self> {
@@ -105,6 +129,7 @@ impl Settings {
             crate::classify::install_operator_catalog(path)
                 .map_err(|e| UsageError(format!("classifier.catalog: {e}")))?;
         }
+        let (mta, policy) = resolve_channels(&file, &a)?;
         let ports = match (&a.ports, &file.ports) {
             (Some(p), _) => parse_ports(p)?,
             (None, Some(p)) => {
@@ -162,18 +187,6 @@ impl Settings {
             .or(file.pin_dir.clone())
             .unwrap_or_else(|| crate::datapath::DEFAULT_PIN_DIR.into());
         let report_only = a.report_only || file.report_only.unwrap_or(false);
-        let mut mta = file.mta.clone();
-        for (flag, given, slot) in [
-            ("--milter", &a.milter, &mut mta.milter),
-            ("--policy", &a.policy, &mut mta.policy),
-        ] {
-            if let Some(spec) = given {
-                *slot = Some(
-                    spec.parse()
-                        .map_err(|e| UsageError(format!("{flag}: {e}")))?,
-                );
-            }
-        }
         let fleet = match &file.fleet {
             Some(f) => Some(FleetSettings::resolve(f).map_err(UsageError)?),
             None => None,
@@ -185,9 +198,7 @@ impl Settings {
                 b.set_replies(mta.texts.clone(), report_only);
                 b
             },
-            policy: file
-                .policy_for(&mta)
-                .map_err(|e| UsageError(e.to_string()))?,
+            policy,
             report_only,
             state_dir: Some(state_dir.clone()),
             datapath: Default::default(),
