@@ -101,6 +101,9 @@ pub struct EngineSettings {
     pub board: Board,
     /// Shared with the daemon's housekeeping, which notices a vanished datapath.
     pub datapath: DatapathHealth,
+    /// A channel that shows a refused sender the reply text is configured (milter, policy
+    /// service): an operator notice throttle is refused without one, as a `notice` stage is.
+    pub notice_channel: bool,
 }
 
 /// What start-up reconciliation did.
@@ -122,6 +125,7 @@ pub struct Engine<K: Kernel> {
     policy: Policy,
     overrides: SupportOverrides,
     report_only: bool,
+    notice_channel: bool,
     state_dir: Option<std::path::PathBuf>,
     store: Store,
     kernel: K,
@@ -179,6 +183,7 @@ impl<K: Kernel> Engine<K> {
             policy: settings.policy,
             overrides: settings.overrides,
             report_only: settings.report_only,
+            notice_channel: settings.notice_channel,
             state_dir: settings.state_dir,
             store,
             kernel,
@@ -292,6 +297,7 @@ impl<K: Kernel> Engine<K> {
         self.policy = settings.policy;
         self.overrides = settings.overrides;
         self.report_only = settings.report_only;
+        self.notice_channel = settings.notice_channel;
         let mut changed = Vec::new();
         for rec in self.records.values_mut() {
             if catch_up(&self.policy, rec, now) {
@@ -994,6 +1000,12 @@ impl<K: Kernel> Engine<K> {
         if let Err(e) = rule.validate() {
             return Reply::usage(e);
         }
+        if notice_of(&rule).is_some() && !self.notice_channel {
+            return Reply::usage(format!(
+                "{}: a notice throttle lets SYNs through so the MTA can tell the sender why, but this daemon serves no notice channel: run it with --milter or --policy (or [milter]/[policy] listen in its config), or throttle without --notice",
+                rule.prefix
+            ));
+        }
         if let Err(err) = self.store.put_rule(&rule) {
             return Reply::internal(format!(
                 "could not store the rule for {} (nothing changed): {err:#}",
@@ -1302,13 +1314,17 @@ impl<K: Kernel> Engine<K> {
     }
 
     /// Publishes what the MTA listeners answer for `p`: its engine rule while the kernel should hold
-    /// one (an operator rule deciding instead means no SMTP notice).
+    /// one, or an operator's notice throttle (`{stage}` reads 0 for it); any other operator rule
+    /// deciding means no SMTP notice.
     fn publish(&self, p: Prefix, now: i64) {
         let notice = self.desired_for(&p, now).and_then(|rule| {
-            let RuleSource::Engine { stage } = rule.source else {
-                return None;
+            let (stage, ev) = match rule.source {
+                RuleSource::Engine { stage } => (stage, self.records.get(&p)?.evidence.as_ref()),
+                RuleSource::Operator if notice_of(&rule).is_some() => {
+                    (0, self.records.get(&p).and_then(|r| r.evidence.as_ref()))
+                }
+                RuleSource::Operator => return None,
             };
-            let ev = self.records.get(&p)?.evidence.as_ref();
             Some(Notice {
                 rule,
                 stage,
@@ -1454,6 +1470,14 @@ pub fn engine_rule(d: &Desired) -> Rule {
 }
 
 /// The engine's copy of a classification (through its stable JSON field names).
+/// The notice budget of a rule that is a notice throttle.
+fn notice_of(rule: &Rule) -> Option<crate::rule::NoticeRate> {
+    match rule.verdict {
+        Verdict::Throttle { notice, .. } => notice,
+        _ => None,
+    }
+}
+
 fn evidence_of(c: &crate::classify::Classification, now: i64) -> Result<Evidence, String> {
     let v = serde_json::to_value(c).map_err(|e| e.to_string())?;
     let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);

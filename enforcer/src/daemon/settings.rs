@@ -202,6 +202,7 @@ impl Settings {
             report_only,
             state_dir: Some(state_dir.clone()),
             datapath: Default::default(),
+            notice_channel: mta.has_notice_channel(),
         };
         Ok(Self {
             ifaces,

@@ -1384,3 +1384,83 @@ fn notice_stages_write_notice_entries_and_the_board_answers() {
         "{d}"
     );
 }
+
+#[test]
+fn an_operator_notice_throttle_needs_a_channel_and_is_answered_by_the_board() {
+    use crate::evidence::reply::{answer, Answer, Texts};
+    let dir = TmpDir::new("op-notice");
+    let store = Store::open(&dir.0).unwrap();
+    let board = crate::evidence::reply::Board::default();
+    let settings = EngineSettings {
+        policy: policy(),
+        board: board.clone(),
+        ..EngineSettings::default()
+    };
+    let (mut e, _) = Engine::start(
+        settings.clone(),
+        store,
+        MemKernel::default(),
+        EngineMetrics::default(),
+        T0,
+    )
+    .unwrap();
+    let rate = crate::rule::NoticeRate::DEFAULT;
+    // A half-hour window of every hour that began a minute ago (windows follow the wall clock).
+    let into_hour = crate::datapath::Clock::now().unix_secs().rem_euclid(3600);
+    let phase = sp(&format!("{}s", (into_hour - 60).rem_euclid(3600)));
+    let rule = |notice| Rule {
+        prefix: host("10.200.0.5"),
+        verdict: Verdict::Throttle {
+            period: sp("1h"),
+            window: sp("30m"),
+            phase,
+            block_offset: sp("0s"),
+            block: sp("0s"),
+            rst: false,
+            notice,
+        },
+        expires_at: None,
+        reason: None,
+        created_at: T0,
+        source: RuleSource::Operator,
+        list: None,
+    };
+    let put = |r: Rule| Request::PutRule {
+        rule: serde_json::to_value(r).unwrap(),
+    };
+    // No milter, no policy service: refused, nothing stored or written.
+    let msg = usage(e.handle(put(rule(Some(rate))), T0 + 1));
+    assert!(msg.contains("no notice channel"), "{msg}");
+    assert_eq!(entry(&e, "10.200.0.5"), None);
+    // A plain throttle is still fine without one, and the board stays silent for it.
+    ok(e.handle(put(rule(None)), T0 + 2));
+    assert_eq!(board.lookup("10.200.0.5".parse().unwrap()), None);
+    // With a channel (a reload that added --milter): the notice entry reaches the kernel with its
+    // flag, and the board answers the admitted SYNs with the text.
+    let mut with_channel = settings;
+    with_channel.notice_channel = true;
+    e.reconfigure(with_channel, T0 + 3).unwrap();
+    ok(e.handle(put(rule(Some(rate))), T0 + 4));
+    let clock = crate::datapath::Clock::now();
+    let k = e.kernel().entries[&host("10.200.0.5")].to_kernel(&clock);
+    assert!(k.is_notice());
+    assert_eq!((k.notice_count, k.notice_period_secs), (2, 600));
+    let addr: std::net::IpAddr = "10.200.0.5".parse().unwrap();
+    let n = board
+        .lookup(addr)
+        .expect("the operator's notice is on the board");
+    assert_eq!(n.stage, 0);
+    let a = answer(Some(&n), addr, &clock, &Texts::default());
+    assert!(
+        matches!(&a, Answer::Tempfail(t) if t.contains("10.200.0.5")),
+        "{a:?}"
+    );
+    // Removing the rule takes it off the board.
+    ok(e.handle(
+        Request::RemoveRule {
+            prefix: "10.200.0.5/32".into(),
+        },
+        T0 + 5,
+    ));
+    assert_eq!(board.lookup(addr), None);
+}
