@@ -21,19 +21,18 @@ fn throttle_notice_needs_a_channel_and_writes_the_notice_flag() {
     let t = Topology::new("tn");
     let dirs = Dirs::new("tn");
     let prefix: Prefix = CLIENT_V4.parse().unwrap();
-    let throttle = |rate: &[&str]| {
+    let throttle = |rate: &[&'static str]| {
         let mut args = vec![
             "throttle", CLIENT_V4, "--window", "5m", "--period", "1h", "--notice",
         ];
         args.extend_from_slice(rate);
-        args.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+        args
     };
-    let as_refs = |v: &Vec<String>| v.iter().map(String::as_str).collect::<Vec<_>>();
 
     // No milter, no policy service: the daemon refuses, nothing reaches the map.
     let daemon = Daemon::start(&t.server, &t.server_if, &dirs, &[]);
     let args = throttle(&[]);
-    let out = cli(&dirs, &as_refs(&args));
+    let out = cli(&dirs, &args);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("no notice channel"), "{err}");
@@ -48,7 +47,7 @@ fn throttle_notice_needs_a_channel_and_writes_the_notice_flag() {
         &["--milter", "inet:127.0.0.1:0"],
     );
     let args = throttle(&["--notice-rate", "3/15m"]);
-    let said = cli_ok(&dirs, &as_refs(&args));
+    let said = cli_ok(&dirs, &args);
     assert!(said.contains("throttling"), "{said}");
     let e = entry(&dirs, &prefix).expect("the notice throttle is in the map");
     assert!(e.is_notice(), "{e:?}");
