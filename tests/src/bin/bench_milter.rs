@@ -289,7 +289,7 @@ fn print_markdown(without: &[f64], with: &[f64], ratio: f64, us_per_msg: f64, dr
         median(without)
     );
     println!(
-        "| with milter | {} | {:.0} | {:.0}% | >= {:.0}%: {verdict} |",
+        "| with milter | {} | {:.0} | {:.1}% | >= {:.0}%: {verdict} |",
         fmt(with),
         median(with),
         ratio * 100.0,
