@@ -19,6 +19,9 @@ pub struct Args {
     /// Check as `enforcer run --policy SPEC` would run it.
     #[arg(long, value_name = "SPEC")]
     pub policy: Option<String>,
+    /// Check as `enforcer run --notice-responder` would run it.
+    #[arg(long)]
+    pub notice_responder: bool,
 }
 
 pub fn execute(args: Args) -> anyhow::Result<()> {
@@ -26,6 +29,7 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
     let flags = Options {
         milter: args.milter,
         policy: args.policy,
+        notice_responder: args.notice_responder,
         ..Options::default()
     };
     let summary = check(&path, &flags)?;
@@ -62,10 +66,13 @@ pub fn check(path: &std::path::Path, flags: &Options) -> anyhow::Result<String> 
 
 /// The notice channels `run` would serve: "milter inet:127.0.0.1:8895, policy ..." or "no notice channel".
 fn channels(mta: &crate::evidence::MtaSettings) -> String {
-    let list: Vec<String> = [("milter", &mta.milter), ("policy", &mta.policy)]
+    let mut list: Vec<String> = [("milter", &mta.milter), ("policy", &mta.policy)]
         .into_iter()
         .filter_map(|(name, ep)| ep.as_ref().map(|ep| format!("{name} {ep}")))
         .collect();
+    if mta.notice.responder {
+        list.push("notice responder".into());
+    }
     if list.is_empty() {
         "no notice channel".into()
     } else {
@@ -149,18 +156,26 @@ mod tests {
         assert!(e.downcast_ref::<crate::cli::UsageError>().is_some());
         assert!(e.to_string().contains("refusal"), "{e}");
         // A channel on the command line: accepted, and the summary names it.
-        for flags in [
-            &["--milter", "inet:127.0.0.1:8895"][..],
-            &["--policy", "unix:/run/enforcer/policy.sock"][..],
+        for (flags, named) in [
+            (
+                &["--milter", "inet:127.0.0.1:8895"][..],
+                "milter inet:127.0.0.1:8895",
+            ),
+            (
+                &["--policy", "unix:/run/enforcer/policy.sock"][..],
+                "policy unix:/run/enforcer/policy.sock",
+            ),
+            (&["--notice-responder"][..], "notice responder"),
         ] {
             let a = parse(flags);
             let opts = Options {
                 milter: a.milter.clone(),
                 policy: a.policy.clone(),
+                notice_responder: a.notice_responder,
                 ..Options::default()
             };
             let s = check(&p, &opts).unwrap();
-            assert!(s.contains(flags[1]), "{s}");
+            assert!(s.contains(named), "{s}");
             execute(a).unwrap();
         }
         // A bad channel spec is a usage error naming the flag, as in `run`.

@@ -101,7 +101,7 @@ pub struct ThrottleArgs {
     pub reject: bool,
     /// Notice instead of a silent refusal: inside the window --notice-rate SYNs per source pass, so
     /// the running daemon's milter or policy service answers them 450/550 with the reason; the
-    /// rest are dropped. Needs `enforcer run` with --milter or --policy.
+    /// rest are dropped. Needs `enforcer run` with --milter, --policy or --notice-responder.
     #[arg(long, requires = "window", conflicts_with_all = ["reject", "rate"])]
     pub notice: bool,
     /// SYNs per source let through inside the window with --notice, COUNT/PERIOD [default: 2/10m].
@@ -333,7 +333,7 @@ fn run(c: Common<'_>, verdict: Verdict, verb: &str) -> anyhow::Result<()> {
         // Only a daemon with a milter or policy service can tell the admitted SYNs why.
         None if notice => {
             return usage(format!(
-                "--notice needs the running daemon that owns {} (with --milter or --policy): none answers on {}",
+                "--notice needs the running daemon that owns {} (with --milter, --policy or --notice-responder): none answers on {}",
                 c.dirs.state_dir.display(),
                 c.dirs.socket().display()
             ))

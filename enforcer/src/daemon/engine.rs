@@ -1002,7 +1002,7 @@ impl<K: Kernel> Engine<K> {
         }
         if notice_of(&rule).is_some() && !self.notice_channel {
             return Reply::usage(format!(
-                "{}: a notice throttle lets SYNs through so the MTA can tell the sender why, but this daemon serves no notice channel: run it with --milter or --policy (or [milter]/[policy] listen in its config), or throttle without --notice",
+                "{}: a notice throttle lets SYNs through so the MTA can tell the sender why, but this daemon serves no notice channel: run it with --milter, --policy or --notice-responder (or [milter]/[policy] listen, [notice] responder in its config), or throttle without --notice",
                 rule.prefix
             ));
         }

@@ -31,6 +31,8 @@ pub struct Options {
     pub milter: Option<String>,
     /// `--policy inet:HOST:PORT|unix:/PATH`.
     pub policy: Option<String>,
+    /// `--notice-responder`.
+    pub notice_responder: bool,
     pub reset_state: bool,
 }
 
@@ -89,8 +91,8 @@ pub fn parse_ports(s: &str) -> anyhow::Result<Vec<u16>> {
     Ok(out)
 }
 
-/// The MTA channels (the file's `[milter]`/`[policy]`, overridden by the channel flags in `a`:
-/// `--milter`, `--policy`) and the policy they allow: a `notice` refusal needs a channel, and the
+/// The MTA channels (the file's `[milter]`/`[policy]`/`[notice]`, overridden by the channel flags
+/// in `a`: `--milter`, `--policy`, `--notice-responder`) and the policy they allow: a `notice` refusal needs a channel, and the
 /// built-in schedule refuses with `notice` when there is one. `enforcer run`, a reload and
 /// `enforcer check-config` all resolve them here, so they accept and refuse the same things.
 pub fn resolve_channels(file: &FileConfig, a: &Options) -> anyhow::Result<(MtaSettings, Policy)> {
@@ -105,6 +107,9 @@ pub fn resolve_channels(file: &FileConfig, a: &Options) -> anyhow::Result<(MtaSe
                     .map_err(|e| UsageError(format!("{flag}: {e}")))?,
             );
         }
+    }
+    if a.notice_responder {
+        mta.notice.responder = true;
     }
     let policy = file
         .policy_for(&mta)
@@ -244,6 +249,9 @@ impl Settings {
         }
         if format!("{:?}", self.fleet) != format!("{:?}", new.fleet) {
             out.push("fleet");
+        }
+        if self.mta.notice != new.mta.notice {
+            out.push("notice");
         }
         out
     }
