@@ -179,7 +179,9 @@ impl Shared {
         self.inbox.push(s, source, &self.metrics);
     }
 
-    /// Hands the inbox to the engine in batches; runs next to the listener's accept loop.
+    /// Hands the inbox to the engine in batches. Every listener that reports evidence runs this
+    /// next to its accept loop (and [`Shared::flush`] when it stops), or its evidence never leaves
+    /// the inbox.
     pub async fn forward(&self) {
         self.inbox
             .forward(self.engine.clone(), self.metrics.clone())
