@@ -62,6 +62,11 @@ pub enum Request {
     MtaEvidenceBatch {
         sightings: Vec<MtaSighting>,
     },
+    /// What the greeting probe read from a new source (its banner and EHLO response).
+    ProbeEvidence {
+        addr: std::net::IpAddr,
+        transcript: String,
+    },
     Pause {
         target: String,
         days: u64,

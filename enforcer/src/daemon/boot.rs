@@ -153,6 +153,8 @@ impl Daemon {
         let mut attach = || -> anyhow::Result<Vec<Attached>> {
             control.set_ports(&s.ports)?;
             control.set_report_only(s.report_only)?;
+            // The events feed the greeting probe only: off, the datapath does not produce them.
+            control.set_first_seen(s.probe.enabled)?;
             info!(
                 "protecting TCP ports {:?}{}",
                 s.ports,
@@ -358,6 +360,7 @@ impl Daemon {
             new.engine.state_dir = self.settings.engine.state_dir.clone();
             new.capacity = self.settings.capacity;
             new.fleet = self.settings.fleet.clone();
+            new.probe = self.settings.probe.clone();
             new.mta.notice = self.settings.mta.notice.clone();
         }
         let kernel = tokio::task::block_in_place(|| -> anyhow::Result<()> {

@@ -60,6 +60,8 @@ pub struct Settings {
     pub fleet: Option<FleetSettings>,
     /// Kernel map sizes (`[capacity]`).
     pub capacity: crate::datapath::Capacity,
+    /// `[probe]`: the greeting probe of first-seen sources.
+    pub probe: crate::evidence::probe::ProbeSettings,
     /// What these settings were resolved from: a reload (SIGHUP) resolves them again, re-reading the
     /// configuration file.
     pub options: Options,
@@ -223,6 +225,7 @@ impl Settings {
             mta,
             fleet,
             capacity: file.capacity,
+            probe: file.probe.clone(),
             options,
             config,
         })
@@ -249,6 +252,9 @@ impl Settings {
         }
         if format!("{:?}", self.fleet) != format!("{:?}", new.fleet) {
             out.push("fleet");
+        }
+        if self.probe != new.probe {
+            out.push("probe");
         }
         if self.mta.notice != new.mta.notice {
             out.push("notice");

@@ -7,6 +7,7 @@ pub mod inbox;
 pub mod listen;
 pub mod milter;
 pub mod policy;
+pub mod probe;
 pub mod reply;
 pub mod responder;
 pub use attribute::attribute;
