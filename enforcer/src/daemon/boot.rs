@@ -110,6 +110,15 @@ impl Daemon {
         let s = &self.settings;
         let mut dp = Datapath::load_with(&s.pin_dir, &s.capacity).map_err(operator_error)?;
         let res = self.bring_up(&mut dp, store);
+        if res.is_ok() {
+            if let Some(logger) = dp.kernel_logger() {
+                info!(
+                    "kernel log records forwarded ({})",
+                    crate::datapath::kernel_log::ENV
+                );
+                crate::datapath::kernel_log::spawn_drain(logger);
+            }
+        }
         if res.is_err() && !dp.adopted() {
             drop(dp);
             if let Err(e) = crate::datapath::detach(&s.pin_dir) {
