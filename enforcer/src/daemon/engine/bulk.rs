@@ -223,7 +223,18 @@ impl<K: Kernel> Engine<K> {
                 }
             }
         }
-        for p in put.iter().map(|r| &r.prefix).chain(gone) {
+        for r in put {
+            // Nothing to schedule for a rule without expiry whose entry is written, for a prefix
+            // without sender record or timer: the usual case of a feed, a million times over.
+            let idle = r.expires_at.is_none()
+                && !self.records.contains_key(&r.prefix)
+                && !self.due.contains_key(&r.prefix)
+                && self.applied.get(&r.prefix) == Some(&written(r));
+            if !idle {
+                self.schedule(r.prefix, now);
+            }
+        }
+        for p in gone {
             self.schedule(*p, now);
         }
         // Sender records inside a changed prefix: an operator rule on a covering prefix hides their
