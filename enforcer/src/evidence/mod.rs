@@ -3,6 +3,7 @@
 //! `listener` are the thin tokio shell.
 
 mod attribute;
+pub mod inbox;
 pub mod listen;
 pub mod milter;
 pub mod policy;
