@@ -260,6 +260,7 @@ mod tests {
         let sh = Shared {
             board: Board::default(),
             engine: tx,
+            inbox: crate::evidence::inbox::Inbox::new(Default::default()),
             metrics: MtaMetrics::default(),
             limits: Default::default(),
         };
@@ -322,7 +323,15 @@ mod tests {
             .await
             .unwrap();
         let started = Instant::now();
-        session(server, "10.200.1.2".parse().unwrap(), sh, "mx.test", &m).await;
+        session(
+            server,
+            "10.200.1.2".parse().unwrap(),
+            sh.clone(),
+            "mx.test",
+            &m,
+        )
+        .await;
+        sh.flush();
         assert!(started.elapsed() >= READ_TIMEOUT && started.elapsed() < SESSION_TIMEOUT);
         let mut out = String::new();
         client.read_to_string(&mut out).await.unwrap();
