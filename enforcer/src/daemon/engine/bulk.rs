@@ -39,7 +39,6 @@ impl<K: Kernel> Engine<K> {
         if !parsed.errors.is_empty() {
             return Reply::usage(parsed.error_report("import"));
         }
-        let rules: Vec<Rule> = parsed.prefixes.iter().map(|p| template.rule(*p)).collect();
         let stale = match &template.list {
             Some(name) => self.operator.stale(name, &parsed.prefixes),
             None => Vec::new(),
@@ -62,6 +61,11 @@ impl<K: Kernel> Engine<K> {
                 return Reply::usage(full.to_string());
             }
         }
+        // From here on in prefix order (the file's order only mattered for the error above): the
+        // engine's ordered maps then take a million inserts in sequence, not at random places.
+        let mut prefixes = parsed.prefixes;
+        prefixes.sort_unstable();
+        let rules: Vec<Rule> = prefixes.iter().map(|p| template.rule(*p)).collect();
         if let Err(err) = self.store.put_and_remove_rules(&rules, &stale) {
             return Reply::internal(format!(
                 "could not store the import (nothing changed): {err:#}"
@@ -73,7 +77,7 @@ impl<K: Kernel> Engine<K> {
         // Every rule of an import is the template's: packed once, shared by all.
         let any = Prefix::host(std::net::Ipv4Addr::UNSPECIFIED.into());
         let packed = self.operator.pack(template.rule(any));
-        for p in &parsed.prefixes {
+        for p in &prefixes {
             self.operator.insert_packed(*p, packed.clone());
         }
         // Operator entries, shared with the fleet like a single block or unset.
