@@ -58,6 +58,8 @@ pub struct FileConfig {
     pub fleet: Option<FleetFile>,
     /// Kernel map sizes (`[capacity]`); defaults when not set.
     pub capacity: Capacity,
+    /// `[probe]`: the greeting probe of first-seen sources (off by default).
+    pub probe: crate::evidence::probe::ProbeSettings,
     /// `classifier.catalog`: an operator's build catalog laid over the built-in one (validated here).
     pub catalog: Option<PathBuf>,
     /// Whether the file lists its own `[[enforcement.stages]]` (else the built-in schedule applies,
@@ -99,14 +101,39 @@ struct Raw {
     milter: Option<RawListener>,
     policy: Option<RawListener>,
     replies: Option<RawReplies>,
+    notice: Option<RawNotice>,
     fleet: Option<Spanned<RawFleet>>,
     capacity: Option<RawCapacity>,
+    probe: Option<RawProbe>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    enabled: Option<bool>,
+    allow_private: Option<bool>,
+    ehlo_name: Option<Spanned<String>>,
+    connect_timeout: Option<Spanned<Span>>,
+    read_timeout: Option<Spanned<Span>>,
+    concurrency: Option<Spanned<i64>>,
+    per_second: Option<Spanned<i64>>,
+    cache_ttl: Option<Spanned<Span>>,
+    cache_size: Option<Spanned<i64>>,
+    port: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawListener {
     listen: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotice {
+    responder: Option<bool>,
+    netns: Option<Spanned<String>>,
+    fallback: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -231,6 +258,7 @@ impl FileConfig {
             mta: MtaSettings::default(),
             fleet: None,
             capacity: Capacity::default(),
+            probe: Default::default(),
             catalog: None,
             stages_given: false,
             notice_rate: NoticeRate::DEFAULT,
@@ -246,6 +274,22 @@ impl FileConfig {
                     .parse()
                     .map_err(|e| ctx.err(l.span(), &format!("{table}.listen"), e))?;
                 *slot = Some(ep);
+            }
+        }
+        if let Some(n) = raw.notice {
+            let notice = &mut cfg.mta.notice;
+            if let Some(on) = n.responder {
+                notice.responder = on;
+            }
+            if let Some(ns) = n.netns {
+                notice.netns = crate::evidence::responder::netns_path(ns.get_ref())
+                    .map_err(|e| ctx.err(ns.span(), "notice.netns", e))?;
+            }
+            if let Some(f) = n.fallback {
+                notice.fallback = f
+                    .get_ref()
+                    .parse()
+                    .map_err(|e| ctx.err(f.span(), "notice.fallback", e))?;
             }
         }
         if let Some(r) = raw.replies {
@@ -323,6 +367,9 @@ impl FileConfig {
         }
         if let Some(f) = raw.fleet {
             cfg.fleet = Some(ctx.fleet(f)?);
+        }
+        if let Some(p) = raw.probe {
+            cfg.probe = ctx.probe(p)?;
         }
         if let Some(c) = raw.capacity {
             let cap = &mut cfg.capacity;
@@ -454,6 +501,100 @@ impl Ctx<'_> {
             (None, false) => key.to_string(),
             (None, true) => "(document)".into(),
         }
+    }
+
+    fn probe(&self, p: RawProbe) -> Result<crate::evidence::probe::ProbeSettings, ConfigError> {
+        let mut out = crate::evidence::probe::ProbeSettings {
+            enabled: p.enabled.unwrap_or(false),
+            allow_private: p.allow_private.unwrap_or(false),
+            ..Default::default()
+        };
+        if let Some(n) = p.ehlo_name {
+            crate::evidence::probe::check_ehlo_name(n.get_ref())
+                .map_err(|m| self.err(n.span(), "probe.ehlo_name", m))?;
+            out.ehlo_name = Some(n.into_inner());
+        }
+        for (key, raw, slot, min, max) in [
+            (
+                "connect_timeout",
+                p.connect_timeout,
+                &mut out.connect_timeout,
+                1,
+                300,
+            ),
+            (
+                "read_timeout",
+                p.read_timeout,
+                &mut out.read_timeout,
+                1,
+                300,
+            ),
+            (
+                "cache_ttl",
+                p.cache_ttl,
+                &mut out.cache_ttl,
+                60,
+                365 * 86_400,
+            ),
+        ] {
+            if let Some(v) = raw {
+                let secs = v.get_ref().secs();
+                if !(min..=max).contains(&secs) {
+                    return Err(self.err(
+                        v.span(),
+                        &format!("probe.{key}"),
+                        format!(
+                            "{} is out of range: give {} to {}",
+                            v.get_ref(),
+                            Span(std::time::Duration::from_secs(min)),
+                            Span(std::time::Duration::from_secs(max))
+                        ),
+                    ));
+                }
+                *slot = v.get_ref().0;
+            }
+        }
+        let count = |key: &str, raw: Option<Spanned<i64>>, min: i64, max: i64, what: &str| match raw
+        {
+            None => Ok(None),
+            Some(v) if (min..=max).contains(v.get_ref()) => Ok(Some(*v.get_ref())),
+            Some(v) => Err(self.err(
+                v.span(),
+                &format!("probe.{key}"),
+                format!("{} is not {what} ({min}-{max})", v.get_ref()),
+            )),
+        };
+        if let Some(n) = count(
+            "concurrency",
+            p.concurrency,
+            1,
+            1024,
+            "a number of probes at once",
+        )? {
+            out.concurrency = n as usize;
+        }
+        if let Some(n) = count(
+            "per_second",
+            p.per_second,
+            1,
+            1000,
+            "a number of probes per second",
+        )? {
+            out.per_second = n as u32;
+        }
+        if let Some(n) = count(
+            "cache_size",
+            p.cache_size,
+            1,
+            10_000_000,
+            "a number of addresses",
+        )? {
+            out.cache_size = n as usize;
+        }
+        if let Some(n) = count("port", p.port, 1, 65535, "a TCP port")? {
+            out.port = n as u16;
+        }
+        Ok(out)
     }
 
     fn fleet(&self, f: Spanned<RawFleet>) -> Result<FleetFile, ConfigError> {
@@ -619,7 +760,7 @@ impl Ctx<'_> {
                     cfg.notice_needs_channel = Some(self.err(
                         at,
                         &format!("enforcement.stages[{}].refusal", i + 1),
-                        "`notice` needs a channel that tells the refused sender why, and none is configured: set `milter.listen` or `policy.listen` (or pass --milter/--policy to `enforcer run`), or use refusal = \"drop\"",
+                        "`notice` needs a channel that tells the refused sender why, and none is configured: set `milter.listen`, `policy.listen` or `notice.responder = true` (or pass --milter/--policy/--notice-responder to `enforcer run`), or use refusal = \"drop\"",
                     ));
                 }
                 built.push(stage);

@@ -43,6 +43,11 @@ pub enum Request {
         #[serde(default)]
         source: crate::evidence::Channel,
     },
+    /// What the greeting probe read from a new source (its banner and EHLO response).
+    ProbeEvidence {
+        addr: std::net::IpAddr,
+        transcript: String,
+    },
     Pause {
         target: String,
         days: u64,

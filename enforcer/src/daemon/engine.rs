@@ -589,6 +589,7 @@ impl<K: Kernel> Engine<K> {
                 source,
                 now,
             ),
+            Request::ProbeEvidence { addr, transcript } => self.probed(addr, &transcript, now),
             Request::Pause { target, days } => self.modify(&target, now, |pol, rec| {
                 pol.pause(rec, days, now).map(|_| ())
             }),
@@ -757,6 +758,28 @@ impl<K: Kernel> Engine<K> {
         match self.feed(addr, &class, "cli", now) {
             Ok(key) => Reply::ok(self.detail(key, now)),
             Err(e) => Reply::internal(e),
+        }
+    }
+
+    /// What the greeting probe read from `addr` (banner and EHLO response): only the server there
+    /// wrote it, so it is attributed to `addr`. The classifier rates greeting and keyword evidence
+    /// below a Received header with a build, so `enforcement.min_confidence` decides whether it is
+    /// enough to enforce on.
+    fn probed(&mut self, addr: IpAddr, transcript: &str, now: i64) -> Reply {
+        let class =
+            match classify_connecting(transcript.as_bytes(), addr, today(now), &self.overrides) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.count_evidence("probe", "unreadable");
+                    return Reply::usage(e.to_string());
+                }
+            };
+        match self.feed(addr, &class, "probe", now) {
+            Ok(key) => Reply::ok(serde_json::json!({ "sender": key })),
+            Err(e) => {
+                log::error!("probe evidence for {addr}: {e}");
+                Reply::internal(e)
+            }
         }
     }
 
@@ -1380,6 +1403,7 @@ fn op_name(r: &Request) -> &'static str {
         Request::Sender { .. } => "sender",
         Request::Evidence { .. } => "evidence",
         Request::MtaEvidence { .. } => "mta_evidence",
+        Request::ProbeEvidence { .. } => "probe_evidence",
         Request::Pause { .. } => "pause",
         Request::Resume { .. } => "resume",
         Request::Forget { .. } => "forget",

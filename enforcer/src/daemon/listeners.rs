@@ -10,6 +10,8 @@ use crate::control::ControlListener;
 use crate::error::UsageError;
 use crate::evidence::milter::listener::MilterListener;
 use crate::evidence::policy::listener::PolicyListener;
+use crate::evidence::probe::listener::ProbeListener;
+use crate::evidence::responder::listener::ResponderListener;
 use crate::metrics::MetricsListener;
 
 /// Every listener the settings ask for, bound and not yet serving.
@@ -18,6 +20,8 @@ pub struct Listeners {
     control: Option<ControlListener>,
     milter: Option<MilterListener>,
     policy: Option<PolicyListener>,
+    probe: Option<ProbeListener>,
+    responder: Option<ResponderListener>,
 }
 
 /// Binds one listener; a failure is the operator's to fix (address taken, socket of another
@@ -38,6 +42,8 @@ impl Listeners {
             control: bind(settings, registry).await?,
             milter: bind(settings, registry).await?,
             policy: bind(settings, registry).await?,
+            probe: bind(settings, registry).await?,
+            responder: bind(settings, registry).await?,
         })
     }
 
@@ -52,6 +58,12 @@ impl Listeners {
             start(tasks, l, ctx);
         }
         if let Some(l) = self.policy {
+            start(tasks, l, ctx);
+        }
+        if let Some(l) = self.probe {
+            start(tasks, l, ctx);
+        }
+        if let Some(l) = self.responder {
             start(tasks, l, ctx);
         }
     }

@@ -30,6 +30,8 @@ pub struct Options {
     pub milter: Option<String>,
     /// `--policy inet:HOST:PORT|unix:/PATH`.
     pub policy: Option<String>,
+    /// `--notice-responder`.
+    pub notice_responder: bool,
     pub reset_state: bool,
 }
 
@@ -57,6 +59,8 @@ pub struct Settings {
     pub fleet: Option<FleetSettings>,
     /// Kernel map sizes (`[capacity]`).
     pub capacity: crate::datapath::Capacity,
+    /// `[probe]`: the greeting probe of first-seen sources.
+    pub probe: crate::evidence::probe::ProbeSettings,
     /// What these settings were resolved from: a reload (SIGHUP) resolves them again, re-reading the
     /// configuration file.
     pub options: Options,
@@ -174,6 +178,9 @@ impl Settings {
                 );
             }
         }
+        if a.notice_responder {
+            mta.notice.responder = true;
+        }
         let fleet = match &file.fleet {
             Some(f) => Some(FleetSettings::resolve(f).map_err(UsageError)?),
             None => None,
@@ -206,6 +213,7 @@ impl Settings {
             mta,
             fleet,
             capacity: file.capacity,
+            probe: file.probe.clone(),
             options,
             config,
         })
@@ -232,6 +240,12 @@ impl Settings {
         }
         if format!("{:?}", self.fleet) != format!("{:?}", new.fleet) {
             out.push("fleet");
+        }
+        if self.probe != new.probe {
+            out.push("probe");
+        }
+        if self.mta.notice != new.mta.notice {
+            out.push("notice");
         }
         out
     }

@@ -6,6 +6,7 @@ pub mod capacity;
 pub mod clock;
 pub mod eval;
 pub mod filter;
+pub mod kernel_log;
 pub mod loader;
 pub mod maps;
 pub mod metrics;
@@ -16,7 +17,8 @@ pub use capacity::Capacity;
 pub use clock::Clock;
 pub use loader::{detach, Attached, Datapath, Kind, Mode};
 pub use maps::{
-    ControlMaps, IfaceSlots, MapFull, OpenError, PinDir, PolicyMaps, RateMap, StatsMap,
+    ControlMaps, IfaceSlots, MapFull, NoticeSockets, OpenError, PinDir, PolicyMaps, RateMap,
+    StatsMap,
 };
 
 /// Default pin directory.
