@@ -103,6 +103,15 @@ pub(crate) struct Scanned {
 
 fn strip_prefix(line: &[u8]) -> &[u8] {
     let mut l = line.trim_ascii_start();
+    // One test for nearly every line: no prefix starts with another byte (this runs on every line).
+    if !l.first().is_some_and(|b| {
+        matches!(
+            b,
+            b'S' | b'C' | b's' | b'c' | b'<' | b'>' | b'-' | b'~' | b'*'
+        )
+    }) {
+        return l;
+    }
     if l.len() >= 2 && matches!(l[0], b'S' | b'C' | b's' | b'c') && l[1] == b':' {
         l = l[2..].trim_ascii_start();
     }
@@ -986,6 +995,29 @@ pub(crate) fn iis_era(v: Option<Build>) -> Era {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `strip_prefix` without its first-byte shortcut.
+    fn strip_prefix_slow(line: &[u8]) -> &[u8] {
+        let mut l = line.trim_ascii_start();
+        if l.len() >= 2 && matches!(l[0], b'S' | b'C' | b's' | b'c') && l[1] == b':' {
+            l = l[2..].trim_ascii_start();
+        }
+        let arrows = l
+            .iter()
+            .take_while(|b| matches!(b, b'<' | b'>' | b'-' | b'~' | b'*'))
+            .count();
+        if arrows > 0 && arrows <= 3 && l.get(arrows).is_some_and(|b| *b == b' ' || *b == b'\t') {
+            l = l[arrows..].trim_ascii_start();
+        }
+        l
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn strip_prefix_shortcut_changes_nothing(l in "[ \tSCsc:<>~*Rx2-]{0,8}[ a-z0-9]{0,4}") {
+            proptest::prop_assert_eq!(strip_prefix(l.as_bytes()), strip_prefix_slow(l.as_bytes()));
+        }
+    }
 
     #[test]
     fn prefixes() {
