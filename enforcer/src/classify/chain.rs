@@ -111,7 +111,12 @@ pub(crate) fn parse_addr(w: &[u8]) -> Option<IpAddr> {
         }
         end += 1;
     }
-    if end == 0 || !matches!(s.get(end), None | Some(b'%')) && !(bracketed && s[end] == b']') {
+    let ends_well = match s.get(end) {
+        None | Some(b'%') => true,
+        Some(b']') => bracketed,
+        Some(_) => false,
+    };
+    if end == 0 || !ends_well {
         return None;
     }
     let s = &s[..end];
