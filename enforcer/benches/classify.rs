@@ -1,6 +1,9 @@
 //! `cargo bench -p enforcer --bench classify`: classifier throughput in lines per second on one core over
 //! a mixed corpus (greetings, EHLO responses, replies, header blocks with Received chains), side by side
-//! with a baseline doing the same job with a `regex::RegexSet` of equivalent patterns. Prints a Markdown
+//! with a baseline doing the same job with a `regex::RegexSet` of equivalent patterns and with the
+//! classifier as it was before issue 9 (commit 342e06d, kept frozen in `benches/classify_before/`), so
+//! that one run shows what the issue's attribution rules cost: timed rounds interleaved, and instructions
+//! per pass counted under `valgrind --tool=cachegrind` when valgrind is installed. Prints a Markdown
 //! section on stdout (spliced into BENCHMARKS.md by `cargo xtask bench classify`), progress on stderr.
 
 use std::collections::HashMap;
@@ -13,6 +16,15 @@ use enforcer::classify::{
 };
 use regex::{Regex, RegexSet};
 use time::macros::date;
+
+// The classifier and the SMTP decoders as of commit 342e06d (before issue 9), test modules removed:
+// the reference the throughput budget of issue 9 is measured against. Frozen: never edit them.
+#[allow(dead_code, unused_imports, clippy::all)]
+#[path = "classify_before/classify/mod.rs"]
+mod classify_before;
+#[allow(dead_code, unused_imports, clippy::all)]
+#[path = "classify_before/smtp/mod.rs"]
+mod smtp;
 
 /// Deterministic xorshift so every run measures the same corpus.
 struct Rng(u64);
@@ -303,20 +315,92 @@ impl Baseline {
     }
 }
 
-/// Median lines/s of `rounds` timed passes over the corpus, each at least `min` long.
-fn measure(lines: usize, rounds: usize, min: Duration, mut pass: impl FnMut()) -> f64 {
-    let mut rates = Vec::new();
-    for _ in 0..rounds {
-        let start = Instant::now();
-        let mut passes = 0u64;
-        while start.elapsed() < min {
-            pass();
-            passes += 1;
-        }
-        rates.push(lines as f64 * passes as f64 / start.elapsed().as_secs_f64());
+/// Lines/s of one timed round: whole passes over the corpus for at least `min`.
+fn round(lines: usize, min: Duration, pass: &mut dyn FnMut()) -> f64 {
+    let start = Instant::now();
+    let mut passes = 0u64;
+    while start.elapsed() < min {
+        pass();
+        passes += 1;
     }
-    rates.sort_by(f64::total_cmp);
-    rates[rates.len() / 2]
+    lines as f64 * passes as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Median lines/s of each implementation over `rounds` rounds, the implementations interleaved within
+/// every round (and the order rotated from round to round), so that a change in the load of a shared
+/// machine falls on all of them alike.
+fn measure_interleaved(
+    lines: usize,
+    rounds: usize,
+    min: Duration,
+    passes: &mut [&mut dyn FnMut()],
+) -> Vec<f64> {
+    let n = passes.len();
+    let mut rates = vec![Vec::with_capacity(rounds); n];
+    for r in 0..rounds {
+        for k in 0..n {
+            let which = (r + k) % n;
+            rates[which].push(round(lines, min, &mut *passes[which]));
+        }
+    }
+    rates
+        .into_iter()
+        .map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        })
+        .collect()
+}
+
+/// Which classifier a `CLASSIFY_BENCH_PASSES` run exercises (`CLASSIFY_BENCH_BUILD=before|now`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Now,
+    Before,
+}
+
+impl Which {
+    fn name(self) -> &'static str {
+        match self {
+            Which::Now => "now",
+            Which::Before => "before",
+        }
+    }
+}
+
+/// Instructions of one pass over the corpus, counted by cachegrind: this binary run untimed with one and
+/// with three passes, the difference halved (which cancels building the corpus and starting up).
+/// `None` with the reason when valgrind is missing or fails.
+fn instructions_per_pass(build: Which) -> Result<f64, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
+    let count = |passes: u32| -> Result<f64, String> {
+        let out = std::process::Command::new("valgrind")
+            .args([
+                "--tool=cachegrind",
+                "--cache-sim=no",
+                "--cachegrind-out-file=/dev/null",
+            ])
+            .arg(&exe)
+            .env("CLASSIFY_BENCH_PASSES", passes.to_string())
+            .env("CLASSIFY_BENCH_BUILD", build.name())
+            .output()
+            .map_err(|e| {
+                format!("valgrind not runnable ({e}); install it (apt-get install valgrind)")
+            })?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            return Err(format!("valgrind failed: {}", err.trim()));
+        }
+        // `==1234== I   refs:      101,358,112` (the label's spacing differs between versions).
+        err.lines()
+            .find_map(|l| {
+                let (_, rest) = l.split_once("== I")?;
+                let (label, n) = rest.split_once(':')?;
+                (label.trim() == "refs").then(|| n.trim().replace(',', "").parse::<f64>().ok())?
+            })
+            .ok_or_else(|| format!("no `I refs` line in cachegrind's output: {}", err.trim()))
+    };
+    Ok((count(3)? - count(1)?) / 2.0)
 }
 
 fn cpu_model() -> String {
@@ -337,8 +421,13 @@ fn kernel() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+fn classify_before(doc: &[u8], as_of: time::Date, ov: &classify_before::SupportOverrides) {
+    black_box(classify_before::classify_bytes(black_box(doc), as_of, ov).ok());
+}
+
 fn main() {
     let ov = SupportOverrides::new();
+    let ov_before = classify_before::SupportOverrides::new();
     let as_of = date!(2025 - 06 - 01);
     let (docs, lines) = corpus(4000);
     // Untimed passes for an instruction count under `valgrind --tool=cachegrind`: a measure that the
@@ -347,9 +436,19 @@ fn main() {
         let n: usize = n
             .parse()
             .expect("CLASSIFY_BENCH_PASSES is a number of passes");
+        let which = match std::env::var("CLASSIFY_BENCH_BUILD").as_deref() {
+            Ok("before") => Which::Before,
+            Ok("now") | Err(_) => Which::Now,
+            Ok(other) => panic!("CLASSIFY_BENCH_BUILD is `before` or `now`, not `{other}`"),
+        };
         for _ in 0..n {
             for d in &docs {
-                black_box(classify_bytes(black_box(d), as_of, &ov).ok());
+                match which {
+                    Which::Now => {
+                        black_box(classify_bytes(black_box(d), as_of, &ov).ok());
+                    }
+                    Which::Before => classify_before(d, as_of, &ov_before),
+                }
             }
         }
         return;
@@ -363,6 +462,7 @@ fn main() {
     // Same job: both must agree on the product of every document before timing means anything.
     let base = Baseline::new();
     let mut agree = 0;
+    let mut agree_before = 0;
     let mut by_product: HashMap<Product, usize> = HashMap::new();
     for d in &docs {
         let ours = classify_bytes(d, as_of, &ov)
@@ -372,27 +472,49 @@ fn main() {
         if base.classify(d, &ov).product == ours {
             agree += 1;
         }
+        let before = classify_before::classify_bytes(d, as_of, &ov_before)
+            .expect("corpus documents are readable")
+            .product;
+        if before.id() == ours.id() {
+            agree_before += 1;
+        }
     }
     let agreement = agree as f64 / docs.len() as f64;
+    let agreement_before = agree_before as f64 / docs.len() as f64;
     eprintln!(
-        "classify bench: baseline agrees on {:.1}% of documents",
-        agreement * 100.0
+        "classify bench: baseline agrees on {:.1}% of documents, the classifier before issue 9 on {:.1}%",
+        agreement * 100.0,
+        agreement_before * 100.0
     );
 
-    let rounds = 5;
+    let rounds = 7;
     let min = Duration::from_millis(600);
-    eprintln!("classify bench: timing enforcer classifier ({rounds} rounds)");
-    let ours = measure(lines, rounds, min, || {
-        for d in &docs {
-            black_box(classify_bytes(black_box(d), as_of, &ov).ok());
-        }
-    });
-    eprintln!("classify bench: timing RegexSet baseline ({rounds} rounds)");
-    let theirs = measure(lines, rounds, min, || {
-        for d in &docs {
-            black_box(base.classify(black_box(d), &ov));
-        }
-    });
+    eprintln!("classify bench: timing the classifier now, before issue 9 and the RegexSet baseline, interleaved ({rounds} rounds)");
+    let rates = measure_interleaved(
+        lines,
+        rounds,
+        min,
+        &mut [
+            &mut || {
+                for d in &docs {
+                    black_box(classify_bytes(black_box(d), as_of, &ov).ok());
+                }
+            },
+            &mut || {
+                for d in &docs {
+                    classify_before(d, as_of, &ov_before);
+                }
+            },
+            &mut || {
+                for d in &docs {
+                    black_box(base.classify(black_box(d), &ov));
+                }
+            },
+        ],
+    );
+    let (ours, before, theirs) = (rates[0], rates[1], rates[2]);
+    eprintln!("classify bench: counting instructions per pass under cachegrind");
+    let instr = [Which::Now, Which::Before].map(instructions_per_pass);
     let ratio = ours / theirs;
     let mut mix: Vec<(String, usize)> = by_product
         .into_iter()
@@ -402,7 +524,7 @@ fn main() {
     let mix: Vec<String> = mix.into_iter().map(|(p, n)| format!("{p} {n}")).collect();
 
     println!("## Classifier throughput (`cargo xtask bench classify`)\n");
-    println!("Lines per second on one core, median of {rounds} passes of at least {} ms each, over a mixed corpus of {} documents ({lines} lines, {bytes} bytes): greetings, greeting + EHLO transcripts, and complete header blocks as MTAs write them (Received chain, Authentication-Results, DKIM-Signature, Exchange and MIME headers): Exchange ones with 3-hop chains, Postfix/Exim/Sendmail ones with 2-hop chains. Each document is classified whole (scan, Received chain attribution, catalog lookup and support status as of {as_of}). The baseline does the same job with a `regex::RegexSet` of {} equivalent patterns plus one capture regex per match, the same header unfolding, the same catalog lookup and the same output (product, version, build, label, status, an evidence item per matching line); it does no Received-chain attribution; it agrees with the classifier on the product of {:.1}% of documents.\n", min.as_millis(), docs.len(), base.each.len(), agreement * 100.0);
+    println!("Lines per second on one core, median of {rounds} rounds of at least {} ms each (the implementations interleaved in every round), over a mixed corpus of {} documents ({lines} lines, {bytes} bytes): greetings, greeting + EHLO transcripts, and complete header blocks as MTAs write them (Received chain, Authentication-Results, DKIM-Signature, Exchange and MIME headers): Exchange ones with 3-hop chains, Postfix/Exim/Sendmail ones with 2-hop chains. Each document is classified whole (scan, Received chain attribution, catalog lookup and support status as of {as_of}). The baseline does the same job with a `regex::RegexSet` of {} equivalent patterns plus one capture regex per match, the same header unfolding, the same catalog lookup and the same output (product, version, build, label, status, an evidence item per matching line); it does no Received-chain attribution; it agrees with the classifier on the product of {:.1}% of documents.\n", min.as_millis(), docs.len(), base.each.len(), agreement * 100.0);
     println!("| implementation | lines/s/core | ns/line |");
     println!("|---|---:|---:|");
     println!(
@@ -418,6 +540,51 @@ fn main() {
     println!();
     println!("Ratio: **{ratio:.1}x** the baseline (target >= 5x); target >= 2,000,000 lines/s/core: **{}**.\n", if ours >= 2_000_000.0 { "met" } else { "not met" });
     println!("Corpus products as classified: {}.\n", mix.join(", "));
+
+    println!("### Cost of issue 9 (budget: at most 10% slower than before it)\n");
+    println!("The same corpus through the classifier as it was before issue 9 (commit 342e06d, kept frozen in `enforcer/benches/classify_before/`; it names the same product for {:.1}% of documents, the rest being what issue 9 changed). Instructions per pass are counted by cachegrind (the bench binary run untimed with `CLASSIFY_BENCH_PASSES=1` and `=3`, `CLASSIFY_BENCH_BUILD=before|now`, the difference halved): unlike time, they do not move with the load of a shared machine.\n", agreement_before * 100.0);
+    println!("| classifier | instructions per pass | ns/line (timed, interleaved) |");
+    println!("|---|---:|---:|");
+    let instr_cell = |r: &Result<f64, String>| match r {
+        Ok(n) => format!("{:.2} M", n / 1e6),
+        Err(_) => "not counted".to_string(),
+    };
+    println!(
+        "| before issue 9 (342e06d) | {} | {:.0} |",
+        instr_cell(&instr[1]),
+        1e9 / before
+    );
+    println!("| now | {} | {:.0} |", instr_cell(&instr[0]), 1e9 / ours);
+    println!();
+    let verdict = |r: f64| {
+        if r <= 1.10 {
+            "within budget"
+        } else {
+            "over budget"
+        }
+    };
+    let time_ratio = before / ours;
+    match &instr {
+        [Ok(now), Ok(old)] => println!(
+            "Now / before: **{:.3}x** instructions ({}), **{:.3}x** time ({}).\n",
+            now / old,
+            verdict(now / old),
+            time_ratio,
+            verdict(time_ratio)
+        ),
+        [a, b] => {
+            let why = a
+                .as_ref()
+                .err()
+                .or(b.as_ref().err())
+                .cloned()
+                .unwrap_or_default();
+            println!(
+                "Now / before: **{time_ratio:.3}x** time ({}); instructions not counted: {why}.\n",
+                verdict(time_ratio)
+            )
+        }
+    }
     println!(
         "Machine: {} ({} logical CPUs), kernel {}, {} profile, measured {}.",
         cpu_model(),
@@ -430,6 +597,10 @@ fn main() {
         } else {
             "release (bench)"
         },
-        time::OffsetDateTime::now_utc().date()
+        time::OffsetDateTime::now_utc()
+            .format(time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute] UTC"
+            ))
+            .unwrap_or_default()
     );
 }

@@ -103,6 +103,15 @@ pub(crate) struct Scanned {
 
 fn strip_prefix(line: &[u8]) -> &[u8] {
     let mut l = line.trim_ascii_start();
+    // One test for nearly every line: no prefix starts with another byte (this runs on every line).
+    if !l.first().is_some_and(|b| {
+        matches!(
+            b,
+            b'S' | b'C' | b's' | b'c' | b'<' | b'>' | b'-' | b'~' | b'*'
+        )
+    }) {
+        return l;
+    }
     if l.len() >= 2 && matches!(l[0], b'S' | b'C' | b's' | b'c') && l[1] == b':' {
         l = l[2..].trim_ascii_start();
     }
@@ -122,10 +131,10 @@ fn strip_prefix(line: &[u8]) -> &[u8] {
 /// a prefix (time stamps, addresses, ports, ids, direction markers) or the word right before it is a
 /// direction marker (`S`, `SMTP`, `<-`, `said:` …). Lines that start with evidence are returned as they
 /// are; so is a line where nothing qualifies. The second value is the length of the line's header field
-/// name when the line is a header field, so that nobody reads the name twice.
-fn evidence_start(line: &[u8]) -> (&[u8], Option<usize>) {
-    let l = strip_prefix(line);
-    if let Some(name) = header_name(l) {
+/// name when the line is a header field, so that nobody reads the name twice. `l` is the line after
+/// [`strip_prefix`] and `name` its [`header_name`], which the caller has already read.
+fn evidence_start<'a>(l: &'a [u8], name: Option<&[u8]>) -> (&'a [u8], Option<usize>) {
+    if let Some(name) = name {
         // `Out: 220 …`, `In: EHLO …` (Postfix's session transcripts), `Server: 250 …`: a direction marker
         // written like a header name. The marker list is the dearer test, so it comes last.
         let rest = l[name.len() + 1..].trim_ascii_start();
@@ -279,11 +288,10 @@ fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 /// Not a header field, reply, EHLO/HELO command or mbox separator: text that can only be the rest of
-/// the field above it.
-fn is_stray_continuation(raw: &[u8]) -> bool {
-    let l = strip_prefix(raw);
+/// the field above it. `l` and `name` as for [`evidence_start`].
+fn is_stray_continuation(l: &[u8], name: Option<&[u8]>) -> bool {
     !l.is_empty()
-        && header_name(l).is_none()
+        && name.is_none()
         && !is_reply_line(l)
         && !(l.len() >= 5
             && (l[..5].eq_ignore_ascii_case(b"EHLO ")
@@ -479,7 +487,9 @@ impl Scanner {
         }
         // Headers pasted from mail clients or web pages often lose the indentation of folded lines.
         // While a Received field is open, a line that cannot start anything else continues it.
-        if self.header_kind == Some(HeaderKind::Received) && is_stray_continuation(raw) {
+        let stripped = strip_prefix(raw);
+        let name = header_name(stripped);
+        if self.header_kind == Some(HeaderKind::Received) && is_stray_continuation(stripped, name) {
             self.header.push(b' ');
             self.header.extend_from_slice(raw);
             return;
@@ -487,7 +497,7 @@ impl Scanner {
         self.flush_header();
         // An indented line never starts a header field (it would be a folded one): in pasted text it is
         // a transcript or prose.
-        let (l, name_len) = evidence_start(raw);
+        let (l, name_len) = evidence_start(stripped, name);
         if matches!(raw[0], b' ' | b'\t') && name_len.is_some() {
             return;
         }
@@ -985,6 +995,29 @@ pub(crate) fn iis_era(v: Option<Build>) -> Era {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `strip_prefix` without its first-byte shortcut.
+    fn strip_prefix_slow(line: &[u8]) -> &[u8] {
+        let mut l = line.trim_ascii_start();
+        if l.len() >= 2 && matches!(l[0], b'S' | b'C' | b's' | b'c') && l[1] == b':' {
+            l = l[2..].trim_ascii_start();
+        }
+        let arrows = l
+            .iter()
+            .take_while(|b| matches!(b, b'<' | b'>' | b'-' | b'~' | b'*'))
+            .count();
+        if arrows > 0 && arrows <= 3 && l.get(arrows).is_some_and(|b| *b == b' ' || *b == b'\t') {
+            l = l[arrows..].trim_ascii_start();
+        }
+        l
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn strip_prefix_shortcut_changes_nothing(l in "[ \tSCsc:<>~*Rx2-]{0,8}[ a-z0-9]{0,4}") {
+            proptest::prop_assert_eq!(strip_prefix(l.as_bytes()), strip_prefix_slow(l.as_bytes()));
+        }
+    }
 
     #[test]
     fn prefixes() {

@@ -32,9 +32,20 @@ pub fn ends_ci(hay: &[u8], needle: &[u8]) -> bool {
     hay.len() >= needle.len() && hay[hay.len() - needle.len()..].eq_ignore_ascii_case(needle)
 }
 
+/// Whether `host` (without its root dot) ends the way a Microsoft service name can: every suffix
+/// below ends in `m`, `n`, `s` or `l`. One byte test that turns away nearly every other name: the
+/// suffix lists are consulted for every hop, several times.
+fn may_be_microsoft(host: &[u8]) -> bool {
+    host.last()
+        .is_some_and(|b| matches!(b | 0x20, b'm' | b'n' | b's' | b'l'))
+}
+
 /// Host names of Exchange Online / Microsoft 365 (including the EOP edge `*.protection.outlook.com`).
 pub fn is_exchange_online_host(host: &[u8]) -> bool {
     let host = host.strip_suffix(b".").unwrap_or(host);
+    if !may_be_microsoft(host) {
+        return false;
+    }
     [
         &b".outlook.com"[..],
         b".exchangelabs.com",
@@ -50,6 +61,9 @@ pub fn is_exchange_online_host(host: &[u8]) -> bool {
 /// (Outlook.com, formerly Hotmail/MSN, whose front ends stamp `SMTPSVC`).
 pub fn is_microsoft_host(host: &[u8]) -> bool {
     let host = host.strip_suffix(b".").unwrap_or(host);
+    if !may_be_microsoft(host) {
+        return false;
+    }
     is_exchange_online_host(host)
         || [&b".hotmail.com"[..], b".msn.com", b".live.com", b".phx.gbl"]
             .iter()
@@ -229,6 +243,10 @@ fn microsoft(text: &[u8], end: usize) -> Option<Hit> {
 /// Sendmail's version stamp in a `by` comment: `(8.15.2/8.15.2)`, `(8.14.4/8.14.4/Submit)`,
 /// `(8.15.2/8.15.2/Debian-10)`, `(8.17.1)`: the binary's version, then the configuration's.
 pub fn sendmail_by_comment(comment: &[u8]) -> Option<String> {
+    // A build starts with a digit: most comments are turned away here, before the split.
+    if !comment.first().is_some_and(u8::is_ascii_digit) {
+        return None;
+    }
     let first = comment.split(|b| *b == b'/').next()?;
     let b = Build::parse(first)?;
     (b.len() == 3
@@ -243,6 +261,51 @@ pub fn sendmail_by_comment(comment: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The suffix lists without the one-byte prefilter: what the host checks must keep answering.
+    fn ends_with_any(host: &[u8], suffixes: &[&[u8]]) -> bool {
+        let host = host.strip_suffix(b".").unwrap_or(host);
+        suffixes.iter().any(|s| ends_ci(host, s))
+    }
+
+    proptest! {
+        #[test]
+        fn host_checks_agree_with_the_plain_suffix_lists(
+            name in "([a-zA-Z0-9-]{0,6}\\.){0,3}",
+            tail in prop::sample::select(vec![
+                "outlook.com", "OUTLOOK.COM", "exchangelabs.com", "office365.com", "outlook.cn",
+                "office365.us", "hotmail.com", "msn.com", "live.com", "phx.gbl", "example.com",
+                "example", "outlook.com.evil.example", "outlook.co", "gbl", "",
+            ]),
+            root in prop::bool::ANY,
+        ) {
+            let host = format!("{name}{tail}{}", if root { "." } else { "" });
+            let online: [&[u8]; 5] = [b".outlook.com", b".exchangelabs.com", b".office365.com", b".outlook.cn", b".office365.us"];
+            let consumer: [&[u8]; 4] = [b".hotmail.com", b".msn.com", b".live.com", b".phx.gbl"];
+            let is_online = ends_with_any(host.as_bytes(), &online);
+            prop_assert_eq!(is_exchange_online_host(host.as_bytes()), is_online);
+            prop_assert_eq!(
+                is_microsoft_host(host.as_bytes()),
+                is_online || ends_with_any(host.as_bytes(), &consumer)
+            );
+        }
+
+        #[test]
+        fn sendmail_comment_prefilter_turns_away_no_stamp(c in prop_oneof![
+            "[0-9a-zA-Z./_+ -]{0,24}",
+            "[ 0a]?8\\.[0-9]{1,2}\\.[0-9]{1,2}(/[0-9a-zA-Z. -]{0,8})?",
+        ]) {
+            // The slow reading, without the first-byte test.
+            let slow = c.as_bytes().split(|b| *b == b'/').next().and_then(Build::parse).filter(|b| {
+                b.len() == 3
+                    && b.major() == 8
+                    && c.len() <= 80
+                    && c.bytes().all(|x| x.is_ascii_alphanumeric() || matches!(x, b'.' | b'/' | b'-' | b'_' | b'+'))
+            }).map(|b| b.to_string());
+            prop_assert_eq!(sendmail_by_comment(c.as_bytes()), slow);
+        }
+    }
 
     fn hit(t: &str) -> Option<(Product, Option<String>)> {
         scan(t.as_bytes()).map(|h| (h.product, h.version))

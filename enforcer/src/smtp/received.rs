@@ -216,6 +216,9 @@ pub(crate) struct Tokens {
     /// (clause index, is a comment, byte range in the value). Preamble comments keep their parentheses,
     /// clause comments do not, as in [`Received`].
     items: Vec<(usize, bool, std::ops::Range<usize>)>,
+    /// Where each clause's items start in `items` (they are in clause order): the classifier asks for
+    /// one clause's words or comments a dozen times per hop, and this spares a walk over all items.
+    starts: Vec<usize>,
 }
 
 /// A [`Tokens`] buffer read against the value it was filled from.
@@ -228,22 +231,30 @@ pub(crate) struct TokensView<'a> {
 impl Tokens {
     /// Entries the buffers hold without growing (to decide whether keeping them is worth it).
     pub(crate) fn capacity(&self) -> usize {
-        self.items.capacity().max(self.clauses.capacity())
+        self.items
+            .capacity()
+            .max(self.clauses.capacity())
+            .max(self.starts.capacity())
     }
 
     /// Reads `value` into this buffer (same errors as [`parse_received`]).
     pub(crate) fn fill<'a>(&'a mut self, value: &'a [u8]) -> Result<TokensView<'a>, DecodeError> {
         self.clauses.clear();
         self.items.clear();
+        self.starts.clear();
         self.clauses.push(None);
+        self.starts.push(0);
         let base = value.as_ptr() as usize;
         let range = |s: &[u8]| {
             let start = s.as_ptr() as usize - base;
             start..start + s.len()
         };
-        let (clauses, items) = (&mut self.clauses, &mut self.items);
+        let (clauses, items, starts) = (&mut self.clauses, &mut self.items, &mut self.starts);
         tokenize(value, |t| match t {
-            Token::Clause(kind) => clauses.push(Some(kind)),
+            Token::Clause(kind) => {
+                clauses.push(Some(kind));
+                starts.push(items.len());
+            }
             Token::Word(w) => items.push((clauses.len() - 1, false, range(w))),
             Token::Comment { whole, inner } => {
                 let preamble = clauses.len() == 1;
@@ -262,12 +273,21 @@ impl<'a> TokensView<'a> {
         self.t.clauses.iter().position(|k| *k == Some(kind))
     }
 
+    /// The items of clause `clause` (none when there is no such clause).
+    fn items(&self, clause: usize) -> &'a [(usize, bool, std::ops::Range<usize>)] {
+        let t = self.t;
+        let Some(&start) = t.starts.get(clause) else {
+            return &[];
+        };
+        let end = t.starts.get(clause + 1).copied().unwrap_or(t.items.len());
+        &t.items[start..end]
+    }
+
     fn of(&self, clause: usize, comment: bool) -> impl Iterator<Item = &'a [u8]> + Clone + 'a {
         let value = self.value;
-        self.t
-            .items
+        self.items(clause)
             .iter()
-            .filter(move |(c, m, _)| *c == clause && *m == comment)
+            .filter(move |(_, m, _)| *m == comment)
             .map(move |(_, _, r)| &value[r.clone()])
     }
 
@@ -291,11 +311,7 @@ impl<'a> TokensView<'a> {
     /// Words and comments (with their parentheses) before the first clause.
     pub(crate) fn preamble(&self) -> impl Iterator<Item = &'a [u8]> + Clone + 'a {
         let value = self.value;
-        self.t
-            .items
-            .iter()
-            .take_while(|(c, _, _)| *c == 0)
-            .map(move |(_, _, r)| &value[r.clone()])
+        self.items(0).iter().map(move |(_, _, r)| &value[r.clone()])
     }
 }
 

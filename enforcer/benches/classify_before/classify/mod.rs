@@ -1,0 +1,209 @@
+//! Sending-server classifier: reads any mix of SMTP evidence (greetings, EHLO commands and responses,
+//! replies, header blocks with Received chains), decides which product and version the sending server
+//! runs, and, for on-premises Exchange, its support status as of a date (see [`support`] for the rule).
+//!
+//! Pure and clock-injected: the date is an argument. Evidence precedence, strongest first: an Exchange
+//! build in the sending organisation's outbound Received hop; a build Exchange printed elsewhere
+//! (X-MimeOLE, the Exchange 5.5 banner); a product named with its version in a greeting; a product named
+//! without version; EHLO keywords (which only tell the Exchange era); the `Microsoft ESMTP MAIL Service
+//! ready at` greeting (Exchange 2007 or later); product hints in replies and in non-Exchange hops.
+
+mod build;
+mod catalog;
+mod chain;
+mod resolve;
+mod scan;
+mod signature;
+pub mod support;
+
+use serde::{Deserialize, Serialize};
+use time::Date;
+
+pub use build::Build;
+pub use catalog::{Catalog, ExVersion, Release};
+pub use support::{assess, parse_iso, Assessment, SupportOverrides};
+
+/// The sending server's software. Serialises as the lowercase ids of `enforcer classify --json`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Product {
+    Exchange,
+    ExchangeOnline,
+    IisSmtp,
+    Postfix,
+    Exim,
+    Sendmail,
+    Qmail,
+    Opensmtpd,
+    Domino,
+    Mdaemon,
+    Hmailserver,
+    Zimbra,
+    Mailenable,
+    Haraka,
+    Unknown,
+}
+
+impl Product {
+    pub fn id(self) -> &'static str {
+        match self {
+            Product::Exchange => "exchange",
+            Product::ExchangeOnline => "exchange-online",
+            Product::IisSmtp => "iis-smtp",
+            Product::Postfix => "postfix",
+            Product::Exim => "exim",
+            Product::Sendmail => "sendmail",
+            Product::Qmail => "qmail",
+            Product::Opensmtpd => "opensmtpd",
+            Product::Domino => "domino",
+            Product::Mdaemon => "mdaemon",
+            Product::Hmailserver => "hmailserver",
+            Product::Zimbra => "zimbra",
+            Product::Mailenable => "mailenable",
+            Product::Haraka => "haraka",
+            Product::Unknown => "unknown",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Product::Exchange => "Microsoft Exchange Server",
+            Product::ExchangeOnline => "Exchange Online",
+            Product::IisSmtp => "IIS SMTP service",
+            Product::Postfix => "Postfix",
+            Product::Exim => "Exim",
+            Product::Sendmail => "Sendmail",
+            Product::Qmail => "qmail",
+            Product::Opensmtpd => "OpenSMTPD",
+            Product::Domino => "HCL/IBM Lotus Domino",
+            Product::Mdaemon => "MDaemon",
+            Product::Hmailserver => "hMailServer",
+            Product::Zimbra => "Zimbra",
+            Product::Mailenable => "MailEnable",
+            Product::Haraka => "Haraka",
+            Product::Unknown => "unknown",
+        }
+    }
+}
+
+/// Support status as of the classification date.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Supported,
+    Outdated,
+    EndOfLife,
+    Unknown,
+}
+
+impl Status {
+    pub fn id(self) -> &'static str {
+        match self {
+            Status::Supported => "supported",
+            Status::Outdated => "outdated",
+            Status::EndOfLife => "end-of-life",
+            Status::Unknown => "unknown",
+        }
+    }
+}
+
+/// Where a piece of evidence came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EvidenceKind {
+    /// The server greeting (`220 …`).
+    Banner,
+    /// A client `EHLO`/`HELO` command.
+    Ehlo,
+    /// The server's `250` EHLO response and its keywords.
+    EhloResponse,
+    /// Any other SMTP reply.
+    Reply,
+    /// A `Received:` header field.
+    Received,
+    /// Another header field (`X-MimeOLE`, `X-Mailer`).
+    Header,
+    /// The conclusion drawn from the build catalog and the support rule; `text` names the build or the
+    /// versions the evidence allows.
+    Catalog,
+}
+
+/// One line of input that mattered, and what it told.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceItem {
+    pub kind: EvidenceKind,
+    /// The evidence as read (unfolded; cut at 400 characters).
+    pub text: String,
+    pub finding: String,
+}
+
+/// What the classifier concluded about the sending server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Classification {
+    pub product: Product,
+    /// Product version: `"2016"`, `"SE"`, `"4.96"`; null when the evidence does not tell.
+    pub version: Option<String>,
+    /// Exchange build, dotted and normalised (`15.0.1497.40`); null when not seen.
+    pub build: Option<String>,
+    /// The catalog label of the build (`Exchange Server 2016 CU23 Apr24HU`); null when not catalogued.
+    pub label: Option<String>,
+    pub status: Status,
+    /// End of life or outdated (Exchange Online's "persistently vulnerable").
+    pub persistently_vulnerable: bool,
+    /// 0..1: how sure the product/version call is.
+    pub confidence: f64,
+    /// The evidence that decided, strongest first.
+    pub evidence: Vec<EvidenceItem>,
+    /// What to upgrade to when not supported: `15.2.2562.46 (Exchange Server SE RTM Aug26SU)`.
+    pub upgrade_to: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClassifyError {
+    #[error(
+        "no SMTP evidence in the input ({lines} lines read): expected server greetings (`220 …`), EHLO/HELO \
+         lines, replies (`250-…`) or mail header fields (`Received: …`)"
+    )]
+    NoEvidence { lines: usize },
+}
+
+/// Classifies the sending server from `input` (a transcript, a header block, or any mix of them),
+/// evaluating support status as of `as_of`. Fails only when the input contains nothing readable as SMTP.
+pub fn classify_bytes(
+    input: &[u8],
+    as_of: Date,
+    overrides: &SupportOverrides,
+) -> Result<Classification, ClassifyError> {
+    let scanned = scan::scan(input);
+    if scanned.items == 0 {
+        return Err(ClassifyError::NoEvidence {
+            lines: scanned.lines,
+        });
+    }
+    Ok(resolve::resolve(scanned, as_of, overrides))
+}
+
+/// `text` as evidence: lossy UTF-8, control characters shown as spaces, cut at 400 characters.
+pub(crate) fn evidence_text(text: &[u8]) -> String {
+    const MAX: usize = 400;
+    // Fast path: printable ASCII (nearly all real evidence) is copied as is.
+    if text.len() <= MAX && text.is_ascii() {
+        let bytes = text
+            .iter()
+            .map(|&b| if b < 0x20 || b == 0x7f { b' ' } else { b })
+            .collect();
+        // SAFETY: every byte is ASCII (checked above), and ASCII is valid UTF-8; this runs for every
+        // piece of evidence, so the second validation pass is worth skipping.
+        return unsafe { String::from_utf8_unchecked(bytes) };
+    }
+    let s = String::from_utf8_lossy(&text[..text.len().min(MAX * 4)]);
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX)
+        .collect();
+    if s.chars().nth(MAX).is_some() || text.len() > MAX * 4 {
+        out.push('…');
+    }
+    out
+}

@@ -1,0 +1,349 @@
+//! `Received:` field values (RFC 5321 §4.4 time stamp lines, plus the forms real MTAs write).
+//!
+//! The grammar in practice is looser than the RFC: Exchange writes multi-word protocols (`with Microsoft
+//! SMTP Server (version=TLS1_2, cipher=…) id 15.1.2507.39 via Frontend Transport`), Exim puts extra words
+//! after `with` (`with esmtps (TLS1.3) tls TLS_AES_256_GCM_SHA384 (Exim 4.96)`), qmail starts with a bare
+//! comment. So a value is read as a sequence of clauses: a clause keyword (`from`, `by`, `via`, `with`,
+//! `id`, `for`) followed by the words and comments up to the next keyword, then an optional `; date`.
+
+use nom::IResult;
+
+use super::{DecodeError, Item};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClauseKind {
+    From,
+    By,
+    Via,
+    With,
+    Id,
+    For,
+}
+
+impl ClauseKind {
+    fn keyword(self) -> &'static str {
+        match self {
+            ClauseKind::From => "from",
+            ClauseKind::By => "by",
+            ClauseKind::Via => "via",
+            ClauseKind::With => "with",
+            ClauseKind::Id => "id",
+            ClauseKind::For => "for",
+        }
+    }
+
+    fn of(word: &[u8]) -> Option<Self> {
+        const ALL: [ClauseKind; 6] = [
+            ClauseKind::From,
+            ClauseKind::By,
+            ClauseKind::Via,
+            ClauseKind::With,
+            ClauseKind::Id,
+            ClauseKind::For,
+        ];
+        if word.len() > 4 {
+            return None;
+        }
+        ALL.into_iter()
+            .find(|k| word.eq_ignore_ascii_case(k.keyword().as_bytes()))
+    }
+}
+
+/// One clause: its words (`Microsoft`, `SMTP`, `Server`) and its comments without the outer parentheses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Clause<'a> {
+    pub kind: ClauseKind,
+    pub words: Vec<&'a [u8]>,
+    pub comments: Vec<&'a [u8]>,
+}
+
+impl<'a> Clause<'a> {
+    /// The first word (host name, protocol, id), if any.
+    pub fn first(&self) -> Option<&'a [u8]> {
+        self.words.first().copied()
+    }
+
+    /// All words joined by one space (lossy UTF-8).
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        for w in &self.words {
+            if !s.is_empty() {
+                s.push(' ');
+            }
+            s.push_str(&String::from_utf8_lossy(w));
+        }
+        s
+    }
+}
+
+/// A parsed `Received:` value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received<'a> {
+    /// Words and comments before the first clause (qmail's `(qmail 1234 invoked from network)`).
+    pub preamble: Vec<&'a [u8]>,
+    pub clauses: Vec<Clause<'a>>,
+    /// The date-time after the `;`, trimmed.
+    pub date: Option<&'a [u8]>,
+}
+
+impl<'a> Received<'a> {
+    pub fn clause(&self, kind: ClauseKind) -> Option<&Clause<'a>> {
+        self.clauses.iter().find(|c| c.kind == kind)
+    }
+
+    /// The value as written by [`Received::render`]: preamble, clauses (words, then comments), `; date`.
+    pub fn render(&self) -> Vec<u8> {
+        let mut parts: Vec<Vec<u8>> = Vec::new();
+        for p in &self.preamble {
+            parts.push(p.to_vec());
+        }
+        for c in &self.clauses {
+            parts.push(c.kind.keyword().as_bytes().to_vec());
+            parts.extend(c.words.iter().map(|w| w.to_vec()));
+            for cm in &c.comments {
+                let mut v = b"(".to_vec();
+                v.extend_from_slice(cm);
+                v.push(b')');
+                parts.push(v);
+            }
+        }
+        let mut out = parts.join(&b' ');
+        if let Some(d) = self.date {
+            out.extend_from_slice(b"; ");
+            out.extend_from_slice(d);
+        }
+        out
+    }
+}
+
+/// Parses an unfolded `Received:` value (see [`super::unfold`]). Errors: an empty value, or a comment
+/// whose `(` is never closed.
+pub fn parse_received(value: &[u8]) -> Result<Received<'_>, DecodeError> {
+    let mut r = Received {
+        preamble: Vec::new(),
+        // Real values have up to six clauses (from, by, via, with, id, for): one allocation.
+        clauses: Vec::with_capacity(6),
+        date: None,
+    };
+    tokenize(value, |t| match t {
+        Token::Clause(kind) => r.clauses.push(Clause {
+            kind,
+            words: Vec::new(),
+            comments: Vec::new(),
+        }),
+        Token::Word(w) => match r.clauses.last_mut() {
+            Some(c) => c.words.push(w),
+            None => r.preamble.push(w),
+        },
+        Token::Comment { whole, inner } => match r.clauses.last_mut() {
+            Some(c) => c.comments.push(inner),
+            None => r.preamble.push(whole),
+        },
+        Token::Date(d) => r.date = d,
+    })?;
+    Ok(r)
+}
+
+/// One piece of a `Received:` value, in order.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Token<'a> {
+    /// A clause keyword: the words and comments that follow belong to this clause.
+    Clause(ClauseKind),
+    Word(&'a [u8]),
+    /// A comment with (`whole`) and without (`inner`) its outer parentheses.
+    Comment {
+        whole: &'a [u8],
+        inner: &'a [u8],
+    },
+    /// The date after `;` (trimmed; `None` when empty); always the last token.
+    Date(Option<&'a [u8]>),
+}
+
+/// The one reader of `Received:` values: [`parse_received`] builds its tree from these tokens, and the
+/// classifier reads them into a reused flat buffer ([`Tokens`]) so that a header block costs no
+/// allocation per clause.
+pub(crate) fn tokenize<'a>(
+    value: &'a [u8],
+    mut emit: impl FnMut(Token<'a>),
+) -> Result<(), DecodeError> {
+    let item = Item::Received;
+    if value.trim_ascii().is_empty() {
+        return Err(DecodeError::malformed(
+            item,
+            0,
+            "a Received field is not empty",
+        ));
+    }
+    let mut pos = 0;
+    while pos < value.len() {
+        let b = value[pos];
+        if b.is_ascii_whitespace() {
+            pos += 1;
+        } else if b == b';' {
+            let d = value[pos + 1..].trim_ascii();
+            emit(Token::Date((!d.is_empty()).then_some(d)));
+            break;
+        } else if b == b'(' {
+            let end = comment_end(value, pos).ok_or(DecodeError::malformed(
+                item,
+                pos,
+                "a comment `(` is never closed",
+            ))?;
+            emit(Token::Comment {
+                whole: &value[pos..end],
+                inner: &value[pos + 1..end - 1],
+            });
+            pos = end;
+        } else {
+            let (_, w) = word(&value[pos..])
+                .map_err(|_| DecodeError::malformed(item, pos, "unexpected byte"))?;
+            pos += w.len();
+            emit(match ClauseKind::of(w) {
+                Some(kind) => Token::Clause(kind),
+                None => Token::Word(w),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A `Received:` value as a flat list of words and comments tagged with their clause: the same reading
+/// as [`Received`], in buffers that are cleared and reused from one value to the next.
+#[derive(Debug, Default)]
+pub(crate) struct Tokens {
+    /// Clause kinds in order; index 0 is the preamble (words before any clause).
+    clauses: Vec<Option<ClauseKind>>,
+    /// (clause index, is a comment, byte range in the value). Preamble comments keep their parentheses,
+    /// clause comments do not, as in [`Received`].
+    items: Vec<(usize, bool, std::ops::Range<usize>)>,
+}
+
+/// A [`Tokens`] buffer read against the value it was filled from.
+#[derive(Clone, Copy)]
+pub(crate) struct TokensView<'a> {
+    value: &'a [u8],
+    t: &'a Tokens,
+}
+
+impl Tokens {
+    /// Entries the buffers hold without growing (to decide whether keeping them is worth it).
+    pub(crate) fn capacity(&self) -> usize {
+        self.items.capacity().max(self.clauses.capacity())
+    }
+
+    /// Reads `value` into this buffer (same errors as [`parse_received`]).
+    pub(crate) fn fill<'a>(&'a mut self, value: &'a [u8]) -> Result<TokensView<'a>, DecodeError> {
+        self.clauses.clear();
+        self.items.clear();
+        self.clauses.push(None);
+        let base = value.as_ptr() as usize;
+        let range = |s: &[u8]| {
+            let start = s.as_ptr() as usize - base;
+            start..start + s.len()
+        };
+        let (clauses, items) = (&mut self.clauses, &mut self.items);
+        tokenize(value, |t| match t {
+            Token::Clause(kind) => clauses.push(Some(kind)),
+            Token::Word(w) => items.push((clauses.len() - 1, false, range(w))),
+            Token::Comment { whole, inner } => {
+                let preamble = clauses.len() == 1;
+                let r = if preamble { range(whole) } else { range(inner) };
+                items.push((clauses.len() - 1, !preamble, r));
+            }
+            Token::Date(_) => {}
+        })?;
+        Ok(TokensView { value, t: self })
+    }
+}
+
+impl<'a> TokensView<'a> {
+    /// The index of the first clause of `kind` (what [`Received::clause`] finds).
+    pub(crate) fn clause(&self, kind: ClauseKind) -> Option<usize> {
+        self.t.clauses.iter().position(|k| *k == Some(kind))
+    }
+
+    fn of(&self, clause: usize, comment: bool) -> impl Iterator<Item = &'a [u8]> + Clone + 'a {
+        let value = self.value;
+        self.t
+            .items
+            .iter()
+            .filter(move |(c, m, _)| *c == clause && *m == comment)
+            .map(move |(_, _, r)| &value[r.clone()])
+    }
+
+    /// The words of clause `clause` (none for `None`).
+    pub(crate) fn words(
+        &self,
+        clause: Option<usize>,
+    ) -> impl Iterator<Item = &'a [u8]> + Clone + 'a {
+        // usize::MAX matches no item.
+        self.of(clause.unwrap_or(usize::MAX), false)
+    }
+
+    /// The comments of clause `clause`, without their outer parentheses.
+    pub(crate) fn comments(
+        &self,
+        clause: Option<usize>,
+    ) -> impl Iterator<Item = &'a [u8]> + Clone + 'a {
+        self.of(clause.unwrap_or(usize::MAX), true)
+    }
+
+    /// Words and comments (with their parentheses) before the first clause.
+    pub(crate) fn preamble(&self) -> impl Iterator<Item = &'a [u8]> + Clone + 'a {
+        let value = self.value;
+        self.t
+            .items
+            .iter()
+            .take_while(|(c, _, _)| *c == 0)
+            .map(move |(_, _, r)| &value[r.clone()])
+    }
+}
+
+/// A run of bytes up to white space, `(` or `;` (a stray `)` is kept as part of a word).
+fn word(i: &[u8]) -> IResult<&[u8], &[u8]> {
+    // A table lookup per byte: words are most of a Received value.
+    let n = i
+        .iter()
+        .position(|&b| WORD_END[usize::from(b)])
+        .unwrap_or(i.len());
+    if n == 0 {
+        return Err(nom::Err::Error(nom::error::Error::new(
+            i,
+            nom::error::ErrorKind::TakeWhile1,
+        )));
+    }
+    Ok((&i[n..], &i[..n]))
+}
+
+/// Bytes that end a word: ASCII white space (as `u8::is_ascii_whitespace`), `(` and `;`.
+const WORD_END: [bool; 256] = {
+    let mut t = [false; 256];
+    let ends = *b" \t\n\x0c\r(;";
+    let mut k = 0;
+    while k < ends.len() {
+        t[ends[k] as usize] = true;
+        k += 1;
+    }
+    t
+};
+
+/// Index one past the `)` closing the comment opened at `start`; nesting and `\` quoting honoured.
+fn comment_end(v: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = start;
+    while i < v.len() {
+        match v[i] {
+            b'\\' => i += 1,
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
