@@ -4,11 +4,13 @@
 /// Exact IPv4 hosts: `HashMap<[u8; 4], PolicyEntry>` (key = address bytes in network order).
 /// A host entry is the longest possible prefix, so it is consulted before the prefix trie.
 pub const POLICY_V4_HOSTS: &str = "POLICY_V4_HOSTS";
-/// IPv4 prefixes shorter than /32: `LpmTrie<[u8; 4], PolicyEntry>`.
+/// IPv4 prefixes shorter than /32: `HashMap<PrefixKeyV4, PolicyEntry>` (length and masked
+/// address), probed per length (see [`crate::filter`]).
 pub const POLICY_V4_PREFIXES: &str = "POLICY_V4_PREFIXES";
 /// Exact IPv6 hosts: `HashMap<[u8; 16], PolicyEntry>`.
 pub const POLICY_V6_HOSTS: &str = "POLICY_V6_HOSTS";
-/// IPv6 prefixes shorter than /128: `LpmTrie<[u8; 16], PolicyEntry>`.
+/// IPv6 prefixes shorter than /128: `HashMap<PrefixKeyV6, PolicyEntry>`, like
+/// `POLICY_V4_PREFIXES`.
 pub const POLICY_V6_PREFIXES: &str = "POLICY_V6_PREFIXES";
 /// Token-bucket (GCRA) state per source address: `LruHashMap<RateKey, RateState>`.
 pub const RATE_STATE: &str = "RATE_STATE";
@@ -28,8 +30,15 @@ pub const PREFIX_FILTER_V4: &str = "PREFIX_FILTER_V4";
 /// Presence filter of `POLICY_V6_PREFIXES`: one bit per hashed /32, like `PREFIX_FILTER_V4`.
 pub const PREFIX_FILTER_V6: &str = "PREFIX_FILTER_V6";
 
+/// Prefix lengths present per IPv4 /20: `Array<u32>` of [`crate::filter::LENGTH_SLOTS_V4`],
+/// mmapable like the filters (see [`crate::filter`]).
+pub const PREFIX_LENGTHS_V4: &str = "PREFIX_LENGTHS_V4";
+/// Prefix lengths present per IPv6 filter word: `Array<[u64; 2]>` of
+/// [`crate::filter::LENGTH_SLOTS_V6`].
+pub const PREFIX_LENGTHS_V6: &str = "PREFIX_LENGTHS_V6";
+
 /// Every map, in the order userspace lists, pins and checks them.
-pub const ALL_MAPS: [&str; 11] = [
+pub const ALL_MAPS: [&str; 13] = [
     POLICY_V4_HOSTS,
     POLICY_V4_PREFIXES,
     POLICY_V6_HOSTS,
@@ -41,6 +50,8 @@ pub const ALL_MAPS: [&str; 11] = [
     IFACE_SLOTS,
     PREFIX_FILTER_V4,
     PREFIX_FILTER_V6,
+    PREFIX_LENGTHS_V4,
+    PREFIX_LENGTHS_V6,
 ];
 
 /// XDP ingress program.
