@@ -30,8 +30,8 @@ pub const PREFIX_FILTER_V4: &str = "PREFIX_FILTER_V4";
 /// Presence filter of `POLICY_V6_PREFIXES`: one bit per hashed /32, like `PREFIX_FILTER_V4`.
 pub const PREFIX_FILTER_V6: &str = "PREFIX_FILTER_V6";
 
-/// Prefix lengths present per IPv4 /20: `Array<u32>` of [`crate::filter::LENGTH_SLOTS_V4`],
-/// mmapable like the filters (see [`crate::filter`]).
+/// Prefix lengths present per IPv4 /20: `Array<u64>` of [`crate::filter::LENGTH_WORDS_V4`], two
+/// slots per element, mmapable like the filters (see [`crate::filter`]).
 pub const PREFIX_LENGTHS_V4: &str = "PREFIX_LENGTHS_V4";
 /// Prefix lengths present per IPv6 filter word: `Array<[u64; 2]>` of
 /// [`crate::filter::LENGTH_SLOTS_V6`].

@@ -6,7 +6,7 @@
 
 use aya_ebpf::helpers::bpf_ktime_get_boot_ns;
 use enforcer_common::{
-    filter::{v4_bit, v4_slot, v6_bit, v6_slot, word_of},
+    filter::{v4_bit, v4_slot, v4_slot_word, v6_bit, v6_slot, word_of},
     policy::{
         gcra_interval, Window, ACTION_DROP, ACTION_PASS, ACTION_RATE_LIMIT, ACTION_REJECT,
         ACTION_THROTTLE, ENTRY_FLAG_NOTICE, ENTRY_FLAG_RST,
@@ -130,7 +130,10 @@ fn decide_v4(src: &[u8; 4], attempt: bool) -> Decision {
             return None;
         }
         // A missing slot cannot happen (in range by construction): probe every length then.
-        let lengths = PREFIX_LENGTHS_V4.get(v4_slot(*src)).map_or(u32::MAX, |m| *m);
+        let (word, shift) = v4_slot_word(v4_slot(*src));
+        let lengths = PREFIX_LENGTHS_V4
+            .get(word)
+            .map_or(u32::MAX, |w| (*w >> shift) as u32);
         longest_v4(u32::from_be_bytes(*src), lengths)
     };
     apply(host, prefix, || rate_key_v4(src), attempt)

@@ -11,7 +11,7 @@ use aya_ebpf::{
 };
 use enforcer_common::{
     counters::{IFINDEX_LIMIT, STATS_SLOTS},
-    filter::{FILTER_WORDS, LENGTH_SLOTS_V4, LENGTH_SLOTS_V6},
+    filter::{FILTER_WORDS, LENGTH_SLOTS_V6, LENGTH_WORDS_V4},
     maps::{
         MAX_HOSTS_V4, MAX_HOSTS_V6, MAX_PREFIXES_V4, MAX_PREFIXES_V6, MAX_RATE_STATE, PORT_COUNT,
     },
@@ -69,9 +69,9 @@ pub static PREFIX_FILTER_V4: Array<u64> = Array::with_max_entries(FILTER_WORDS, 
 #[map]
 pub static PREFIX_FILTER_V6: Array<u64> = Array::with_max_entries(FILTER_WORDS, MMAPABLE);
 
-/// Prefix lengths present per IPv4 /20 (`enforcer_common::filter`).
+/// Prefix lengths present per IPv4 /20, two /20s per element (`enforcer_common::filter`).
 #[map]
-pub static PREFIX_LENGTHS_V4: Array<u32> = Array::with_max_entries(LENGTH_SLOTS_V4, MMAPABLE);
+pub static PREFIX_LENGTHS_V4: Array<u64> = Array::with_max_entries(LENGTH_WORDS_V4, MMAPABLE);
 
 /// Prefix lengths present per IPv6 filter word: lengths 0–63 in the first word, 64–127 in the second.
 #[map]

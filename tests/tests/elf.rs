@@ -11,7 +11,7 @@ use aya_obj::{
 };
 use enforcer_common::{
     counters::{IFINDEX_LIMIT, STATS_SLOTS},
-    filter::{FILTER_WORDS, LENGTH_SLOTS_V4, LENGTH_SLOTS_V6},
+    filter::{FILTER_WORDS, LENGTH_SLOTS_V6, LENGTH_WORDS_V4},
     maps::*,
     GlobalConfig, PolicyEntry, PrefixKeyV4, PrefixKeyV6, RateKey, RateState,
 };
@@ -119,8 +119,8 @@ fn maps_match_the_contract() {
             PREFIX_LENGTHS_V4,
             BPF_MAP_TYPE_ARRAY,
             4,
-            4,
-            LENGTH_SLOTS_V4,
+            8,
+            LENGTH_WORDS_V4,
             false,
         ),
         (

@@ -2194,7 +2194,7 @@ fn prefix_lengths_probe_longest_first() {
     let cases4: [(&str, [u8; 4], u32, Reason); 6] = [
         ("in the /31", [10, 90, 1, 201], XDP_PASS, Reason::Allowed),
         ("in the /25", [10, 90, 1, 130], XDP_DROP, Reason::Blocked),
-        ("in the /23", [10, 90, 1, 5], XDP_DROP, Reason::Rejected),
+        ("in the /23", [10, 90, 1, 5], XDP_TX, Reason::Rejected),
         ("in the /16", [10, 90, 2, 5], XDP_PASS, Reason::Allowed),
         ("in the /8", [10, 91, 0, 1], XDP_DROP, Reason::Blocked),
         ("outside", [11, 90, 1, 200], XDP_PASS, Reason::NoEntry),
@@ -2212,7 +2212,7 @@ fn prefix_lengths_probe_longest_first() {
     dp.expect(
         "stale /25 bit",
         &syn4([10, 90, 1, 130], 25),
-        XDP_DROP,
+        XDP_TX,
         Reason::Rejected,
         false,
     );
@@ -2233,7 +2233,7 @@ fn prefix_lengths_probe_longest_first() {
     dp.expect(
         "the /25 removed",
         &syn4([10, 90, 1, 130], 25),
-        XDP_DROP,
+        XDP_TX,
         Reason::Rejected,
         false,
     );
@@ -2289,7 +2289,7 @@ fn prefix_lengths_probe_longest_first() {
     let cases6: [(&str, [u8; 16], u32, Reason); 6] = [
         ("in the /127", at([0, 0, 0, 5], 0), XDP_PASS, Reason::Allowed),
         ("in the /100", at([0, 0, 0, 9], 0), XDP_DROP, Reason::Blocked),
-        ("in the /64", at([0, 0, 0, 9], 1), XDP_DROP, Reason::Rejected),
+        ("in the /64", at([0, 0, 0, 9], 1), XDP_TX, Reason::Rejected),
         ("in the /48", other64, XDP_PASS, Reason::Allowed),
         ("in the /32", other48, XDP_DROP, Reason::Blocked),
         ("outside", CLIENT6, XDP_PASS, Reason::NoEntry),
@@ -2315,7 +2315,7 @@ fn prefix_lengths_probe_longest_first() {
     dp.expect(
         "the /100 removed: the /64 decides",
         &syn6(at([0, 0, 0, 9], 0), 25),
-        XDP_DROP,
+        XDP_TX,
         Reason::Rejected,
         false,
     );

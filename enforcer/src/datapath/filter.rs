@@ -11,11 +11,11 @@
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd as _, BorrowedFd};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use enforcer_common::filter::{
-    v4_bit, v4_slot, v6_bit, v6_slot, word_of, FILTER_BITS, FILTER_WORDS, LENGTH_SLOTS_V4,
-    LENGTH_SLOTS_V6, V4_BUCKET_LEN, V4_SLOT_LEN, V6_BUCKET_LEN,
+    v4_bit, v4_slot, v4_slot_word, v6_bit, v6_slot, word_of, FILTER_BITS, FILTER_WORDS,
+    LENGTH_SLOTS_V4, LENGTH_SLOTS_V6, LENGTH_WORDS_V4, V4_BUCKET_LEN, V4_SLOT_LEN, V6_BUCKET_LEN,
 };
 
 use crate::net::Prefix;
@@ -23,8 +23,9 @@ use crate::net::Prefix;
 /// One family's filter array and length-mask array, mapped into this process.
 pub struct Filter {
     words: *const AtomicU64,
-    /// `AtomicU32` per slot for IPv4, two `AtomicU64` per slot (lengths 0–63, then 64–127) for IPv6.
-    lengths: *mut libc::c_void,
+    /// `AtomicU64` words: two IPv4 slots per word, or two words per IPv6 slot (lengths 0–63, then
+    /// 64–127).
+    lengths: *const AtomicU64,
     v4: bool,
 }
 
@@ -38,7 +39,7 @@ const BYTES: usize = FILTER_WORDS as usize * 8;
 /// Bytes of one family's length-mask array.
 const fn length_bytes(v4: bool) -> usize {
     if v4 {
-        LENGTH_SLOTS_V4 as usize * 4
+        LENGTH_WORDS_V4 as usize * 8
     } else {
         LENGTH_SLOTS_V6 as usize * 16
     }
@@ -88,7 +89,7 @@ impl Filter {
         };
         Ok(Self {
             words: words.cast::<AtomicU64>().cast_const(),
-            lengths,
+            lengths: lengths.cast::<AtomicU64>().cast_const(),
             v4,
         })
     }
@@ -99,42 +100,43 @@ impl Filter {
         unsafe { &*self.words.add(i as usize) }
     }
 
+    /// The length-mask word `i`.
+    fn length_word(&self, i: usize) -> &AtomicU64 {
+        // SAFETY: callers pass a word of a slot of this family's array, inside the mapping, which
+        // outlives `&self`.
+        unsafe { &*self.lengths.add(i) }
+    }
+
     /// The length mask of slot `i` (bit L = length L).
     fn lengths_of(&self, i: u32) -> u128 {
         debug_assert!(i < length_slots(self.v4));
-        // SAFETY: `i` is a slot of this family's array, inside the mapping, which outlives `&self`.
-        unsafe {
-            if self.v4 {
-                u128::from((*self.lengths.cast::<AtomicU32>().add(i as usize)).load(Ordering::SeqCst))
-            } else {
-                let w = self.lengths.cast::<AtomicU64>().add(2 * i as usize);
-                u128::from((*w).load(Ordering::SeqCst))
-                    | u128::from((*w.add(1)).load(Ordering::SeqCst)) << 64
-            }
+        if self.v4 {
+            let (w, shift) = v4_slot_word(i);
+            u128::from((self.length_word(w as usize).load(Ordering::SeqCst) >> shift) as u32)
+        } else {
+            let w = 2 * i as usize;
+            u128::from(self.length_word(w).load(Ordering::SeqCst))
+                | u128::from(self.length_word(w + 1).load(Ordering::SeqCst)) << 64
         }
     }
 
     /// ORs (`or`) or ANDs (`!or`) `mask` into slot `i`'s length mask.
     fn update_lengths(&self, i: u32, mask: u128, or: bool) {
         debug_assert!(i < length_slots(self.v4));
-        // SAFETY: as in `lengths_of`.
-        unsafe {
-            if self.v4 {
-                let w = &*self.lengths.cast::<AtomicU32>().add(i as usize);
-                if or {
-                    w.fetch_or(mask as u32, Ordering::SeqCst);
-                } else {
-                    w.fetch_and(mask as u32, Ordering::SeqCst);
-                }
+        let parts: [(usize, u64); 2] = if self.v4 {
+            let (w, shift) = v4_slot_word(i);
+            // The other slot of the word is left alone: ones for an AND, zeros for an OR.
+            let other = if or { 0 } else { u64::from(u32::MAX) << (32 - shift) };
+            let part = u64::from(mask as u32) << shift | other;
+            [(w as usize, part), (w as usize, if or { 0 } else { u64::MAX })]
+        } else {
+            [(2 * i as usize, mask as u64), (2 * i as usize + 1, (mask >> 64) as u64)]
+        };
+        for (w, part) in parts {
+            if or {
+                self.length_word(w).fetch_or(part, Ordering::SeqCst);
             } else {
-                let w = self.lengths.cast::<AtomicU64>().add(2 * i as usize);
-                for (k, part) in [mask as u64, (mask >> 64) as u64].into_iter().enumerate() {
-                    if or {
-                        (*w.add(k)).fetch_or(part, Ordering::SeqCst);
-                    } else {
-                        (*w.add(k)).fetch_and(part, Ordering::SeqCst);
-                    }
-                }
+                self.length_word(w).fetch_and(part, Ordering::SeqCst);
             }
         }
     }
@@ -236,7 +238,7 @@ impl Drop for Filter {
         // SAFETY: the mapping made in `map`, unmapped once.
         unsafe {
             libc::munmap(self.words.cast_mut().cast(), BYTES);
-            libc::munmap(self.lengths, length_bytes(self.v4));
+            libc::munmap(self.lengths.cast_mut().cast(), length_bytes(self.v4));
         }
     }
 }

@@ -159,8 +159,8 @@ pub const SPECS: [MapSpec; 13] = [
         names::PREFIX_LENGTHS_V4,
         MapType::Array,
         4,
-        4,
-        enforcer_common::filter::LENGTH_SLOTS_V4,
+        8,
+        enforcer_common::filter::LENGTH_WORDS_V4,
     ),
     spec(
         names::PREFIX_LENGTHS_V6,
