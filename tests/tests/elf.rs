@@ -3,8 +3,7 @@
 
 use aya_obj::{
     generated::bpf_map_type::{
-        BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH,
-        BPF_MAP_TYPE_PERCPU_ARRAY,
+        BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY,
     },
     maps::PinningType,
     Object,

@@ -2287,8 +2287,18 @@ fn prefix_lengths_probe_longest_first() {
     let mut other64 = base;
     other64[7] = 10;
     let cases6: [(&str, [u8; 16], u32, Reason); 6] = [
-        ("in the /127", at([0, 0, 0, 5], 0), XDP_PASS, Reason::Allowed),
-        ("in the /100", at([0, 0, 0, 9], 0), XDP_DROP, Reason::Blocked),
+        (
+            "in the /127",
+            at([0, 0, 0, 5], 0),
+            XDP_PASS,
+            Reason::Allowed,
+        ),
+        (
+            "in the /100",
+            at([0, 0, 0, 9], 0),
+            XDP_DROP,
+            Reason::Blocked,
+        ),
         ("in the /64", at([0, 0, 0, 9], 1), XDP_TX, Reason::Rejected),
         ("in the /48", other64, XDP_PASS, Reason::Allowed),
         ("in the /32", other48, XDP_DROP, Reason::Blocked),
@@ -2300,7 +2310,8 @@ fn prefix_lengths_probe_longest_first() {
     {
         let mut m: HashMap<_, PrefixKeyV6, PolicyEntry> =
             HashMap::try_from(dp.ebpf.map_mut(maps::POLICY_V6_PREFIXES).unwrap()).unwrap();
-        m.remove(&PrefixKeyV6::new(100, at([0, 0, 0, 0], 0))).unwrap();
+        m.remove(&PrefixKeyV6::new(100, at([0, 0, 0, 0], 0)))
+            .unwrap();
     }
     let left6: Vec<enforcer::net::Prefix> = [
         "fd00:42::/32",

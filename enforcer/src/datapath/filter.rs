@@ -126,11 +126,21 @@ impl Filter {
         let parts: [(usize, u64); 2] = if self.v4 {
             let (w, shift) = v4_slot_word(i);
             // The other slot of the word is left alone: ones for an AND, zeros for an OR.
-            let other = if or { 0 } else { u64::from(u32::MAX) << (32 - shift) };
+            let other = if or {
+                0
+            } else {
+                u64::from(u32::MAX) << (32 - shift)
+            };
             let part = u64::from(mask as u32) << shift | other;
-            [(w as usize, part), (w as usize, if or { 0 } else { u64::MAX })]
+            [
+                (w as usize, part),
+                (w as usize, if or { 0 } else { u64::MAX }),
+            ]
         } else {
-            [(2 * i as usize, mask as u64), (2 * i as usize + 1, (mask >> 64) as u64)]
+            [
+                (2 * i as usize, mask as u64),
+                (2 * i as usize + 1, (mask >> 64) as u64),
+            ]
         };
         for (w, part) in parts {
             if or {
@@ -418,14 +428,21 @@ mod tests {
         let own = v4_slot([10, 0, 16, 0]);
         assert_eq!(slots("10.0.16.0/20"), vec![own]);
         assert_eq!(slots("10.0.17.128/25"), vec![own]);
-        assert_eq!(slots("10.0.0.0/16"), (v4_slot([10, 0, 0, 0])..own + 15).collect::<Vec<_>>());
+        assert_eq!(
+            slots("10.0.0.0/16"),
+            (v4_slot([10, 0, 0, 0])..own + 15).collect::<Vec<_>>()
+        );
         assert_eq!(slots("0.0.0.0/0").len(), LENGTH_SLOTS_V4 as usize);
         let top = 0x2001_0db8;
         assert_eq!(slots("2001:db8:1::/48"), vec![v6_slot(top)]);
         assert_eq!(slots("2001:db8::/31").len(), 2);
         assert_eq!(slots("::/0").len(), LENGTH_SLOTS_V6 as usize);
         let want = lengths_for(
-            &["10.0.16.0/20".parse().unwrap(), "10.0.0.0/8".parse().unwrap(), "10.0.16.1".parse().unwrap()],
+            &[
+                "10.0.16.0/20".parse().unwrap(),
+                "10.0.0.0/8".parse().unwrap(),
+                "10.0.16.1".parse().unwrap(),
+            ],
             true,
         );
         assert_eq!(want[own as usize], 1 << 20 | 1 << 8, "hosts add no length");

@@ -309,10 +309,7 @@ impl PolicyMaps {
             v6_hosts: open(&pins, names::POLICY_V6_HOSTS)?.try_into()?,
             v6_prefixes: open(&pins, names::POLICY_V6_PREFIXES)?.try_into()?,
             batch: super::batch::BatchMaps::open(&pins)?,
-            filters: [
-                open_filter(&pins, true)?,
-                open_filter(&pins, false)?,
-            ],
+            filters: [open_filter(&pins, true)?, open_filter(&pins, false)?],
             stale: [false; 2],
             pins,
         })
@@ -362,18 +359,12 @@ impl PolicyMaps {
         if v4 {
             for k in self.v4_prefixes.keys() {
                 let k = k?;
-                out.push(Prefix::containing(
-                    IpAddr::from(k.addr),
-                    k.prefix_len as u8,
-                ));
+                out.push(Prefix::containing(IpAddr::from(k.addr), k.prefix_len as u8));
             }
         } else {
             for k in self.v6_prefixes.keys() {
                 let k = k?;
-                out.push(Prefix::containing(
-                    IpAddr::from(k.addr),
-                    k.prefix_len as u8,
-                ));
+                out.push(Prefix::containing(IpAddr::from(k.addr), k.prefix_len as u8));
             }
         }
         Ok(out)
@@ -428,13 +419,15 @@ impl PolicyMaps {
         let entry = &kept;
         let r = match (prefix.addr(), prefix.is_host()) {
             (IpAddr::V4(a), true) => self.v4_hosts.insert(a.octets(), entry, 0),
-            (IpAddr::V4(a), false) => self
-                .v4_prefixes
-                .insert(PrefixKeyV4::new(len, a.octets()), entry, 0),
+            (IpAddr::V4(a), false) => {
+                self.v4_prefixes
+                    .insert(PrefixKeyV4::new(len, a.octets()), entry, 0)
+            }
             (IpAddr::V6(a), true) => self.v6_hosts.insert(a.octets(), entry, 0),
-            (IpAddr::V6(a), false) => self
-                .v6_prefixes
-                .insert(PrefixKeyV6::new(len, a.octets()), entry, 0),
+            (IpAddr::V6(a), false) => {
+                self.v6_prefixes
+                    .insert(PrefixKeyV6::new(len, a.octets()), entry, 0)
+            }
         };
         r.map_err(|e| {
             let full = io_error_of(&e).is_some_and(|io| {
@@ -518,17 +511,11 @@ impl PolicyMaps {
         }
         for k in self.v4_prefixes.keys() {
             let k = k?;
-            out.push(Prefix::containing(
-                IpAddr::from(k.addr),
-                k.prefix_len as u8,
-            ));
+            out.push(Prefix::containing(IpAddr::from(k.addr), k.prefix_len as u8));
         }
         for k in self.v6_prefixes.keys() {
             let k = k?;
-            out.push(Prefix::containing(
-                IpAddr::from(k.addr),
-                k.prefix_len as u8,
-            ));
+            out.push(Prefix::containing(IpAddr::from(k.addr), k.prefix_len as u8));
         }
         Ok(out)
     }
