@@ -11,6 +11,9 @@ pub struct GlobalConfig {
 
 /// Compute and count every verdict, but let every packet pass.
 pub const CONFIG_FLAG_REPORT_ONLY: u32 = 1 << 0;
+/// `notice.fallback = "pass"`: while no responder socket is registered, a SYN the `sk_lookup`
+/// program would steer goes to the MTA; without the flag it is dropped.
+pub const CONFIG_FLAG_NOTICE_FALLBACK_PASS: u32 = 1 << 1;
 
 const _: () = assert!(core::mem::size_of::<GlobalConfig>() == 8);
 

@@ -42,10 +42,17 @@ pub enum Reason {
     /// all in view (an IPv4/IPv6 fragment, more extension headers than walked, headers beyond the
     /// bytes in reach), and the source's entry refuses. Always dropped, never reset.
     SourceOnlyRefused,
+    /// The `sk_lookup` program handed a notice window's SYN to the daemon's responder socket.
+    NoticeSteered,
+    /// No responder socket was registered (daemon down or restarting): the steered SYN was dropped
+    /// (`notice.fallback = "drop"`).
+    NoticeFallbackDropped,
+    /// No responder socket was registered: the SYN went to the MTA (`notice.fallback = "pass"`).
+    NoticeFallbackPassed,
 }
 
 /// Number of reasons (slots in one half of the counter array).
-pub const REASON_COUNT: u32 = Reason::SourceOnlyRefused as u32 + 1;
+pub const REASON_COUNT: u32 = Reason::NoticeFallbackPassed as u32 + 1;
 /// Total slots of `STATS`: enforced half then report-only half.
 pub const COUNTER_SLOTS: u32 = 2 * REASON_COUNT;
 
@@ -72,6 +79,9 @@ pub const ALL_REASONS: [Reason; REASON_COUNT as usize] = [
     Reason::NoticeAdmitted,
     Reason::NoticeRefused,
     Reason::SourceOnlyRefused,
+    Reason::NoticeSteered,
+    Reason::NoticeFallbackDropped,
+    Reason::NoticeFallbackPassed,
 ];
 
 /// Counter slot for a reason; `report_only` selects the half where would-be refusals are counted.
@@ -173,6 +183,9 @@ impl Reason {
             Reason::NoticeAdmitted => "notice_admitted",
             Reason::NoticeRefused => "notice_refused",
             Reason::SourceOnlyRefused => "source_only_refused",
+            Reason::NoticeSteered => "notice_steered",
+            Reason::NoticeFallbackDropped => "notice_fallback_dropped",
+            Reason::NoticeFallbackPassed => "notice_fallback_passed",
         }
     }
 
@@ -188,6 +201,7 @@ impl Reason {
                 | Reason::RejectFallbackDrop
                 | Reason::NoticeRefused
                 | Reason::SourceOnlyRefused
+                | Reason::NoticeFallbackDropped
         )
     }
 
@@ -219,7 +233,7 @@ mod tests {
             Reason::Blocked as u32 + REASON_COUNT
         );
         assert!(slot(Reason::SourceOnlyRefused, true) < COUNTER_SLOTS);
-        assert_eq!(slot(Reason::SourceOnlyRefused, true), COUNTER_SLOTS - 1);
+        assert_eq!(slot(Reason::NoticeFallbackPassed, true), COUNTER_SLOTS - 1);
     }
 
     #[test]

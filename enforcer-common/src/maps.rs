@@ -30,6 +30,14 @@ pub const PREFIX_FILTER_V4: &str = "PREFIX_FILTER_V4";
 /// Presence filter of `POLICY_V6_PREFIXES`: one bit per hashed /32, like `PREFIX_FILTER_V4`.
 pub const PREFIX_FILTER_V6: &str = "PREFIX_FILTER_V6";
 
+/// The notice responder's listening sockets: `SockMap` of [`NOTICE_SLOTS`] entries
+/// ([`NOTICE_SLOT_V4`], [`NOTICE_SLOT_V6`]), filled by the daemon; the `sk_lookup` program hands a
+/// notice window's SYN to the socket of its family. An entry dies with its socket (daemon gone).
+pub const NOTICE_SOCKETS: &str = "NOTICE_SOCKETS";
+pub const NOTICE_SLOT_V4: u32 = 0;
+pub const NOTICE_SLOT_V6: u32 = 1;
+pub const NOTICE_SLOTS: u32 = 2;
+
 /// Prefix lengths present per IPv4 /20: `Array<u64>` of [`crate::filter::LENGTH_WORDS_V4`], two
 /// slots per element, mmapable like the filters (see [`crate::filter`]).
 pub const PREFIX_LENGTHS_V4: &str = "PREFIX_LENGTHS_V4";
@@ -38,7 +46,7 @@ pub const PREFIX_LENGTHS_V4: &str = "PREFIX_LENGTHS_V4";
 pub const PREFIX_LENGTHS_V6: &str = "PREFIX_LENGTHS_V6";
 
 /// Every map, in the order userspace lists, pins and checks them.
-pub const ALL_MAPS: [&str; 13] = [
+pub const ALL_MAPS: [&str; 14] = [
     POLICY_V4_HOSTS,
     POLICY_V4_PREFIXES,
     POLICY_V6_HOSTS,
@@ -50,6 +58,7 @@ pub const ALL_MAPS: [&str; 13] = [
     IFACE_SLOTS,
     PREFIX_FILTER_V4,
     PREFIX_FILTER_V6,
+    NOTICE_SOCKETS,
     PREFIX_LENGTHS_V4,
     PREFIX_LENGTHS_V6,
 ];
@@ -59,7 +68,10 @@ pub const PROG_XDP: &str = "enforcer_xdp";
 /// TC ingress program (tcx or clsact), same decision code as the XDP one.
 pub const PROG_TC: &str = "enforcer_tc";
 
-pub const ALL_PROGRAMS: [&str; 2] = [PROG_XDP, PROG_TC];
+/// `sk_lookup` program of the notice responder, attached to the MTA's network namespace.
+pub const PROG_SK_LOOKUP: &str = "enforcer_sk_lookup";
+
+pub const ALL_PROGRAMS: [&str; 3] = [PROG_XDP, PROG_TC, PROG_SK_LOOKUP];
 
 /// Capacities. Host maps are sized for a million senders; prefixes are operator-made and fewer.
 pub const MAX_HOSTS_V4: u32 = 1 << 21;

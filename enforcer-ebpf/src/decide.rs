@@ -67,17 +67,30 @@ impl Source {
     #[inline(always)]
     pub fn copy(src: Src) -> Self {
         match src {
-            Src::V4(a) => {
-                let a = unsafe { core::ptr::read_unaligned(a) };
-                Source {
-                    words: [u64::from(u32::from_ne_bytes(a)), 0],
-                    v6: false,
-                }
-            }
+            Src::V4(a) => Self::from_v4(unsafe { core::ptr::read_unaligned(a) }),
             Src::V6(a) => Source {
                 words: unsafe { core::ptr::read_unaligned(a.cast::<[u64; 2]>()) },
                 v6: true,
             },
+        }
+    }
+
+    /// An IPv4 source from its network-order bytes.
+    #[inline(always)]
+    pub fn from_v4(a: [u8; 4]) -> Self {
+        Source {
+            words: [u64::from(u32::from_ne_bytes(a)), 0],
+            v6: false,
+        }
+    }
+
+    /// An IPv6 source from its network-order bytes.
+    #[inline(always)]
+    pub fn from_v6(a: [u8; 16]) -> Self {
+        Source {
+            // SAFETY: same size; every bit pattern is a valid [u64; 2].
+            words: unsafe { core::mem::transmute::<[u8; 16], [u64; 2]>(a) },
+            v6: true,
         }
     }
 

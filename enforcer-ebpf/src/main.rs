@@ -11,11 +11,12 @@ mod maps;
 mod parse;
 mod reject;
 mod stats;
+mod steer;
 
 use aya_ebpf::{
     bindings::xdp_action,
-    macros::{classifier, xdp},
-    programs::{TcContext, XdpContext},
+    macros::{classifier, sk_lookup, xdp},
+    programs::{SkLookupContext, TcContext, XdpContext},
 };
 
 /// Ingress XDP program (`enforcer_common::maps::PROG_XDP`). Declared frags-aware so it also attaches
@@ -40,6 +41,13 @@ pub fn enforcer_tc(ctx: TcContext) -> i32 {
 
 /// Enough for Ethernet, two VLAN tags, IPv6 with a few extension headers and TCP with options.
 const PULL_BYTES: u32 = 256;
+
+/// Socket lookup in the MTA's network namespace (`enforcer_common::maps::PROG_SK_LOOKUP`): steers a
+/// notice window's SYN to the daemon's responder (`steer::run`).
+#[sk_lookup]
+pub fn enforcer_sk_lookup(ctx: SkLookupContext) -> u32 {
+    steer::run(&ctx)
+}
 
 /// Passes everything: the baseline the benchmark subtracts (harness cost). Frags-aware like
 /// `enforcer_xdp`, so it can also stand in on jumbo-MTU interfaces.

@@ -7,13 +7,14 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, SockMap},
 };
 use enforcer_common::{
     counters::{IFINDEX_LIMIT, STATS_SLOTS},
     filter::{FILTER_WORDS, LENGTH_SLOTS_V6, LENGTH_WORDS_V4},
     maps::{
-        MAX_HOSTS_V4, MAX_HOSTS_V6, MAX_PREFIXES_V4, MAX_PREFIXES_V6, MAX_RATE_STATE, PORT_COUNT,
+        MAX_HOSTS_V4, MAX_HOSTS_V6, MAX_PREFIXES_V4, MAX_PREFIXES_V6, MAX_RATE_STATE, NOTICE_SLOTS,
+        PORT_COUNT,
     },
     GlobalConfig, PolicyEntry, PrefixKeyV4, PrefixKeyV6, RateKey, RateState,
 };
@@ -68,6 +69,10 @@ pub static PREFIX_FILTER_V4: Array<u64> = Array::with_max_entries(FILTER_WORDS, 
 /// One bit per hashed IPv6 /32 that some prefix entry intersects.
 #[map]
 pub static PREFIX_FILTER_V6: Array<u64> = Array::with_max_entries(FILTER_WORDS, MMAPABLE);
+
+/// The notice responder's listening sockets, one per address family (`NOTICE_SLOT_V4`/`_V6`).
+#[map]
+pub static NOTICE_SOCKETS: SockMap = SockMap::with_max_entries(NOTICE_SLOTS, 0);
 
 /// Prefix lengths present per IPv4 /20, two /20s per element (`enforcer_common::filter`).
 #[map]

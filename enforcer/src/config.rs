@@ -99,6 +99,7 @@ struct Raw {
     milter: Option<RawListener>,
     policy: Option<RawListener>,
     replies: Option<RawReplies>,
+    notice: Option<RawNotice>,
     fleet: Option<Spanned<RawFleet>>,
     capacity: Option<RawCapacity>,
 }
@@ -107,6 +108,14 @@ struct Raw {
 #[serde(deny_unknown_fields)]
 struct RawListener {
     listen: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotice {
+    responder: Option<bool>,
+    netns: Option<Spanned<String>>,
+    fallback: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -246,6 +255,22 @@ impl FileConfig {
                     .parse()
                     .map_err(|e| ctx.err(l.span(), &format!("{table}.listen"), e))?;
                 *slot = Some(ep);
+            }
+        }
+        if let Some(n) = raw.notice {
+            let notice = &mut cfg.mta.notice;
+            if let Some(on) = n.responder {
+                notice.responder = on;
+            }
+            if let Some(ns) = n.netns {
+                notice.netns = crate::evidence::responder::netns_path(ns.get_ref())
+                    .map_err(|e| ctx.err(ns.span(), "notice.netns", e))?;
+            }
+            if let Some(f) = n.fallback {
+                notice.fallback = f
+                    .get_ref()
+                    .parse()
+                    .map_err(|e| ctx.err(f.span(), "notice.fallback", e))?;
             }
         }
         if let Some(r) = raw.replies {
@@ -619,7 +644,7 @@ impl Ctx<'_> {
                     cfg.notice_needs_channel = Some(self.err(
                         at,
                         &format!("enforcement.stages[{}].refusal", i + 1),
-                        "`notice` needs a channel that tells the refused sender why, and none is configured: set `milter.listen` or `policy.listen` (or pass --milter/--policy to `enforcer run`), or use refusal = \"drop\"",
+                        "`notice` needs a channel that tells the refused sender why, and none is configured: set `milter.listen`, `policy.listen` or `notice.responder = true` (or pass --milter/--policy/--notice-responder to `enforcer run`), or use refusal = \"drop\"",
                     ));
                 }
                 built.push(stage);

@@ -46,6 +46,11 @@ pub fn execute(args: Args) -> anyhow::Result<()> {
     for (iface, kind) in &report.detached {
         emit(format_args!("detached {} from {iface}", kind.as_str()));
     }
+    if report.sk_lookup {
+        emit(format_args!(
+            "detached the notice responder's sk_lookup program"
+        ));
+    }
     emit(format_args!(
         "removed {} map pins and {}; operator entries stay in {} for the next `enforcer run`",
         report.maps_removed,

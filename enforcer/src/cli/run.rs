@@ -45,6 +45,12 @@ pub struct Args {
     /// inet:127.0.0.1:10040 or unix:/PATH [config: policy.listen].
     #[arg(long, value_name = "SPEC")]
     pub policy: Option<String>,
+    /// Answer senders inside a `notice` window from the daemon itself: an sk_lookup program steers
+    /// their SYNs to a tiny SMTP responder in the MTA's network namespace, which replies with the
+    /// stage's 450/550 text; works with any MTA [config: notice.responder; notice.netns,
+    /// notice.fallback].
+    #[arg(long)]
+    pub notice_responder: bool,
     /// Start over with an empty state database: the current enforcer.redb (damaged, emptied, or
     /// just unwanted) is moved aside to enforcer.redb.reset-<time>, and every kernel entry it held
     /// is removed.
@@ -66,6 +72,7 @@ impl From<Args> for Options {
             socket: a.socket,
             milter: a.milter,
             policy: a.policy,
+            notice_responder: a.notice_responder,
             reset_state: a.reset_state,
         }
     }
@@ -150,6 +157,18 @@ mod tests {
             "inet:localhost",
         ])));
         assert!(msg.contains("--policy"), "{msg}");
+    }
+
+    #[test]
+    fn notice_responder_flag() {
+        let s = Settings::resolve(run_args(&["--iface", "lo"])).unwrap();
+        assert!(!s.mta.notice.responder);
+        let s = Settings::resolve(run_args(&["--iface", "lo", "--notice-responder"])).unwrap();
+        assert!(s.mta.notice.responder && s.mta.has_notice_channel());
+        assert_eq!(
+            s.mta.notice.netns,
+            PathBuf::from(crate::evidence::responder::DEFAULT_NETNS)
+        );
     }
 
     #[test]

@@ -361,6 +361,7 @@ fn notice_refusal_needs_a_channel() {
         "milter.listen",
         "policy.listen",
         "--milter",
+        "notice.responder",
         "refusal = \"drop\"",
     ] {
         assert!(msg.contains(says), "{msg} should say {says:?}");
@@ -379,6 +380,52 @@ fn notice_refusal_needs_a_channel() {
     let mut flags = cfg.mta.clone();
     flags.milter = Some("inet:127.0.0.1:8895".parse().unwrap());
     assert_eq!(cfg.policy_for(&flags).unwrap().schedule, p.schedule);
+}
+
+#[test]
+fn notice_responder_is_a_notice_channel_and_its_keys_are_checked() {
+    let cfg = FileConfig::parse(
+        "t.toml",
+        &format!(
+            "[notice]\nresponder = true\nnetns = \"mta\"\nfallback = \"pass\"\n{NOTICE_STAGES}"
+        ),
+    )
+    .unwrap();
+    let n = &cfg.mta.notice;
+    assert!(n.responder);
+    assert_eq!(n.netns, PathBuf::from("/run/netns/mta"));
+    assert_eq!(n.fallback, crate::evidence::responder::Fallback::Pass);
+    assert_eq!(
+        cfg.policy_for(&cfg.mta).unwrap().schedule.stage(2).refusal,
+        Refusal::Notice(NoticeRate::DEFAULT)
+    );
+    // The built-in schedule refuses with notice once the responder is on (the flag alike).
+    let none = FileConfig::parse("t.toml", "").unwrap();
+    assert_eq!(none.mta.notice, Default::default());
+    let mut flags = none.mta.clone();
+    flags.notice.responder = true;
+    assert_eq!(
+        none.policy_for(&flags).unwrap().schedule,
+        Schedule::exchange_online(Refusal::Notice(NoticeRate::DEFAULT))
+    );
+    assert_err(
+        "[notice]\nresponder = true\nfallback = \"open\"\n",
+        3,
+        "notice.fallback",
+        "use \"drop\" or \"pass\"",
+    );
+    assert_err(
+        "[notice]\nnetns = \"a/b\"\n",
+        2,
+        "notice.netns",
+        "namespace name",
+    );
+    assert_err(
+        "[notice]\nresponders = true\n",
+        2,
+        "notice.responders",
+        "unknown field",
+    );
 }
 
 #[test]

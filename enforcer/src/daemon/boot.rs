@@ -22,10 +22,11 @@ use super::lock::{DaemonLock, PinLock};
 use super::notify;
 use super::settings::Settings;
 use super::{runner, Engine, EngineMetrics, PinnedKernel};
-use crate::datapath::loader::pinned_attachments;
+use crate::datapath::loader::{detach_sk_lookup, pinned_attachments};
 use crate::datapath::metrics::KernelCollector;
 use crate::datapath::{Attached, Clock, ControlMaps, Datapath, PinDir, PolicyMaps};
 use crate::error::operator_error;
+use crate::evidence::responder::Fallback;
 use crate::fleet::{Fleet, FleetMetrics};
 use crate::store::Store;
 
@@ -161,7 +162,24 @@ impl Daemon {
                     ""
                 }
             );
-            s.ifaces.iter().map(|i| dp.attach(i, s.mode)).collect()
+            let attached = s
+                .ifaces
+                .iter()
+                .map(|i| dp.attach(i, s.mode))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let notice = &s.mta.notice;
+            control.set_notice_fallback_pass(notice.fallback == Fallback::Pass)?;
+            if notice.responder {
+                dp.attach_sk_lookup(&notice.netns)?;
+                info!(
+                    "notice responder: sk_lookup attached to {} (while no responder is registered, steered SYNs are {})",
+                    notice.netns.display(),
+                    if notice.fallback == Fallback::Pass { "passed to the MTA" } else { "dropped" }
+                );
+            } else if detach_sk_lookup(dp.pins())? {
+                info!("notice responder off: removed the sk_lookup link of an earlier run");
+            }
+            Ok(attached)
         };
         match attach() {
             Ok(out) => {
@@ -340,6 +358,7 @@ impl Daemon {
             new.engine.state_dir = self.settings.engine.state_dir.clone();
             new.capacity = self.settings.capacity;
             new.fleet = self.settings.fleet.clone();
+            new.mta.notice = self.settings.mta.notice.clone();
         }
         let kernel = tokio::task::block_in_place(|| -> anyhow::Result<()> {
             let mut control = ControlMaps::open_pinned(&new.pin_dir)?;

@@ -10,6 +10,7 @@ use crate::control::ControlListener;
 use crate::error::UsageError;
 use crate::evidence::milter::listener::MilterListener;
 use crate::evidence::policy::listener::PolicyListener;
+use crate::evidence::responder::listener::ResponderListener;
 use crate::metrics::MetricsListener;
 
 /// Every listener the settings ask for, bound and not yet serving.
@@ -18,6 +19,7 @@ pub struct Listeners {
     control: Option<ControlListener>,
     milter: Option<MilterListener>,
     policy: Option<PolicyListener>,
+    responder: Option<ResponderListener>,
 }
 
 /// Binds one listener; a failure is the operator's to fix (address taken, socket of another
@@ -38,6 +40,7 @@ impl Listeners {
             control: bind(settings, registry).await?,
             milter: bind(settings, registry).await?,
             policy: bind(settings, registry).await?,
+            responder: bind(settings, registry).await?,
         })
     }
 
@@ -52,6 +55,9 @@ impl Listeners {
             start(tasks, l, ctx);
         }
         if let Some(l) = self.policy {
+            start(tasks, l, ctx);
+        }
+        if let Some(l) = self.responder {
             start(tasks, l, ctx);
         }
     }

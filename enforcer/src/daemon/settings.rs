@@ -30,6 +30,8 @@ pub struct Options {
     pub milter: Option<String>,
     /// `--policy inet:HOST:PORT|unix:/PATH`.
     pub policy: Option<String>,
+    /// `--notice-responder`.
+    pub notice_responder: bool,
     pub reset_state: bool,
 }
 
@@ -174,6 +176,9 @@ impl Settings {
                 );
             }
         }
+        if a.notice_responder {
+            mta.notice.responder = true;
+        }
         let fleet = match &file.fleet {
             Some(f) => Some(FleetSettings::resolve(f).map_err(UsageError)?),
             None => None,
@@ -232,6 +237,9 @@ impl Settings {
         }
         if format!("{:?}", self.fleet) != format!("{:?}", new.fleet) {
             out.push("fleet");
+        }
+        if self.mta.notice != new.mta.notice {
+            out.push("notice");
         }
         out
     }

@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::{bail, Context as _};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::tc::{self, NlOptions, TcAttachOptions};
-use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode};
+use aya::programs::{LinkOrder, SchedClassifier, SkLookup, TcAttachType, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use enforcer_common::maps as names;
 use log::{info, warn};
@@ -489,6 +489,58 @@ impl Datapath {
     }
 }
 
+/// Pin of the notice responder's `sk_lookup` link, under `<pin-dir>/links/` (no interface: it is
+/// attached to a network namespace).
+pub const SK_LOOKUP_PIN: &str = "sk_lookup";
+
+impl Datapath {
+    /// Attaches the `sk_lookup` program to the network namespace at `netns` (a `/proc/PID/ns/net` or
+    /// `/run/netns/NAME` file) and pins the link, replacing the link of an earlier run: the new link
+    /// is attached before the old pin goes, so steering never stops in between.
+    pub fn attach_sk_lookup(&mut self, netns: &Path) -> anyhow::Result<()> {
+        let ns = std::fs::File::open(netns).with_context(|| {
+            format!(
+                "opening the network namespace {} (notice.netns: /proc/PID/ns/net or a name under /run/netns)",
+                netns.display()
+            )
+        })?;
+        let prog: &mut SkLookup = self
+            .ebpf
+            .program_mut(names::PROG_SK_LOOKUP)
+            .with_context(|| format!("the eBPF object has no program {}", names::PROG_SK_LOOKUP))?
+            .try_into()?;
+        if prog.fd().is_err() {
+            prog.load().context("loading the sk_lookup program")?;
+        }
+        let id = prog.attach(&ns).with_context(|| {
+            format!(
+                "attaching the sk_lookup program to {} (needs kernel >= 5.9)",
+                netns.display()
+            )
+        })?;
+        let link = FdLink::from(prog.take_link(id)?);
+        let path = self.pins.links().join(SK_LOOKUP_PIN);
+        match std::fs::remove_file(&path) {
+            Ok(()) => info!("replaced the notice responder's sk_lookup link of an earlier run"),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+        }
+        link.pin(&path)
+            .with_context(|| format!("pinning {}", path.display()))?;
+        Ok(())
+    }
+}
+
+/// Removes the notice responder's `sk_lookup` link (the responder is off); true if there was one.
+pub fn detach_sk_lookup(pins: &PinDir) -> anyhow::Result<bool> {
+    let path = pins.links().join(SK_LOOKUP_PIN);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+    }
+}
+
 fn is_veth(iface: &str) -> bool {
     sys::driver_name(iface).as_deref() == Some("veth")
 }
@@ -513,6 +565,8 @@ pub fn rst_undelivered(pins: &PinDir) -> Vec<String> {
 #[derive(Debug, Default)]
 pub struct DetachReport {
     pub detached: Vec<(String, Kind)>,
+    /// The notice responder's `sk_lookup` link was removed.
+    pub sk_lookup: bool,
     pub maps_removed: usize,
 }
 
@@ -545,6 +599,7 @@ pub fn detach(pin_dir: &Path) -> anyhow::Result<DetachReport> {
         }
         report.detached.push((a.iface, a.kind));
     }
+    report.sk_lookup = detach_sk_lookup(&pins)?;
     for name in names::ALL_MAPS {
         let p = pins.map(name);
         match std::fs::remove_file(&p) {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use aya::maps::{Array, HashMap, Map, MapData, MapError, MapType, PerCpuArray};
-use enforcer_common::config::CONFIG_FLAG_REPORT_ONLY;
+use enforcer_common::config::{CONFIG_FLAG_NOTICE_FALLBACK_PASS, CONFIG_FLAG_REPORT_ONLY};
 use enforcer_common::counters::{fold, IFINDEX_LIMIT, MAX_IFACE_SLOTS, STATS_SLOTS};
 use enforcer_common::maps as names;
 use enforcer_common::{GlobalConfig, PolicyEntry, PrefixKeyV4, PrefixKeyV6, RateKey, RateState};
@@ -95,7 +95,7 @@ const fn spec(name: &'static str, ty: MapType, k: usize, v: usize, max: u32) -> 
 const ENTRY: usize = size_of::<PolicyEntry>();
 
 /// Every map in the contract, in `ALL_MAPS` order.
-pub const SPECS: [MapSpec; 13] = [
+pub const SPECS: [MapSpec; 14] = [
     spec(
         names::POLICY_V4_HOSTS,
         MapType::Hash,
@@ -154,6 +154,13 @@ pub const SPECS: [MapSpec; 13] = [
         4,
         8,
         enforcer_common::filter::FILTER_WORDS,
+    ),
+    spec(
+        names::NOTICE_SOCKETS,
+        MapType::SockMap,
+        4,
+        4,
+        names::NOTICE_SLOTS,
     ),
     spec(
         names::PREFIX_LENGTHS_V4,
@@ -656,6 +663,44 @@ impl ControlMaps {
         }
         self.config.set(0, c, 0)?;
         Ok(())
+    }
+}
+
+impl ControlMaps {
+    /// `notice.fallback`: whether a SYN the `sk_lookup` program would steer goes to the MTA (`true`)
+    /// or is dropped while no responder socket is registered.
+    pub fn set_notice_fallback_pass(&mut self, pass: bool) -> anyhow::Result<()> {
+        let mut c = self.config.get(&0, 0)?;
+        if pass {
+            c.flags |= CONFIG_FLAG_NOTICE_FALLBACK_PASS;
+        } else {
+            c.flags &= !CONFIG_FLAG_NOTICE_FALLBACK_PASS;
+        }
+        self.config.set(0, c, 0)?;
+        Ok(())
+    }
+}
+
+/// The notice responder's listening sockets, one slot per address family.
+pub struct NoticeSockets(aya::maps::SockMap<MapData>);
+
+impl NoticeSockets {
+    pub fn open_pinned(pin_dir: &Path) -> anyhow::Result<Self> {
+        Ok(Self(
+            open(&PinDir::new(pin_dir), names::NOTICE_SOCKETS)?.try_into()?,
+        ))
+    }
+
+    /// Puts a listening TCP socket in `slot` (`NOTICE_SLOT_V4` or `NOTICE_SLOT_V6`), replacing the
+    /// socket of an earlier daemon if it is still there.
+    pub fn register(
+        &mut self,
+        slot: u32,
+        socket: &impl std::os::fd::AsRawFd,
+    ) -> anyhow::Result<()> {
+        self.0
+            .set(slot, socket, 0)
+            .with_context(|| format!("registering the notice responder socket in slot {slot}"))
     }
 }
 

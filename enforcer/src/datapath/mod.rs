@@ -16,7 +16,8 @@ pub use capacity::Capacity;
 pub use clock::Clock;
 pub use loader::{detach, Attached, Datapath, Kind, Mode};
 pub use maps::{
-    ControlMaps, IfaceSlots, MapFull, OpenError, PinDir, PolicyMaps, RateMap, StatsMap,
+    ControlMaps, IfaceSlots, MapFull, NoticeSockets, OpenError, PinDir, PolicyMaps, RateMap,
+    StatsMap,
 };
 
 /// Default pin directory.

@@ -25,7 +25,8 @@ pub fn action_of(reason: Reason, report_only: bool) -> &'static str {
             Reason::Blocked
             | Reason::RejectFallbackDrop
             | Reason::NoticeRefused
-            | Reason::SourceOnlyRefused,
+            | Reason::SourceOnlyRefused
+            | Reason::NoticeFallbackDropped,
             false,
         ) => "drop",
         (Reason::Rejected, false) => "reject",
@@ -36,7 +37,8 @@ pub fn action_of(reason: Reason, report_only: bool) -> &'static str {
             Reason::Blocked
             | Reason::RejectFallbackDrop
             | Reason::NoticeRefused
-            | Reason::SourceOnlyRefused,
+            | Reason::SourceOnlyRefused
+            | Reason::NoticeFallbackDropped,
             true,
         ) => "would_drop",
         (Reason::Rejected, true) => "would_reject",

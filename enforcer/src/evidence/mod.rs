@@ -1,5 +1,5 @@
 //! Evidence that arrives from the MTA enforcer protects, and the answers the refused sender reads:
-//! the milter and the Postfix policy service. Codecs and sessions are sans-IO; `listen` and each
+//! the milter, the Postfix policy service and the kernel-steered notice responder. Codecs and sessions are sans-IO; `listen` and each
 //! `listener` are the thin tokio shell.
 
 mod attribute;
@@ -7,6 +7,7 @@ pub mod listen;
 pub mod milter;
 pub mod policy;
 pub mod reply;
+pub mod responder;
 pub use attribute::attribute;
 
 use listen::Endpoint;
@@ -19,6 +20,8 @@ pub enum Channel {
     #[default]
     Milter,
     Policy,
+    /// The EHLO/HELO name a steered client sent the notice responder.
+    Responder,
 }
 
 impl Channel {
@@ -26,6 +29,7 @@ impl Channel {
         match self {
             Channel::Milter => "milter",
             Channel::Policy => "policy",
+            Channel::Responder => "responder",
         }
     }
 }
@@ -37,13 +41,15 @@ pub struct MtaSettings {
     pub milter: Option<Endpoint>,
     pub policy: Option<Endpoint>,
     pub texts: Texts,
+    /// `[notice]`: the kernel-steered responder.
+    pub notice: responder::NoticeSettings,
 }
 
 impl MtaSettings {
     /// True when a channel that can show a refused sender the reply text is configured (a
     /// requirement of the `notice` refusal).
     pub fn has_notice_channel(&self) -> bool {
-        self.milter.is_some() || self.policy.is_some()
+        self.milter.is_some() || self.policy.is_some() || self.notice.responder
     }
 }
 

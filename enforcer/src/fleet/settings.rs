@@ -82,7 +82,8 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-fn host_name() -> Option<String> {
+/// This host's short name (`gethostname`, up to the first dot).
+pub(crate) fn host_name() -> Option<String> {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it on success.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
