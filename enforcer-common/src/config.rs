@@ -15,6 +15,10 @@ pub const CONFIG_FLAG_REPORT_ONLY: u32 = 1 << 0;
 /// program would steer goes to the MTA; without the flag it is dropped.
 pub const CONFIG_FLAG_NOTICE_FALLBACK_PASS: u32 = 1 << 1;
 
+/// Report sources not seen before on a protected port through `FIRST_SEEN_EVENTS` (set while the
+/// daemon's greeting probe runs).
+pub const CONFIG_FLAG_FIRST_SEEN: u32 = 1 << 2;
+
 const _: () = assert!(core::mem::size_of::<GlobalConfig>() == 8);
 
 #[cfg(feature = "user")]
@@ -29,5 +33,16 @@ mod tests {
         assert_eq!(core::mem::size_of::<GlobalConfig>(), 8);
         assert_eq!(core::mem::align_of::<GlobalConfig>(), 4);
         assert_eq!(GlobalConfig::default().flags & CONFIG_FLAG_REPORT_ONLY, 0);
+        let flags = [
+            CONFIG_FLAG_REPORT_ONLY,
+            CONFIG_FLAG_NOTICE_FALLBACK_PASS,
+            CONFIG_FLAG_FIRST_SEEN,
+        ];
+        for (i, a) in flags.iter().enumerate() {
+            assert!(a.is_power_of_two());
+            for b in &flags[i + 1..] {
+                assert_eq!(a & b, 0, "two flags share a bit");
+            }
+        }
     }
 }

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod counters;
 pub mod filter;
+pub mod first_seen;
 pub mod maps;
 pub mod policy;
 

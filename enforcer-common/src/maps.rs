@@ -30,6 +30,13 @@ pub const PREFIX_FILTER_V4: &str = "PREFIX_FILTER_V4";
 /// Presence filter of `POLICY_V6_PREFIXES`: one bit per hashed /32, like `PREFIX_FILTER_V4`.
 pub const PREFIX_FILTER_V6: &str = "PREFIX_FILTER_V6";
 
+/// First-seen events: `RingBuf` of [`crate::first_seen::FirstSeenEvent`]s.
+pub const FIRST_SEEN_EVENTS: &str = "FIRST_SEEN_EVENTS";
+/// Sources already reported: `LruHashMap<RateKey, u32>`.
+pub const FIRST_SEEN: &str = "FIRST_SEEN";
+/// Per-CPU budget window and counters of the events: `PerCpuArray<FirstSeenState>`, one element.
+pub const FIRST_SEEN_STATE: &str = "FIRST_SEEN_STATE";
+
 /// The notice responder's listening sockets: `SockMap` of [`NOTICE_SLOTS`] entries
 /// ([`NOTICE_SLOT_V4`], [`NOTICE_SLOT_V6`]), filled by the daemon; the `sk_lookup` program hands a
 /// notice window's SYN to the socket of its family. An entry dies with its socket (daemon gone).
@@ -46,7 +53,7 @@ pub const PREFIX_LENGTHS_V4: &str = "PREFIX_LENGTHS_V4";
 pub const PREFIX_LENGTHS_V6: &str = "PREFIX_LENGTHS_V6";
 
 /// Every map, in the order userspace lists, pins and checks them.
-pub const ALL_MAPS: [&str; 14] = [
+pub const ALL_MAPS: [&str; 17] = [
     POLICY_V4_HOSTS,
     POLICY_V4_PREFIXES,
     POLICY_V6_HOSTS,
@@ -58,6 +65,9 @@ pub const ALL_MAPS: [&str; 14] = [
     IFACE_SLOTS,
     PREFIX_FILTER_V4,
     PREFIX_FILTER_V6,
+    FIRST_SEEN_EVENTS,
+    FIRST_SEEN,
+    FIRST_SEEN_STATE,
     NOTICE_SOCKETS,
     PREFIX_LENGTHS_V4,
     PREFIX_LENGTHS_V6,

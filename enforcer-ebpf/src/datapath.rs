@@ -1,11 +1,16 @@
 //! The decision pipeline both programs run: parse, check the port, decide, refuse (or, in
 //! report-only mode, only count the refusal), and leave through the single exit.
 
-use enforcer_common::{config::CONFIG_FLAG_REPORT_ONLY, counters::Family, Reason};
+use enforcer_common::{
+    config::{CONFIG_FLAG_FIRST_SEEN, CONFIG_FLAG_REPORT_ONLY},
+    counters::Family,
+    Reason,
+};
 
 use crate::{
     ctx::{Outcome, Packet},
     decide::{decide, Refusal, Source},
+    first_seen,
     maps::{CONFIG, PORTS},
     parse::{parse_frame, Parsed},
     reject, stats,
@@ -42,7 +47,14 @@ pub fn run<C: Packet>(ctx: &C) -> u32 {
         }
     }
     let decision = decide(&src, port.is_some());
-    let ro = report_only();
+    let flags = flags();
+    let ro = flags & CONFIG_FLAG_REPORT_ONLY != 0;
+    // After the decision, where the shapes have met: off, this is one test of a loaded word.
+    if flags & CONFIG_FLAG_FIRST_SEEN != 0 && blind.is_none() {
+        if let Some(p) = port {
+            first_seen::report(&src, p);
+        }
+    }
     if decision.refusal == Refusal::None {
         return stats::exit(
             ctx,
@@ -97,8 +109,13 @@ fn protected(port: u16) -> bool {
 }
 
 #[inline(always)]
+fn flags() -> u32 {
+    CONFIG.get(0).map_or(0, |c| c.flags)
+}
+
+#[inline(always)]
 fn report_only() -> bool {
-    matches!(CONFIG.get(0), Some(c) if c.flags & CONFIG_FLAG_REPORT_ONLY != 0)
+    flags() & CONFIG_FLAG_REPORT_ONLY != 0
 }
 
 /// The comparison program's body: a fixed-offset IPv4 source lookup in `POLICY_V4_HOSTS`.

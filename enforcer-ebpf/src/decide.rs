@@ -109,7 +109,7 @@ impl Source {
 
     /// The IPv4 address bytes (meaningful when not `is_v6`).
     #[inline(always)]
-    fn v4(&self) -> &[u8; 4] {
+    pub fn v4(&self) -> &[u8; 4] {
         // SAFETY: the first four bytes of the words, on a little-endian target the low half of
         // the first word, where `copy` put them.
         unsafe { &*self.words.as_ptr().cast::<[u8; 4]>() }
@@ -117,7 +117,7 @@ impl Source {
 
     /// The IPv6 address bytes (meaningful when `is_v6`).
     #[inline(always)]
-    fn v6(&self) -> &[u8; 16] {
+    pub fn v6(&self) -> &[u8; 16] {
         // SAFETY: [u64; 2] and [u8; 16] have the same size; bytes have no invalid values.
         unsafe { &*self.words.as_ptr().cast::<[u8; 16]>() }
     }

@@ -7,6 +7,7 @@
 mod ctx;
 mod datapath;
 mod decide;
+mod first_seen;
 mod maps;
 mod parse;
 mod reject;

@@ -7,11 +7,12 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, SockMap},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, SockMap},
 };
 use enforcer_common::{
     counters::{IFINDEX_LIMIT, STATS_SLOTS},
     filter::{FILTER_WORDS, LENGTH_SLOTS_V6, LENGTH_WORDS_V4},
+    first_seen::{FirstSeenState, MAX_SEEN, RING_BYTES},
     maps::{
         MAX_HOSTS_V4, MAX_HOSTS_V6, MAX_PREFIXES_V4, MAX_PREFIXES_V6, MAX_RATE_STATE, NOTICE_SLOTS,
         PORT_COUNT,
@@ -69,6 +70,16 @@ pub static PREFIX_FILTER_V4: Array<u64> = Array::with_max_entries(FILTER_WORDS, 
 /// One bit per hashed IPv6 /32 that some prefix entry intersects.
 #[map]
 pub static PREFIX_FILTER_V6: Array<u64> = Array::with_max_entries(FILTER_WORDS, MMAPABLE);
+
+/// First-seen events for the daemon (`enforcer_common::first_seen`).
+#[map]
+pub static FIRST_SEEN_EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
+
+#[map]
+pub static FIRST_SEEN: LruHashMap<RateKey, u32> = LruHashMap::with_max_entries(MAX_SEEN, 0);
+
+#[map]
+pub static FIRST_SEEN_STATE: PerCpuArray<FirstSeenState> = PerCpuArray::with_max_entries(1, 0);
 
 /// The notice responder's listening sockets, one per address family (`NOTICE_SLOT_V4`/`_V6`).
 #[map]

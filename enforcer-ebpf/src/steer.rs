@@ -5,6 +5,7 @@
 //! `attempt == false`, which classifies the entry at this instant without consuming its budget.
 
 use aya_ebpf::programs::SkLookupContext;
+use aya_log_ebpf::{info, warn};
 use enforcer_common::{
     config::{CONFIG_FLAG_NOTICE_FALLBACK_PASS, CONFIG_FLAG_REPORT_ONLY},
     counters::{stats_index, Family},
@@ -63,14 +64,36 @@ pub fn run(ctx: &SkLookupContext) -> u32 {
     }
     if NOTICE_SOCKETS.redirect_sk_lookup(ctx, slot, 0).is_ok() {
         count(fam, Reason::NoticeSteered, false);
+        log_source(ctx, &src, port, "steered to the notice responder");
         return SK_PASS;
     }
     if flags & CONFIG_FLAG_NOTICE_FALLBACK_PASS != 0 {
         count(fam, Reason::NoticeFallbackPassed, false);
+        warn!(
+            ctx,
+            "notice responder missing: SYN to port {} passed to the MTA (notice.fallback = pass)",
+            port
+        );
         SK_PASS
     } else {
         count(fam, Reason::NoticeFallbackDropped, false);
+        warn!(
+            ctx,
+            "notice responder missing: SYN to port {} refused (notice.fallback = drop)", port
+        );
         SK_DROP
+    }
+}
+
+/// A steering decision, for the daemon's log when the kernel log level lets it through (aya-log:
+/// the level is fixed at load, off unless `ENFORCER_KERNEL_LOG` asks for it, so the call costs a
+/// load and a branch otherwise). Once per connection, never on the XDP/TC path.
+#[inline(always)]
+fn log_source(ctx: &SkLookupContext, src: &Source, port: u32, what: &str) {
+    if src.is_v6() {
+        info!(ctx, "sk_lookup: {:i} to port {}: {}", *src.v6(), port, what)
+    } else {
+        info!(ctx, "sk_lookup: {:i} to port {}: {}", *src.v4(), port, what)
     }
 }
 

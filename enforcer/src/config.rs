@@ -58,6 +58,8 @@ pub struct FileConfig {
     pub fleet: Option<FleetFile>,
     /// Kernel map sizes (`[capacity]`); defaults when not set.
     pub capacity: Capacity,
+    /// `[probe]`: the greeting probe of first-seen sources (off by default).
+    pub probe: crate::evidence::probe::ProbeSettings,
     /// `classifier.catalog`: an operator's build catalog laid over the built-in one (validated here).
     pub catalog: Option<PathBuf>,
     /// Whether the file lists its own `[[enforcement.stages]]` (else the built-in schedule applies,
@@ -102,6 +104,22 @@ struct Raw {
     notice: Option<RawNotice>,
     fleet: Option<Spanned<RawFleet>>,
     capacity: Option<RawCapacity>,
+    probe: Option<RawProbe>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    enabled: Option<bool>,
+    allow_private: Option<bool>,
+    ehlo_name: Option<Spanned<String>>,
+    connect_timeout: Option<Spanned<Span>>,
+    read_timeout: Option<Spanned<Span>>,
+    concurrency: Option<Spanned<i64>>,
+    per_second: Option<Spanned<i64>>,
+    cache_ttl: Option<Spanned<Span>>,
+    cache_size: Option<Spanned<i64>>,
+    port: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -240,6 +258,7 @@ impl FileConfig {
             mta: MtaSettings::default(),
             fleet: None,
             capacity: Capacity::default(),
+            probe: Default::default(),
             catalog: None,
             stages_given: false,
             notice_rate: NoticeRate::DEFAULT,
@@ -348,6 +367,9 @@ impl FileConfig {
         }
         if let Some(f) = raw.fleet {
             cfg.fleet = Some(ctx.fleet(f)?);
+        }
+        if let Some(p) = raw.probe {
+            cfg.probe = ctx.probe(p)?;
         }
         if let Some(c) = raw.capacity {
             let cap = &mut cfg.capacity;
@@ -479,6 +501,100 @@ impl Ctx<'_> {
             (None, false) => key.to_string(),
             (None, true) => "(document)".into(),
         }
+    }
+
+    fn probe(&self, p: RawProbe) -> Result<crate::evidence::probe::ProbeSettings, ConfigError> {
+        let mut out = crate::evidence::probe::ProbeSettings {
+            enabled: p.enabled.unwrap_or(false),
+            allow_private: p.allow_private.unwrap_or(false),
+            ..Default::default()
+        };
+        if let Some(n) = p.ehlo_name {
+            crate::evidence::probe::check_ehlo_name(n.get_ref())
+                .map_err(|m| self.err(n.span(), "probe.ehlo_name", m))?;
+            out.ehlo_name = Some(n.into_inner());
+        }
+        for (key, raw, slot, min, max) in [
+            (
+                "connect_timeout",
+                p.connect_timeout,
+                &mut out.connect_timeout,
+                1,
+                300,
+            ),
+            (
+                "read_timeout",
+                p.read_timeout,
+                &mut out.read_timeout,
+                1,
+                300,
+            ),
+            (
+                "cache_ttl",
+                p.cache_ttl,
+                &mut out.cache_ttl,
+                60,
+                365 * 86_400,
+            ),
+        ] {
+            if let Some(v) = raw {
+                let secs = v.get_ref().secs();
+                if !(min..=max).contains(&secs) {
+                    return Err(self.err(
+                        v.span(),
+                        &format!("probe.{key}"),
+                        format!(
+                            "{} is out of range: give {} to {}",
+                            v.get_ref(),
+                            Span(std::time::Duration::from_secs(min)),
+                            Span(std::time::Duration::from_secs(max))
+                        ),
+                    ));
+                }
+                *slot = v.get_ref().0;
+            }
+        }
+        let count = |key: &str, raw: Option<Spanned<i64>>, min: i64, max: i64, what: &str| match raw
+        {
+            None => Ok(None),
+            Some(v) if (min..=max).contains(v.get_ref()) => Ok(Some(*v.get_ref())),
+            Some(v) => Err(self.err(
+                v.span(),
+                &format!("probe.{key}"),
+                format!("{} is not {what} ({min}-{max})", v.get_ref()),
+            )),
+        };
+        if let Some(n) = count(
+            "concurrency",
+            p.concurrency,
+            1,
+            1024,
+            "a number of probes at once",
+        )? {
+            out.concurrency = n as usize;
+        }
+        if let Some(n) = count(
+            "per_second",
+            p.per_second,
+            1,
+            1000,
+            "a number of probes per second",
+        )? {
+            out.per_second = n as u32;
+        }
+        if let Some(n) = count(
+            "cache_size",
+            p.cache_size,
+            1,
+            10_000_000,
+            "a number of addresses",
+        )? {
+            out.cache_size = n as usize;
+        }
+        if let Some(n) = count("port", p.port, 1, 65535, "a TCP port")? {
+            out.port = n as u16;
+        }
+        Ok(out)
     }
 
     fn fleet(&self, f: Spanned<RawFleet>) -> Result<FleetFile, ConfigError> {

@@ -44,9 +44,17 @@ end
 mt.echo("negotiation: skips body, recipients, DATA and unknown commands")
 
 -- 2. A whole message from IP carrying the Exchange 2013 field: the first message of an unknown
---    sender always goes on (its evidence arrives with its headers, after MAIL).
+--    sender always goes on (its evidence arrives with its headers, after MAIL). Each stage is
+--    preceded by the macros Sendmail defines for it (sendmail.cf's Milter.macros.* defaults), as
+--    Sendmail sends them: the milter reads its address from the connect data, not from a macro.
+check(mt.macro(conn, SMFIC_CONNECT, "j", "mx.enforcer.test", "_", "EX02.sender.example [" .. IP .. "]",
+	"{daemon_name}", "MTA", "{if_name}", "mx.enforcer.test", "{if_addr}", "10.200.0.1"), "connect macros")
 check(mt.conninfo(conn, "EX02.sender.example", IP), "conninfo")
+check(mt.macro(conn, SMFIC_HELO, "{tls_version}", "TLSv1.3", "{cipher}", "TLS_AES_256_GCM_SHA384",
+	"{cipher_bits}", "256", "{cert_subject}", "CN=EX02.sender.example", "{cert_issuer}", "CN=CA"), "helo macros")
 check(mt.helo(conn, "EX02.sender.example"), "helo")
+check(mt.macro(conn, SMFIC_MAIL, "i", "4ABC123", "{auth_type}", "PLAIN", "{auth_authen}", "a",
+	"{mail_mailer}", "esmtp", "{mail_host}", "sender.example", "{mail_addr}", "a@sender.example"), "mail macros")
 check(mt.mailfrom(conn, "<a@sender.example>"), "mailfrom")
 expect(conn, SMFIR_CONTINUE, "MAIL of an unknown sender")
 -- Recipients and the body were negotiated away: miltertest refuses (raises) to send them.

@@ -17,3 +17,5 @@ pub mod netns;
 pub mod postfix;
 /// Spawning and killing `enforcer` processes for end-to-end tests.
 pub mod process;
+/// Whole frames into a veth through AF_PACKET (floods of crafted SYNs).
+pub mod rawlink;

@@ -4,6 +4,7 @@
 use aya_obj::{
     generated::bpf_map_type::{
         BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY,
+        BPF_MAP_TYPE_SOCKMAP,
     },
     maps::PinningType,
     Object,
@@ -112,6 +113,14 @@ fn maps_match_the_contract() {
             4,
             8,
             FILTER_WORDS,
+            false,
+        ),
+        (
+            NOTICE_SOCKETS,
+            BPF_MAP_TYPE_SOCKMAP,
+            4,
+            4,
+            NOTICE_SLOTS,
             false,
         ),
         (

@@ -629,20 +629,26 @@ fn milter_survives_broken_peers_and_postfix_goes_on_without_it() {
     });
     eprintln!("{report:?}");
 
-    let m = rig.metrics();
+    // Evidence reaches the engine in batches (after the inbox's linger): wait for all of it.
+    let mut m = String::new();
+    wait_until(Duration::from_secs(15), || {
+        m = rig.metrics();
+        sample(&m, "enforcer_milter_sightings_total") >= 201.0
+    });
     assert!(
         sample(&m, "enforcer_milter_malformed_total") >= 2.0,
         "garbage and oversized frames not counted as malformed:\n{m}"
     );
-    assert!(
-        sample(&m, "enforcer_milter_sightings_total")
-            + sample(&m, "enforcer_milter_sightings_dropped_total")
-            >= 201.0,
-        "the 200 concurrent messages' evidence was neither handed on nor counted as dropped:\n{m}"
+    // None of the 200 concurrent messages' evidence is lost (the inbox holds far more).
+    assert_eq!(
+        (
+            sample(&m, "enforcer_milter_sightings_total"),
+            sample(&m, "enforcer_milter_sightings_dropped_total")
+        ),
+        (201.0, 0.0),
+        "the 200 concurrent messages' evidence (and one more) not all handed on:\n{m}"
     );
-    // Every piece of evidence handed on reached the engine: one record per concurrent sender whose
-    // sighting was not dropped (the engine's queue is bounded; drops are counted above).
-    let handed = sample(&m, "enforcer_milter_sightings_total") - 1.0; // 198.51.100.8
+    // Every piece of evidence handed on reached the engine: one record per concurrent sender.
     let mut records = 0.0;
     let ok = wait_until(Duration::from_secs(15), || {
         let out = ctl(&rig.dirs, &["senders", "--json"]);
@@ -657,12 +663,9 @@ fn milter_survives_broken_peers_and_postfix_goes_on_without_it() {
                 })
                 .count()
         }) as f64;
-        records == handed
+        records == 200.0
     });
-    assert!(
-        ok && records >= 1.0,
-        "{records} records for the concurrent senders, {handed} sightings handed to the engine"
-    );
+    assert!(ok, "{records} records for the 200 concurrent senders");
     // The daemon still serves Postfix.
     first_sighting(&rig, CLIENT_V4);
     let log = rig.daemon().log_text();

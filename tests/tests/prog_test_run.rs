@@ -2347,4 +2347,90 @@ fn prefix_lengths_probe_longest_first() {
         Reason::Blocked,
         false,
     );
+
+/// First-seen events (issue 11): only with the flag on, one per new source on a protected port,
+/// never for a source seen before, never for other ports or non-SYNs; past the per-CPU budget the
+/// new sources are counted, not sent.
+#[test]
+fn first_seen_events_are_deduplicated_and_budgeted() {
+    use enforcer_common::config::CONFIG_FLAG_FIRST_SEEN;
+    use enforcer_common::first_seen::{FirstSeenEvent, FirstSeenState, BUDGET_PER_CPU_PER_SEC};
+    let mut dp = Datapath::load();
+    let mut ring =
+        aya::maps::RingBuf::try_from(dp.ebpf.take_map(maps::FIRST_SEEN_EVENTS).unwrap()).unwrap();
+    let mut drain = || {
+        let mut out = Vec::new();
+        while let Some(item) = ring.next() {
+            assert_eq!(item.len(), size_of::<FirstSeenEvent>());
+            // SAFETY: the length is checked; the program wrote a FirstSeenEvent.
+            out.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<FirstSeenEvent>()) });
+        }
+        out
+    };
+    let state = |dp: &Datapath| -> FirstSeenState {
+        let a: PerCpuArray<_, FirstSeenState> =
+            PerCpuArray::try_from(dp.ebpf.map(maps::FIRST_SEEN_STATE).unwrap()).unwrap();
+        a.get(&0, 0)
+            .unwrap()
+            .iter()
+            .fold(FirstSeenState::default(), |mut s, c| {
+                s.sent += c.sent;
+                s.lost += c.lost;
+                s.over_budget += c.over_budget;
+                s
+            })
+    };
+    pin_to_cpu(0);
+
+    // Off (the default): nothing is reported.
+    dp.run_xdp(&syn4(CLIENT4, 25));
+    assert!(drain().is_empty());
+    assert_eq!(state(&dp), FirstSeenState::default());
+
+    {
+        let mut a: Array<_, GlobalConfig> =
+            Array::try_from(dp.ebpf.map_mut(maps::CONFIG).unwrap()).unwrap();
+        let flags = CONFIG_FLAG_FIRST_SEEN;
+        a.set(0, GlobalConfig { flags, _pad: 0 }, 0).unwrap();
+    }
+    for _ in 0..3 {
+        assert_eq!(dp.run_xdp(&syn4(CLIENT4, 25)).0, XDP_PASS);
+    }
+    assert_eq!(dp.run_tc(&syn6(CLIENT6, 587)).0, TC_ACT_OK);
+    dp.run_xdp(&syn6(CLIENT6, 587));
+    // Not new-source SYNs on protected ports: no event.
+    dp.run_xdp(&syn4(OTHER4, 80));
+    let ack = frames::tcp_v4(&[], OTHER4, SERVER4, &Tcp::syn(40000, 25).flags(ACK));
+    dp.run_xdp(&ack);
+    let events = drain();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0].addr, RateKey::v4(CLIENT4).addr);
+    assert_eq!(events[0].port, 25);
+    assert_eq!(events[1].addr, CLIENT6);
+    assert_eq!(events[1].port, 587);
+    assert!(events[0].boot_ns > 0 && events[0].boot_ns <= boottime_ns());
+    // A refused source is reported too (its SYN still came), and the verdict is unchanged.
+    dp.host6(OTHER6, entry(ACTION_DROP));
+    dp.expect("drop", &syn6(OTHER6, 25), XDP_DROP, Reason::Blocked, false);
+    assert_eq!(drain().len(), 1);
+
+    // 2,000 new sources on one CPU: at most the budget of the seconds it took goes out, the rest
+    // is counted; every new source is one or the other.
+    let before = state(&dp);
+    let t0 = std::time::Instant::now();
+    for i in 0..2000u32 {
+        let src = [10, 201, (i / 256) as u8, (i % 256) as u8];
+        dp.run_xdp(&syn4(src, 25));
+    }
+    let secs = t0.elapsed().as_secs() + 1;
+    let sent = drain().len() as u64;
+    let after = state(&dp);
+    assert_eq!(after.sent - before.sent, sent);
+    assert_eq!(after.lost, 0);
+    assert!(
+        // The three events above may have spent part of this second's budget.
+        sent >= BUDGET_PER_CPU_PER_SEC - 3 && sent <= BUDGET_PER_CPU_PER_SEC * secs,
+        "{sent} events in {secs} s"
+    );
+    assert_eq!(sent + (after.over_budget - before.over_budget), 2000);
 }

@@ -292,7 +292,12 @@ fn assert_postfix_answered(s: &postfix::Swaks, what: &str, rig: &Rig) {
 
 #[test]
 fn responder_answers_senders_in_notice_windows_and_postfix_everyone_else() {
+    // The steering decisions reach the daemon's log through aya-log when asked for (the daemon
+    // inherits the variable; tests run one at a time).
+    // SAFETY: no other thread reads the environment now (--test-threads=1).
+    unsafe { std::env::set_var("ENFORCER_KERNEL_LOG", "info") };
     let rig = Rig::new("rsp", "2/10m", "drop");
+    unsafe { std::env::remove_var("ENFORCER_KERNEL_LOG") };
     rig.enforce(CLIENT_V4);
     rig.enforce(CLIENT_V6);
 
@@ -348,6 +353,11 @@ fn responder_answers_senders_in_notice_windows_and_postfix_everyone_else() {
         kernel(&m, "notice_refused")
     );
     assert_eq!(kernel(&m, "notice_fallback_dropped"), 0.0, "{m}");
+    let log = rig.daemon.as_ref().unwrap().log_text();
+    for src in [CLIENT_V4, CLIENT_V6] {
+        let line = format!("sk_lookup: {src} to port 25: steered to the notice responder");
+        assert!(log.contains(&line), "no kernel log line {line:?}:\n{log}");
+    }
     let replies = |code: &str| {
         sum_samples(
             &m,
@@ -407,6 +417,11 @@ fn responder_fallback_holds_while_the_daemon_is_down_and_a_restart_notices_again
     let s = rig.send(CLIENT_V4, "after restart");
     assert_within(start, 5.5, "the restart check");
     assert_notice(&s, &want, "after a restart", &rig);
+    let log = rig.daemon.as_ref().unwrap().log_text();
+    assert!(
+        !log.contains("sk_lookup:"),
+        "kernel logging is off by default, yet:\n{log}"
+    );
 
     // fallback = "pass": with the daemon down, Postfix answers the sender.
     rig.daemon.take().unwrap().stop();

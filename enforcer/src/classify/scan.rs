@@ -765,12 +765,25 @@ impl Scanner {
         seen.sort();
         seen.dedup();
         let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
-        let all = seen.iter().fold(Era::MAX, |a, (_, e)| a & e);
+        let mut all = seen.iter().fold(Era::MAX, |a, (_, e)| a & e);
+        // 2013 and later advertise XEXCH50 only next to XRDST/XSHADOWREQUEST: a whole EHLO response
+        // with XEXCH50 and neither of them is 2010 or older.
+        let has = |k: &str| seen.iter().any(|(n, _)| n == k);
+        let older =
+            has("XEXCH50") && !has("XRDST") && !has("XSHADOWREQUEST") && all & !ERA_2013_ON != 0;
+        if older {
+            all &= !ERA_2013_ON;
+        }
         let (e, weight, f) = if all != 0 {
             let weight = if seen.len() >= 2 { 0.75 } else { 0.7 };
             let f = format!(
-                "Exchange-only EHLO keywords {}: Exchange {}",
+                "Exchange-only EHLO keywords {}{}: Exchange {}",
                 names.join(", "),
+                if older {
+                    " (XEXCH50 without XRDST or XSHADOWREQUEST, which 2013 and later offer next to it)"
+                } else {
+                    ""
+                },
                 era_text(all)
             );
             (all, weight, f)

@@ -302,16 +302,33 @@ S: 250 XSHADOWREQUEST
     let c = classify(&both, "2024-06-05");
     assert_eq!(c.build.as_deref(), Some("15.1.2507.39"));
     assert!(c.confidence >= 0.95);
-    // Exchange 2010 keywords: end of life.
-    // XEXCH50 is advertised by 2013 and later too: XSHADOW with it allows 2010 and later, so the
-    // status needs a build.
+    // Exchange 2010 keywords: end of life. XEXCH50 is advertised by 2013 and later too, but only
+    // next to XRDST/XSHADOWREQUEST: XSHADOW and XEXCH50 without them is 2010.
     let t2010 = "250-mx Hello [1.2.3.4]\n250-X-ANONYMOUSTLS\n250-XEXCH50\n250 XSHADOW\n";
     let c = classify(t2010, "2024-06-05");
-    assert_eq!((c.version.as_deref(), c.status), (None, Status::Unknown));
-    assert!(c
-        .evidence
-        .iter()
-        .any(|e| e.finding.contains("2010, 2013, 2016, 2019 or SE")));
+    assert_eq!(
+        (c.version.as_deref(), c.status),
+        (Some("2010"), Status::EndOfLife)
+    );
+    assert!(c.confidence < 0.8, "era-level evidence: {}", c.confidence);
+    assert!(
+        c.evidence
+            .iter()
+            .any(|e| e.finding.contains("without XRDST or XSHADOWREQUEST")
+                && e.finding.ends_with("Exchange 2010")),
+        "{:?}",
+        c.evidence
+    );
+    // The same keywords next to XRDST: 2013 or later, status unknown without a build.
+    let t2013 = "250-mx Hello [1.2.3.4]\n250-XEXCH50\n250-XSHADOW\n250 XRDST\n";
+    let c = classify(t2013, "2024-06-05");
+    assert_eq!(c.status, Status::Unknown);
+    // XEXCH50 alone: 2007 or 2010 (or older), end of life.
+    let c = classify(
+        "250-mx Hello [1.2.3.4]\n250-X-ANONYMOUSTLS\n250 XEXCH50\n",
+        "2024-06-05",
+    );
+    assert_eq!(c.status, Status::EndOfLife, "{:?}", c.evidence);
     // Keywords of 2000/2003 only: end of life.
     let t2003 = "250-mx Hello [1.2.3.4]\n250-X-LINK2STATE\n250 XEXCH50\n";
     let c = classify(t2003, "2024-06-05");

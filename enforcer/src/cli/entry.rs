@@ -11,7 +11,7 @@ use super::usage;
 use crate::datapath::{Clock, PolicyMaps, RateMap};
 use crate::duration::Span;
 use crate::net::Prefix;
-use crate::rule::{Rule, RuleSource, Verdict};
+use crate::rule::{NoticeRate, Rule, RuleSource, Verdict};
 use crate::store::Store;
 
 /// Where the pinned datapath and the state database live (every datapath command takes these).
@@ -99,6 +99,14 @@ pub struct ThrottleArgs {
     /// Refuse with a TCP RST (connection refused) instead of a silent drop.
     #[arg(long)]
     pub reject: bool,
+    /// Notice instead of a silent refusal: inside the window --notice-rate SYNs per source pass, so
+    /// the running daemon's milter or policy service answers them 450/550 with the reason; the
+    /// rest are dropped. Needs `enforcer run` with --milter, --policy or --notice-responder.
+    #[arg(long, requires = "window", conflicts_with_all = ["reject", "rate"])]
+    pub notice: bool,
+    /// SYNs per source let through inside the window with --notice, COUNT/PERIOD [default: 2/10m].
+    #[arg(long, value_name = "COUNT/PERIOD", requires = "notice")]
+    pub notice_rate: Option<String>,
     #[command(flatten)]
     pub opts: EntryOpts,
 }
@@ -313,8 +321,23 @@ fn run(c: Common<'_>, verdict: Verdict, verb: &str) -> anyhow::Result<()> {
     let req = crate::control::Request::PutRule {
         rule: serde_json::to_value(&rule)?,
     };
+    let notice = matches!(
+        rule.verdict,
+        Verdict::Throttle {
+            notice: Some(_),
+            ..
+        }
+    );
     let replaced = match via_daemon(c.dirs, req)? {
         Some(_) => false,
+        // Only a daemon with a milter or policy service can tell the admitted SYNs why.
+        None if notice => {
+            return usage(format!(
+                "--notice needs the running daemon that owns {} (with --milter, --policy or --notice-responder): none answers on {}",
+                c.dirs.state_dir.display(),
+                c.dirs.socket().display()
+            ))
+        }
         None => apply(c.dirs, &rule, &clock)?,
     };
     let mut line = format!("{verb} {}", rule.prefix);
@@ -391,7 +414,14 @@ pub fn throttle_verdict(a: &ThrottleArgs) -> anyhow::Result<Verdict> {
         block_offset: Span::default(),
         block: Span::default(),
         rst: a.reject,
-        notice: None,
+        notice: match (a.notice, &a.notice_rate) {
+            (false, _) => None,
+            (true, None) => Some(NoticeRate::DEFAULT),
+            (true, Some(r)) => match r.parse::<NoticeRate>() {
+                Ok(r) => Some(r),
+                Err(e) => return usage(format!("--notice-rate: {e}")),
+            },
+        },
     })
 }
 
@@ -660,5 +690,77 @@ mod tests {
             }
         };
         assert!(msg.contains("enforcer run --iface"), "{msg}");
+    }
+
+    #[test]
+    fn throttle_notice_flags() {
+        let notice = |extra: &[&str]| {
+            let mut argv = vec!["throttle", "192.0.2.7", "--window", "5m", "--period", "1h"];
+            argv.extend_from_slice(extra);
+            throttle_verdict(&throttle_args(&argv))
+        };
+        let n = |v: Verdict| match v {
+            Verdict::Throttle { notice, rst, .. } => {
+                assert!(!rst);
+                notice
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(n(notice(&[]).unwrap()), None);
+        assert_eq!(n(notice(&["--notice"]).unwrap()), Some(NoticeRate::DEFAULT));
+        let r = n(notice(&["--notice", "--notice-rate", "3/15m"]).unwrap()).unwrap();
+        assert_eq!((r.count, r.period.secs()), (3, 900));
+        assert!(is_usage(notice(&["--notice", "--notice-rate", "0/10m"]))
+            .starts_with("--notice-rate: "));
+        assert!(is_usage(notice(&["--notice", "--notice-rate", "2"])).contains("COUNT/PERIOD"));
+        // --notice is a window throttle's refusal: not with --rate, --reject, nor without --window;
+        // --notice-rate only with --notice.
+        use clap::Parser as _;
+        for bad in [
+            &["throttle", "192.0.2.7", "--rate", "3/min", "--notice"][..],
+            &[
+                "throttle",
+                "192.0.2.7",
+                "--window",
+                "5m",
+                "--period",
+                "1h",
+                "--notice",
+                "--reject",
+            ],
+            &[
+                "throttle",
+                "192.0.2.7",
+                "--window",
+                "5m",
+                "--period",
+                "1h",
+                "--notice-rate",
+                "2/10m",
+            ],
+        ] {
+            let argv = std::iter::once("enforcer").chain(bad.iter().copied());
+            assert!(crate::cli::Cli::try_parse_from(argv).is_err(), "{bad:?}");
+        }
+        // Without a running daemon nobody would tell the admitted SYNs why: refused, nothing written.
+        let state = std::env::temp_dir().join(format!("enforcer-notice-{}", std::process::id()));
+        let mut argv = vec![
+            "throttle",
+            "192.0.2.7",
+            "--window",
+            "5m",
+            "--period",
+            "1h",
+            "--notice",
+        ];
+        let state_arg = state.display().to_string();
+        argv.extend_from_slice(&["--state-dir", &state_arg, "--pin-dir", &state_arg]);
+        let e = execute_throttle(throttle_args(&argv)).unwrap_err();
+        assert!(e.downcast_ref::<UsageError>().is_some(), "{e:#}");
+        assert!(
+            e.to_string().contains("--notice needs the running daemon"),
+            "{e}"
+        );
+        assert!(!state.exists(), "nothing was written");
     }
 }

@@ -48,7 +48,7 @@ pub struct Args {
     /// Answer senders inside a `notice` window from the daemon itself: an sk_lookup program steers
     /// their SYNs to a tiny SMTP responder in the MTA's network namespace, which replies with the
     /// stage's 450/550 text; works with any MTA [config: notice.responder; notice.netns,
-    /// notice.fallback].
+    /// notice.fallback]. ENFORCER_KERNEL_LOG=info logs its kernel-side decisions.
     #[arg(long)]
     pub notice_responder: bool,
     /// Start over with an empty state database: the current enforcer.redb (damaged, emptied, or

@@ -28,6 +28,7 @@ fn example_file_is_valid_and_equals_the_defaults() {
     assert_eq!(cfg.policy.pause_budget, Policy::default().pause_budget);
     assert_eq!(cfg.ports, Some(vec![25, 465, 587]));
     assert_eq!(cfg.mode.as_deref(), Some("auto"));
+    assert_eq!(cfg.probe, crate::evidence::probe::ProbeSettings::default());
     assert_eq!(cfg.socket, Some(PathBuf::from(DEFAULT_SOCKET)));
     assert_eq!(cfg.policy.allow.len(), 2);
 }
@@ -493,5 +494,81 @@ fn builtin_schedule_refuses_with_notice_only_when_a_channel_exists() {
     assert_eq!(
         own.policy_for(&own.mta).unwrap().schedule.stage(1).refusal,
         Refusal::Drop
+    );
+}
+
+#[test]
+fn probe_section() {
+    let cfg = FileConfig::parse(
+        "t.toml",
+        "[probe]\nenabled = true\nallow_private = true\nehlo_name = \"mx1.example.net\"\nconnect_timeout = \"2s\"\nread_timeout = \"3s\"\nconcurrency = 4\nper_second = 7\ncache_ttl = \"1h\"\ncache_size = 10\nport = 2525\n",
+    )
+    .unwrap();
+    let p = cfg.probe;
+    assert!(p.enabled && p.allow_private);
+    assert_eq!(p.ehlo_name.as_deref(), Some("mx1.example.net"));
+    assert_eq!(
+        (
+            p.connect_timeout.as_secs(),
+            p.read_timeout.as_secs(),
+            p.cache_ttl.as_secs()
+        ),
+        (2, 3, 3600)
+    );
+    assert_eq!(
+        (p.concurrency, p.per_second, p.cache_size, p.port),
+        (4, 7, 10, 2525)
+    );
+    let d = FileConfig::parse("t.toml", "[probe]\n").unwrap().probe;
+    assert_eq!(d, crate::evidence::probe::ProbeSettings::default());
+    assert!(!d.enabled && !d.allow_private);
+    assert_err(
+        "[probe]\nenable = true\n",
+        2,
+        "probe.enable",
+        "unknown field",
+    );
+    assert_err(
+        "[probe]\nehlo_name = \"a b\"\n",
+        2,
+        "probe.ehlo_name",
+        "not a name to send with EHLO",
+    );
+    assert_err(
+        "[probe]\nconnect_timeout = \"0s\"\n",
+        2,
+        "probe.connect_timeout",
+        "out of range",
+    );
+    assert_err(
+        "[probe]\nread_timeout = \"1h\"\n",
+        2,
+        "probe.read_timeout",
+        "out of range",
+    );
+    assert_err(
+        "[probe]\ncache_ttl = \"10s\"\n",
+        2,
+        "probe.cache_ttl",
+        "out of range",
+    );
+    assert_err(
+        "[probe]\nconcurrency = 0\n",
+        2,
+        "probe.concurrency",
+        "not a number of probes at once",
+    );
+    assert_err(
+        "[probe]\nper_second = 5000\n",
+        2,
+        "probe.per_second",
+        "not a number of probes per second",
+    );
+    assert_err("[probe]\nport = 70000\n", 2, "probe.port", "not a TCP port");
+    assert_err(
+        "[probe]\ncache_size = -1\n",
+        2,
+        "probe.cache_size",
+        "not a number of addresses",
     );
 }

@@ -6,6 +6,8 @@
 //! `{"op":"forget","target":...}`, `{"op":"put_rule","rule":{...}}`, `{"op":"remove_rule","prefix":"..."}`,
 //! `{"op":"mta_evidence","addr":"192.0.2.7","helo":"ex01.example","headers":"Received: ...\r\n","source":"milter"}` (what
 //! the milter and the policy service saw; HELO and headers are optional),
+//! `{"op":"mta_evidence_batch","sightings":[{"addr":"192.0.2.7","helo":"ex01.example","headers":"","source":"milter"}]}`
+//! (many of those in one engine turn),
 //! `{"op":"import","verdict":{"action":"drop"},"expires_at":null,"reason":null,"list":"spamhaus-drop",
 //! "entries":"192.0.2.0/24\n198.51.100.7\n"}`, `{"op":"remove_rules","entries":"...","list":null}`,
 //! `{"op":"ping"}`, `{"op":"fleet_status"}`, `{"op":"list","after":"192.0.2.7/32","prefix":"192.0.2.0/24","source":"operator","limit":4096}`.
@@ -19,6 +21,19 @@ pub const MAX_LINE: usize = 4 << 20;
 /// Longest request line the daemon reads: an `import` carries its whole list (about 16 bytes an
 /// entry, so some four million entries), which is how a list is replaced in one step.
 pub const MAX_REQUEST: usize = 64 << 20;
+
+/// One sighting of an `mta_evidence_batch`: the fields of `mta_evidence`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MtaSighting {
+    pub addr: std::net::IpAddr,
+    #[serde(default)]
+    pub helo: Option<String>,
+    #[serde(default)]
+    pub headers: String,
+    #[serde(default)]
+    pub source: crate::evidence::Channel,
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
@@ -42,6 +57,15 @@ pub enum Request {
         /// Which listener saw it (`milter` or `policy`), for the evidence counters.
         #[serde(default)]
         source: crate::evidence::Channel,
+    },
+    /// Many sightings at once (what the MTA listeners hand over, one engine turn for them all).
+    MtaEvidenceBatch {
+        sightings: Vec<MtaSighting>,
+    },
+    /// What the greeting probe read from a new source (its banner and EHLO response).
+    ProbeEvidence {
+        addr: std::net::IpAddr,
+        transcript: String,
     },
     Pause {
         target: String,

@@ -110,6 +110,15 @@ impl Daemon {
         let s = &self.settings;
         let mut dp = Datapath::load_with(&s.pin_dir, &s.capacity).map_err(operator_error)?;
         let res = self.bring_up(&mut dp, store);
+        if res.is_ok() {
+            if let Some(logger) = dp.kernel_logger() {
+                info!(
+                    "kernel log records forwarded ({})",
+                    crate::datapath::kernel_log::ENV
+                );
+                crate::datapath::kernel_log::spawn_drain(logger);
+            }
+        }
         if res.is_err() && !dp.adopted() {
             drop(dp);
             if let Err(e) = crate::datapath::detach(&s.pin_dir) {
@@ -153,6 +162,8 @@ impl Daemon {
         let mut attach = || -> anyhow::Result<Vec<Attached>> {
             control.set_ports(&s.ports)?;
             control.set_report_only(s.report_only)?;
+            // The events feed the greeting probe only: off, the datapath does not produce them.
+            control.set_first_seen(s.probe.enabled)?;
             info!(
                 "protecting TCP ports {:?}{}",
                 s.ports,
@@ -358,6 +369,7 @@ impl Daemon {
             new.engine.state_dir = self.settings.engine.state_dir.clone();
             new.capacity = self.settings.capacity;
             new.fleet = self.settings.fleet.clone();
+            new.probe = self.settings.probe.clone();
             new.mta.notice = self.settings.mta.notice.clone();
         }
         let kernel = tokio::task::block_in_place(|| -> anyhow::Result<()> {

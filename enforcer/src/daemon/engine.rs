@@ -101,6 +101,9 @@ pub struct EngineSettings {
     pub board: Board,
     /// Shared with the daemon's housekeeping, which notices a vanished datapath.
     pub datapath: DatapathHealth,
+    /// A channel that shows a refused sender the reply text is configured (milter, policy
+    /// service): an operator notice throttle is refused without one, as a `notice` stage is.
+    pub notice_channel: bool,
 }
 
 /// What start-up reconciliation did.
@@ -122,6 +125,7 @@ pub struct Engine<K: Kernel> {
     policy: Policy,
     overrides: SupportOverrides,
     report_only: bool,
+    notice_channel: bool,
     state_dir: Option<std::path::PathBuf>,
     store: Store,
     kernel: K,
@@ -179,6 +183,7 @@ impl<K: Kernel> Engine<K> {
             policy: settings.policy,
             overrides: settings.overrides,
             report_only: settings.report_only,
+            notice_channel: settings.notice_channel,
             state_dir: settings.state_dir,
             store,
             kernel,
@@ -292,6 +297,7 @@ impl<K: Kernel> Engine<K> {
         self.policy = settings.policy;
         self.overrides = settings.overrides;
         self.report_only = settings.report_only;
+        self.notice_channel = settings.notice_channel;
         let mut changed = Vec::new();
         for rec in self.records.values_mut() {
             if catch_up(&self.policy, rec, now) {
@@ -589,6 +595,23 @@ impl<K: Kernel> Engine<K> {
                 source,
                 now,
             ),
+            Request::MtaEvidenceBatch { sightings } => {
+                let batch: Vec<(Sighting, Channel)> = sightings
+                    .into_iter()
+                    .map(|m| {
+                        (
+                            Sighting {
+                                addr: m.addr,
+                                helo: m.helo,
+                                headers: m.headers,
+                            },
+                            m.source,
+                        )
+                    })
+                    .collect();
+                self.sightings(&batch, now)
+            }
+            Request::ProbeEvidence { addr, transcript } => self.probed(addr, &transcript, now),
             Request::Pause { target, days } => self.modify(&target, now, |pol, rec| {
                 pol.pause(rec, days, now).map(|_| ())
             }),
@@ -760,6 +783,28 @@ impl<K: Kernel> Engine<K> {
         }
     }
 
+    /// What the greeting probe read from `addr` (banner and EHLO response): only the server there
+    /// wrote it, so it is attributed to `addr`. The classifier rates greeting and keyword evidence
+    /// below a Received header with a build, so `enforcement.min_confidence` decides whether it is
+    /// enough to enforce on.
+    fn probed(&mut self, addr: IpAddr, transcript: &str, now: i64) -> Reply {
+        let class =
+            match classify_connecting(transcript.as_bytes(), addr, today(now), &self.overrides) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.count_evidence("probe", "unreadable");
+                    return Reply::usage(e.to_string());
+                }
+            };
+        match self.feed(addr, &class, "probe", now) {
+            Ok(key) => Reply::ok(serde_json::json!({ "sender": key })),
+            Err(e) => {
+                log::error!("probe evidence for {addr}: {e}");
+                Reply::internal(e)
+            }
+        }
+    }
+
     /// Evidence the milter or the policy service saw for a connecting address. Input that names no
     /// mail server at all (no Received field, an empty HELO) is counted and dropped.
     pub fn sighting(&mut self, s: &Sighting, source: Channel, now: i64) -> Reply {
@@ -779,6 +824,31 @@ impl<K: Kernel> Engine<K> {
         }
     }
 
+    /// Many sightings in one engine turn (what the MTA listeners hand over): each is classified and
+    /// recorded in arrival order, so every finding is counted, but the records they touch are
+    /// stored in one transaction and each touched sender is written to the kernel once.
+    pub fn sightings(&mut self, batch: &[(Sighting, Channel)], now: i64) -> Reply {
+        let day = today(now);
+        let mut readable = Vec::with_capacity(batch.len());
+        for (s, source) in batch {
+            match crate::evidence::attribute(s, day, &self.overrides) {
+                Some(class) => readable.push((s.addr, class, source.id())),
+                None => self.count_evidence(source.id(), "unreadable"),
+            }
+        }
+        match self.feed_all(&readable, now) {
+            Ok(keys) => Reply::ok(serde_json::json!({
+                "sightings": batch.len(),
+                "unreadable": batch.len() - readable.len(),
+                "senders": keys,
+            })),
+            Err(e) => {
+                log::error!("evidence from the MTA ({} sightings): {e}", readable.len());
+                Reply::internal(e)
+            }
+        }
+    }
+
     /// Records a classification for `addr` and applies what it changes.
     fn feed(
         &mut self,
@@ -787,44 +857,102 @@ impl<K: Kernel> Engine<K> {
         source: &str,
         now: i64,
     ) -> Result<Prefix, String> {
-        self.metrics
-            .classified
-            .get_or_create(&vec![
-                ("product".to_string(), class.product.id().to_string()),
-                ("status".to_string(), class.status.id().to_string()),
-            ])
-            .inc();
-        let ev = evidence_of(class, now)?;
-        let key = self.policy.aggregation.prefix_for(addr);
-        let before = self.records.get(&key).cloned();
-        let was = before.as_ref().map(|r| self.policy.stage_at(r, now));
-        let mut rec = self.policy.observe(before, addr, ev, now);
-        catch_up(&self.policy, &mut rec, now);
-        if let Err(err) = self.store.put_sender(&rec) {
+        let keys = self.feed_all(&[(addr, class.clone(), source)], now)?;
+        Ok(keys[0])
+    }
+
+    /// Records classifications (address, classification, source) in order and applies what they
+    /// change: durable first (one store transaction for every touched record; if it fails nothing
+    /// changed), then the kernel, once per touched sender. Returns the touched senders in the
+    /// order they were first touched.
+    fn feed_all(
+        &mut self,
+        items: &[(IpAddr, crate::classify::Classification, &str)],
+        now: i64,
+    ) -> Result<Vec<Prefix>, String> {
+        let mut evidence = Vec::with_capacity(items.len());
+        for (_, class, _) in items {
+            evidence.push(evidence_of(class, now)?);
+        }
+        let mut staged: HashMap<Prefix, Record> = HashMap::new();
+        let mut order: Vec<Prefix> = Vec::new();
+        let mut outcomes = Vec::with_capacity(items.len());
+        for ((addr, _, source), ev) in items.iter().zip(evidence) {
+            let key = self.policy.aggregation.prefix_for(*addr);
+            let before = match staged.remove(&key) {
+                Some(r) => Some(r),
+                None => {
+                    order.push(key);
+                    self.records.get(&key).cloned()
+                }
+            };
+            let was = before.as_ref().map(|r| self.policy.stage_at(r, now));
+            let mut rec = self.policy.observe(before, *addr, ev, now);
+            catch_up(&self.policy, &mut rec, now);
+            let is = self.policy.stage_at(&rec, now);
+            let outcome = match (was.and_then(|w| w.stage()), is) {
+                (_, Standing::AllowListed) => "allow-listed",
+                (None, Standing::Enforcing { .. }) => "entered",
+                (Some(_), Standing::Clear) => "left",
+                _ => "unchanged",
+            };
+            outcomes.push((*addr, key, *source, outcome));
+            staged.insert(key, rec);
+        }
+        if let Err(err) = self.store.put_senders(order.iter().map(|k| &staged[k])) {
+            let keys: Vec<String> = order.iter().map(|k| k.to_string()).collect();
             return Err(format!(
-                "could not store the record for {key} (nothing changed): {err:#}"
+                "could not store the record for {} (nothing changed): {err:#}",
+                keys.join(", ")
             ));
         }
-        let is = self.policy.stage_at(&rec, now);
-        let outcome = match (was.and_then(|w| w.stage()), is) {
-            (_, Standing::AllowListed) => "allow-listed",
-            (None, Standing::Enforcing { .. }) => "entered",
-            (Some(_), Standing::Clear) => "left",
-            _ => "unchanged",
-        };
-        self.count_evidence(source, outcome);
-        log::info!("evidence ({source}) for {addr} ({key}): {outcome}");
-        let cleared =
-            self.records.get(&key).is_some_and(|r| r.episode.is_some()) && rec.episode.is_none();
-        self.touch(Touched::Sender {
-            prefix: key,
-            cleared,
-        });
-        self.records.insert(key, rec);
-        let _ = self.sync(key, now); // failures are logged and retried
-        self.schedule(key, now);
-        self.relabel(key, now);
-        Ok(key)
+        self.log_outcomes(&outcomes);
+        for (_, class, _) in items {
+            self.metrics
+                .classified
+                .get_or_create(&vec![
+                    ("product".to_string(), class.product.id().to_string()),
+                    ("status".to_string(), class.status.id().to_string()),
+                ])
+                .inc();
+        }
+        for key in &order {
+            let rec = staged.remove(key).expect("staged above");
+            let cleared =
+                self.records.get(key).is_some_and(|r| r.episode.is_some()) && rec.episode.is_none();
+            self.touch(Touched::Sender {
+                prefix: *key,
+                cleared,
+            });
+            self.records.insert(*key, rec);
+            let _ = self.sync(*key, now); // failures are logged and retried
+            self.schedule(*key, now);
+            self.relabel(*key, now);
+        }
+        Ok(order)
+    }
+
+    /// Counts every sighting's outcome; logs one line per sender and outcome (a burst of identical
+    /// findings from one sender is one line with its count, not one line per message).
+    fn log_outcomes(&self, outcomes: &[(IpAddr, Prefix, &str, &str)]) {
+        let mut lines: Vec<((Prefix, &str, &str), IpAddr, usize)> = Vec::new();
+        for &(addr, key, source, outcome) in outcomes {
+            self.count_evidence(source, outcome);
+            match lines.iter_mut().find(|l| l.0 == (key, source, outcome)) {
+                Some(l) => {
+                    l.1 = addr;
+                    l.2 += 1;
+                }
+                None => lines.push(((key, source, outcome), addr, 1)),
+            }
+        }
+        for ((key, source, outcome), addr, n) in lines {
+            if n == 1 {
+                log::info!("evidence ({source}) for {addr} ({key}): {outcome}");
+            } else {
+                log::info!("evidence ({source}) for {addr} ({key}): {outcome} ({n} sightings)");
+            }
+        }
     }
 
     /// `source`: `cli` for the control socket (`enforcer evidence`), else the MTA channel's name.
@@ -894,6 +1022,12 @@ impl<K: Kernel> Engine<K> {
         rule.source = RuleSource::Operator;
         if let Err(e) = rule.validate() {
             return Reply::usage(e);
+        }
+        if notice_of(&rule).is_some() && !self.notice_channel {
+            return Reply::usage(format!(
+                "{}: a notice throttle lets SYNs through so the MTA can tell the sender why, but this daemon serves no notice channel: run it with --milter, --policy or --notice-responder (or [milter]/[policy] listen, [notice] responder in its config), or throttle without --notice",
+                rule.prefix
+            ));
         }
         if let Err(err) = self.store.put_rule(&rule) {
             return Reply::internal(format!(
@@ -1203,13 +1337,17 @@ impl<K: Kernel> Engine<K> {
     }
 
     /// Publishes what the MTA listeners answer for `p`: its engine rule while the kernel should hold
-    /// one (an operator rule deciding instead means no SMTP notice).
+    /// one, or an operator's notice throttle (`{stage}` reads 0 for it); any other operator rule
+    /// deciding means no SMTP notice.
     fn publish(&self, p: Prefix, now: i64) {
         let notice = self.desired_for(&p, now).and_then(|rule| {
-            let RuleSource::Engine { stage } = rule.source else {
-                return None;
+            let (stage, ev) = match rule.source {
+                RuleSource::Engine { stage } => (stage, self.records.get(&p)?.evidence.as_ref()),
+                RuleSource::Operator if notice_of(&rule).is_some() => {
+                    (0, self.records.get(&p).and_then(|r| r.evidence.as_ref()))
+                }
+                RuleSource::Operator => return None,
             };
-            let ev = self.records.get(&p)?.evidence.as_ref();
             Some(Notice {
                 rule,
                 stage,
@@ -1355,6 +1493,14 @@ pub fn engine_rule(d: &Desired) -> Rule {
 }
 
 /// The engine's copy of a classification (through its stable JSON field names).
+/// The notice budget of a rule that is a notice throttle.
+fn notice_of(rule: &Rule) -> Option<crate::rule::NoticeRate> {
+    match rule.verdict {
+        Verdict::Throttle { notice, .. } => notice,
+        _ => None,
+    }
+}
+
 fn evidence_of(c: &crate::classify::Classification, now: i64) -> Result<Evidence, String> {
     let v = serde_json::to_value(c).map_err(|e| e.to_string())?;
     let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
@@ -1380,6 +1526,8 @@ fn op_name(r: &Request) -> &'static str {
         Request::Sender { .. } => "sender",
         Request::Evidence { .. } => "evidence",
         Request::MtaEvidence { .. } => "mta_evidence",
+        Request::MtaEvidenceBatch { .. } => "mta_evidence_batch",
+        Request::ProbeEvidence { .. } => "probe_evidence",
         Request::Pause { .. } => "pause",
         Request::Resume { .. } => "resume",
         Request::Forget { .. } => "forget",

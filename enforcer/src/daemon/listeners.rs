@@ -10,6 +10,7 @@ use crate::control::ControlListener;
 use crate::error::UsageError;
 use crate::evidence::milter::listener::MilterListener;
 use crate::evidence::policy::listener::PolicyListener;
+use crate::evidence::probe::listener::ProbeListener;
 use crate::evidence::responder::listener::ResponderListener;
 use crate::metrics::MetricsListener;
 
@@ -19,6 +20,7 @@ pub struct Listeners {
     control: Option<ControlListener>,
     milter: Option<MilterListener>,
     policy: Option<PolicyListener>,
+    probe: Option<ProbeListener>,
     responder: Option<ResponderListener>,
 }
 
@@ -40,6 +42,7 @@ impl Listeners {
             control: bind(settings, registry).await?,
             milter: bind(settings, registry).await?,
             policy: bind(settings, registry).await?,
+            probe: bind(settings, registry).await?,
             responder: bind(settings, registry).await?,
         })
     }
@@ -55,6 +58,9 @@ impl Listeners {
             start(tasks, l, ctx);
         }
         if let Some(l) = self.policy {
+            start(tasks, l, ctx);
+        }
+        if let Some(l) = self.probe {
             start(tasks, l, ctx);
         }
         if let Some(l) = self.responder {

@@ -11,6 +11,7 @@ use crate::error::{usage, UsageError};
 use crate::evidence::reply::Board;
 use crate::evidence::MtaSettings;
 use crate::fleet::FleetSettings;
+use crate::policy::Policy;
 use enforcer_common::maps::DEFAULT_PORTS;
 
 /// The daemon's options as given on the command line (`None` = not given: the config file or the
@@ -59,6 +60,8 @@ pub struct Settings {
     pub fleet: Option<FleetSettings>,
     /// Kernel map sizes (`[capacity]`).
     pub capacity: crate::datapath::Capacity,
+    /// `[probe]`: the greeting probe of first-seen sources.
+    pub probe: crate::evidence::probe::ProbeSettings,
     /// What these settings were resolved from: a reload (SIGHUP) resolves them again, re-reading the
     /// configuration file.
     pub options: Options,
@@ -90,6 +93,32 @@ pub fn parse_ports(s: &str) -> anyhow::Result<Vec<u16>> {
     Ok(out)
 }
 
+/// The MTA channels (the file's `[milter]`/`[policy]`/`[notice]`, overridden by the channel flags
+/// in `a`: `--milter`, `--policy`, `--notice-responder`) and the policy they allow: a `notice` refusal needs a channel, and the
+/// built-in schedule refuses with `notice` when there is one. `enforcer run`, a reload and
+/// `enforcer check-config` all resolve them here, so they accept and refuse the same things.
+pub fn resolve_channels(file: &FileConfig, a: &Options) -> anyhow::Result<(MtaSettings, Policy)> {
+    let mut mta = file.mta.clone();
+    for (flag, given, slot) in [
+        ("--milter", &a.milter, &mut mta.milter),
+        ("--policy", &a.policy, &mut mta.policy),
+    ] {
+        if let Some(spec) = given {
+            *slot = Some(
+                spec.parse()
+                    .map_err(|e| UsageError(format!("{flag}: {e}")))?,
+            );
+        }
+    }
+    if a.notice_responder {
+        mta.notice.responder = true;
+    }
+    let policy = file
+        .policy_for(&mta)
+        .map_err(|e| UsageError(e.to_string()))?;
+    Ok((mta, policy))
+}
+
 impl Settings {
     /// Checks the options and the configuration file before anything is touched.
     pub fn resolve(a: Options) -> anyhow::Result<Self> {
@@ -107,6 +136,7 @@ impl Settings {
             crate::classify::install_operator_catalog(path)
                 .map_err(|e| UsageError(format!("classifier.catalog: {e}")))?;
         }
+        let (mta, policy) = resolve_channels(&file, &a)?;
         let ports = match (&a.ports, &file.ports) {
             (Some(p), _) => parse_ports(p)?,
             (None, Some(p)) => {
@@ -164,21 +194,6 @@ impl Settings {
             .or(file.pin_dir.clone())
             .unwrap_or_else(|| crate::datapath::DEFAULT_PIN_DIR.into());
         let report_only = a.report_only || file.report_only.unwrap_or(false);
-        let mut mta = file.mta.clone();
-        for (flag, given, slot) in [
-            ("--milter", &a.milter, &mut mta.milter),
-            ("--policy", &a.policy, &mut mta.policy),
-        ] {
-            if let Some(spec) = given {
-                *slot = Some(
-                    spec.parse()
-                        .map_err(|e| UsageError(format!("{flag}: {e}")))?,
-                );
-            }
-        }
-        if a.notice_responder {
-            mta.notice.responder = true;
-        }
         let fleet = match &file.fleet {
             Some(f) => Some(FleetSettings::resolve(f).map_err(UsageError)?),
             None => None,
@@ -186,16 +201,15 @@ impl Settings {
         let engine = EngineSettings {
             overrides: file.support_overrides().map_err(UsageError)?,
             board: {
-                let b = Board::new(file.policy.aggregation);
+                let b = Board::default();
                 b.set_replies(mta.texts.clone(), report_only);
                 b
             },
-            policy: file
-                .policy_for(&mta)
-                .map_err(|e| UsageError(e.to_string()))?,
+            policy,
             report_only,
             state_dir: Some(state_dir.clone()),
             datapath: Default::default(),
+            notice_channel: mta.has_notice_channel(),
         };
         Ok(Self {
             ifaces,
@@ -211,6 +225,7 @@ impl Settings {
             mta,
             fleet,
             capacity: file.capacity,
+            probe: file.probe.clone(),
             options,
             config,
         })
@@ -237,6 +252,9 @@ impl Settings {
         }
         if format!("{:?}", self.fleet) != format!("{:?}", new.fleet) {
             out.push("fleet");
+        }
+        if self.probe != new.probe {
+            out.push("probe");
         }
         if self.mta.notice != new.mta.notice {
             out.push("notice");

@@ -1177,6 +1177,124 @@ fn mta_sightings_feed_the_engine_and_the_board_follows_the_stage() {
 }
 
 #[test]
+fn a_batch_of_sightings_counts_every_finding_in_one_turn() {
+    let dir = TmpDir::new("batch");
+    let store = Store::open(&dir.0).unwrap();
+    let settings = EngineSettings {
+        policy: policy(),
+        ..EngineSettings::default()
+    };
+    let metrics = EngineMetrics::default();
+    let (mut e, _) =
+        Engine::start(settings, store, MemKernel::default(), metrics.clone(), T0).unwrap();
+    // 50 messages from one sender, 3 from another, one unreadable, interleaved as the MTA's
+    // sessions left them; handed over as the listeners do, one request.
+    let mut batch = Vec::new();
+    for i in 0..50 {
+        batch.push((sighting("10.200.0.2", EX2013), Channel::Milter));
+        if i % 20 == 0 {
+            batch.push((sighting("10.200.0.3", EX2013), Channel::Milter));
+        }
+    }
+    batch.push((
+        crate::evidence::milter::session::Sighting {
+            addr: "10.200.0.4".parse().unwrap(),
+            helo: None,
+            headers: String::new(),
+        },
+        Channel::Milter,
+    ));
+    let sightings = batch
+        .into_iter()
+        .map(|(s, source)| crate::control::protocol::MtaSighting {
+            addr: s.addr,
+            helo: s.helo,
+            headers: s.headers,
+            source,
+        })
+        .collect();
+    let r = ok(e.handle(Request::MtaEvidenceBatch { sightings }, T0));
+    assert_eq!(r["sightings"], 54);
+    assert_eq!(r["unreadable"], 1, "{r}");
+    assert_eq!(r["senders"].as_array().unwrap().len(), 2);
+    let count = |ip: &str| {
+        let rec = e.records().find(|r| r.prefix == host(ip)).unwrap();
+        assert_eq!(rec.findings.len(), 1, "identical findings are stored once");
+        assert!(rec.episode.is_some());
+        rec.findings[0].count
+    };
+    assert_eq!((count("10.200.0.2"), count("10.200.0.3")), (50, 3));
+    let evidence = |outcome: &str| {
+        metrics
+            .evidence
+            .get_or_create(&EngineMetrics::evidence_label("milter", outcome))
+            .get()
+    };
+    // Every sighting's outcome is counted: two senders entered, the rest changed nothing.
+    assert_eq!(evidence("entered"), 2);
+    assert_eq!(evidence("unchanged"), 51);
+    assert_eq!(evidence("unreadable"), 1);
+    // Stored durably: a restart sees the counts.
+    drop(e);
+    let store = Store::open(&dir.0).unwrap();
+    let stored = store.senders().unwrap();
+    let rec = stored
+        .iter()
+        .find(|r| r.prefix == host("10.200.0.2"))
+        .unwrap();
+    assert_eq!(rec.findings[0].count, 50);
+}
+
+#[test]
+fn the_board_follows_a_reload_that_changes_the_aggregation() {
+    let dir = TmpDir::new("board-agg");
+    let store = Store::open(&dir.0).unwrap();
+    let board = crate::evidence::reply::Board::default();
+    let settings = EngineSettings {
+        policy: policy(),
+        board: board.clone(),
+        ..EngineSettings::default()
+    };
+    let (mut e, _) = Engine::start(
+        settings.clone(),
+        store,
+        MemKernel::default(),
+        EngineMetrics::default(),
+        T0,
+    )
+    .unwrap();
+    e.sighting(&sighting("10.200.0.2", EX2013), Channel::Milter, T0);
+    e.tick(T0 + 10);
+    assert_eq!(
+        board
+            .lookup("10.200.0.2".parse().unwrap())
+            .unwrap()
+            .rule
+            .prefix,
+        host("10.200.0.2")
+    );
+    // SIGHUP: records of new senders are /24s now (the daemon keeps its board across a reload).
+    let mut reloaded = settings;
+    reloaded.policy.aggregation.v4 = 24;
+    e.reconfigure(reloaded, T0 + 11).unwrap();
+    e.sighting(&sighting("10.200.1.7", EX2013), Channel::Milter, T0 + 11);
+    e.tick(T0 + 21);
+    let n = board
+        .lookup("10.200.1.9".parse().unwrap())
+        .expect("the new /24 record answers for its neighbours");
+    assert_eq!(n.rule.prefix, "10.200.1.0/24".parse().unwrap());
+    // The old host record still answers for its host.
+    assert_eq!(
+        board
+            .lookup("10.200.0.2".parse().unwrap())
+            .unwrap()
+            .rule
+            .prefix,
+        host("10.200.0.2")
+    );
+}
+
+#[test]
 fn notice_stages_write_notice_entries_and_the_board_answers() {
     use crate::evidence::reply::{answer, Answer, Texts};
     let dir = TmpDir::new("notice");
@@ -1265,4 +1383,84 @@ fn notice_stages_write_notice_entries_and_the_board_answers() {
             .contains("told why at the SMTP level (2/10m"),
         "{d}"
     );
+}
+
+#[test]
+fn an_operator_notice_throttle_needs_a_channel_and_is_answered_by_the_board() {
+    use crate::evidence::reply::{answer, Answer, Texts};
+    let dir = TmpDir::new("op-notice");
+    let store = Store::open(&dir.0).unwrap();
+    let board = crate::evidence::reply::Board::default();
+    let settings = EngineSettings {
+        policy: policy(),
+        board: board.clone(),
+        ..EngineSettings::default()
+    };
+    let (mut e, _) = Engine::start(
+        settings.clone(),
+        store,
+        MemKernel::default(),
+        EngineMetrics::default(),
+        T0,
+    )
+    .unwrap();
+    let rate = crate::rule::NoticeRate::DEFAULT;
+    // A half-hour window of every hour that began a minute ago (windows follow the wall clock).
+    let into_hour = crate::datapath::Clock::now().unix_secs().rem_euclid(3600);
+    let phase = sp(&format!("{}s", (into_hour - 60).rem_euclid(3600)));
+    let rule = |notice| Rule {
+        prefix: host("10.200.0.5"),
+        verdict: Verdict::Throttle {
+            period: sp("1h"),
+            window: sp("30m"),
+            phase,
+            block_offset: sp("0s"),
+            block: sp("0s"),
+            rst: false,
+            notice,
+        },
+        expires_at: None,
+        reason: None,
+        created_at: T0,
+        source: RuleSource::Operator,
+        list: None,
+    };
+    let put = |r: Rule| Request::PutRule {
+        rule: serde_json::to_value(r).unwrap(),
+    };
+    // No milter, no policy service: refused, nothing stored or written.
+    let msg = usage(e.handle(put(rule(Some(rate))), T0 + 1));
+    assert!(msg.contains("no notice channel"), "{msg}");
+    assert_eq!(entry(&e, "10.200.0.5"), None);
+    // A plain throttle is still fine without one, and the board stays silent for it.
+    ok(e.handle(put(rule(None)), T0 + 2));
+    assert_eq!(board.lookup("10.200.0.5".parse().unwrap()), None);
+    // With a channel (a reload that added --milter): the notice entry reaches the kernel with its
+    // flag, and the board answers the admitted SYNs with the text.
+    let mut with_channel = settings;
+    with_channel.notice_channel = true;
+    e.reconfigure(with_channel, T0 + 3).unwrap();
+    ok(e.handle(put(rule(Some(rate))), T0 + 4));
+    let clock = crate::datapath::Clock::now();
+    let k = e.kernel().entries[&host("10.200.0.5")].to_kernel(&clock);
+    assert!(k.is_notice());
+    assert_eq!((k.notice_count, k.notice_period_secs), (2, 600));
+    let addr: std::net::IpAddr = "10.200.0.5".parse().unwrap();
+    let n = board
+        .lookup(addr)
+        .expect("the operator's notice is on the board");
+    assert_eq!(n.stage, 0);
+    let a = answer(Some(&n), addr, &clock, &Texts::default());
+    assert!(
+        matches!(&a, Answer::Tempfail(t) if t.contains("10.200.0.5")),
+        "{a:?}"
+    );
+    // Removing the rule takes it off the board.
+    ok(e.handle(
+        Request::RemoveRule {
+            prefix: "10.200.0.5/32".into(),
+        },
+        T0 + 5,
+    ));
+    assert_eq!(board.lookup(addr), None);
 }

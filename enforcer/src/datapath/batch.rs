@@ -54,7 +54,12 @@ pub fn check_room(
     capacity: [u32; 4],
 ) -> Result<(), super::MapFull> {
     let mut counts = current.map(|c| c as i64);
-    let adding_set: std::collections::HashSet<&Prefix> = adding.iter().collect();
+    // Only a replaced list removes anything: a plain import skips building the set.
+    let adding_set: std::collections::HashSet<&Prefix> = if removing.is_empty() {
+        Default::default()
+    } else {
+        adding.iter().collect()
+    };
     for p in removing {
         if present(p) && !adding_set.contains(p) {
             counts[map_of(p)] -= 1;

@@ -147,6 +147,8 @@ pub struct Datapath {
     pins: PinDir,
     /// The maps were pinned before this load (a live or stopped datapath), not created by it.
     adopted: bool,
+    /// aya-log level written into the object (0 = off).
+    log_level: u8,
 }
 
 impl Datapath {
@@ -216,6 +218,8 @@ impl Datapath {
         for (_, name, max) in capacity.entries() {
             loader.map_max_entries(name, max);
         }
+        let log_level = super::kernel_log::level_from_env();
+        loader.override_global(aya_log::LEVEL, &log_level, false);
         let paths: Vec<_> = names::ALL_MAPS.iter().map(|n| (*n, pins.map(n))).collect();
         for (name, path) in &paths {
             loader.map_pin_path(name, path.as_path());
@@ -241,11 +245,26 @@ impl Datapath {
             ebpf,
             pins,
             adopted: adopted > 0,
+            log_level,
         })
     }
 
     pub fn pins(&self) -> &PinDir {
         &self.pins
+    }
+
+    /// The reader of the kernel's log records, when a kernel log level is set (`None` when off).
+    pub fn kernel_logger(&mut self) -> Option<aya_log::EbpfLogger<&'static dyn log::Log>> {
+        if self.log_level == 0 {
+            return None;
+        }
+        match aya_log::EbpfLogger::init(&mut self.ebpf) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                warn!("kernel log records unavailable: {e}");
+                None
+            }
+        }
     }
 
     /// True when the maps existed before this load; false when it created (and pinned) them.

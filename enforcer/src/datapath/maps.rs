@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use aya::maps::{Array, HashMap, Map, MapData, MapError, MapType, PerCpuArray};
-use enforcer_common::config::{CONFIG_FLAG_NOTICE_FALLBACK_PASS, CONFIG_FLAG_REPORT_ONLY};
+use enforcer_common::config::{
+    CONFIG_FLAG_FIRST_SEEN, CONFIG_FLAG_NOTICE_FALLBACK_PASS, CONFIG_FLAG_REPORT_ONLY,
+};
 use enforcer_common::counters::{fold, IFINDEX_LIMIT, MAX_IFACE_SLOTS, STATS_SLOTS};
 use enforcer_common::maps as names;
 use enforcer_common::{GlobalConfig, PolicyEntry, PrefixKeyV4, PrefixKeyV6, RateKey, RateState};
@@ -95,7 +97,7 @@ const fn spec(name: &'static str, ty: MapType, k: usize, v: usize, max: u32) -> 
 const ENTRY: usize = size_of::<PolicyEntry>();
 
 /// Every map in the contract, in `ALL_MAPS` order.
-pub const SPECS: [MapSpec; 14] = [
+pub const SPECS: [MapSpec; 17] = [
     spec(
         names::POLICY_V4_HOSTS,
         MapType::Hash,
@@ -154,6 +156,27 @@ pub const SPECS: [MapSpec; 14] = [
         4,
         8,
         enforcer_common::filter::FILTER_WORDS,
+    ),
+    spec(
+        names::FIRST_SEEN_EVENTS,
+        MapType::RingBuf,
+        0,
+        0,
+        enforcer_common::first_seen::RING_BYTES,
+    ),
+    spec(
+        names::FIRST_SEEN,
+        MapType::LruHash,
+        size_of::<RateKey>(),
+        4,
+        enforcer_common::first_seen::MAX_SEEN,
+    ),
+    spec(
+        names::FIRST_SEEN_STATE,
+        MapType::PerCpuArray,
+        4,
+        size_of::<enforcer_common::first_seen::FirstSeenState>(),
+        1,
     ),
     spec(
         names::NOTICE_SOCKETS,
@@ -655,14 +678,63 @@ impl ControlMaps {
     }
 
     pub fn set_report_only(&mut self, on: bool) -> anyhow::Result<()> {
+        self.set_flag(CONFIG_FLAG_REPORT_ONLY, on)
+    }
+
+    /// Whether the datapath reports first-seen sources (while the greeting probe runs).
+    pub fn first_seen(&self) -> anyhow::Result<bool> {
+        Ok(self.config.get(&0, 0)?.flags & CONFIG_FLAG_FIRST_SEEN != 0)
+    }
+
+    pub fn set_first_seen(&mut self, on: bool) -> anyhow::Result<()> {
+        self.set_flag(CONFIG_FLAG_FIRST_SEEN, on)
+    }
+
+    fn set_flag(&mut self, flag: u32, on: bool) -> anyhow::Result<()> {
         let mut c = self.config.get(&0, 0)?;
         if on {
-            c.flags |= CONFIG_FLAG_REPORT_ONLY;
+            c.flags |= flag;
         } else {
-            c.flags &= !CONFIG_FLAG_REPORT_ONLY;
+            c.flags &= !flag;
         }
         self.config.set(0, c, 0)?;
         Ok(())
+    }
+}
+
+/// The first-seen event ring and its per-CPU counters (`enforcer_common::first_seen`).
+pub struct FirstSeenMaps {
+    pub events: aya::maps::RingBuf<MapData>,
+    pub state: FirstSeenState,
+}
+
+type FirstSeenState = PerCpuArray<MapData, enforcer_common::first_seen::FirstSeenState>;
+
+/// The kernel's first-seen counters, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FirstSeenCounts {
+    pub sent: u64,
+    pub lost: u64,
+    pub over_budget: u64,
+}
+
+impl FirstSeenMaps {
+    pub fn open_pinned(pin_dir: &Path) -> anyhow::Result<Self> {
+        let pins = PinDir::new(pin_dir);
+        Ok(Self {
+            events: open(&pins, names::FIRST_SEEN_EVENTS)?.try_into()?,
+            state: open(&pins, names::FIRST_SEEN_STATE)?.try_into()?,
+        })
+    }
+
+    pub fn counts_of(state: &FirstSeenState) -> anyhow::Result<FirstSeenCounts> {
+        let mut out = FirstSeenCounts::default();
+        for s in state.get(&0, 0)?.iter() {
+            out.sent += s.sent;
+            out.lost += s.lost;
+            out.over_budget += s.over_budget;
+        }
+        Ok(out)
     }
 }
 
@@ -670,14 +742,7 @@ impl ControlMaps {
     /// `notice.fallback`: whether a SYN the `sk_lookup` program would steer goes to the MTA (`true`)
     /// or is dropped while no responder socket is registered.
     pub fn set_notice_fallback_pass(&mut self, pass: bool) -> anyhow::Result<()> {
-        let mut c = self.config.get(&0, 0)?;
-        if pass {
-            c.flags |= CONFIG_FLAG_NOTICE_FALLBACK_PASS;
-        } else {
-            c.flags &= !CONFIG_FLAG_NOTICE_FALLBACK_PASS;
-        }
-        self.config.set(0, c, 0)?;
-        Ok(())
+        self.set_flag(CONFIG_FLAG_NOTICE_FALLBACK_PASS, pass)
     }
 }
 

@@ -6,6 +6,7 @@ pub mod capacity;
 pub mod clock;
 pub mod eval;
 pub mod filter;
+pub mod kernel_log;
 pub mod loader;
 pub mod maps;
 pub mod metrics;

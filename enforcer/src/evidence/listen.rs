@@ -13,12 +13,13 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
+use super::inbox::{Inbox, InboxLimits};
 use super::milter::session::Sighting;
 use super::reply::{answer, Answer, Board};
 use super::Channel;
-use crate::control::{Incoming, Request};
+use crate::control::Incoming;
 use crate::daemon::gate::Gate;
 use crate::datapath::Clock;
 
@@ -91,7 +92,8 @@ pub struct MtaMetrics {
     pub malformed: Counter,
     /// Answers other than "continue": tempfail, reject, would_tempfail, would_reject.
     pub answers: Family<Vec<(String, String)>, Counter>,
-    /// Evidence handed to the engine, and evidence dropped because the engine was behind.
+    /// Evidence handed to the engine, and evidence dropped because the engine was so far behind
+    /// that the listener's inbox was full.
     pub sightings: Counter,
     pub sightings_dropped: Counter,
 }
@@ -115,7 +117,7 @@ impl MtaMetrics {
         );
         reg.register(
             "sightings_dropped",
-            "Evidence dropped because the engine's queue was full",
+            "Evidence dropped because the engine was behind and the listener's inbox was full",
             self.sightings_dropped.clone(),
         );
     }
@@ -137,8 +139,10 @@ impl MtaMetrics {
 pub struct Shared {
     /// Notices, texts and the report-only flag.
     pub board: Board,
-    /// The engine's request queue.
+    /// The engine's request queue, which [`Shared::forward`] feeds from `inbox`.
     pub engine: mpsc::Sender<Incoming>,
+    /// Evidence the sessions left for the engine.
+    pub inbox: Inbox,
     pub metrics: MtaMetrics,
     pub limits: Limits,
 }
@@ -149,6 +153,7 @@ impl Shared {
         Shared {
             board: ctx.settings.engine.board.clone(),
             engine: ctx.engine.sender(),
+            inbox: Inbox::new(InboxLimits::default()),
             metrics,
             limits: Limits::default(),
         }
@@ -168,21 +173,25 @@ impl Shared {
         self.board.replies().report_only
     }
 
-    /// Hands evidence to the engine without waiting for it: a full queue drops it (and counts), the
-    /// MTA is never held up by the engine. Nobody reads the engine's reply.
+    /// Leaves evidence for the engine without waiting for it: the MTA is never held up by the
+    /// engine; a full inbox drops it (counted and logged).
     pub fn report(&self, s: Sighting, source: Channel) {
-        let (reply, _) = oneshot::channel();
-        let request = Request::MtaEvidence {
-            addr: s.addr,
-            helo: s.helo,
-            headers: s.headers,
-            source,
-        };
-        let counter = match self.engine.try_send(Incoming { request, reply }) {
-            Ok(()) => &self.metrics.sightings,
-            Err(_) => &self.metrics.sightings_dropped,
-        };
-        counter.inc();
+        self.inbox.push(s, source, &self.metrics);
+    }
+
+    /// Hands the inbox to the engine in batches. Every listener that reports evidence runs this
+    /// next to its accept loop (and [`Shared::flush`] when it stops), or its evidence never leaves
+    /// the inbox.
+    pub async fn forward(&self) {
+        self.inbox
+            .forward(self.engine.clone(), self.metrics.clone())
+            .await
+    }
+
+    /// What is still waiting when the listener stops (shutdown, or a reload that moves it) goes
+    /// to the engine if its queue has room.
+    pub fn flush(&self) {
+        self.inbox.flush(&self.engine, &self.metrics);
     }
 }
 

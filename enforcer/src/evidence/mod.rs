@@ -3,9 +3,11 @@
 //! `listener` are the thin tokio shell.
 
 mod attribute;
+pub mod inbox;
 pub mod listen;
 pub mod milter;
 pub mod policy;
+pub mod probe;
 pub mod reply;
 pub mod responder;
 pub use attribute::attribute;

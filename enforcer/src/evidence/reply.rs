@@ -3,7 +3,7 @@
 //! `PolicyEntry::window_at`, the code the XDP/TC program runs, so the milter and policy service answer
 //! 450 exactly when the kernel would refuse in a throttle window, and 550 in a block window.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
@@ -12,7 +12,6 @@ use enforcer_common::policy::Window;
 use crate::datapath::Clock;
 use crate::duration::Span;
 use crate::net::Prefix;
-use crate::policy::Aggregation;
 use crate::rule::{Rule, Verdict};
 
 /// Exchange Online's wording ("Connecting Exchange server version is out-of-date; connection to
@@ -210,8 +209,11 @@ pub struct Board {
 
 #[derive(Debug, Default)]
 struct BoardInner {
-    aggregation: Aggregation,
     senders: HashMap<Prefix, Notice>,
+    /// How many notices there are per (IPv6?, prefix length): a lookup tries each length present,
+    /// longest first (as the kernel does: host entries before prefixes). So the board needs no
+    /// aggregation setting, and records of an aggregation a reload changed are still found.
+    lengths: BTreeMap<(bool, u8), usize>,
     replies: Replies,
 }
 
@@ -223,16 +225,6 @@ pub struct Replies {
 }
 
 impl Board {
-    pub fn new(aggregation: Aggregation) -> Self {
-        Board {
-            inner: Arc::new(RwLock::new(BoardInner {
-                aggregation,
-                senders: HashMap::new(),
-                replies: Replies::default(),
-            })),
-        }
-    }
-
     pub fn set_replies(&self, texts: Texts, report_only: bool) {
         let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
         g.replies = Replies {
@@ -250,21 +242,36 @@ impl Board {
     pub fn set(&self, prefix: Prefix, notice: Option<Notice>) {
         // A poisoned lock only means a panic elsewhere mid-update; the map itself is still whole.
         let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let length = (prefix.addr().is_ipv6(), prefix.len());
         match notice {
             Some(n) => {
-                g.senders.insert(prefix, n);
+                if g.senders.insert(prefix, n).is_none() {
+                    *g.lengths.entry(length).or_default() += 1;
+                }
             }
             None => {
-                g.senders.remove(&prefix);
+                if g.senders.remove(&prefix).is_some() {
+                    if let Some(c) = g.lengths.get_mut(&length) {
+                        *c -= 1;
+                        if *c == 0 {
+                            g.lengths.remove(&length);
+                        }
+                    }
+                }
             }
         }
     }
 
-    /// The notice of the record `addr` belongs to.
+    /// The notice of the most specific record `addr` belongs to.
     pub fn lookup(&self, addr: IpAddr) -> Option<Notice> {
         let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        let key = g.aggregation.prefix_for(addr);
-        g.senders.get(&key).cloned()
+        let v6 = addr.is_ipv6();
+        g.lengths
+            .keys()
+            .rev()
+            .filter(|(is_v6, _)| *is_v6 == v6)
+            .find_map(|&(_, len)| g.senders.get(&Prefix::containing(addr, len)))
+            .cloned()
     }
 
     pub fn len(&self) -> usize {

@@ -70,8 +70,11 @@ impl<K: Kernel> Engine<K> {
         for p in &stale {
             self.operator.remove(p);
         }
-        for r in &rules {
-            self.operator.insert(r.prefix, r.clone());
+        // Every rule of an import is the template's: packed once, shared by all.
+        let any = Prefix::host(std::net::Ipv4Addr::UNSPECIFIED.into());
+        let packed = self.operator.pack(template.rule(any));
+        for p in &parsed.prefixes {
+            self.operator.insert_packed(*p, packed.clone());
         }
         // Operator entries, shared with the fleet like a single block or unset.
         for p in stale.iter().chain(rules.iter().map(|r| &r.prefix)) {
@@ -163,18 +166,27 @@ impl<K: Kernel> Engine<K> {
         let mut result = Ok(());
         // A refreshed feed mostly repeats itself: entries whose kernel form (verdict and expiry)
         // is already there are not written again.
-        let mut fresh = Vec::new();
-        for r in put {
-            if self.applied.get(&r.prefix) != Some(&written(r)) {
-                fresh.push(r.clone());
+        let mut fresh: Vec<(usize, u64)> = Vec::new();
+        for (i, r) in put.iter().enumerate() {
+            let fp = written(r);
+            if self.applied.get(&r.prefix) != Some(&fp) {
+                fresh.push((i, fp));
             }
         }
         if !fresh.is_empty() {
             self.metrics.kernel_writes.inc();
-            match self.kernel.upsert_many(&fresh) {
+            // A first import writes everything: no copy of a million rules for that.
+            let subset: Vec<Rule>;
+            let writing = if fresh.len() == put.len() {
+                put
+            } else {
+                subset = fresh.iter().map(|&(i, _)| put[i].clone()).collect();
+                &subset
+            };
+            match self.kernel.upsert_many(writing) {
                 Ok(()) => {
-                    for r in fresh {
-                        self.applied.insert(r.prefix, written(&r));
+                    for (i, fp) in fresh {
+                        self.applied.insert(put[i].prefix, fp);
                     }
                 }
                 Err(err) => {
@@ -211,11 +223,25 @@ impl<K: Kernel> Engine<K> {
                 }
             }
         }
-        for p in put.iter().map(|r| &r.prefix).chain(gone) {
+        for r in put {
+            // Nothing to schedule for a rule without expiry whose entry is written, for a prefix
+            // without sender record or timer: the usual case of a feed, a million times over.
+            let idle = r.expires_at.is_none()
+                && !self.records.contains_key(&r.prefix)
+                && !self.due.contains_key(&r.prefix)
+                && self.applied.get(&r.prefix) == Some(&written(r));
+            if !idle {
+                self.schedule(r.prefix, now);
+            }
+        }
+        for p in gone {
             self.schedule(*p, now);
         }
         // Sender records inside a changed prefix: an operator rule on a covering prefix hides their
         // entry, removing it brings the entry back.
+        if self.records.is_empty() {
+            return result;
+        }
         let changed: HashSet<&Prefix> = put.iter().map(|r| &r.prefix).chain(gone).collect();
         let inside: Vec<Prefix> = self
             .records

@@ -73,6 +73,19 @@ pub(super) struct OperatorRules {
 impl OperatorRules {
     /// Inserts or replaces `rule` for `prefix`; returns the rule it replaced.
     pub fn insert(&mut self, prefix: Prefix, rule: Rule) -> Option<Rule> {
+        let packed = self.pack(rule);
+        self.map.insert(prefix, packed).map(|old| old.rule(prefix))
+    }
+
+    /// Inserts or replaces the rule for `prefix` with one [`OperatorRules::pack`] made (a bulk
+    /// import packs its template once and clones it per prefix).
+    pub fn insert_packed(&mut self, prefix: Prefix, rule: OpRule) {
+        self.map.insert(prefix, rule);
+    }
+
+    /// The packed form of `rule` (its prefix is not kept), its list name shared with the rules
+    /// already held.
+    pub fn pack(&mut self, rule: Rule) -> OpRule {
         let list = rule.list.map(|name| match self.lists.get(name.as_str()) {
             Some(shared) => shared.clone(),
             None => {
@@ -81,7 +94,7 @@ impl OperatorRules {
                 shared
             }
         });
-        let packed = OpRule {
+        OpRule {
             verdict: match rule.verdict {
                 Verdict::Pass => Packed::Pass,
                 Verdict::Drop => Packed::Drop,
@@ -92,8 +105,7 @@ impl OperatorRules {
             created_at: rule.created_at,
             reason: rule.reason.map(String::into_boxed_str),
             list,
-        };
-        self.map.insert(prefix, packed).map(|old| old.rule(prefix))
+        }
     }
 
     pub fn remove(&mut self, prefix: &Prefix) -> Option<Rule> {
@@ -136,12 +148,18 @@ impl OperatorRules {
 
     /// The prefixes of list `name` that are not in `keep` (what a new import of the list drops).
     pub fn stale(&self, name: &str, keep: &[Prefix]) -> Vec<Prefix> {
-        let keep: HashSet<&Prefix> = keep.iter().collect();
-        self.map
+        let held: Vec<Prefix> = self
+            .map
             .iter()
-            .filter(|(p, r)| r.list() == Some(name) && !keep.contains(p))
+            .filter(|(_, r)| r.list() == Some(name))
             .map(|(p, _)| *p)
-            .collect()
+            .collect();
+        // A new list (the first import of a feed) needs no set of the million prefixes it keeps.
+        if held.is_empty() {
+            return held;
+        }
+        let keep: HashSet<&Prefix> = keep.iter().collect();
+        held.into_iter().filter(|p| !keep.contains(p)).collect()
     }
 }
 

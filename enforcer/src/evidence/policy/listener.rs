@@ -49,9 +49,11 @@ impl Listener for PolicyListener {
     async fn serve(self, ctx: Context) -> anyhow::Result<()> {
         let shared = Arc::new(Shared::new(&ctx, self.metrics));
         tokio::select! {
-            _ = serve(self.bound, shared, self.gate) => {}
+            _ = serve(self.bound, shared.clone(), self.gate) => {}
+            _ = shared.forward() => {}
             _ = ctx.shutdown.wait() => {}
         }
+        shared.flush();
         Ok(())
     }
 }

@@ -145,13 +145,28 @@ fn templates_are_checked() {
 
 #[test]
 fn board_looks_up_by_aggregate() {
-    let b = Board::new(Aggregation { v4: 24, v6: 64 });
+    let b = Board::default();
     let n = stage5();
     b.set("10.200.0.0/24".parse().unwrap(), Some(n.clone()));
-    assert_eq!(b.lookup("10.200.0.77".parse().unwrap()), Some(n));
+    assert_eq!(b.lookup("10.200.0.77".parse().unwrap()), Some(n.clone()));
     assert_eq!(b.lookup("10.200.1.1".parse().unwrap()), None);
+    assert_eq!(b.lookup("fd00:200::1".parse().unwrap()), None);
+    // Records of two aggregations (a reload changed it): the most specific one answers.
+    let mut host = stage5();
+    host.stage = 3;
+    b.set("10.200.0.9/32".parse().unwrap(), Some(host.clone()));
+    b.set("fd00:200::/64".parse().unwrap(), Some(n.clone()));
+    assert_eq!(b.lookup("10.200.0.9".parse().unwrap()), Some(host));
+    assert_eq!(b.lookup("10.200.0.8".parse().unwrap()), Some(n.clone()));
+    assert_eq!(b.lookup("fd00:200::7".parse().unwrap()), Some(n.clone()));
+    // Setting a notice again does not count it twice; clearing it clears its length.
+    b.set("10.200.0.0/24".parse().unwrap(), Some(n));
     b.set("10.200.0.0/24".parse().unwrap(), None);
+    assert_eq!(b.lookup("10.200.0.8".parse().unwrap()), None);
+    b.set("10.200.0.9/32".parse().unwrap(), None);
+    b.set("fd00:200::/64".parse().unwrap(), None);
     assert!(b.is_empty());
+    assert_eq!(b.lookup("10.200.0.9".parse().unwrap()), None);
 }
 
 #[test]

@@ -146,8 +146,10 @@ impl Listener for ResponderListener {
         };
         tokio::select! {
             _ = accept => {}
+            _ = shared.forward() => {}
             _ = ctx.shutdown.wait() => {}
         }
+        shared.flush();
         Ok(())
     }
 }
