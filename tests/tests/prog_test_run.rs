@@ -2347,6 +2347,7 @@ fn prefix_lengths_probe_longest_first() {
         Reason::Blocked,
         false,
     );
+}
 
 /// First-seen events (issue 11): only with the flag on, one per new source on a protected port,
 /// never for a source seen before, never for other ports or non-SYNs; past the per-CPU budget the
