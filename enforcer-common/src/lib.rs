@@ -14,4 +14,4 @@ pub mod policy;
 
 pub use config::GlobalConfig;
 pub use counters::Reason;
-pub use policy::{PolicyEntry, RateKey, RateState};
+pub use policy::{PolicyEntry, PrefixKeyV4, PrefixKeyV6, RateKey, RateState};

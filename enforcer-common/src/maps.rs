@@ -4,11 +4,13 @@
 /// Exact IPv4 hosts: `HashMap<[u8; 4], PolicyEntry>` (key = address bytes in network order).
 /// A host entry is the longest possible prefix, so it is consulted before the prefix trie.
 pub const POLICY_V4_HOSTS: &str = "POLICY_V4_HOSTS";
-/// IPv4 prefixes shorter than /32: `LpmTrie<[u8; 4], PolicyEntry>`.
+/// IPv4 prefixes shorter than /32: `HashMap<PrefixKeyV4, PolicyEntry>` (length and masked
+/// address), probed per length (see [`crate::filter`]).
 pub const POLICY_V4_PREFIXES: &str = "POLICY_V4_PREFIXES";
 /// Exact IPv6 hosts: `HashMap<[u8; 16], PolicyEntry>`.
 pub const POLICY_V6_HOSTS: &str = "POLICY_V6_HOSTS";
-/// IPv6 prefixes shorter than /128: `LpmTrie<[u8; 16], PolicyEntry>`.
+/// IPv6 prefixes shorter than /128: `HashMap<PrefixKeyV6, PolicyEntry>`, like
+/// `POLICY_V4_PREFIXES`.
 pub const POLICY_V6_PREFIXES: &str = "POLICY_V6_PREFIXES";
 /// Token-bucket (GCRA) state per source address: `LruHashMap<RateKey, RateState>`.
 pub const RATE_STATE: &str = "RATE_STATE";
@@ -43,8 +45,15 @@ pub const NOTICE_SLOT_V4: u32 = 0;
 pub const NOTICE_SLOT_V6: u32 = 1;
 pub const NOTICE_SLOTS: u32 = 2;
 
+/// Prefix lengths present per IPv4 /20: `Array<u64>` of [`crate::filter::LENGTH_WORDS_V4`], two
+/// slots per element, mmapable like the filters (see [`crate::filter`]).
+pub const PREFIX_LENGTHS_V4: &str = "PREFIX_LENGTHS_V4";
+/// Prefix lengths present per IPv6 filter word: `Array<[u64; 2]>` of
+/// [`crate::filter::LENGTH_SLOTS_V6`].
+pub const PREFIX_LENGTHS_V6: &str = "PREFIX_LENGTHS_V6";
+
 /// Every map, in the order userspace lists, pins and checks them.
-pub const ALL_MAPS: [&str; 15] = [
+pub const ALL_MAPS: [&str; 17] = [
     POLICY_V4_HOSTS,
     POLICY_V4_PREFIXES,
     POLICY_V6_HOSTS,
@@ -60,6 +69,8 @@ pub const ALL_MAPS: [&str; 15] = [
     FIRST_SEEN,
     FIRST_SEEN_STATE,
     NOTICE_SOCKETS,
+    PREFIX_LENGTHS_V4,
+    PREFIX_LENGTHS_V6,
 ];
 
 /// XDP ingress program.

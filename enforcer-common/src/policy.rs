@@ -74,14 +74,59 @@ pub struct PolicyEntry {
 
 const _: () = assert!(core::mem::size_of::<PolicyEntry>() == 72);
 
-/// Key of `RATE_STATE`: the source address, IPv4 as IPv4-mapped IPv6 (`::ffff:a.b.c.d`).
-#[repr(C)]
+/// Key of `RATE_STATE`: the source address, IPv4 as IPv4-mapped IPv6 (`::ffff:a.b.c.d`). 8-aligned
+/// for the same reason as [`PrefixKeyV4`] (same size and bytes as a plain array).
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct RateKey {
     pub addr: [u8; 16],
 }
 
 const _: () = assert!(core::mem::size_of::<RateKey>() == 16);
+
+/// Key of `POLICY_V4_PREFIXES`: the prefix length (host order) and the address with every bit past
+/// it cleared (network order). 8-aligned, not packed like an LPM trie key: the kernel builds it on
+/// its stack, where the verifier refuses misaligned stores (and the object lets LLVM emit them).
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PrefixKeyV4 {
+    pub prefix_len: u32,
+    pub addr: [u8; 4],
+}
+
+const _: () = assert!(core::mem::size_of::<PrefixKeyV4>() == 8);
+
+/// Key of `POLICY_V6_PREFIXES`, like [`PrefixKeyV4`]; the explicit padding keeps the address
+/// 8-aligned and every key byte defined.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PrefixKeyV6 {
+    pub prefix_len: u32,
+    pub _pad: u32,
+    pub addr: [u8; 16],
+}
+
+const _: () = assert!(core::mem::size_of::<PrefixKeyV6>() == 24);
+
+impl PrefixKeyV4 {
+    /// `addr` must already be masked to `prefix_len` bits.
+    #[inline(always)]
+    pub const fn new(prefix_len: u32, addr: [u8; 4]) -> Self {
+        Self { prefix_len, addr }
+    }
+}
+
+impl PrefixKeyV6 {
+    /// `addr` must already be masked to `prefix_len` bits.
+    #[inline(always)]
+    pub const fn new(prefix_len: u32, addr: [u8; 16]) -> Self {
+        Self {
+            prefix_len,
+            _pad: 0,
+            addr,
+        }
+    }
+}
 
 /// Value of `RATE_STATE`: GCRA theoretical arrival time, updated with compare-and-swap so SYNs from one
 /// source on several CPUs at once never admit more than the bucket allows.
@@ -292,6 +337,10 @@ pub const fn gcra_interval(tat_ns: u64, now_ns: u64, interval: u64, burst: u32) 
 unsafe impl aya::Pod for PolicyEntry {}
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for RateKey {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for PrefixKeyV4 {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for PrefixKeyV6 {}
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for RateState {}
 

@@ -38,10 +38,7 @@ pub fn run<C: Packet>(ctx: &C) -> u32 {
         Ok(Parsed::Blind { src, port, pass }) => (Source::copy(src), port, Some(pass), false),
         Err(reason) => return stats::exit(ctx, reason, Family::None, report_only(), Outcome::Pass),
     };
-    let family = match src {
-        Source::V4(_) => Family::V4,
-        Source::V6(_) => Family::V6,
-    };
+    let family = if src.is_v6() { Family::V6 } else { Family::V4 };
     // A packet without a visible port (a non-first fragment, a chain too long to walk) is judged on
     // its source alone; one with a port only when that port is protected.
     if let Some(p) = port {

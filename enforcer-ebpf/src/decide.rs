@@ -4,20 +4,20 @@
 //! (`attempt == false`: no port seen, so not a connection attempt) takes no rate-limit or notice
 //! token and is refused only by entries that refuse every SYN from that source at this instant.
 
-use aya_ebpf::{helpers::bpf_ktime_get_boot_ns, maps::lpm_trie::Key};
+use aya_ebpf::helpers::bpf_ktime_get_boot_ns;
 use enforcer_common::{
-    filter::{v4_bit, v6_bit, word_of},
+    filter::{v4_bit, v4_slot, v4_slot_word, v6_bit, v6_slot, word_of},
     policy::{
         gcra_interval, Window, ACTION_DROP, ACTION_PASS, ACTION_RATE_LIMIT, ACTION_REJECT,
         ACTION_THROTTLE, ENTRY_FLAG_NOTICE, ENTRY_FLAG_RST,
     },
-    PolicyEntry, RateKey, RateState, Reason,
+    PolicyEntry, PrefixKeyV4, PrefixKeyV6, RateKey, RateState, Reason,
 };
 
 use crate::{
     maps::{
         POLICY_V4_HOSTS, POLICY_V4_PREFIXES, POLICY_V6_HOSTS, POLICY_V6_PREFIXES, PREFIX_FILTER_V4,
-        PREFIX_FILTER_V6, RATE_STATE,
+        PREFIX_FILTER_V6, PREFIX_LENGTHS_V4, PREFIX_LENGTHS_V6, RATE_STATE,
     },
     parse::{Src, Syn, L3},
 };
@@ -52,19 +52,45 @@ impl Decision {
 const RATE_CAS_ATTEMPTS: usize = 8;
 
 /// A source address copied out of the packet (network order), so no packet pointer has to stay
-/// live across the decision.
+/// live across the decision. A struct written whole on both paths, not an enum: an enum's payload
+/// lands at an odd stack offset and the path of the other family stores an undefined (possibly
+/// pointer) value into it, and the verifier refuses both misaligned and partial pointer stores.
 #[derive(Clone, Copy)]
-pub enum Source {
-    V4([u8; 4]),
-    V6([u8; 16]),
+#[repr(C, align(8))]
+pub struct Source {
+    /// IPv4: the address in the first four bytes, the rest zero. IPv6: the address.
+    words: [u64; 2],
+    v6: bool,
 }
 
 impl Source {
     #[inline(always)]
     pub fn copy(src: Src) -> Self {
         match src {
-            Src::V4(a) => Source::V4(unsafe { core::ptr::read_unaligned(a) }),
-            Src::V6(a) => Source::V6(unsafe { core::ptr::read_unaligned(a) }),
+            Src::V4(a) => Self::from_v4(unsafe { core::ptr::read_unaligned(a) }),
+            Src::V6(a) => Source {
+                words: unsafe { core::ptr::read_unaligned(a.cast::<[u64; 2]>()) },
+                v6: true,
+            },
+        }
+    }
+
+    /// An IPv4 source from its network-order bytes.
+    #[inline(always)]
+    pub fn from_v4(a: [u8; 4]) -> Self {
+        Source {
+            words: [u64::from(u32::from_ne_bytes(a)), 0],
+            v6: false,
+        }
+    }
+
+    /// An IPv6 source from its network-order bytes.
+    #[inline(always)]
+    pub fn from_v6(a: [u8; 16]) -> Self {
+        Source {
+            // SAFETY: same size; every bit pattern is a valid [u64; 2].
+            words: unsafe { core::mem::transmute::<[u8; 16], [u64; 2]>(a) },
+            v6: true,
         }
     }
 
@@ -75,15 +101,36 @@ impl Source {
             L3::V6 { ip, .. } => Source::copy(Src::V6(unsafe { core::ptr::addr_of!((*ip).src) })),
         }
     }
+
+    #[inline(always)]
+    pub fn is_v6(&self) -> bool {
+        self.v6
+    }
+
+    /// The IPv4 address bytes (meaningful when not `is_v6`).
+    #[inline(always)]
+    pub fn v4(&self) -> &[u8; 4] {
+        // SAFETY: the first four bytes of the words, on a little-endian target the low half of
+        // the first word, where `copy` put them.
+        unsafe { &*self.words.as_ptr().cast::<[u8; 4]>() }
+    }
+
+    /// The IPv6 address bytes (meaningful when `is_v6`).
+    #[inline(always)]
+    pub fn v6(&self) -> &[u8; 16] {
+        // SAFETY: [u64; 2] and [u8; 16] have the same size; bytes have no invalid values.
+        unsafe { &*self.words.as_ptr().cast::<[u8; 16]>() }
+    }
 }
 
 /// Decides for a source. `attempt` is false for a packet without a visible port (judged on its
 /// source alone).
 #[inline(always)]
 pub fn decide(src: &Source, attempt: bool) -> Decision {
-    match src {
-        Source::V4(a) => decide_v4(a, attempt),
-        Source::V6(a) => decide_v6(a, attempt),
+    if src.is_v6() {
+        decide_v6(src.v6(), attempt)
+    } else {
+        decide_v4(src.v4(), attempt)
     }
 }
 
@@ -95,9 +142,12 @@ fn decide_v4(src: &[u8; 4], attempt: bool) -> Decision {
         if !filtered(&PREFIX_FILTER_V4, v4_bit(*src)) {
             return None;
         }
-        POLICY_V4_PREFIXES
-            .get(Key::new(32, *src))
-            .map(|e| e as *const _)
+        // A missing slot cannot happen (in range by construction): probe every length then.
+        let (word, shift) = v4_slot_word(v4_slot(*src));
+        let lengths = PREFIX_LENGTHS_V4
+            .get(word)
+            .map_or(u32::MAX, |w| (*w >> shift) as u32);
+        longest_v4(u32::from_be_bytes(*src), lengths)
     };
     apply(host, prefix, || rate_key_v4(src), attempt)
 }
@@ -120,11 +170,94 @@ fn decide_v6(src: &[u8; 16], attempt: bool) -> Decision {
         if !filtered(&PREFIX_FILTER_V6, v6_bit(top32)) {
             return None;
         }
-        POLICY_V6_PREFIXES
-            .get(Key::new(128, *src))
-            .map(|e| e as *const _)
+        let lengths = PREFIX_LENGTHS_V6
+            .get(v6_slot(top32))
+            .map_or([u64::MAX; 2], |m| *m);
+        let [hi, lo] = unsafe { core::mem::transmute::<[u8; 16], [u64; 2]>(*src) };
+        longest_v6(u64::from_be(hi), u64::from_be(lo), lengths)
     };
     apply(host, prefix, || RateKey::v6(*src), attempt)
+}
+
+/// The entry of the longest prefix containing `addr` (host order) among the lengths in `lengths`
+/// (bit L = length L), probed longest first: the first hit is the longest match.
+#[inline(always)]
+fn longest_v4(addr: u32, mut lengths: u32) -> Option<*const PolicyEntry> {
+    // Counted, so the verifier sees the bound; a length is cleared per round.
+    for _ in 0..32 {
+        if lengths == 0 {
+            return None;
+        }
+        let len = 31 - lengths.leading_zeros();
+        let key = PrefixKeyV4::new(len, (addr & high_bits32(len)).to_be_bytes());
+        if let Some(e) = POLICY_V4_PREFIXES.get_ptr(key) {
+            return Some(e);
+        }
+        lengths &= !(1 << len);
+    }
+    None
+}
+
+/// The IPv6 twin of [`longest_v4`]: `hi`, `lo` = the address halves (host order), `lengths[1]`
+/// holds lengths 64–127 (probed first), `lengths[0]` lengths 0–63. The loop finds the length and
+/// the entry is looked up once more after it: a map-value pointer carried out of one of 128
+/// iterations kept the verifier from merging what follows (it walked the whole decision once per
+/// iteration and parse shape, +280k instructions); a scalar length merges.
+#[inline(always)]
+fn longest_v6(hi: u64, lo: u64, lengths: [u64; 2]) -> Option<*const PolicyEntry> {
+    let found = longest_len_v6(hi, lo, lengths)?;
+    probe_v6(found, hi, lo)
+}
+
+#[inline(always)]
+fn longest_len_v6(hi: u64, lo: u64, lengths: [u64; 2]) -> Option<u32> {
+    let mut long = lengths[1];
+    for _ in 0..64 {
+        if long == 0 {
+            break;
+        }
+        let bit = 63 - long.leading_zeros();
+        if probe_v6(64 + bit, hi, lo).is_some() {
+            return Some(64 + bit);
+        }
+        long &= !(1 << bit);
+    }
+    let mut short = lengths[0];
+    for _ in 0..64 {
+        if short == 0 {
+            return None;
+        }
+        let bit = 63 - short.leading_zeros();
+        if probe_v6(bit, hi, lo).is_some() {
+            return Some(bit);
+        }
+        short &= !(1 << bit);
+    }
+    None
+}
+
+/// The entry of exactly `addr/len` (`hi`, `lo` = the address halves, host order; masked here).
+#[inline(always)]
+fn probe_v6(len: u32, hi: u64, lo: u64) -> Option<*const PolicyEntry> {
+    let (hi, lo) = if len >= 64 {
+        (hi, lo & high_bits64(len - 64))
+    } else {
+        (hi & high_bits64(len), 0)
+    };
+    let data = unsafe { core::mem::transmute::<[u64; 2], [u8; 16]>([hi.to_be(), lo.to_be()]) };
+    POLICY_V6_PREFIXES.get_ptr(PrefixKeyV6::new(len, data))
+}
+
+/// The top `n` bits of a `u32` set (`n` < 32).
+#[inline(always)]
+fn high_bits32(n: u32) -> u32 {
+    (u64::MAX << (32 - n)) as u32
+}
+
+/// The top `n` bits of a `u64` set (`n` < 64), without a shift by 64.
+#[inline(always)]
+fn high_bits64(n: u32) -> u64 {
+    (u64::MAX << (63 - n)) << 1
 }
 
 /// True when the presence filter says some prefix may contain the source (a missing word, which
@@ -138,9 +271,9 @@ fn filtered(filter: &aya_ebpf::maps::Array<u64>, bit: u32) -> bool {
     }
 }
 
-/// An expired host entry falls through to the prefix trie (as if the daemon had already swept it);
-/// an expired prefix entry passes the SYN (`Expired`) without consulting shorter prefixes, which a
-/// single LPM lookup cannot do.
+/// An expired host entry falls through to the prefixes (as if the daemon had already swept it);
+/// an expired prefix entry passes the SYN (`Expired`) without consulting shorter prefixes (the
+/// longest match decides, as it did when the prefixes were an LPM trie).
 #[inline(always)]
 fn apply(
     host: Option<*const PolicyEntry>,

@@ -17,9 +17,10 @@ const SECOND_NS: u64 = 1_000_000_000;
 
 #[inline(always)]
 pub fn report(src: &Source, port: u16) {
-    let key = match src {
-        Source::V4(a) => RateKey::v4(*a),
-        Source::V6(a) => RateKey::v6(*a),
+    let key = if src.is_v6() {
+        RateKey::v6(*src.v6())
+    } else {
+        RateKey::v4(*src.v4())
     };
     if FIRST_SEEN.get_ptr(key).is_some() {
         return;

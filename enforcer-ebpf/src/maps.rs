@@ -7,17 +7,17 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, SockMap},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, SockMap},
 };
 use enforcer_common::{
     counters::{IFINDEX_LIMIT, STATS_SLOTS},
-    filter::FILTER_WORDS,
+    filter::{FILTER_WORDS, LENGTH_SLOTS_V6, LENGTH_WORDS_V4},
     first_seen::{FirstSeenState, MAX_SEEN, RING_BYTES},
     maps::{
         MAX_HOSTS_V4, MAX_HOSTS_V6, MAX_PREFIXES_V4, MAX_PREFIXES_V6, MAX_RATE_STATE, NOTICE_SLOTS,
         PORT_COUNT,
     },
-    GlobalConfig, PolicyEntry, RateKey, RateState,
+    GlobalConfig, PolicyEntry, PrefixKeyV4, PrefixKeyV6, RateKey, RateState,
 };
 
 /// `BPF_F_NO_PREALLOC` for the host maps too: a million-entry preallocated hash would pin ~100 MB of
@@ -28,18 +28,19 @@ const NO_PREALLOC: u32 = aya_ebpf::bindings::BPF_F_NO_PREALLOC;
 pub static POLICY_V4_HOSTS: HashMap<[u8; 4], PolicyEntry> =
     HashMap::with_max_entries(MAX_HOSTS_V4, NO_PREALLOC);
 
-/// `LpmTrie` always adds `BPF_F_NO_PREALLOC` (the kernel requires it).
+/// Exact hashes keyed by (length, masked address), not an LPM trie: one probe per length the
+/// source's slot names costs ~10 ns where a trie walk over 65,536 prefixes cost 100+.
 #[map]
-pub static POLICY_V4_PREFIXES: LpmTrie<[u8; 4], PolicyEntry> =
-    LpmTrie::with_max_entries(MAX_PREFIXES_V4, 0);
+pub static POLICY_V4_PREFIXES: HashMap<PrefixKeyV4, PolicyEntry> =
+    HashMap::with_max_entries(MAX_PREFIXES_V4, NO_PREALLOC);
 
 #[map]
 pub static POLICY_V6_HOSTS: HashMap<[u8; 16], PolicyEntry> =
     HashMap::with_max_entries(MAX_HOSTS_V6, NO_PREALLOC);
 
 #[map]
-pub static POLICY_V6_PREFIXES: LpmTrie<[u8; 16], PolicyEntry> =
-    LpmTrie::with_max_entries(MAX_PREFIXES_V6, 0);
+pub static POLICY_V6_PREFIXES: HashMap<PrefixKeyV6, PolicyEntry> =
+    HashMap::with_max_entries(MAX_PREFIXES_V6, NO_PREALLOC);
 
 #[map]
 pub static RATE_STATE: LruHashMap<RateKey, RateState> =
@@ -83,3 +84,11 @@ pub static FIRST_SEEN_STATE: PerCpuArray<FirstSeenState> = PerCpuArray::with_max
 /// The notice responder's listening sockets, one per address family (`NOTICE_SLOT_V4`/`_V6`).
 #[map]
 pub static NOTICE_SOCKETS: SockMap = SockMap::with_max_entries(NOTICE_SLOTS, 0);
+
+/// Prefix lengths present per IPv4 /20, two /20s per element (`enforcer_common::filter`).
+#[map]
+pub static PREFIX_LENGTHS_V4: Array<u64> = Array::with_max_entries(LENGTH_WORDS_V4, MMAPABLE);
+
+/// Prefix lengths present per IPv6 filter word: lengths 0–63 in the first word, 64–127 in the second.
+#[map]
+pub static PREFIX_LENGTHS_V6: Array<[u64; 2]> = Array::with_max_entries(LENGTH_SLOTS_V6, MMAPABLE);

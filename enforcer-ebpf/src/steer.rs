@@ -41,7 +41,7 @@ pub fn run(ctx: &SkLookupContext) -> u32 {
     let (src, fam, slot) = match family {
         AF_INET => {
             let a = unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*l).remote_ip4)) };
-            (Source::V4(a.to_ne_bytes()), Family::V4, NOTICE_SLOT_V4)
+            (Source::from_v4(a.to_ne_bytes()), Family::V4, NOTICE_SLOT_V4)
         }
         AF_INET6 => {
             let mut b = [0u8; 16];
@@ -50,7 +50,7 @@ pub fn run(ctx: &SkLookupContext) -> u32 {
                     unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*l).remote_ip6[i])) };
                 b[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
             }
-            (Source::V6(b), Family::V6, NOTICE_SLOT_V6)
+            (Source::from_v6(b), Family::V6, NOTICE_SLOT_V6)
         }
         _ => return SK_PASS,
     };
@@ -90,9 +90,10 @@ pub fn run(ctx: &SkLookupContext) -> u32 {
 /// load and a branch otherwise). Once per connection, never on the XDP/TC path.
 #[inline(always)]
 fn log_source(ctx: &SkLookupContext, src: &Source, port: u32, what: &str) {
-    match src {
-        Source::V4(a) => info!(ctx, "sk_lookup: {:i} to port {}: {}", *a, port, what),
-        Source::V6(a) => info!(ctx, "sk_lookup: {:i} to port {}: {}", *a, port, what),
+    if src.is_v6() {
+        info!(ctx, "sk_lookup: {:i} to port {}: {}", *src.v6(), port, what)
+    } else {
+        info!(ctx, "sk_lookup: {:i} to port {}: {}", *src.v4(), port, what)
     }
 }
 

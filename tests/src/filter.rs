@@ -9,20 +9,20 @@ use aya::{maps::Map, Ebpf};
 use enforcer::{datapath::filter::Filter, net::Prefix};
 use enforcer_common::maps;
 
-/// Maps one family's filter array of `ebpf`.
+/// Maps one family's filter and length-mask arrays of `ebpf`.
 pub fn of(ebpf: &Ebpf, v4: bool) -> Filter {
-    let name = if v4 {
-        maps::PREFIX_FILTER_V4
+    let (bits, lengths) = if v4 {
+        (maps::PREFIX_FILTER_V4, maps::PREFIX_LENGTHS_V4)
     } else {
-        maps::PREFIX_FILTER_V6
+        (maps::PREFIX_FILTER_V6, maps::PREFIX_LENGTHS_V6)
     };
-    let Some(Map::Array(data)) = ebpf.map(name) else {
-        panic!("{name} is an array in the object");
+    let (Some(Map::Array(b)), Some(Map::Array(l))) = (ebpf.map(bits), ebpf.map(lengths)) else {
+        panic!("{bits} and {lengths} are arrays in the object");
     };
-    Filter::map(data.fd().as_fd(), v4).expect("mmap the filter array")
+    Filter::map(b.fd().as_fd(), l.fd().as_fd(), v4).expect("mmap the filter arrays")
 }
 
-/// Sets the filter bits of `addr/len`, as a writer must before inserting the trie entry.
+/// Sets the filter and length bits of `addr/len`, as a writer must before inserting the entry.
 pub fn mark(ebpf: &Ebpf, addr: IpAddr, len: u32) {
     let p = Prefix::containing(addr, len as u8);
     of(ebpf, p.is_ipv4()).add([&p]);

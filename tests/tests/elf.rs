@@ -3,17 +3,17 @@
 
 use aya_obj::{
     generated::bpf_map_type::{
-        BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LPM_TRIE, BPF_MAP_TYPE_LRU_HASH,
-        BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_SOCKMAP,
+        BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY,
+        BPF_MAP_TYPE_SOCKMAP,
     },
     maps::PinningType,
     Object,
 };
 use enforcer_common::{
     counters::{IFINDEX_LIMIT, STATS_SLOTS},
-    filter::FILTER_WORDS,
+    filter::{FILTER_WORDS, LENGTH_SLOTS_V6, LENGTH_WORDS_V4},
     maps::*,
-    GlobalConfig, PolicyEntry, RateKey, RateState,
+    GlobalConfig, PolicyEntry, PrefixKeyV4, PrefixKeyV6, RateKey, RateState,
 };
 
 const BPF_F_NO_PREALLOC: u32 = 1;
@@ -58,8 +58,8 @@ fn maps_match_the_contract() {
         ),
         (
             POLICY_V4_PREFIXES,
-            BPF_MAP_TYPE_LPM_TRIE,
-            8,
+            BPF_MAP_TYPE_HASH,
+            size_of::<PrefixKeyV4>() as u32,
             entry,
             MAX_PREFIXES_V4,
             true,
@@ -74,8 +74,8 @@ fn maps_match_the_contract() {
         ),
         (
             POLICY_V6_PREFIXES,
-            BPF_MAP_TYPE_LPM_TRIE,
-            20,
+            BPF_MAP_TYPE_HASH,
+            size_of::<PrefixKeyV6>() as u32,
             entry,
             MAX_PREFIXES_V6,
             true,
@@ -123,6 +123,22 @@ fn maps_match_the_contract() {
             NOTICE_SLOTS,
             false,
         ),
+        (
+            PREFIX_LENGTHS_V4,
+            BPF_MAP_TYPE_ARRAY,
+            4,
+            8,
+            LENGTH_WORDS_V4,
+            false,
+        ),
+        (
+            PREFIX_LENGTHS_V6,
+            BPF_MAP_TYPE_ARRAY,
+            4,
+            16,
+            LENGTH_SLOTS_V6,
+            false,
+        ),
     ];
     for (name, ty, key, value, max, no_prealloc) in want {
         let m = &obj.maps[name];
@@ -137,7 +153,14 @@ fn maps_match_the_contract() {
                 "{name}: BPF_F_NO_PREALLOC"
             );
         }
-        if name == PREFIX_FILTER_V4 || name == PREFIX_FILTER_V6 {
+        if [
+            PREFIX_FILTER_V4,
+            PREFIX_FILTER_V6,
+            PREFIX_LENGTHS_V4,
+            PREFIX_LENGTHS_V6,
+        ]
+        .contains(&name)
+        {
             // Writers set bits with atomic ORs through mmap.
             assert_ne!(m.map_flags() & BPF_F_MMAPABLE, 0, "{name}: BPF_F_MMAPABLE");
         }

@@ -104,14 +104,20 @@ impl Setup {
             .map(|r| r.prefix)
             .collect();
         assert_eq!(kernel, stored, "kernel maps and store disagree");
-        // The presence filters hold exactly the bits of the prefixes left (recomputed after the
-        // removals, by the daemon or by the CLI).
+        // The presence filters and length masks hold exactly the bits of the prefixes left
+        // (recomputed after the removals, by the daemon or by the CLI).
         let shorter: Vec<&Prefix> = kernel.iter().filter(|p| !p.is_host()).collect();
         for v4 in [true, false] {
             let want = enforcer::datapath::filter::words_for(shorter.iter().copied(), v4);
             assert!(
                 maps.filter(v4).snapshot() == want,
                 "the {} presence filter is not exactly the prefixes' bits",
+                if v4 { "IPv4" } else { "IPv6" }
+            );
+            let want = enforcer::datapath::filter::lengths_for(shorter.iter().copied(), v4);
+            assert!(
+                maps.filter(v4).lengths_snapshot() == want,
+                "the {} length masks are not exactly the prefixes' lengths",
                 if v4 { "IPv4" } else { "IPv6" }
             );
         }

@@ -3,7 +3,7 @@
 //! action, the output bytes and the exact counter slot each frame bumped.
 
 use aya::{
-    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray},
     programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
     Ebpf, EbpfLoader,
 };
@@ -14,7 +14,7 @@ use enforcer_common::{
     policy::{
         ACTION_DROP, ACTION_PASS, ACTION_RATE_LIMIT, ACTION_REJECT, ACTION_THROTTLE, ENTRY_FLAG_RST,
     },
-    GlobalConfig, PolicyEntry, RateKey, RateState, Reason,
+    GlobalConfig, PolicyEntry, PrefixKeyV4, PrefixKeyV6, RateKey, RateState, Reason,
 };
 use tests::frames::{self, Ext, Tcp, ACK, ETH_P_8021AD, ETH_P_8021Q, FIN, PSH, RST, SYN};
 
@@ -102,9 +102,11 @@ impl Datapath {
 
     fn prefix4(&mut self, addr: [u8; 4], len: u32, e: PolicyEntry) {
         tests::filter::mark(&self.ebpf, addr.into(), len);
-        let mut m: LpmTrie<_, [u8; 4], PolicyEntry> =
-            LpmTrie::try_from(self.ebpf.map_mut(maps::POLICY_V4_PREFIXES).unwrap()).unwrap();
-        m.insert(&Key::new(len, addr), e, 0).unwrap();
+        // Keys hold the masked address, as the daemon's writers store them.
+        let masked = (u32::from_be_bytes(addr) & (u64::MAX << (32 - len)) as u32).to_be_bytes();
+        let mut m: HashMap<_, PrefixKeyV4, PolicyEntry> =
+            HashMap::try_from(self.ebpf.map_mut(maps::POLICY_V4_PREFIXES).unwrap()).unwrap();
+        m.insert(PrefixKeyV4::new(len, masked), e, 0).unwrap();
     }
 
     fn host6(&mut self, addr: [u8; 16], e: PolicyEntry) {
@@ -115,9 +117,11 @@ impl Datapath {
 
     fn prefix6(&mut self, addr: [u8; 16], len: u32, e: PolicyEntry) {
         tests::filter::mark(&self.ebpf, addr.into(), len);
-        let mut m: LpmTrie<_, [u8; 16], PolicyEntry> =
-            LpmTrie::try_from(self.ebpf.map_mut(maps::POLICY_V6_PREFIXES).unwrap()).unwrap();
-        m.insert(&Key::new(len, addr), e, 0).unwrap();
+        let masked = (u128::from_be_bytes(addr) & (u128::MAX.checked_shl(128 - len).unwrap_or(0)))
+            .to_be_bytes();
+        let mut m: HashMap<_, PrefixKeyV6, PolicyEntry> =
+            HashMap::try_from(self.ebpf.map_mut(maps::POLICY_V6_PREFIXES).unwrap()).unwrap();
+        m.insert(PrefixKeyV6::new(len, masked), e, 0).unwrap();
     }
 
     /// Every `STATS` entry (per interface slot and family) summed over CPUs.
@@ -2161,6 +2165,188 @@ fn presence_filters_gate_the_prefix_tries() {
         false,
     );
     assert!(v4.iter().all(|p| f4.covers(p)) && v6.iter().all(|p| f6.covers(p)));
+}
+
+/// The prefix maps are exact hashes probed per length, longest first, only for the lengths the
+/// source's slot names: overlapping prefixes of mixed lengths resolve to the longest; removing the
+/// longest (and recomputing the masks) hands the source to the next shorter; an expired longest
+/// passes without consulting shorter ones; a stale length bit costs a probe, never a verdict; a
+/// length bit cleared hides exactly that length. IPv6 lengths on both sides of /64.
+#[test]
+fn prefix_lengths_probe_longest_first() {
+    let mut dp = Datapath::load();
+    let drop = entry(ACTION_DROP);
+    let pass = entry(ACTION_PASS);
+    let reject = entry(ACTION_REJECT);
+    // Nested around 10.90.1.200: /8 drop, /16 pass, /23 reject, /25 drop, /31 pass.
+    dp.prefix4([10, 0, 0, 0], 8, drop);
+    dp.prefix4([10, 90, 0, 0], 16, pass);
+    dp.prefix4([10, 90, 0, 0], 23, reject);
+    dp.prefix4([10, 90, 1, 128], 25, drop);
+    dp.prefix4([10, 90, 1, 200], 31, pass);
+    let f4 = tests::filter::of(&dp.ebpf, true);
+    assert_eq!(
+        f4.lengths_at([10, 90, 1, 200].into()),
+        1u128 << 8 | 1 << 16 | 1 << 23 | 1 << 25 | 1 << 31,
+        "the /20 slot names every length that intersects it"
+    );
+    assert_eq!(f4.lengths_at([10, 91, 0, 1].into()), 1u128 << 8);
+    let cases4: [(&str, [u8; 4], u32, Reason); 6] = [
+        ("in the /31", [10, 90, 1, 201], XDP_PASS, Reason::Allowed),
+        ("in the /25", [10, 90, 1, 130], XDP_DROP, Reason::Blocked),
+        ("in the /23", [10, 90, 1, 5], XDP_TX, Reason::Rejected),
+        ("in the /16", [10, 90, 2, 5], XDP_PASS, Reason::Allowed),
+        ("in the /8", [10, 91, 0, 1], XDP_DROP, Reason::Blocked),
+        ("outside", [11, 90, 1, 200], XDP_PASS, Reason::NoEntry),
+    ];
+    for (what, src, verdict, reason) in cases4 {
+        dp.expect(what, &syn4(src, 25), verdict, reason, false);
+    }
+    // Remove the /25 and recompute as PolicyMaps does: its source falls to the /23.
+    {
+        let mut m: HashMap<_, PrefixKeyV4, PolicyEntry> =
+            HashMap::try_from(dp.ebpf.map_mut(maps::POLICY_V4_PREFIXES).unwrap()).unwrap();
+        m.remove(&PrefixKeyV4::new(25, [10, 90, 1, 128])).unwrap();
+    }
+    // Stale first: the /25 bit still set, its probe misses and the /23 decides.
+    dp.expect(
+        "stale /25 bit",
+        &syn4([10, 90, 1, 130], 25),
+        XDP_TX,
+        Reason::Rejected,
+        false,
+    );
+    let left: Vec<enforcer::net::Prefix> = [
+        "10.0.0.0/8",
+        "10.90.0.0/16",
+        "10.90.0.0/23",
+        "10.90.1.200/31",
+    ]
+    .iter()
+    .map(|p| p.parse().unwrap())
+    .collect();
+    f4.rebuild(&left);
+    assert_eq!(
+        f4.lengths_at([10, 90, 1, 200].into()),
+        1u128 << 8 | 1 << 16 | 1 << 23 | 1 << 31
+    );
+    dp.expect(
+        "the /25 removed",
+        &syn4([10, 90, 1, 130], 25),
+        XDP_TX,
+        Reason::Rejected,
+        false,
+    );
+    // An expired /31 passes its sources without consulting the /23 under it.
+    dp.prefix4(
+        [10, 90, 1, 200],
+        31,
+        PolicyEntry {
+            expires_ns: boottime_ns() - 1_000_000_000,
+            ..reject
+        },
+    );
+    dp.expect(
+        "expired /31",
+        &syn4([10, 90, 1, 200], 25),
+        XDP_PASS,
+        Reason::Expired,
+        false,
+    );
+    // A cleared length bit hides exactly that length: the /23 is skipped, the /16 decides.
+    let without_23: Vec<_> = left.iter().filter(|p| p.len() != 23).copied().collect();
+    f4.rebuild(&without_23);
+    dp.expect(
+        "the /23's length bit cleared",
+        &syn4([10, 90, 1, 5], 25),
+        XDP_PASS,
+        Reason::Allowed,
+        false,
+    );
+
+    // IPv6: /32 drop, /48 pass, /64 reject, /100 drop, /127 pass, nested.
+    let base = [0xfd, 0, 0, 0x42, 0, 7, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0];
+    let at = |tail: [u8; 4], mid: u8| {
+        let mut a = base;
+        a[8] = mid;
+        a[12..].copy_from_slice(&tail);
+        a
+    };
+    dp.prefix6(base, 32, drop);
+    dp.prefix6(base, 48, pass);
+    dp.prefix6(base, 64, reject);
+    dp.prefix6(at([0, 0, 0, 0], 0), 100, drop);
+    dp.prefix6(at([0, 0, 0, 4], 0), 127, pass);
+    let f6 = tests::filter::of(&dp.ebpf, false);
+    assert_eq!(
+        f6.lengths_at(at([0, 0, 0, 4], 0).into()),
+        1u128 << 32 | 1 << 48 | 1 << 64 | 1 << 100 | 1 << 127
+    );
+    let mut other48 = base;
+    other48[5] = 8;
+    let mut other64 = base;
+    other64[7] = 10;
+    let cases6: [(&str, [u8; 16], u32, Reason); 6] = [
+        (
+            "in the /127",
+            at([0, 0, 0, 5], 0),
+            XDP_PASS,
+            Reason::Allowed,
+        ),
+        (
+            "in the /100",
+            at([0, 0, 0, 9], 0),
+            XDP_DROP,
+            Reason::Blocked,
+        ),
+        ("in the /64", at([0, 0, 0, 9], 1), XDP_TX, Reason::Rejected),
+        ("in the /48", other64, XDP_PASS, Reason::Allowed),
+        ("in the /32", other48, XDP_DROP, Reason::Blocked),
+        ("outside", CLIENT6, XDP_PASS, Reason::NoEntry),
+    ];
+    for (what, src, verdict, reason) in cases6 {
+        dp.expect(what, &syn6(src, 25), verdict, reason, false);
+    }
+    {
+        let mut m: HashMap<_, PrefixKeyV6, PolicyEntry> =
+            HashMap::try_from(dp.ebpf.map_mut(maps::POLICY_V6_PREFIXES).unwrap()).unwrap();
+        m.remove(&PrefixKeyV6::new(100, at([0, 0, 0, 0], 0)))
+            .unwrap();
+    }
+    let left6: Vec<enforcer::net::Prefix> = [
+        "fd00:42::/32",
+        "fd00:42:7::/48",
+        "fd00:42:7:9::/64",
+        "fd00:42:7:9::4/127",
+    ]
+    .iter()
+    .map(|p| p.parse().unwrap())
+    .collect();
+    f6.rebuild(&left6);
+    dp.expect(
+        "the /100 removed: the /64 decides",
+        &syn6(at([0, 0, 0, 9], 0), 25),
+        XDP_TX,
+        Reason::Rejected,
+        false,
+    );
+    // The shortest lengths of all: /0 catches every source no longer prefix or host holds.
+    dp.prefix4([0; 4], 0, drop);
+    dp.prefix6([0; 16], 0, drop);
+    dp.expect(
+        "inside 0.0.0.0/0",
+        &syn4([11, 90, 1, 200], 25),
+        XDP_DROP,
+        Reason::Blocked,
+        false,
+    );
+    dp.expect(
+        "inside ::/0",
+        &syn6(CLIENT6, 25),
+        XDP_DROP,
+        Reason::Blocked,
+        false,
+    );
 }
 
 /// First-seen events (issue 11): only with the flag on, one per new source on a protected port,

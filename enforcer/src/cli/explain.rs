@@ -28,7 +28,7 @@ pub struct Args {
 #[derive(Debug, Serialize)]
 struct Candidate {
     prefix: Prefix,
-    /// `hosts` (exact address map) or `prefixes` (LPM trie).
+    /// `hosts` (exact address map) or `prefixes` (hash per length and masked address).
     table: &'static str,
     verdict: Verdict,
     expires_at: Option<i64>,

@@ -118,9 +118,8 @@ impl Kernel for PinnedKernel {
             .is_some_and(|have| self.is(&have, rule)))
     }
 
-    /// A prefix trie's lookup is longest-prefix, so an exact read walks the whole trie: the batch
-    /// reads each trie once (per-rule reads made a self-check over 100,000 imported prefixes take
-    /// hours, blocking the daemon).
+    /// One exact lookup per rule (the prefix maps are hashes keyed by length and address), plus
+    /// the check that the presence filter and length masks show each prefix.
     fn holds_many(&self, rules: &[Rule]) -> anyhow::Result<Vec<bool>> {
         let prefixes: Vec<Prefix> = rules.iter().map(|r| r.prefix).collect();
         let clock = Clock::now();

@@ -81,17 +81,16 @@ pub fn check_room(
 }
 
 /// Key bytes of a prefix in the map that holds it, and that map's index in [`MAPS`]: exact hosts are
-/// the address bytes; trie keys are `{ u32 prefixlen (host order); addr }` like aya's `lpm_trie::Key`.
+/// the address bytes; prefix keys are the bytes of `PrefixKeyV4` / `PrefixKeyV6` (u32 length in
+/// host order, for IPv6 four zero bytes, then the masked address).
 pub fn key_of(p: &Prefix) -> (usize, Vec<u8>) {
-    let (map, mut key) = match (p.addr(), p.is_host()) {
-        (IpAddr::V4(a), true) => return (0, a.octets().to_vec()),
-        (IpAddr::V6(a), true) => return (2, a.octets().to_vec()),
-        (IpAddr::V4(a), false) => (1, a.octets().to_vec()),
-        (IpAddr::V6(a), false) => (3, a.octets().to_vec()),
-    };
-    let mut k = u32::from(p.len()).to_ne_bytes().to_vec();
-    k.append(&mut key);
-    (map, k)
+    let len = u32::from(p.len()).to_ne_bytes();
+    match (p.addr(), p.is_host()) {
+        (IpAddr::V4(a), true) => (0, a.octets().to_vec()),
+        (IpAddr::V6(a), true) => (2, a.octets().to_vec()),
+        (IpAddr::V4(a), false) => (1, [&len[..], &a.octets()].concat()),
+        (IpAddr::V6(a), false) => (3, [&len[..], &[0; 4], &a.octets()].concat()),
+    }
 }
 
 fn entry_bytes(e: &PolicyEntry) -> &[u8] {
@@ -307,15 +306,18 @@ mod tests {
         let (m, k) = key_of(&"2001:db8::1".parse().unwrap());
         assert_eq!((m, k.len()), (2, 16));
         let (m, k) = key_of(&"2001:db8::/32".parse().unwrap());
-        assert_eq!((m, k.len()), (3, 20));
-        // Same layout aya uses for the single-entry calls.
-        let aya_key = aya::maps::lpm_trie::Key::new(24, [192u8, 0, 2, 0]);
-        // SAFETY: Key is repr(C, packed), 8 bytes.
-        let aya_bytes: [u8; 8] = unsafe { std::mem::transmute(aya_key) };
-        assert_eq!(
-            aya_bytes.to_vec(),
-            key_of(&"192.0.2.0/24".parse().unwrap()).1
-        );
+        assert_eq!((m, k.len()), (3, 24));
+        // Same bytes as the shared key types the single-entry calls use.
+        let k4 = enforcer_common::PrefixKeyV4::new(24, [192, 0, 2, 0]);
+        // SAFETY: PrefixKeyV4 is repr(C), 8 bytes, no padding.
+        let b4: [u8; 8] = unsafe { std::mem::transmute(k4) };
+        assert_eq!(b4.to_vec(), key_of(&"192.0.2.0/24".parse().unwrap()).1);
+        let mut a6 = [0u8; 16];
+        a6[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        let k6 = enforcer_common::PrefixKeyV6::new(32, a6);
+        // SAFETY: PrefixKeyV6 is repr(C), 24 bytes, its padding an explicit field.
+        let b6: [u8; 24] = unsafe { std::mem::transmute(k6) };
+        assert_eq!(b6.to_vec(), k);
     }
 
     #[test]

@@ -7,14 +7,13 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use aya::maps::lpm_trie::Key;
-use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, MapError, MapType, PerCpuArray};
+use aya::maps::{Array, HashMap, Map, MapData, MapError, MapType, PerCpuArray};
 use enforcer_common::config::{
     CONFIG_FLAG_FIRST_SEEN, CONFIG_FLAG_NOTICE_FALLBACK_PASS, CONFIG_FLAG_REPORT_ONLY,
 };
 use enforcer_common::counters::{fold, IFINDEX_LIMIT, MAX_IFACE_SLOTS, STATS_SLOTS};
 use enforcer_common::maps as names;
-use enforcer_common::{GlobalConfig, PolicyEntry, RateKey, RateState};
+use enforcer_common::{GlobalConfig, PolicyEntry, PrefixKeyV4, PrefixKeyV6, RateKey, RateState};
 
 use crate::net::Prefix;
 
@@ -98,7 +97,7 @@ const fn spec(name: &'static str, ty: MapType, k: usize, v: usize, max: u32) -> 
 const ENTRY: usize = size_of::<PolicyEntry>();
 
 /// Every map in the contract, in `ALL_MAPS` order.
-pub const SPECS: [MapSpec; 15] = [
+pub const SPECS: [MapSpec; 17] = [
     spec(
         names::POLICY_V4_HOSTS,
         MapType::Hash,
@@ -108,8 +107,8 @@ pub const SPECS: [MapSpec; 15] = [
     ),
     spec(
         names::POLICY_V4_PREFIXES,
-        MapType::LpmTrie,
-        8,
+        MapType::Hash,
+        size_of::<PrefixKeyV4>(),
         ENTRY,
         names::MAX_PREFIXES_V4,
     ),
@@ -122,8 +121,8 @@ pub const SPECS: [MapSpec; 15] = [
     ),
     spec(
         names::POLICY_V6_PREFIXES,
-        MapType::LpmTrie,
-        20,
+        MapType::Hash,
+        size_of::<PrefixKeyV6>(),
         ENTRY,
         names::MAX_PREFIXES_V6,
     ),
@@ -185,6 +184,20 @@ pub const SPECS: [MapSpec; 15] = [
         4,
         4,
         names::NOTICE_SLOTS,
+    ),
+    spec(
+        names::PREFIX_LENGTHS_V4,
+        MapType::Array,
+        4,
+        8,
+        enforcer_common::filter::LENGTH_WORDS_V4,
+    ),
+    spec(
+        names::PREFIX_LENGTHS_V6,
+        MapType::Array,
+        4,
+        16,
+        enforcer_common::filter::LENGTH_SLOTS_V6,
     ),
 ];
 
@@ -289,11 +302,11 @@ fn open(pins: &PinDir, name: &str) -> anyhow::Result<Map> {
 
 type V4Hosts = HashMap<MapData, [u8; 4], PolicyEntry>;
 type V6Hosts = HashMap<MapData, [u8; 16], PolicyEntry>;
-type V4Prefixes = LpmTrie<MapData, [u8; 4], PolicyEntry>;
-type V6Prefixes = LpmTrie<MapData, [u8; 16], PolicyEntry>;
+type V4Prefixes = HashMap<MapData, PrefixKeyV4, PolicyEntry>;
+type V6Prefixes = HashMap<MapData, PrefixKeyV6, PolicyEntry>;
 
-/// The four policy maps: exact hosts in hash maps, shorter prefixes in LPM tries, each trie behind
-/// its presence filter. Every write to the kernel's policy goes through here, so the filters are
+/// The four policy maps: exact hosts in hash maps, shorter prefixes in hash maps keyed by (length,
+/// masked address), each prefix map behind its presence filter and length masks. Every write to the kernel's policy goes through here, so the filters are
 /// kept in step on every path (single writes, imports, unset, reconcile, self-check, fleet).
 pub struct PolicyMaps {
     v4_hosts: V4Hosts,
@@ -302,7 +315,7 @@ pub struct PolicyMaps {
     v6_prefixes: V6Prefixes,
     /// The same four maps as raw descriptors for batch writes.
     batch: super::batch::BatchMaps,
-    /// Presence filters of the v4 and v6 tries, and whether a prefix was removed since each was
+    /// Presence filters (with length masks) of the v4 and v6 prefix maps, and whether a prefix was removed since each was
     /// last recomputed (its bits may be stale: correct, only slower).
     filters: [super::filter::Filter; 2],
     stale: [bool; 2],
@@ -326,10 +339,7 @@ impl PolicyMaps {
             v6_hosts: open(&pins, names::POLICY_V6_HOSTS)?.try_into()?,
             v6_prefixes: open(&pins, names::POLICY_V6_PREFIXES)?.try_into()?,
             batch: super::batch::BatchMaps::open(&pins)?,
-            filters: [
-                open_filter(&pins, names::PREFIX_FILTER_V4, true)?,
-                open_filter(&pins, names::PREFIX_FILTER_V6, false)?,
-            ],
+            filters: [open_filter(&pins, true)?, open_filter(&pins, false)?],
             stale: [false; 2],
             pins,
         })
@@ -339,57 +349,52 @@ impl PolicyMaps {
         self.filter(prefix.is_ipv4())
     }
 
-    /// The presence filter of the IPv4 (`v4`) or IPv6 trie.
+    /// The presence filter (and length masks) of the IPv4 (`v4`) or IPv6 prefix map.
     pub fn filter(&self, v4: bool) -> &super::filter::Filter {
         &self.filters[usize::from(!v4)]
     }
 
     /// Whether the kernel can find `prefix`'s entry: always for a host; for a shorter prefix when
-    /// the presence filter has its bits (the self-check rewrites the entry otherwise).
+    /// the presence filter and the length masks have its bits (the self-check rewrites the entry
+    /// otherwise).
     pub fn filtered(&self, prefix: &Prefix) -> bool {
         prefix.is_host() || self.filter_of(prefix).covers(prefix)
     }
 
-    /// Recomputes the presence filters of the families that lost a prefix since the last time,
-    /// from what their tries hold now: one walk of the trie's keys. Called after bulk removals,
+    /// Recomputes the presence filters and length masks of the families that lost a prefix since
+    /// the last time, from what their prefix maps hold now: one walk of the map's keys. Called after bulk removals,
     /// by the engine after reconciling and on every self-check, and when the maps are closed.
     pub fn settle_filters(&mut self) -> anyhow::Result<()> {
         for (i, v4) in [(0, true), (1, false)] {
             if !self.stale[i] {
                 continue;
             }
-            let prefixes = self.trie_prefixes(v4)?;
+            let prefixes = self.prefixes_of(v4)?;
             self.filters[i].rebuild(&prefixes);
             self.stale[i] = false;
         }
         Ok(())
     }
 
-    /// Recomputes both presence filters from the tries (the daemon after reconciling at start:
+    /// Recomputes both presence filters from the prefix maps (the daemon after reconciling at start:
     /// clears bits left by prefixes removed in earlier runs).
     pub fn rebuild_filters(&mut self) -> anyhow::Result<()> {
         self.stale = [true; 2];
         self.settle_filters()
     }
 
-    /// Every prefix of one family's trie.
-    fn trie_prefixes(&self, v4: bool) -> anyhow::Result<Vec<Prefix>> {
+    /// Every prefix of one family's prefix map.
+    fn prefixes_of(&self, v4: bool) -> anyhow::Result<Vec<Prefix>> {
         let mut out = Vec::new();
         if v4 {
             for k in self.v4_prefixes.keys() {
                 let k = k?;
-                out.push(Prefix::containing(
-                    IpAddr::from(k.data()),
-                    k.prefix_len() as u8,
-                ));
+                out.push(Prefix::containing(IpAddr::from(k.addr), k.prefix_len as u8));
             }
         } else {
             for k in self.v6_prefixes.keys() {
                 let k = k?;
-                out.push(Prefix::containing(
-                    IpAddr::from(k.data()),
-                    k.prefix_len() as u8,
-                ));
+                out.push(Prefix::containing(IpAddr::from(k.addr), k.prefix_len as u8));
             }
         }
         Ok(out)
@@ -444,13 +449,15 @@ impl PolicyMaps {
         let entry = &kept;
         let r = match (prefix.addr(), prefix.is_host()) {
             (IpAddr::V4(a), true) => self.v4_hosts.insert(a.octets(), entry, 0),
-            (IpAddr::V4(a), false) => self
-                .v4_prefixes
-                .insert(&Key::new(len, a.octets()), entry, 0),
+            (IpAddr::V4(a), false) => {
+                self.v4_prefixes
+                    .insert(PrefixKeyV4::new(len, a.octets()), entry, 0)
+            }
             (IpAddr::V6(a), true) => self.v6_hosts.insert(a.octets(), entry, 0),
-            (IpAddr::V6(a), false) => self
-                .v6_prefixes
-                .insert(&Key::new(len, a.octets()), entry, 0),
+            (IpAddr::V6(a), false) => {
+                self.v6_prefixes
+                    .insert(PrefixKeyV6::new(len, a.octets()), entry, 0)
+            }
         };
         r.map_err(|e| {
             let full = io_error_of(&e).is_some_and(|io| {
@@ -483,9 +490,9 @@ impl PolicyMaps {
         let len = u32::from(prefix.len());
         let r = match (prefix.addr(), prefix.is_host()) {
             (IpAddr::V4(a), true) => self.v4_hosts.remove(&a.octets()),
-            (IpAddr::V4(a), false) => self.v4_prefixes.remove(&Key::new(len, a.octets())),
+            (IpAddr::V4(a), false) => self.v4_prefixes.remove(&PrefixKeyV4::new(len, a.octets())),
             (IpAddr::V6(a), true) => self.v6_hosts.remove(&a.octets()),
-            (IpAddr::V6(a), false) => self.v6_prefixes.remove(&Key::new(len, a.octets())),
+            (IpAddr::V6(a), false) => self.v6_prefixes.remove(&PrefixKeyV6::new(len, a.octets())),
         };
         match r {
             Ok(()) => {
@@ -501,69 +508,26 @@ impl PolicyMaps {
         }
     }
 
-    /// The entry for exactly `prefix`, if any.
+    /// The entry for exactly `prefix`, if any: one exact lookup (the prefix maps are hashes keyed
+    /// by length and masked address).
     pub fn get(&self, prefix: &Prefix) -> anyhow::Result<Option<PolicyEntry>> {
         let len = u32::from(prefix.len());
         let r = match (prefix.addr(), prefix.is_host()) {
             (IpAddr::V4(a), true) => self.v4_hosts.get(&a.octets(), 0),
-            (IpAddr::V4(a), false) => self.v4_prefixes.get(&Key::new(len, a.octets()), 0),
+            (IpAddr::V4(a), false) => self.v4_prefixes.get(&PrefixKeyV4::new(len, a.octets()), 0),
             (IpAddr::V6(a), true) => self.v6_hosts.get(&a.octets(), 0),
-            (IpAddr::V6(a), false) => self.v6_prefixes.get(&Key::new(len, a.octets()), 0),
+            (IpAddr::V6(a), false) => self.v6_prefixes.get(&PrefixKeyV6::new(len, a.octets()), 0),
         };
         match r {
-            // The trie's lookup is longest-prefix, so check it returned exactly this prefix.
-            Ok(e) if prefix.is_host() => Ok(Some(e)),
-            Ok(e) => Ok(self
-                .trie_entries(prefix.is_ipv4())?
-                .into_iter()
-                .find(|(p, _)| p == prefix)
-                .map(|_| e)),
+            Ok(e) => Ok(Some(e)),
             Err(e) if is_enoent(&e) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// The entries for exactly these prefixes. Host entries are one lookup each; the tries (whose
-    /// lookup is longest-prefix, not exact) are read once for the whole batch, and only if it has a
-    /// shorter prefix.
+    /// The entries for exactly these prefixes, one lookup each.
     pub fn get_many(&self, prefixes: &[Prefix]) -> anyhow::Result<Vec<Option<PolicyEntry>>> {
-        let mut tries: [Option<std::collections::HashMap<Prefix, PolicyEntry>>; 2] = [None, None];
-        let mut out = Vec::with_capacity(prefixes.len());
-        for p in prefixes {
-            if p.is_host() {
-                out.push(self.get(p)?);
-                continue;
-            }
-            let t = &mut tries[usize::from(p.is_ipv4())];
-            if t.is_none() {
-                *t = Some(self.trie_entries(p.is_ipv4())?.into_iter().collect());
-            }
-            out.push(t.as_ref().and_then(|m| m.get(p).copied()));
-        }
-        Ok(out)
-    }
-
-    /// The entries of one family's prefix trie.
-    fn trie_entries(&self, v4: bool) -> anyhow::Result<Vec<(Prefix, PolicyEntry)>> {
-        let mut out = Vec::new();
-        if v4 {
-            for r in self.v4_prefixes.iter() {
-                let (k, v) = r?;
-                out.push((
-                    Prefix::containing(IpAddr::from(k.data()), k.prefix_len() as u8),
-                    v,
-                ));
-            }
-        } else {
-            for r in self.v6_prefixes.iter() {
-                let (k, v) = r?;
-                out.push((
-                    Prefix::containing(IpAddr::from(k.data()), k.prefix_len() as u8),
-                    v,
-                ));
-            }
-        }
-        Ok(out)
+        prefixes.iter().map(|p| self.get(p)).collect()
     }
 
     /// Every prefix that has an entry (keys only: a listing then reads entries a batch at a time).
@@ -577,17 +541,11 @@ impl PolicyMaps {
         }
         for k in self.v4_prefixes.keys() {
             let k = k?;
-            out.push(Prefix::containing(
-                IpAddr::from(k.data()),
-                k.prefix_len() as u8,
-            ));
+            out.push(Prefix::containing(IpAddr::from(k.addr), k.prefix_len as u8));
         }
         for k in self.v6_prefixes.keys() {
             let k = k?;
-            out.push(Prefix::containing(
-                IpAddr::from(k.data()),
-                k.prefix_len() as u8,
-            ));
+            out.push(Prefix::containing(IpAddr::from(k.addr), k.prefix_len as u8));
         }
         Ok(out)
     }
@@ -606,14 +564,14 @@ impl PolicyMaps {
         for r in self.v4_prefixes.iter() {
             let (k, v) = r?;
             out.push((
-                Prefix::containing(IpAddr::from(k.data()), k.prefix_len() as u8),
+                Prefix::containing(IpAddr::from(k.addr), k.prefix_len as u8),
                 v,
             ));
         }
         for r in self.v6_prefixes.iter() {
             let (k, v) = r?;
             out.push((
-                Prefix::containing(IpAddr::from(k.data()), k.prefix_len() as u8),
+                Prefix::containing(IpAddr::from(k.addr), k.prefix_len as u8),
                 v,
             ));
         }
@@ -654,17 +612,23 @@ impl Drop for PolicyMaps {
     }
 }
 
-/// Opens and maps one presence filter.
-fn open_filter(pins: &PinDir, name: &str, v4: bool) -> anyhow::Result<super::filter::Filter> {
+/// Opens and maps one family's presence filter and length masks.
+fn open_filter(pins: &PinDir, v4: bool) -> anyhow::Result<super::filter::Filter> {
     use std::os::fd::AsFd as _;
-    let map = open(pins, name)?;
-    let Map::Array(data) = &map else {
-        anyhow::bail!("pinned map {name} is not an array");
+    let (bits, lengths) = if v4 {
+        (names::PREFIX_FILTER_V4, names::PREFIX_LENGTHS_V4)
+    } else {
+        (names::PREFIX_FILTER_V6, names::PREFIX_LENGTHS_V6)
     };
-    super::filter::Filter::map(data.fd().as_fd(), v4).with_context(|| {
+    let (bits_map, lengths_map) = (open(pins, bits)?, open(pins, lengths)?);
+    let (Map::Array(b), Map::Array(l)) = (&bits_map, &lengths_map) else {
+        anyhow::bail!("pinned maps {bits} and {lengths} must be arrays");
+    };
+    super::filter::Filter::map(b.fd().as_fd(), l.fd().as_fd(), v4).with_context(|| {
         format!(
-            "mapping {} (it must be mmapable: made by this version)",
-            pins.map(name).display()
+            "mapping {} and {} (they must be mmapable: made by this version)",
+            pins.map(bits).display(),
+            pins.map(lengths).display()
         )
     })
 }
@@ -946,7 +910,7 @@ impl IfaceSlots {
     }
 }
 
-/// Entries and capacity of every map that fills up (hashes and tries; arrays are always full).
+/// Entries and capacity of every map that fills up (the hashes; arrays are always full).
 pub fn fill_levels(pin_dir: &Path) -> anyhow::Result<Vec<(&'static str, u64, u32)>> {
     let pins = PinDir::new(pin_dir);
     let mut out = Vec::new();

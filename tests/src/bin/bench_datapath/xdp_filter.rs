@@ -1,7 +1,10 @@
 //! xdp-filter (Debian's xdp-tools) as the peer in the datapath benchmark: loaded in skb mode on a
-//! veth inside a private namespace with a private bpffs (so nothing collides with another user of
-//! xdp-filter on the machine), filled to its 10,000-entry cap, and timed through BPF_PROG_TEST_RUN
-//! on the very program it loaded (found by id, kept open by fd). Everything is removed on drop.
+//! veth inside a private network namespace, each command run in a private mount namespace whose
+//! /sys/fs/bpf is this benchmark's own bpffs (xdp-filter pins under /sys/fs/bpf/xdp-filter whatever
+//! LIBXDP_BPFFS says: without that, a run left the directory in the machine's bpffs and could
+//! collide with another user of xdp-filter), filled to its 10,000-entry cap, and timed through
+//! BPF_PROG_TEST_RUN on the very program it loaded (found by id, kept open by fd). Everything is
+//! removed on drop, on failure too.
 
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::path::PathBuf;
@@ -134,9 +137,13 @@ impl XdpFilter {
 
     fn xdp_filter(&self, args: &[&str]) -> Result<()> {
         clear_stale_lock();
+        // The private bpffs is bind-mounted over /sys/fs/bpf in a mount namespace that lives as
+        // long as the command: its pins persist between commands and never reach the machine's.
         let out = Command::new("nsenter")
             .arg(format!("--net={}", self._ns.path()))
-            .arg("xdp-filter")
+            .args(["unshare", "--mount", "--propagation", "private", "sh", "-c"])
+            .arg(r#"mount --bind "$0" /sys/fs/bpf && exec xdp-filter "$@""#)
+            .arg(&self.bpffs)
             .args(args)
             .env("LIBXDP_BPFFS", &self.bpffs)
             .env("LIBXDP_SKIP_DISPATCHER", "1")
