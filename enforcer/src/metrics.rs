@@ -229,17 +229,21 @@ pub struct MetricsListener(TcpListener, Gate);
 
 impl crate::daemon::listener::Listener for MetricsListener {
     const NAME: &'static str = "metrics";
+    const PREFIX: &'static str = "metrics";
+    type Metrics = crate::daemon::gate::ListenerMetrics;
+
+    fn register(metrics: &Self::Metrics, registry: &mut Registry) {
+        metrics.register(registry);
+    }
 
     async fn bind(
         settings: &crate::daemon::settings::Settings,
-        registry: &mut Registry,
+        metrics: &Self::Metrics,
     ) -> anyhow::Result<Option<Self>> {
         let listener = bind(settings.metrics_addr).await?;
-        let metrics = crate::daemon::gate::ListenerMetrics::default();
-        metrics.register(registry.sub_registry_with_prefix("metrics"));
         Ok(Some(Self(
             listener,
-            Gate::new("metrics", MAX_CONNS, metrics),
+            Gate::new("metrics", MAX_CONNS, metrics.clone()),
         )))
     }
 

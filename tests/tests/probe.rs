@@ -333,6 +333,16 @@ fn probe_reads_new_senders_and_floods_stay_bounded() {
         "{m}"
     );
     assert_eq!(sum_metric(&m, "enforcer_probe_started_total"), 2.0, "{m}");
+    // Both probes land in the duration histogram under their outcome.
+    assert_eq!(
+        labelled(
+            &m,
+            "enforcer_probe_duration_seconds_count",
+            "outcome=\"succeeded\""
+        ),
+        2.0,
+        "{m}"
+    );
     let ex = rig.exchange.as_ref().unwrap();
     assert_eq!(ex.sessions.load(Ordering::Relaxed), 1);
     assert_eq!(

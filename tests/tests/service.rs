@@ -271,7 +271,7 @@ fn sd_notify_readiness_and_sighup_reload() {
     // Valid: ports, report-only, allow-list and the metrics address change in place.
     std::fs::write(
         &config,
-        "ports = [25, 2525]\nreport_only = true\nmetrics_addr = \"127.0.0.1:19926\"\n[enforcement]\nallow = [\"198.51.100.0/24\"]\n",
+        "ports = [25, 2525]\nreport_only = true\nmetrics_addr = \"127.0.0.1:19926\"\n[enforcement]\nallow = [\"198.51.100.0/24\"]\n[milter]\nlisten = \"inet:127.0.0.1:19927\"\n",
     )
     .unwrap();
     hup("reloaded");
@@ -301,6 +301,16 @@ fn sd_notify_readiness_and_sighup_reload() {
     );
     let body = tests::process::scrape(&t.server, "127.0.0.1:19926".parse().unwrap());
     assert!(body.contains("enforcer_kernel_report_only 1"), "{body}");
+    // The moved listeners keep their series in the one registry that is scraped: the metrics
+    // listener counts this very scrape, and the milter that only the reload turned on has its
+    // families (made at start, zero until then).
+    assert!(body.contains("enforcer_metrics_connections 1"), "{body}");
+    assert!(body.contains("enforcer_milter_connections 0"), "{body}");
+    assert!(
+        log_text().contains("milter on inet:127.0.0.1:19927"),
+        "{}",
+        log_text()
+    );
     assert!(
         log_text().contains("metrics on http://127.0.0.1:19926"),
         "{}",

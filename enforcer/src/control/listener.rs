@@ -4,6 +4,7 @@ use log::info;
 use prometheus_client::registry::Registry;
 
 use super::ControlServer;
+use crate::daemon::gate::ListenerMetrics;
 use crate::daemon::listener::{Context, Listener};
 use crate::daemon::settings::Settings;
 
@@ -12,10 +13,15 @@ pub struct ControlListener(ControlServer);
 impl Listener for ControlListener {
     const NAME: &'static str = "control";
 
-    async fn bind(settings: &Settings, registry: &mut Registry) -> anyhow::Result<Option<Self>> {
-        let metrics = crate::daemon::gate::ListenerMetrics::default();
-        metrics.register(registry.sub_registry_with_prefix("control"));
-        ControlServer::bind(&settings.socket).map(|s| Some(Self(s.with_metrics(&metrics))))
+    const PREFIX: &'static str = "control";
+    type Metrics = ListenerMetrics;
+
+    fn register(metrics: &ListenerMetrics, registry: &mut Registry) {
+        metrics.register(registry);
+    }
+
+    async fn bind(settings: &Settings, metrics: &ListenerMetrics) -> anyhow::Result<Option<Self>> {
+        ControlServer::bind(&settings.socket).map(|s| Some(Self(s.with_metrics(metrics))))
     }
 
     fn describe(&self) -> String {

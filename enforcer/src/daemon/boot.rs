@@ -17,7 +17,7 @@ use prometheus_client::registry::Registry;
 use tokio::task::JoinSet;
 
 use super::listener::{Context, EngineHandle, Shutdown, ShutdownTrigger};
-use super::listeners::Listeners;
+use super::listeners::{Listeners, ListenersMetrics};
 use super::lock::{DaemonLock, PinLock};
 use super::notify;
 use super::settings::Settings;
@@ -76,6 +76,8 @@ pub struct Daemon {
     engine_metrics: EngineMetrics,
     /// 1 while every map pin and every interface's attachment is in place.
     datapath_attached: Gauge,
+    /// Registered once; every bind of the listeners, at start and on reloads, uses these.
+    listeners_metrics: ListenersMetrics,
 }
 
 impl Daemon {
@@ -90,6 +92,7 @@ impl Daemon {
             "1 while every map pin and every interface's attachment is in place; 0 once the datapath vanished",
             datapath_attached.clone(),
         );
+        let listeners_metrics = ListenersMetrics::register(&mut registry);
         Self {
             settings,
             registry,
@@ -97,6 +100,7 @@ impl Daemon {
             listener_tasks: JoinSet::new(),
             engine_metrics,
             datapath_attached,
+            listeners_metrics,
         }
     }
 
@@ -237,7 +241,7 @@ impl Daemon {
     /// Starts the datapath and serves until SIGINT/SIGTERM; SIGHUP reloads the configuration.
     pub async fn run(mut self, store: Store) -> anyhow::Result<()> {
         // Bind first: a taken address must not leave a half-started datapath behind.
-        let listeners = Listeners::bind(&self.settings, &mut self.registry).await?;
+        let listeners = Listeners::bind(&self.settings, &self.listeners_metrics).await?;
         let (mut engine, attached) = tokio::task::block_in_place(|| self.start_datapath(store))?;
         for a in &attached {
             info!(
@@ -409,8 +413,7 @@ impl Daemon {
             if drained.is_err() {
                 self.listener_tasks.shutdown().await;
             }
-            let mut scratch = Registry::default();
-            let listeners = match Listeners::bind(&new, &mut scratch).await {
+            let listeners = match Listeners::bind(&new, &self.listeners_metrics).await {
                 Ok(l) => Some(l),
                 Err(e) => {
                     warn!("reload: {e:#}; listening where it did before");
@@ -418,7 +421,7 @@ impl Daemon {
                     new.socket = self.settings.socket.clone();
                     new.mta.milter = self.settings.mta.milter.clone();
                     new.mta.policy = self.settings.mta.policy.clone();
-                    Listeners::bind(&new, &mut scratch).await.ok()
+                    Listeners::bind(&new, &self.listeners_metrics).await.ok()
                 }
             };
             let (trigger, shutdown) = Shutdown::new();

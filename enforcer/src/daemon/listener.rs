@@ -17,12 +17,22 @@ use crate::control::{Incoming, Reply, Request};
 pub trait Listener: Sized + Send + 'static {
     /// Short name for log lines ("control", "metrics").
     const NAME: &'static str;
+    /// Its metric names start `enforcer_<PREFIX>_`.
+    const PREFIX: &'static str;
 
-    /// Claims the listener's address or socket and registers its metrics under `registry`. `None`
-    /// when the settings do not ask for this listener. Runs before the datapath is touched.
+    /// The listener's metrics. Made and registered once, when the daemon starts, whether or not the
+    /// listener is on, and handed to every bind after that: a reload that moves, starts or stops the
+    /// listener keeps its series (zeros while it is off, never a family that appears or vanishes).
+    type Metrics: Clone + Default + Send + Sync + 'static;
+
+    /// Registers `metrics` under the listener's own sub-registry.
+    fn register(metrics: &Self::Metrics, registry: &mut Registry);
+
+    /// Claims the listener's address or socket. `None` when the settings do not ask for this
+    /// listener. Runs before the datapath is touched.
     fn bind(
         settings: &Settings,
-        registry: &mut Registry,
+        metrics: &Self::Metrics,
     ) -> impl Future<Output = anyhow::Result<Option<Self>>> + Send;
 
     /// One log line saying where it listens ("control socket /run/enforcer/enforcer.sock").

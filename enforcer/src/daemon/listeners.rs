@@ -24,26 +24,51 @@ pub struct Listeners {
     responder: Option<ResponderListener>,
 }
 
+/// Every listener's metrics, registered once at start-up and kept across reloads.
+#[derive(Clone, Default)]
+pub struct ListenersMetrics {
+    metrics: <MetricsListener as Listener>::Metrics,
+    control: <ControlListener as Listener>::Metrics,
+    milter: <MilterListener as Listener>::Metrics,
+    policy: <PolicyListener as Listener>::Metrics,
+    probe: <ProbeListener as Listener>::Metrics,
+    responder: <ResponderListener as Listener>::Metrics,
+}
+
+fn register<L: Listener>(metrics: &L::Metrics, registry: &mut Registry) {
+    L::register(metrics, registry.sub_registry_with_prefix(L::PREFIX));
+}
+
+impl ListenersMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        register::<MetricsListener>(&m.metrics, registry);
+        register::<ControlListener>(&m.control, registry);
+        register::<MilterListener>(&m.milter, registry);
+        register::<PolicyListener>(&m.policy, registry);
+        register::<ProbeListener>(&m.probe, registry);
+        register::<ResponderListener>(&m.responder, registry);
+        m
+    }
+}
+
 /// Binds one listener; a failure is the operator's to fix (address taken, socket of another
 /// daemon), so it is a usage error naming the listener's own problem.
-async fn bind<L: Listener>(
-    settings: &Settings,
-    registry: &mut Registry,
-) -> anyhow::Result<Option<L>> {
-    L::bind(settings, registry)
+async fn bind<L: Listener>(settings: &Settings, metrics: &L::Metrics) -> anyhow::Result<Option<L>> {
+    L::bind(settings, metrics)
         .await
         .map_err(|e| UsageError(format!("{e:#}")).into())
 }
 
 impl Listeners {
-    pub async fn bind(settings: &Settings, registry: &mut Registry) -> anyhow::Result<Self> {
+    pub async fn bind(settings: &Settings, m: &ListenersMetrics) -> anyhow::Result<Self> {
         Ok(Self {
-            metrics: bind(settings, registry).await?,
-            control: bind(settings, registry).await?,
-            milter: bind(settings, registry).await?,
-            policy: bind(settings, registry).await?,
-            probe: bind(settings, registry).await?,
-            responder: bind(settings, registry).await?,
+            metrics: bind(settings, &m.metrics).await?,
+            control: bind(settings, &m.control).await?,
+            milter: bind(settings, &m.milter).await?,
+            policy: bind(settings, &m.policy).await?,
+            probe: bind(settings, &m.probe).await?,
+            responder: bind(settings, &m.responder).await?,
         })
     }
 

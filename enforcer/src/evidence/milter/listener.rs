@@ -24,21 +24,26 @@ pub struct MilterListener {
 
 impl Listener for MilterListener {
     const NAME: &'static str = "milter";
+    const PREFIX: &'static str = "milter";
+    type Metrics = (ListenerMetrics, MtaMetrics);
 
-    async fn bind(settings: &Settings, registry: &mut Registry) -> anyhow::Result<Option<Self>> {
+    fn register((conns, mta): &Self::Metrics, reg: &mut Registry) {
+        conns.register(reg);
+        mta.register(reg);
+    }
+
+    async fn bind(
+        settings: &Settings,
+        (conns, mta): &Self::Metrics,
+    ) -> anyhow::Result<Option<Self>> {
         let Some(ep) = &settings.mta.milter else {
             return Ok(None);
         };
         let bound = Bound::bind(ep, "milter").await?;
-        let reg = registry.sub_registry_with_prefix("milter");
-        let conns = ListenerMetrics::default();
-        conns.register(reg);
-        let metrics = MtaMetrics::default();
-        metrics.register(reg);
         Ok(Some(MilterListener {
             bound,
-            gate: Gate::new("milter", MAX_SESSIONS, conns),
-            metrics,
+            gate: Gate::new("milter", MAX_SESSIONS, conns.clone()),
+            metrics: mta.clone(),
         }))
     }
 

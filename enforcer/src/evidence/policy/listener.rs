@@ -24,21 +24,26 @@ pub struct PolicyListener {
 
 impl Listener for PolicyListener {
     const NAME: &'static str = "policy";
+    const PREFIX: &'static str = "policy";
+    type Metrics = (ListenerMetrics, MtaMetrics);
 
-    async fn bind(settings: &Settings, registry: &mut Registry) -> anyhow::Result<Option<Self>> {
+    fn register((conns, mta): &Self::Metrics, reg: &mut Registry) {
+        conns.register(reg);
+        mta.register(reg);
+    }
+
+    async fn bind(
+        settings: &Settings,
+        (conns, mta): &Self::Metrics,
+    ) -> anyhow::Result<Option<Self>> {
         let Some(ep) = &settings.mta.policy else {
             return Ok(None);
         };
         let bound = Bound::bind(ep, "policy service").await?;
-        let reg = registry.sub_registry_with_prefix("policy");
-        let conns = ListenerMetrics::default();
-        conns.register(reg);
-        let metrics = MtaMetrics::default();
-        metrics.register(reg);
         Ok(Some(PolicyListener {
             bound,
-            gate: Gate::new("policy", MAX_SESSIONS, conns),
-            metrics,
+            gate: Gate::new("policy", MAX_SESSIONS, conns.clone()),
+            metrics: mta.clone(),
         }))
     }
 

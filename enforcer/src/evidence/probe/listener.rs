@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use prometheus_client::registry::Unit;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -28,8 +30,10 @@ use enforcer_common::first_seen::FirstSeenEvent;
 /// New sources waiting for the prober; beyond this the reader counts them as skipped.
 const QUEUE: usize = 1024;
 
+type Labels = Vec<(String, String)>;
+
 /// The probe's metrics (`enforcer_probe_*`).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ProbeMetrics {
     pub events: Counter,
     pub events_lost: Counter,
@@ -38,7 +42,30 @@ pub struct ProbeMetrics {
     pub succeeded: Counter,
     pub failed: Counter,
     pub timed_out: Counter,
-    pub skipped: Family<Vec<(String, String)>, Counter>,
+    pub skipped: Family<Labels, Counter>,
+    /// Seconds from connect to QUIT (or to the failure), by outcome.
+    pub duration: Family<Labels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for ProbeMetrics {
+    fn default() -> Self {
+        Self {
+            events: Counter::default(),
+            events_lost: Counter::default(),
+            events_over_budget: Counter::default(),
+            started: Counter::default(),
+            succeeded: Counter::default(),
+            failed: Counter::default(),
+            timed_out: Counter::default(),
+            skipped: Family::default(),
+            duration: Family::new_with_constructor(duration_histogram),
+        }
+    }
+}
+
+/// 5 ms to ~10 s: a greeting on a LAN to a tarpitting server near the read timeout.
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 12))
 }
 
 impl ProbeMetrics {
@@ -70,11 +97,23 @@ impl ProbeMetrics {
             self.failed.clone(),
         );
         reg.register("timed_out", "Probes that timed out", self.timed_out.clone());
+        reg.register_with_unit(
+            "duration",
+            "How long probes took, from connect to QUIT or failure, by outcome (succeeded, failed, timed_out)",
+            Unit::Seconds,
+            self.duration.clone(),
+        );
         reg.register(
             "skipped",
             "New sources not probed, by reason (private, special, own_address, cached, rate_limited, concurrency, queue_full)",
             self.skipped.clone(),
         );
+    }
+
+    fn took(&self, outcome: &str, started: Instant) {
+        self.duration
+            .get_or_create(&vec![("outcome".to_string(), outcome.to_string())])
+            .observe(started.elapsed().as_secs_f64());
     }
 
     fn skip(&self, reason: &str) {
@@ -92,13 +131,18 @@ pub struct ProbeListener {
 
 impl Listener for ProbeListener {
     const NAME: &'static str = "probe";
+    const PREFIX: &'static str = "probe";
+    type Metrics = ProbeMetrics;
 
-    async fn bind(settings: &Settings, registry: &mut Registry) -> anyhow::Result<Option<Self>> {
+    fn register(metrics: &ProbeMetrics, registry: &mut Registry) {
+        metrics.register(registry);
+    }
+
+    async fn bind(settings: &Settings, metrics: &ProbeMetrics) -> anyhow::Result<Option<Self>> {
         if !settings.probe.enabled {
             return Ok(None);
         }
-        let metrics = ProbeMetrics::default();
-        metrics.register(registry.sub_registry_with_prefix("probe"));
+        let metrics = metrics.clone();
         Ok(Some(Self {
             ehlo_name: settings
                 .probe
@@ -251,9 +295,11 @@ impl Prober {
             tokio::spawn(async move {
                 let _permit = permit;
                 let target = SocketAddr::new(addr, settings.port);
+                let began = Instant::now();
                 match probe(target, &name, &settings).await {
                     Ok(t) => {
                         metrics.succeeded.inc();
+                        metrics.took("succeeded", began);
                         let reply = engine
                             .call(Request::ProbeEvidence {
                                 addr,
@@ -269,10 +315,12 @@ impl Prober {
                     }
                     Err(Failure::Timeout) => {
                         metrics.timed_out.inc();
+                        metrics.took("timed_out", began);
                         log::debug!("probe of {addr}: timed out");
                     }
                     Err(Failure::Failed(e)) => {
                         metrics.failed.inc();
+                        metrics.took("failed", began);
                         log::debug!("probe of {addr}: {e}");
                     }
                 }

@@ -77,26 +77,30 @@ pub struct ResponderListener {
 
 impl Listener for ResponderListener {
     const NAME: &'static str = "notice responder";
+    const PREFIX: &'static str = "responder";
+    type Metrics = (ListenerMetrics, ResponderMetrics, MtaMetrics);
 
-    async fn bind(settings: &Settings, registry: &mut Registry) -> anyhow::Result<Option<Self>> {
+    fn register((conns, metrics, mta): &Self::Metrics, reg: &mut Registry) {
+        conns.register(reg);
+        metrics.register(reg);
+        mta.register(reg);
+    }
+
+    async fn bind(
+        settings: &Settings,
+        (conns, metrics, mta): &Self::Metrics,
+    ) -> anyhow::Result<Option<Self>> {
         if !settings.mta.notice.responder {
             return Ok(None);
         }
         let netns = settings.mta.notice.netns.clone();
         let socks = tokio::task::spawn_blocking(move || sockets_in(&netns)).await??;
-        let reg = registry.sub_registry_with_prefix("responder");
-        let conns = ListenerMetrics::default();
-        conns.register(reg);
-        let metrics = ResponderMetrics::default();
-        metrics.register(reg);
-        let mta = MtaMetrics::default();
-        mta.register(reg);
         Ok(Some(ResponderListener {
             v4: socks.v4,
             v6: socks.v6,
-            gate: Gate::new("responder", MAX_SESSIONS, conns),
-            metrics,
-            mta,
+            gate: Gate::new("responder", MAX_SESSIONS, conns.clone()),
+            metrics: metrics.clone(),
+            mta: mta.clone(),
         }))
     }
 
@@ -342,12 +346,13 @@ mod tests {
         );
         let inc = rx.try_recv().expect("the HELO was reported");
         match inc.request {
-            Request::MtaEvidence {
-                addr, helo, source, ..
-            } => {
-                assert_eq!(addr.to_string(), "10.200.1.2");
-                assert_eq!(helo.as_deref(), Some("ex.sender.example"));
-                assert_eq!(source, Channel::Responder);
+            Request::MtaEvidenceBatch { sightings } => {
+                let [s] = sightings.as_slice() else {
+                    panic!("one sighting: {sightings:?}")
+                };
+                assert_eq!(s.addr.to_string(), "10.200.1.2");
+                assert_eq!(s.helo.as_deref(), Some("ex.sender.example"));
+                assert_eq!(s.source, Channel::Responder);
             }
             other => panic!("{other:?}"),
         }
