@@ -392,6 +392,11 @@ fn postfix_milter_attributes_and_answers_per_window() {
             && sample(&m, "enforcer_milter_answers_total{answer=\"reject\"}") >= 2.0,
         "answers not counted:\n{m}"
     );
+    // Postfix opens a milter session per SMTP connection: at least one per answer counted above.
+    assert!(
+        sample(&m, "enforcer_milter_sessions_total") >= 3.0,
+        "sessions not counted:\n{m}"
+    );
 
     // A later message whose connecting hop shows a supported build (sent outside the windows, where
     // it reaches the headers) takes the sender out of enforcement: accepted in the next window.
@@ -506,6 +511,10 @@ fn postfix_policy_service_answers_per_window() {
         sample(&m, "enforcer_policy_answers_total{answer=\"tempfail\"}") >= 1.0
             && sample(&m, "enforcer_policy_answers_total{answer=\"reject\"}") >= 1.0,
         "policy answers not counted:\n{m}"
+    );
+    assert!(
+        sample(&m, "enforcer_policy_sessions_total") >= 1.0,
+        "policy sessions not counted:\n{m}"
     );
 }
 

@@ -88,6 +88,8 @@ impl Default for Limits {
 /// connection metrics of its [`Gate`].
 #[derive(Clone, Default)]
 pub struct MtaMetrics {
+    /// Sessions served (connections accepted within the listener's cap).
+    pub sessions: Counter,
     /// Sessions closed for a malformed frame or request.
     pub malformed: Counter,
     /// Answers other than "continue": tempfail, reject, would_tempfail, would_reject.
@@ -100,6 +102,11 @@ pub struct MtaMetrics {
 
 impl MtaMetrics {
     pub fn register(&self, reg: &mut Registry) {
+        reg.register(
+            "sessions",
+            "Sessions served (connections accepted within the listener's cap)",
+            self.sessions.clone(),
+        );
         reg.register(
             "malformed",
             "Sessions closed for malformed input",
@@ -283,6 +290,7 @@ impl Bound {
                 );
                 continue;
             };
+            shared.metrics.sessions.inc();
             let fut = session(stream, peer, shared.clone());
             tokio::spawn(async move {
                 fut.await;

@@ -270,7 +270,7 @@ fn print_markdown(without: &[f64], with: &[f64], ratio: f64, us_per_msg: f64, dr
     } else {
         "**missed**"
     };
-    println!("## Milter (Postfix smtpd_milters)\n");
+    println!("## Milter (Postfix smtpd_milters, `cargo xtask bench milter`)\n");
     println!(
         "Messages/s accepted by one Postfix {postfix} instance (own config and queue, discard delivery) from \
          {CLIENTS} concurrent SMTP clients in another namespace, one message per connection, {MESSAGES} \
@@ -302,8 +302,8 @@ fn print_markdown(without: &[f64], with: &[f64], ratio: f64, us_per_msg: f64, dr
         dropped * 100.0
     );
     println!(
-        "Machine: {cpu}, {cores} CPUs; kernel {kernel}; {date}. The VM was shared with other builds and tests \
-         while this ran (1-minute load average {load} at the end), so absolute rates are low and noisy; the \
-         rounds alternate so both sides see the same load."
+        "Machine: {cpu}, {cores} CPUs; kernel {kernel}; {date}; 1-minute load average {load} at the end \
+         (the bench's own Postfix, swaks and daemon included). The rounds alternate so both sides see the \
+         same machine; on a VM shared with other work the absolute rates drop and the ratio gets noisier."
     );
 }

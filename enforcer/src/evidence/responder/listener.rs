@@ -42,18 +42,12 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `enforcer_kernel_packets_total`.
 #[derive(Clone, Default)]
 pub struct ResponderMetrics {
-    pub sessions: Counter,
     pub replies: Family<Vec<(String, String)>, Counter>,
     pub timeouts: Counter,
 }
 
 impl ResponderMetrics {
     fn register(&self, reg: &mut Registry) {
-        reg.register(
-            "sessions",
-            "Steered SMTP sessions served",
-            self.sessions.clone(),
-        );
         reg.register(
             "replies",
             "SMTP replies sent, by code (450/550 are the notices)",
@@ -183,7 +177,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     host: &str,
     m: &ResponderMetrics,
 ) {
-    m.sessions.inc();
+    sh.metrics.sessions.inc();
     let answer = sh.decide(peer);
     let mut s = Session::new(host, &answer);
     log::debug!(
@@ -279,6 +273,7 @@ mod tests {
         let m = ResponderMetrics::default();
         let (mut client, server) = tokio::io::duplex(4096);
         let started = Instant::now();
+        let served = sh.metrics.sessions.clone();
         let task = tokio::spawn(async move {
             session(server, "10.200.1.2".parse().unwrap(), sh, "mx.test", &m).await;
             m
@@ -313,7 +308,7 @@ mod tests {
             "{took:?}"
         );
         assert_eq!(m.timeouts.get(), 1);
-        assert_eq!(m.sessions.get(), 1);
+        assert_eq!(served.get(), 1);
     }
 
     /// A silent client is closed after the per-line timeout; the HELO it sent reaches the engine.
