@@ -8,14 +8,16 @@
 //!
 //! # Adding a listener (milter, policy, responder, fleet, ...)
 //! 1. Give it one module of its own (e.g. `milter/listener.rs`) with a type implementing
-//!    [`listener::Listener`]: `bind` claims the address from [`Settings`] (return `Ok(None)` when the
-//!    settings do not ask for it) and registers the listener's metrics under
-//!    `registry.sub_registry_with_prefix("milter")`; `describe` is the one log line saying where it
+//!    [`listener::Listener`]: its `Metrics` type and `register` (under `enforcer_<PREFIX>_`; the daemon
+//!    makes and registers them once at start, listener on or off, and hands the same ones to every
+//!    bind, so a reload keeps the series); `bind` claims the address from [`Settings`] (return
+//!    `Ok(None)` when the settings do not ask for it); `describe` is the one log line saying where it
 //!    listens; `serve` runs until `ctx.shutdown.wait()` completes.
 //! 2. Inside `serve`, send work to the engine with `ctx.engine.call(Request::...)`: the engine applies
 //!    requests one at a time in arrival order, so a listener holds no state of its own that the
 //!    store does not have.
-//! 3. Add a field for it to [`listeners::Listeners`], one line in `bind` and one in `start`.
+//! 3. Add a field for it to [`listeners::Listeners`] and [`listeners::ListenersMetrics`], one line in
+//!    each `bind`, `register` and `start`.
 //! 4. Add its options to [`settings::Options`]/[`Settings`] (and the flag to `cli/run.rs`, the key to
 //!    `config.rs` and enforcer.example.toml).
 //!
