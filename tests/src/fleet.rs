@@ -417,17 +417,8 @@ pub fn metric(body: &str, name: &str) -> f64 {
 }
 
 /// Polls `f` every 10 ms until it returns true or `limit` passes; returns the time it took.
-pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    loop {
-        if f() {
-            return Some(start.elapsed());
-        }
-        if start.elapsed() > limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+pub fn wait_for(limit: Duration, f: impl FnMut() -> bool) -> Option<Duration> {
+    crate::clock::poll(limit, Duration::from_millis(10), f)
 }
 
 /// Redis and N hosts. Fields drop in order: hosts (daemons, pins) first, then Redis, then the

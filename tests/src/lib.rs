@@ -1,6 +1,8 @@
 //! Helpers shared by the privileged integration tests (root, BPF, network namespaces).
 //! Every resource a helper creates is removed by a `Drop` guard, even when a test panics.
 
+/// Polling a condition within a bound; the wall clock's phase in a period.
+pub mod clock;
 /// Presence filter bits for prefixes written straight into a loaded object's maps.
 pub mod filter;
 /// Fleet tests: Redis in a namespace and several hosts each running a daemon.
@@ -17,5 +19,5 @@ pub mod netns;
 pub mod postfix;
 /// Spawning and killing `enforcer` processes for end-to-end tests.
 pub mod process;
-/// Whole frames into a veth through AF_PACKET (floods of crafted SYNs).
+/// Whole frames into a veth through AF_PACKET (floods of crafted SYNs, packet-shape tests).
 pub mod rawlink;

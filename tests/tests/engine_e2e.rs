@@ -17,8 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use tests::clock::now_f;
 const SERVER_IP: &str = "10.200.44.1";
 const CLIENT_IP: &str = "10.200.44.2";
 const SERVER_V6: &str = "fd00:200::1";
@@ -212,13 +213,6 @@ fn connect_to(client_ns: &str, addr: String) -> Connect {
     })
     .join()
     .unwrap()
-}
-
-fn now_f() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
 }
 
 /// Sleeps until the wall clock is at `offset` seconds into a throttle period (and at least `after`).

@@ -15,8 +15,9 @@ use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use tests::clock::{wait_phase, wait_until};
 use tests::milter::{self as mc, Client};
 use tests::netns::{Topology, CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6};
 use tests::postfix::{self, message, milter_settings, policy_settings, swaks, Postfix};
@@ -205,32 +206,6 @@ fn ctl_cmd(dirs: &Dirs, args: &[&str]) -> Command {
     c
 }
 
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn now_f() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-/// Sleeps until the wall clock is `at` seconds into a period (less than one period).
-fn wait_phase(at: f64) {
-    let wait = (at - now_f() % PERIOD).rem_euclid(PERIOD);
-    std::thread::sleep(Duration::from_secs_f64(wait));
-}
-
 /// Sends at phase `at` and checks the session ended inside the same window (`within` seconds), so
 /// a slow machine fails with a clear message instead of a wrong verdict.
 fn send_at(
@@ -241,7 +216,7 @@ fn send_at(
     received: &[&str],
     subject: &str,
 ) -> postfix::Swaks {
-    wait_phase(at);
+    wait_phase(at, PERIOD);
     let start = Instant::now();
     let s = rig.send(src, received, subject);
     let took = start.elapsed().as_secs_f64();
@@ -790,7 +765,7 @@ info_url = "{INFO_URL}"
     first_sighting(&rig, CLIENT_V4);
 
     // Throttle window: two connects pass the kernel and read the text at MAIL FROM...
-    wait_phase(IN_THROTTLE - 0.5);
+    wait_phase(IN_THROTTLE - 0.5, PERIOD);
     let start = Instant::now();
     for i in 0..2 {
         let s = rig.send(CLIENT_V4, &[], &format!("notice {i}"));

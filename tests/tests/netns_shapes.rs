@@ -7,12 +7,13 @@
 //! `cargo test -p tests --test netns_shapes -- --test-threads=1`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::os::fd::{AsRawFd as _, OwnedFd};
 use std::time::{Duration, Instant};
 
 use tests::frames::{self, Shape, Tcp};
 use tests::netns::{ip, Server, Topology, CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6};
 use tests::process::{cli_ok, Daemon, Dirs};
+use tests::rawlink::{mac_of, packet_socket, send_frame};
 
 /// The unlisted control source, added to the client side.
 const OTHER_V4: &str = "10.200.1.3";
@@ -22,20 +23,6 @@ const JUMBO_MTU: &str = "9000";
 /// A SYN-ACK from a veth neighbour comes within milliseconds; a dropped SYN's never does.
 const WAIT_REFUSED: Duration = Duration::from_millis(400);
 const WAIT_ANSWERED: Duration = Duration::from_secs(2);
-
-fn mac_of(ns: &str, ifname: &str) -> [u8; 6] {
-    let out = std::process::Command::new("ip")
-        .args(["-n", ns, "-j", "link", "show", "dev", ifname])
-        .output()
-        .expect("ip link show");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
-    let text = v[0]["address"].as_str().expect("a MAC address");
-    let mut mac = [0u8; 6];
-    for (i, part) in text.split(':').enumerate() {
-        mac[i] = u8::from_str_radix(part, 16).expect("hex MAC");
-    }
-    mac
-}
 
 /// A raw socket on the client interface: sends whole frames, reads every frame that arrives.
 struct RawLink {
@@ -47,17 +34,7 @@ impl RawLink {
     /// Must run inside the client namespace.
     fn open(ifname: &str) -> Self {
         let proto = (libc::ETH_P_ALL as u16).to_be() as i32;
-        // SAFETY: plain socket call; the fd is owned right away.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto) };
-        assert!(
-            raw >= 0,
-            "AF_PACKET socket: {}",
-            std::io::Error::last_os_error()
-        );
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let name = std::ffi::CString::new(ifname).unwrap();
-        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) } as i32;
-        assert!(ifindex > 0, "no interface {ifname}");
+        let (fd, ifindex) = packet_socket(ifname, proto);
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
         sll.sll_protocol = proto as u16;
@@ -88,21 +65,7 @@ impl RawLink {
     }
 
     fn send(&self, frame: &[u8]) {
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_ifindex = self.ifindex;
-        sll.sll_halen = 6;
-        sll.sll_addr[..6].copy_from_slice(&frame[..6]);
-        let n = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                frame.as_ptr().cast(),
-                frame.len(),
-                0,
-                &sll as *const _ as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
+        let n = send_frame(&self.fd, self.ifindex, frame);
         assert_eq!(
             n,
             frame.len() as isize,

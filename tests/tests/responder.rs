@@ -14,8 +14,9 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use tests::clock::{wait_phase, wait_until};
 use tests::netns::{connect, Connect, Topology, CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6};
 use tests::postfix::{self, message, swaks, Postfix};
 use tests::process::{enforcer_bin, scrape, Daemon, Dirs};
@@ -215,32 +216,6 @@ impl Drop for Rig {
     }
 }
 
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn now_f() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-/// Sleeps until the wall clock is `at` seconds into a period.
-fn wait_phase(at: f64) {
-    let wait = (at - now_f() % PERIOD).rem_euclid(PERIOD);
-    std::thread::sleep(Duration::from_secs_f64(wait));
-}
-
 /// Fails when a check that had to happen inside one window ran past it (a slow machine).
 fn assert_within(start: Instant, limit: f64, what: &str) {
     let took = start.elapsed().as_secs_f64();
@@ -303,7 +278,7 @@ fn responder_answers_senders_in_notice_windows_and_postfix_everyone_else() {
 
     // Throttle window: the enforced sender reads the throttle text from the responder, twice (its
     // budget), the third SYN is dropped in the kernel; a source without an entry talks to Postfix.
-    wait_phase(IN_THROTTLE - 0.5);
+    wait_phase(IN_THROTTLE - 0.5, PERIOD);
     let start = Instant::now();
     let want_v4 = format!("450 4.7.230 TEST throttle for {CLIENT_V4} running {EX2013_BUILD}");
     for i in 0..2 {
@@ -337,7 +312,7 @@ fn responder_answers_senders_in_notice_windows_and_postfix_everyone_else() {
     );
 
     // Block window: the IPv6 sender has one token left and reads the block text.
-    wait_phase(IN_BLOCK);
+    wait_phase(IN_BLOCK, PERIOD);
     let start = Instant::now();
     let s = rig.send(CLIENT_V6, "block v6");
     assert_within(start, 4.5, "the block-window check");
@@ -371,7 +346,7 @@ fn responder_answers_senders_in_notice_windows_and_postfix_everyone_else() {
     );
 
     // Outside the windows the sender talks to Postfix again.
-    wait_phase(OUTSIDE);
+    wait_phase(OUTSIDE, PERIOD);
     let start = Instant::now();
     let s = rig.send(CLIENT_V4, "outside");
     assert_within(start, 4.5, "the outside check");
@@ -387,7 +362,7 @@ fn responder_fallback_holds_while_the_daemon_is_down_and_a_restart_notices_again
 
     // Daemon killed: the pinned sk_lookup link stays, its socket is gone: fallback "drop".
     rig.daemon.take().unwrap().kill9();
-    wait_phase(IN_THROTTLE);
+    wait_phase(IN_THROTTLE, PERIOD);
     let start = Instant::now();
     // The failed socket lookup makes TCP refuse the SYN (a RST: "connection refused"); the sender
     // never reaches Postfix and retries later.
@@ -412,7 +387,7 @@ fn responder_fallback_holds_while_the_daemon_is_down_and_a_restart_notices_again
     rig.start_daemon();
     let m = rig.metrics();
     assert!(kernel(&m, "notice_fallback_dropped") >= 1.0, "{m}");
-    wait_phase(IN_THROTTLE);
+    wait_phase(IN_THROTTLE, PERIOD);
     let start = Instant::now();
     let s = rig.send(CLIENT_V4, "after restart");
     assert_within(start, 5.5, "the restart check");
@@ -428,7 +403,7 @@ fn responder_fallback_holds_while_the_daemon_is_down_and_a_restart_notices_again
     rig.write_config("20/10m", "pass");
     rig.start_daemon();
     rig.daemon.take().unwrap().kill9();
-    wait_phase(IN_THROTTLE);
+    wait_phase(IN_THROTTLE, PERIOD);
     let start = Instant::now();
     let s = rig.send(CLIENT_V4, "daemon down, pass");
     assert_within(start, 5.5, "the fallback-pass check");
