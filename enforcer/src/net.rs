@@ -49,6 +49,12 @@ impl Prefix {
         Ok(Self { addr, len })
     }
 
+    /// `0.0.0.0/0`.
+    pub const ZERO_V4: Prefix = Prefix {
+        addr: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        len: 0,
+    };
+
     /// The prefix of length `len` containing `addr` (host bits cleared).
     pub fn containing(addr: IpAddr, len: u8) -> Self {
         let (addr, len) = canonical(addr, len);

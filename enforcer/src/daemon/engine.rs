@@ -8,6 +8,7 @@
 //! kernel, then the reply.
 
 mod bulk;
+mod sorted;
 
 use super::kernel::Kernel;
 use super::metrics::EngineMetrics;
@@ -21,18 +22,52 @@ use crate::evidence::reply::{Board, Notice};
 use crate::evidence::Channel;
 use crate::listing::{self, Filter, PageHead, Source, PAGE};
 use crate::net::Prefix;
-use crate::policy::{Action, Desired, Evidence, Policy, Record, Refusal, Standing};
+use crate::policy::{
+    Action, Compact, Desired, Evidence, Held, Policy, Record, Refusal, Standing, Summaries, Summary,
+};
 use crate::rule::{Rule, RuleSource, Verdict};
 use crate::store::Store;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash as _, Hasher as _};
 use std::net::IpAddr;
 use std::ops::Bound;
+use std::sync::Arc;
 
 mod fleet_io;
 mod operator;
 pub use fleet_io::Touched;
 use operator::OperatorRules;
+
+/// What makes two senders' notices the same: stage, kernel rule (without its prefix), evidence.
+type NoticeKey = (u32, u64, Option<Arc<Summary>>);
+
+/// The prefix of a shared notice's rule; [`Board::lookup`] puts the sender's own in its copy.
+const SHARED: Prefix = Prefix::ZERO_V4;
+
+/// The label sets of `enforcer_engine_senders` (a handful: state x stage), each kept once; a
+/// sender holds the index of its own (0 = none yet), not a copy of the strings.
+#[derive(Debug, Default)]
+struct LabelSets {
+    sets: Vec<super::metrics::Labels>,
+    ids: HashMap<super::metrics::Labels, u16>,
+}
+
+impl LabelSets {
+    fn id(&mut self, set: super::metrics::Labels) -> u16 {
+        if let Some(&id) = self.ids.get(&set) {
+            return id;
+        }
+        // States x stages: a schedule would need 16,000 stages to run out.
+        let id = u16::try_from(self.sets.len() + 1).unwrap_or(u16::MAX);
+        self.sets.push(set.clone());
+        self.ids.insert(set, id);
+        id
+    }
+
+    fn get(&self, id: u16) -> &super::metrics::Labels {
+        &self.sets[usize::from(id).clamp(1, self.sets.len()) - 1]
+    }
+}
 
 /// A failed kernel write is retried this many seconds later.
 const RETRY_SECS: i64 = 5;
@@ -129,14 +164,22 @@ pub struct Engine<K: Kernel> {
     state_dir: Option<std::path::PathBuf>,
     store: Store,
     kernel: K,
-    records: BTreeMap<Prefix, Record>,
+    /// Every sender, compact: the whole record is the store's, read when it changes.
+    records: BTreeMap<Prefix, Compact>,
+    /// Evidence summaries the records share.
+    summaries: Summaries,
     operator: OperatorRules,
     /// What this engine last wrote to the kernel per prefix, as a [`written`] fingerprint: the
     /// rule itself is in `operator` or follows from the record (a copy would double the memory).
     applied: BTreeMap<Prefix, u64>,
     timers: BTreeSet<(i64, Prefix)>,
-    due: HashMap<Prefix, i64>,
-    labels: HashMap<Prefix, Vec<(String, String)>>,
+    due: BTreeMap<Prefix, i64>,
+    /// The `enforcer_engine_senders` label sets; each record holds the index of its own.
+    label_sets: LabelSets,
+    /// Notices by (stage, kernel rule, evidence): the board's entries point at these.
+    notices: HashMap<NoticeKey, Arc<Notice>>,
+    /// Size of `notices` after it was last pruned.
+    notices_pruned: usize,
     metrics: EngineMetrics,
     /// Wall clock minus boot clock (ns) when the kernel entries were last converted.
     clock_offset: Option<i128>,
@@ -188,11 +231,14 @@ impl<K: Kernel> Engine<K> {
             store,
             kernel,
             records: BTreeMap::new(),
+            summaries: Summaries::default(),
             operator: OperatorRules::default(),
             applied: BTreeMap::new(),
             timers: BTreeSet::new(),
-            due: HashMap::new(),
-            labels: HashMap::new(),
+            due: BTreeMap::new(),
+            label_sets: LabelSets::default(),
+            notices: HashMap::new(),
+            notices_pruned: 0,
             metrics,
             clock_offset: None,
             board: settings.board,
@@ -203,20 +249,22 @@ impl<K: Kernel> Engine<K> {
             check_cursor: None,
             start_journal: None,
         };
-        let mut changed = Vec::new();
-        for mut rec in e.store.senders()? {
-            if catch_up(&e.policy, &mut rec, now) {
-                changed.push(rec.clone());
-            }
-            e.records.insert(rec.prefix, rec);
-        }
-        if !changed.is_empty() {
-            e.store.put_senders(changed.iter())?;
-        }
+        // Records stream in one at a time and stay compact; the maps are built from sorted runs,
+        // so their nodes are full (inserting in order leaves B-tree nodes half empty).
+        let mut compact = Vec::new();
+        let summaries = &mut e.summaries;
+        e.store.each_sender(|rec| {
+            compact.push((rec.prefix, Compact::of(&rec, summaries)));
+        })?;
+        compact.sort_unstable_by_key(|(p, _)| *p);
+        e.records = compact.into_iter().collect();
+        e.catch_up_all(now)?;
+        let mut rules = Vec::new();
         let operator = &mut e.operator;
         e.store.each_rule(|rule| {
-            operator.insert(rule.prefix, rule);
+            rules.push((rule.prefix, operator.pack(rule)));
         })?;
+        e.operator.build(rules);
         e.start_journal = Some(Journal::default());
         let report = e.converge(now)?;
         Ok((e, report))
@@ -272,16 +320,33 @@ impl<K: Kernel> Engine<K> {
             .collect();
         self.metrics.init(&kinds);
         let report = self.reconcile(now)?;
-        let prefixes: Vec<Prefix> = self
+        let mut prefixes: Vec<Prefix> = self
             .records
             .keys()
             .chain(self.operator.keys())
             .copied()
             .collect();
-        for p in prefixes {
-            self.schedule(p, now);
-            self.relabel(p, now);
+        prefixes.sort_unstable();
+        prefixes.dedup();
+        // Timers and due times for every prefix, built in bulk (full B-tree nodes).
+        let mut due = Vec::new();
+        for &p in &prefixes {
+            if let Some(at) = self.next_due(p, now) {
+                due.push((p, at));
+            }
         }
+        let mut timers: Vec<(i64, Prefix)> = due.iter().map(|&(p, at)| (at, p)).collect();
+        timers.sort_unstable();
+        self.timers = timers.into_iter().collect();
+        self.due = due.into_iter().collect();
+        let mut notices = Vec::new();
+        for &p in &prefixes {
+            if let Some(n) = self.notice(p, now) {
+                notices.push((p, n));
+            }
+            self.relabel_only(p, now);
+        }
+        self.board.replace_all(notices);
         Ok(report)
     }
 
@@ -298,15 +363,7 @@ impl<K: Kernel> Engine<K> {
         self.overrides = settings.overrides;
         self.report_only = settings.report_only;
         self.notice_channel = settings.notice_channel;
-        let mut changed = Vec::new();
-        for rec in self.records.values_mut() {
-            if catch_up(&self.policy, rec, now) {
-                changed.push(rec.clone());
-            }
-        }
-        if !changed.is_empty() {
-            self.store.put_senders(changed.iter())?;
-        }
+        self.catch_up_all(now)?;
         self.converge(now)
     }
 
@@ -345,6 +402,8 @@ impl<K: Kernel> Engine<K> {
             }
         }
         self.applied.clear();
+        // Built in bulk once every key is known (full B-tree nodes).
+        let mut applied = Vec::new();
         // Keys only: no copy of the rules. A prefix with a record and an operator rule comes twice.
         let mut keys: Vec<Prefix> = self
             .records
@@ -367,14 +426,14 @@ impl<K: Kernel> Engine<K> {
             };
             if old.as_ref().is_some_and(|o| self.kernel.is(o, &rule)) {
                 rep.kept += 1;
-                self.applied.insert(p, written(&rule));
+                applied.push((p, written(&rule)));
                 continue;
             }
             self.metrics.kernel_writes.inc();
             match self.kernel.upsert(&rule) {
                 Ok(()) => {
                     rep.written += 1;
-                    self.applied.insert(p, written(&rule));
+                    applied.push((p, written(&rule)));
                     if let Some(j) = journal.as_mut() {
                         match old {
                             Some(old) => j.replaced.push((p, old)),
@@ -390,6 +449,7 @@ impl<K: Kernel> Engine<K> {
                 }
             }
         }
+        self.applied = applied.into_iter().collect();
         // Every desired prefix is written (its filter bits set first); now drop the bits of
         // prefixes no longer there, including those removed by earlier runs.
         if let Err(err) = self.kernel.settle(true) {
@@ -414,8 +474,88 @@ impl<K: Kernel> Engine<K> {
         rep.failed += 1;
     }
 
-    pub fn records(&self) -> impl Iterator<Item = &Record> {
-        self.records.values()
+    /// Every stored sender record, whole (read from the store; errors are logged and end the list).
+    pub fn records(&self) -> std::vec::IntoIter<Record> {
+        self.store
+            .senders()
+            .unwrap_or_else(|err| {
+                log::error!("reading the sender records: {err:#}");
+                Vec::new()
+            })
+            .into_iter()
+    }
+
+    /// How many senders the engine holds.
+    pub fn sender_count(&self) -> usize {
+        self.records.len()
+    }
+
+    /// The compact sender held for `p`, with its prefix.
+    fn held(&self, p: &Prefix) -> Option<Held<'_>> {
+        self.records.get(p).map(|c| c.at(*p))
+    }
+
+    /// The whole stored record of a sender the engine holds.
+    fn load(&self, p: &Prefix) -> anyhow::Result<Record> {
+        self.store
+            .sender(p)?
+            .ok_or_else(|| anyhow::anyhow!("the sender record for {p} is missing from the store"))
+    }
+
+    /// Takes a record that was just stored: its compact form replaces the one held.
+    fn keep(&mut self, rec: &Record) {
+        match self.records.get_mut(&rec.prefix) {
+            Some(c) => c.refresh(rec, &mut self.summaries),
+            None => {
+                let c = Compact::of(rec, &mut self.summaries);
+                self.records.insert(rec.prefix, c);
+            }
+        }
+    }
+
+    /// Forgets a sender held in memory (its label's count goes with it).
+    fn drop_record(&mut self, p: &Prefix) -> bool {
+        match self.records.remove(p) {
+            Some(c) => {
+                if c.label != 0 {
+                    self.metrics
+                        .senders
+                        .get_or_create(self.label_sets.get(c.label))
+                        .dec();
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Catches every sender up with `now` (stages the clock reached while the daemon was down or
+    /// under a new schedule, pauses that ended): only those behind are read from the store, and
+    /// they are written back in chunks, so a million senders never sit in memory whole.
+    fn catch_up_all(&mut self, now: i64) -> anyhow::Result<()> {
+        const CHUNK: usize = 4096;
+        let behind: Vec<Prefix> = self
+            .records
+            .iter()
+            .filter(|(p, c)| self.policy.behind(&c.at(**p), now))
+            .map(|(p, _)| *p)
+            .collect();
+        for chunk in behind.chunks(CHUNK) {
+            let mut changed = Vec::with_capacity(chunk.len());
+            for rec in self.store.senders_of(chunk)?.into_iter().flatten() {
+                let mut rec = rec;
+                if catch_up(&self.policy, &mut rec, now) {
+                    changed.push(rec);
+                }
+            }
+            // The stage is a function of the stored times, so a crash between chunks loses nothing:
+            // the next start recomputes it.
+            self.store.put_senders(changed.iter())?;
+            for rec in &changed {
+                self.keep(rec);
+            }
+        }
+        Ok(())
     }
 
     pub fn kernel(&self) -> &K {
@@ -496,15 +636,20 @@ impl<K: Kernel> Engine<K> {
                 // Engine entries it covered come back.
                 self.resync_under(p, now);
             }
-            if let Some(rec) = self.records.get(&p) {
-                let mut rec = rec.clone();
-                if catch_up(&self.policy, &mut rec, now) {
-                    self.metrics.stage_changes.inc();
-                    if let Err(err) = self.store.put_sender(&rec) {
-                        // The stage is a function of the stored times, so a restart recomputes it.
-                        log::error!("storing the new stage of {p}: {err:#}");
+            if self.held(&p).is_some_and(|h| self.policy.behind(&h, now)) {
+                match self.load(&p) {
+                    Ok(mut rec) => {
+                        if catch_up(&self.policy, &mut rec, now) {
+                            self.metrics.stage_changes.inc();
+                            if let Err(err) = self.store.put_sender(&rec) {
+                                // The stage is a function of the stored times, so a restart
+                                // recomputes it.
+                                log::error!("storing the new stage of {p}: {err:#}");
+                            }
+                            self.keep(&rec);
+                        }
                     }
-                    self.records.insert(p, rec);
+                    Err(err) => log::error!("reading the record of {p} for its new stage: {err:#}"),
                 }
             }
             let _ = self.sync(p, now); // failures are logged and retried
@@ -566,18 +711,18 @@ impl<K: Kernel> Engine<K> {
                 "senders": self.records.len(),
             })),
             Request::Senders => {
-                let list: Vec<_> = self
-                    .records
-                    .values()
-                    .map(|r| {
-                        let op = self.operator_for(&r.prefix, now);
-                        views::view(&self.policy, r, op.as_ref(), now)
-                    })
-                    .collect();
-                Reply::ok(list)
+                let mut list = Vec::with_capacity(self.records.len());
+                let each = self.store.each_sender(|r| {
+                    let op = self.operator_for(&r.prefix, now);
+                    list.push(views::view(&self.policy, &r, op.as_ref(), now));
+                });
+                match each {
+                    Ok(()) => Reply::ok(list),
+                    Err(e) => Reply::internal(format!("reading the sender records: {e:#}")),
+                }
             }
             Request::Sender { target } => match self.find(&target) {
-                Ok(p) => Reply::ok(self.detail(p, now)),
+                Ok(p) => self.detail(p, now),
                 Err(r) => r,
             },
             Request::Evidence { target, text } => self.evidence(&target, &text, now),
@@ -752,12 +897,19 @@ impl<K: Kernel> Engine<K> {
         Reply::with_lines(head, lines)
     }
 
-    fn detail(&self, p: Prefix, now: i64) -> views::SenderDetail {
-        let rec = &self.records[&p];
+    /// `enforcer sender`'s answer for a held sender, its record read from the store.
+    fn detail(&self, p: Prefix, now: i64) -> Reply {
+        match self.load(&p) {
+            Ok(rec) => Reply::ok(self.detail_of(&rec, now)),
+            Err(e) => Reply::internal(format!("{e:#}")),
+        }
+    }
+
+    fn detail_of(&self, rec: &Record, now: i64) -> views::SenderDetail {
         views::detail(
             &self.policy,
             rec,
-            self.operator_for(&p, now).as_ref(),
+            self.operator_for(&rec.prefix, now).as_ref(),
             self.report_only,
             now,
         )
@@ -778,7 +930,7 @@ impl<K: Kernel> Engine<K> {
             }
         };
         match self.feed(addr, &class, "cli", now) {
-            Ok(key) => Reply::ok(self.detail(key, now)),
+            Ok(key) => self.detail(key, now),
             Err(e) => Reply::internal(e),
         }
     }
@@ -874,6 +1026,27 @@ impl<K: Kernel> Engine<K> {
         for (_, class, _) in items {
             evidence.push(evidence_of(class, now)?);
         }
+        // The records these senders already have, read in one transaction.
+        let mut held: Vec<Prefix> = items
+            .iter()
+            .map(|(addr, _, _)| self.policy.aggregation.prefix_for(*addr))
+            .filter(|k| self.records.contains_key(k))
+            .collect();
+        held.sort_unstable();
+        held.dedup();
+        let mut stored: HashMap<Prefix, Record> = match self.store.senders_of(&held) {
+            Ok(recs) => held
+                .iter()
+                .copied()
+                .zip(recs)
+                .filter_map(|(k, r)| Some((k, r?)))
+                .collect(),
+            Err(err) => {
+                return Err(format!(
+                    "could not read the stored records (nothing changed): {err:#}"
+                ))
+            }
+        };
         let mut staged: HashMap<Prefix, Record> = HashMap::new();
         let mut order: Vec<Prefix> = Vec::new();
         let mut outcomes = Vec::with_capacity(items.len());
@@ -883,7 +1056,7 @@ impl<K: Kernel> Engine<K> {
                 Some(r) => Some(r),
                 None => {
                     order.push(key);
-                    self.records.get(&key).cloned()
+                    stored.remove(&key)
                 }
             };
             let was = before.as_ref().map(|r| self.policy.stage_at(r, now));
@@ -919,12 +1092,12 @@ impl<K: Kernel> Engine<K> {
         for key in &order {
             let rec = staged.remove(key).expect("staged above");
             let cleared =
-                self.records.get(key).is_some_and(|r| r.episode.is_some()) && rec.episode.is_none();
+                self.records.get(key).is_some_and(|c| c.in_episode()) && rec.episode.is_none();
             self.touch(Touched::Sender {
                 prefix: *key,
                 cleared,
             });
-            self.records.insert(*key, rec);
+            self.keep(&rec);
             let _ = self.sync(*key, now); // failures are logged and retried
             self.schedule(*key, now);
             self.relabel(*key, now);
@@ -974,7 +1147,10 @@ impl<K: Kernel> Engine<K> {
             Ok(p) => p,
             Err(r) => return r,
         };
-        let mut rec = self.records[&p].clone();
+        let mut rec = match self.load(&p) {
+            Ok(rec) => rec,
+            Err(e) => return Reply::internal(format!("{e:#} (nothing changed)")),
+        };
         catch_up(&self.policy, &mut rec, now);
         if let Err(e) = f(&self.policy, &mut rec) {
             return Reply::usage(e.to_string());
@@ -984,7 +1160,7 @@ impl<K: Kernel> Engine<K> {
                 "could not store the change for {p} (nothing changed): {err:#}"
             ));
         }
-        self.records.insert(p, rec);
+        self.keep(&rec);
         self.touch(Touched::Sender {
             prefix: p,
             cleared: false,
@@ -992,7 +1168,7 @@ impl<K: Kernel> Engine<K> {
         let _ = self.sync(p, now); // failures are logged and retried
         self.schedule(p, now);
         self.relabel(p, now);
-        Reply::ok(self.detail(p, now))
+        Reply::ok(self.detail_of(&rec, now))
     }
 
     fn forget(&mut self, target: &str, now: i64) -> Reply {
@@ -1005,7 +1181,7 @@ impl<K: Kernel> Engine<K> {
                 "could not delete the record for {p} (nothing changed): {err:#}"
             ));
         }
-        self.records.remove(&p);
+        self.drop_record(&p);
         self.touch(Touched::Forgot { prefix: p });
         let _ = self.sync(p, now); // failures are logged and retried
         self.schedule(p, now);
@@ -1133,13 +1309,13 @@ impl<K: Kernel> Engine<K> {
         if let Some(r) = self.operator.packed(p).filter(|r| !r.is_expired(now)) {
             return Some(r.rule(*p));
         }
-        let rec = self.records.get(p)?;
+        let rec = self.held(p)?;
         // An operator rule on a covering prefix wins too: a host entry would otherwise be the longest
         // match in the kernel and override, say, an operator block of the whole /24.
         if self.operator_decides(p, now).is_some() {
             return None;
         }
-        self.policy.desired_one(rec, now).map(|d| engine_rule(&d))
+        self.policy.desired_one(&rec, now).map(|d| engine_rule(&d))
     }
 
     /// The rule of the entry this engine wrote for `p`, when it is still the one it wants: recomputed
@@ -1314,19 +1490,7 @@ impl<K: Kernel> Engine<K> {
     /// Sets the prefix's single timer to its next change (stage, pause end, operator expiry), or to
     /// a retry when its kernel entry is not what it should be.
     fn schedule(&mut self, p: Prefix, now: i64) {
-        let mut next = self
-            .records
-            .get(&p)
-            .and_then(|r| self.policy.next_change(r, now));
-        let mut earliest = |t: i64| next = Some(next.map_or(t, |n: i64| n.min(t)));
-        if let Some(exp) = self.operator.packed(&p).and_then(|r| r.expires_at()) {
-            if exp > now {
-                earliest(exp);
-            }
-        }
-        if self.applied.get(&p).copied() != self.desired_for(&p, now).as_ref().map(written) {
-            earliest(now + RETRY_SECS);
-        }
+        let next = self.next_due(p, now);
         if let Some(old) = self.due.remove(&p) {
             self.timers.remove(&(old, p));
         }
@@ -1336,33 +1500,88 @@ impl<K: Kernel> Engine<K> {
         }
     }
 
-    /// Publishes what the MTA listeners answer for `p`: its engine rule while the kernel should hold
-    /// one, or an operator's notice throttle (`{stage}` reads 0 for it); any other operator rule
-    /// deciding means no SMTP notice.
-    fn publish(&self, p: Prefix, now: i64) {
-        let notice = self.desired_for(&p, now).and_then(|rule| {
-            let (stage, ev) = match rule.source {
-                RuleSource::Engine { stage } => (stage, self.records.get(&p)?.evidence.as_ref()),
-                RuleSource::Operator if notice_of(&rule).is_some() => {
-                    (0, self.records.get(&p).and_then(|r| r.evidence.as_ref()))
-                }
-                RuleSource::Operator => return None,
-            };
-            Some(Notice {
-                rule,
-                stage,
-                build: ev.and_then(|e| e.build.clone().or_else(|| e.version.clone())),
-                upgrade_to: ev.and_then(|e| e.upgrade_to.clone()),
-            })
+    /// When `p` next needs the timer: its next stage or pause end, its operator rule's expiry, or
+    /// a retry when its kernel entry is not what it should be.
+    fn next_due(&self, p: Prefix, now: i64) -> Option<i64> {
+        let mut next = self.held(&p).and_then(|h| self.policy.next_change(&h, now));
+        let mut earliest = |t: i64| next = Some(next.map_or(t, |n: i64| n.min(t)));
+        if let Some(exp) = self.operator.packed(&p).and_then(|r| r.expires_at()) {
+            if exp > now {
+                earliest(exp);
+            }
+        }
+        if self.applied.get(&p).copied() != self.desired_for(&p, now).as_ref().map(written) {
+            earliest(now + RETRY_SECS);
+        }
+        next
+    }
+
+    /// What the MTA listeners answer for `p`: its engine rule while the kernel should hold one, or
+    /// an operator's notice throttle (`{stage}` reads 0 for it); any other operator rule deciding
+    /// means no SMTP notice. Senders at the same stage with the same evidence share one notice.
+    fn notice(&mut self, p: Prefix, now: i64) -> Option<Arc<Notice>> {
+        let rule = self.desired_for(&p, now)?;
+        let stage = match rule.source {
+            RuleSource::Engine { stage } => {
+                self.records.get(&p)?;
+                stage
+            }
+            RuleSource::Operator if notice_of(&rule).is_some() => 0,
+            RuleSource::Operator => return None,
+        };
+        let summary = self.records.get(&p).and_then(|c| c.summary_arc());
+        let key = (
+            stage,
+            written(&Rule {
+                prefix: SHARED,
+                ..rule.clone()
+            }),
+            summary.clone(),
+        );
+        if let Some(n) = self.notices.get(&key) {
+            return Some(n.clone());
+        }
+        // Notices of stages and builds no sender is at any more go before the set doubles.
+        if self.notices.len() >= 2 * self.notices_pruned.max(64) {
+            self.notices.retain(|_, n| Arc::strong_count(n) > 1);
+            self.notices_pruned = self.notices.len();
+        }
+        let n = Arc::new(Notice {
+            // Shared: the board puts the sender's own prefix in what it hands out.
+            rule: Rule {
+                prefix: SHARED,
+                reason: None,
+                created_at: 0,
+                ..rule
+            },
+            stage,
+            build: summary
+                .as_ref()
+                .and_then(|s| s.build.as_deref().map(str::to_string)),
+            upgrade_to: summary
+                .as_ref()
+                .and_then(|s| s.upgrade_to.as_deref().map(str::to_string)),
         });
+        self.notices.insert(key, n.clone());
+        Some(n)
+    }
+
+    /// Publishes `p`'s notice for the MTA listeners.
+    fn publish(&mut self, p: Prefix, now: i64) {
+        let notice = self.notice(p, now);
         self.board.set(p, notice);
     }
 
     /// Called after every change of `p`: metrics labels and the listeners' board follow it.
     fn relabel(&mut self, p: Prefix, now: i64) {
         self.publish(p, now);
-        let new = self.records.get(&p).map(|r| {
-            let st = self.policy.stage_at(r, now);
+        self.relabel_only(p, now);
+    }
+
+    /// The `enforcer_engine_senders` series `p` counts in follows its standing.
+    fn relabel_only(&mut self, p: Prefix, now: i64) {
+        let new = self.held(&p).map(|r| {
+            let st = self.policy.stage_at(&r, now);
             let state = match st {
                 Standing::Clear => "clear",
                 Standing::AllowListed => "allow-listed",
@@ -1374,15 +1593,26 @@ impl<K: Kernel> Engine<K> {
                 .map(|n| (n, action_kind(&self.policy.schedule.stage(n).action)));
             EngineMetrics::sender_label(state, stage)
         });
-        if self.labels.get(&p) == new.as_ref() {
+        // Only a held sender counts; one that is gone was taken off by `drop_record`.
+        let (Some(new), Some(old)) = (new, self.records.get(&p).map(|c| c.label)) else {
+            return;
+        };
+        let new = self.label_sets.id(new);
+        if new == old {
             return;
         }
-        if let Some(old) = self.labels.remove(&p) {
-            self.metrics.senders.get_or_create(&old).dec();
+        if old != 0 {
+            self.metrics
+                .senders
+                .get_or_create(self.label_sets.get(old))
+                .dec();
         }
-        if let Some(new) = new {
-            self.metrics.senders.get_or_create(&new).inc();
-            self.labels.insert(p, new);
+        self.metrics
+            .senders
+            .get_or_create(self.label_sets.get(new))
+            .inc();
+        if let Some(c) = self.records.get_mut(&p) {
+            c.label = new;
         }
     }
 }

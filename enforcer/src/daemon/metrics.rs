@@ -5,7 +5,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-type Labels = Vec<(String, String)>;
+pub(crate) type Labels = Vec<(String, String)>;
 
 /// Where evidence came from: the label values of `enforcer_engine_evidence_total{source}`.
 pub const EVIDENCE_SOURCES: [&str; 5] = ["cli", "milter", "policy", "probe", "responder"];

@@ -116,6 +116,7 @@ pub async fn run_with_reload<K: Kernel>(
             },
             Some((settings, done)) = reload.recv() => {
                 let _ = done.send(engine.reconfigure(settings, unix_now()));
+                super::boot::return_freed_memory();
             }
             ev = fleet_event(&mut fleet) => match (ev, fleet.as_mut()) {
                 (Some(ev), Some(f)) => f.handle(&mut engine, ev),

@@ -1137,7 +1137,16 @@ fn mta_sightings_feed_the_engine_and_the_board_follows_the_stage() {
     let n = board.lookup(addr).expect("stage 2 throttles");
     assert_eq!(n.stage, 2);
     assert_eq!(n.build.as_deref(), Some("15.0.1497.48"));
-    assert_eq!(n.rule, e.kernel().entries[&host("10.200.0.2")]);
+    let k = &e.kernel().entries[&host("10.200.0.2")];
+    assert_eq!(
+        (
+            n.rule.prefix,
+            &n.rule.verdict,
+            n.rule.expires_at,
+            &n.rule.source
+        ),
+        (k.prefix, &k.verdict, k.expires_at, &k.source)
+    );
     // The same message again: one finding, counted twice.
     e.sighting(&sighting("10.200.0.2", EX2013), Channel::Milter, T0 + 11);
     let rec = e.records().next().unwrap().clone();
@@ -1353,9 +1362,10 @@ fn notice_stages_write_notice_entries_and_the_board_answers() {
     let k = rule.to_kernel(&clock);
     assert!(k.is_notice());
     assert_eq!((k.notice_count, k.notice_period_secs), (2, 600));
+    let n = board.lookup(addr).unwrap().rule;
     assert_eq!(
-        board.lookup(addr).unwrap().rule,
-        rule,
+        (n.prefix, &n.verdict, n.expires_at, &n.source),
+        (rule.prefix, &rule.verdict, rule.expires_at, &rule.source),
         "the board answers from the same entry"
     );
     // The full block stage still lets the budget through, and the sender reads 550.

@@ -3,7 +3,7 @@
 //! `PolicyEntry::window_at`, the code the XDP/TC program runs, so the milter and policy service answer
 //! 450 exactly when the kernel would refuse in a throttle window, and 550 in a block window.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
@@ -74,8 +74,9 @@ pub fn check_template(text: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// What the engine publishes for one sender in an enforcing stage: the kernel rule it wrote and what
-/// the texts name.
+/// What the engine publishes for one sender in an enforcing stage: the kernel rule it wrote (prefix,
+/// verdict, expiry, source: what the answer depends on; the reason and creation time stay in the
+/// store, so senders at one stage with one build share a notice) and what the texts name.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Notice {
     pub rule: Rule,
@@ -209,7 +210,10 @@ pub struct Board {
 
 #[derive(Debug, Default)]
 struct BoardInner {
-    senders: HashMap<Prefix, Notice>,
+    /// Senders at the same stage with the same evidence share one notice (a million blocked
+    /// senders are a million keys and a handful of notices); a B-tree, so a million keys cost
+    /// ~30 bytes each rather than a hash table's power-of-two slack.
+    senders: BTreeMap<Prefix, Arc<Notice>>,
     /// How many notices there are per (IPv6?, prefix length): a lookup tries each length present,
     /// longest first (as the kernel does: host entries before prefixes). So the board needs no
     /// aggregation setting, and records of an aggregation a reload changed are still found.
@@ -238,8 +242,21 @@ impl Board {
         g.replies.clone()
     }
 
+    /// Replaces every notice at once (start-up and reloads), from `(prefix, notice)` pairs sorted
+    /// by prefix.
+    pub fn replace_all(&self, notices: Vec<(Prefix, Arc<Notice>)>) {
+        let mut lengths: BTreeMap<(bool, u8), usize> = BTreeMap::new();
+        for (p, _) in &notices {
+            *lengths.entry((p.addr().is_ipv6(), p.len())).or_default() += 1;
+        }
+        let senders: BTreeMap<Prefix, Arc<Notice>> = notices.into_iter().collect();
+        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        g.senders = senders;
+        g.lengths = lengths;
+    }
+
     /// Sets (or with `None` clears) the notice of one sender record.
-    pub fn set(&self, prefix: Prefix, notice: Option<Notice>) {
+    pub fn set(&self, prefix: Prefix, notice: Option<Arc<Notice>>) {
         // A poisoned lock only means a panic elsewhere mid-update; the map itself is still whole.
         let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
         let length = (prefix.addr().is_ipv6(), prefix.len());
@@ -262,7 +279,7 @@ impl Board {
         }
     }
 
-    /// The notice of the most specific record `addr` belongs to.
+    /// The notice of the most specific record `addr` belongs to (its rule's prefix is that record's).
     pub fn lookup(&self, addr: IpAddr) -> Option<Notice> {
         let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
         let v6 = addr.is_ipv6();
@@ -270,8 +287,15 @@ impl Board {
             .keys()
             .rev()
             .filter(|(is_v6, _)| *is_v6 == v6)
-            .find_map(|&(_, len)| g.senders.get(&Prefix::containing(addr, len)))
-            .cloned()
+            .find_map(|&(_, len)| {
+                let p = Prefix::containing(addr, len);
+                g.senders.get(&p).map(|n| (p, n))
+            })
+            .map(|(p, n)| {
+                let mut n = Notice::clone(n);
+                n.rule.prefix = p;
+                n
+            })
     }
 
     pub fn len(&self) -> usize {

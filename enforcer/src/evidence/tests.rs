@@ -255,7 +255,7 @@ async fn milter_refuses_at_mail_and_reports_the_header_block() {
     assert!(s.headers.starts_with("Received: from EX01"));
     r.board.set(
         "10.200.0.2/32".parse().unwrap(),
-        Some(block_notice("10.200.0.2/32")),
+        Some(std::sync::Arc::new(block_notice("10.200.0.2/32"))),
     );
     let Some(Response::ReplyCode(text)) = m.mail().await else {
         panic!("expected a reply code")
@@ -275,7 +275,7 @@ async fn report_only_continues() {
     let r = start(true).await;
     r.board.set(
         "10.200.0.2/32".parse().unwrap(),
-        Some(block_notice("10.200.0.2/32")),
+        Some(std::sync::Arc::new(block_notice("10.200.0.2/32"))),
     );
     let mut m = Mta::open(r.milter, "10.200.0.2").await;
     assert_eq!(m.mail().await, Some(Response::Continue));
@@ -333,7 +333,7 @@ async fn two_hundred_concurrent_sessions() {
     let mut r = start(false).await;
     r.board.set(
         "10.200.0.0/32".parse().unwrap(),
-        Some(block_notice("10.200.0.0/32")),
+        Some(std::sync::Arc::new(block_notice("10.200.0.0/32"))),
     );
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..200u32 {
@@ -393,7 +393,7 @@ async fn policy_service_answers_and_closes_on_malformed_requests() {
     assert_eq!(s.helo.as_deref(), Some("ex01.corp.example.net"));
     r.board.set(
         "10.200.0.2/32".parse().unwrap(),
-        Some(block_notice("10.200.0.2/32")),
+        Some(std::sync::Arc::new(block_notice("10.200.0.2/32"))),
     );
     let a = policy_exchange(r.policy, req).await;
     assert!(
@@ -463,7 +463,7 @@ async fn texts_and_report_only_change_under_running_listeners() {
     let r = start(false).await;
     r.board.set(
         "10.200.0.2/32".parse().unwrap(),
-        Some(block_notice("10.200.0.2/32")),
+        Some(std::sync::Arc::new(block_notice("10.200.0.2/32"))),
     );
     let mut m = Mta::open(r.milter, "10.200.0.2").await;
     assert!(matches!(m.mail().await, Some(Response::ReplyCode(_))));

@@ -92,9 +92,9 @@ impl Replica {
             let mut items = Vec::with_capacity(chunk.len());
             for t in chunk {
                 let item = match t {
-                    Touched::Sender { prefix, cleared } => match engine.record(prefix) {
+                    Touched::Sender { prefix, cleared } => match engine.record(prefix)? {
                         Some(rec) => {
-                            Item::Sender(SenderState::of_record(rec, cleared.then_some(now)))
+                            Item::Sender(SenderState::of_record(&rec, cleared.then_some(now)))
                         }
                         None => continue,
                     },
@@ -131,9 +131,9 @@ impl Replica {
                 continue;
             }
             if let Item::Sender(s) = &joined {
-                let local = engine.record(&s.prefix);
-                let merged = s.to_record(local);
-                if merged.as_ref() != local {
+                let local = engine.record(&s.prefix)?;
+                let merged = s.to_record(local.as_ref());
+                if merged != local {
                     engine.fleet_sender(
                         s.prefix,
                         merged,
@@ -250,9 +250,9 @@ impl Replica {
         for &i in &order {
             match &joins[i].0 {
                 Item::Sender(s) => {
-                    let local = engine.record(&s.prefix);
-                    let merged = s.to_record(local);
-                    if merged.as_ref() != local {
+                    let local = engine.record(&s.prefix)?;
+                    let merged = s.to_record(local.as_ref());
+                    if merged != local {
                         let why = format!("fleet: updated from {}", changes[i].origin);
                         engine.fleet_sender(s.prefix, merged, &why, now)?;
                     }
@@ -332,7 +332,7 @@ impl Replica {
     ) -> anyhow::Result<usize> {
         let senders: Vec<Item> = engine
             .records()
-            .map(|r| Item::Sender(SenderState::of_record(r, None)))
+            .map(|r| Item::Sender(SenderState::of_record(&r, None)))
             .collect();
         let mut queued = 0;
         for chunk in senders.chunks(CHUNK) {

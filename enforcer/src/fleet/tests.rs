@@ -438,7 +438,10 @@ fn evidence_at_one_host_enforces_at_another_once() {
     );
     let p = pfx();
     assert_eq!(b.engine.kernel().entries[&p].verdict, Verdict::Drop);
-    assert_eq!(b.engine.record(&p).unwrap().first_detected, Some(T0));
+    assert_eq!(
+        b.engine.record(&p).unwrap().unwrap().first_detected,
+        Some(T0)
+    );
     // The same change again (a replay after a reconnect) changes nothing.
     assert_eq!(
         b.replica
@@ -451,6 +454,7 @@ fn evidence_at_one_host_enforces_at_another_once() {
     let fleet_lines = b
         .engine
         .record(&p)
+        .unwrap()
         .unwrap()
         .history
         .iter()
@@ -536,7 +540,7 @@ fn forget_travels_and_a_stale_copy_does_not_revive() {
     b.replica
         .apply(&mut b.engine, &forget[0].1, None, NOW_MS + 10_000)
         .unwrap();
-    assert!(b.engine.record(&pfx()).is_none());
+    assert!(b.engine.record(&pfx()).unwrap().is_none());
     assert!(b.engine.kernel().entries.is_empty());
     // The first change replayed late (a slow host) does not bring it back.
     assert_eq!(
@@ -545,7 +549,7 @@ fn forget_travels_and_a_stale_copy_does_not_revive() {
             .unwrap(),
         Applied::Unchanged
     );
-    assert!(b.engine.record(&pfx()).is_none());
+    assert!(b.engine.record(&pfx()).unwrap().is_none());
     // The tombstone expires after its TTL (one day here).
     assert!(b
         .replica

@@ -4,6 +4,7 @@
 //! Progress in enforcement is wall time since the episode started minus the time spent paused; a
 //! stage is reached when progress passes its `after`. A stage never regresses (`Episode::reached`).
 
+use super::facts::Facts;
 use super::record::{Episode, Evidence, Pause, Record};
 use super::schedule::{Action, Refusal, Schedule};
 use crate::duration::Span;
@@ -133,17 +134,17 @@ impl Policy {
     }
 
     /// Seconds of enforcement progress at `now`: time since the episode started, minus pauses.
-    pub fn progress(&self, rec: &Record, now: i64) -> Option<i64> {
-        let ep = rec.episode.as_ref()?;
+    pub fn progress(&self, rec: &impl Facts, now: i64) -> Option<i64> {
+        let ep = rec.episode()?;
         Some((now - ep.started_at - paused_secs(rec, ep.started_at, now)).max(0))
     }
 
     /// The stage a record is at, and whether it is paused or exempt.
-    pub fn stage_at(&self, rec: &Record, now: i64) -> Standing {
-        if self.prefix_allowed(&rec.prefix) {
+    pub fn stage_at(&self, rec: &impl Facts, now: i64) -> Standing {
+        if self.prefix_allowed(&rec.prefix()) {
             return Standing::AllowListed;
         }
-        let (Some(ep), Some(progress)) = (rec.episode.as_ref(), self.progress(rec, now)) else {
+        let (Some(ep), Some(progress)) = (rec.episode(), self.progress(rec, now)) else {
             return Standing::Clear;
         };
         let stage = self
@@ -162,12 +163,12 @@ impl Policy {
 
     /// When the record's standing next changes by itself (a stage begins or a pause ends), strictly
     /// after `now`; `None` when it never will without new input.
-    pub fn next_change(&self, rec: &Record, now: i64) -> Option<i64> {
+    pub fn next_change(&self, rec: &impl Facts, now: i64) -> Option<i64> {
         match self.stage_at(rec, now) {
             Standing::Paused { until, .. } => Some(until.max(now + 1)),
             Standing::Enforcing { stage } => {
                 let next = self.schedule.stages().get(stage as usize)?;
-                let ep = rec.episode.as_ref()?;
+                let ep = rec.episode()?;
                 let t =
                     ep.started_at + paused_secs(rec, ep.started_at, now) + next.after.secs() as i64;
                 Some(t.max(now + 1))
@@ -280,6 +281,20 @@ impl Policy {
         Some((from, stage))
     }
 
+    /// True when catching `rec` up to `now` would change it: a pause's planned end has passed
+    /// without being recorded, or the stage the clock says is above the one reached.
+    pub fn behind(&self, rec: &impl Facts, now: i64) -> bool {
+        let pause_over = rec
+            .pauses()
+            .iter()
+            .any(|p| p.ended_at.is_none() && p.until <= now);
+        let stage_up = match (rec.episode(), self.stage_at(rec, now).stage()) {
+            (Some(ep), Some(stage)) => stage > ep.reached,
+            _ => false,
+        };
+        pause_over || stage_up
+    }
+
     /// Pauses enforcement for `days` from `now` (extending a running pause), within the yearly budget.
     ///
     /// A pause that crosses New Year is charged to the UTC calendar years its days fall in, each
@@ -362,9 +377,9 @@ impl Policy {
 
     /// Pause seconds counted against the budget of the calendar year containing `now` (a running
     /// pause counts with its planned length).
-    pub fn pause_used(&self, rec: &Record, now: i64) -> i64 {
+    pub fn pause_used(&self, rec: &impl Facts, now: i64) -> i64 {
         let (_, start, end) = calendar_years(now, now + 1)[0];
-        rec.pauses
+        rec.pauses()
             .iter()
             .map(|p| overlap(p.start, p.end_by(p.until), start, end))
             .sum()
@@ -378,8 +393,8 @@ fn end_pauses(rec: &mut Record, now: i64) {
 }
 
 /// Seconds paused between `from` and `now`.
-fn paused_secs(rec: &Record, from: i64, now: i64) -> i64 {
-    rec.pauses
+fn paused_secs(rec: &impl Facts, from: i64, now: i64) -> i64 {
+    rec.pauses()
         .iter()
         .map(|p| overlap(p.start, p.end_by(now), from, now))
         .sum()

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod engine;
+mod facts;
 mod record;
 mod schedule;
 
@@ -10,6 +11,7 @@ pub use engine::{
     fmt_time, Aggregation, Policy, PolicyError, Standing, DEFAULT_MIN_CONFIDENCE,
     DEFAULT_PAUSE_BUDGET_DAYS,
 };
+pub use facts::{Compact, Facts, Held, Summaries, Summary};
 pub use record::{Episode, Evidence, Finding, HistoryEntry, Pause, Record, Status, MAX_FINDINGS};
 pub use schedule::{Action, Refusal, Schedule, ScheduleError, Stage};
 
@@ -42,30 +44,30 @@ impl Policy {
             .collect()
     }
 
-    pub fn desired_one(&self, rec: &Record, now: i64) -> Option<Desired> {
+    pub fn desired_one(&self, rec: &impl Facts, now: i64) -> Option<Desired> {
         let standing = self.stage_at(rec, now);
         let (action, refusal) = self.effect(standing)?;
         let stage = standing.stage()?;
         Some(Desired {
-            prefix: rec.prefix,
+            prefix: rec.prefix(),
             stage,
             action,
             refusal,
             reason: self.why(rec, stage),
-            since: rec.episode.as_ref().map(|e| e.started_at).unwrap_or(now),
+            since: rec.episode().map(|e| e.started_at).unwrap_or(now),
         })
     }
 
     /// "stage 3 (throttle 10m/1h): exchange 15.0.1497.2 (...), end-of-life; upgrade to ...".
-    pub fn why(&self, rec: &Record, stage: u32) -> String {
+    pub fn why(&self, rec: &impl Facts, stage: u32) -> String {
         let mut s = format!(
             "stage {stage} ({})",
             self.schedule.stage(stage).action.describe()
         );
-        if let Some(ev) = &rec.evidence {
+        if let Some(summary) = rec.evidence_summary() {
             s.push_str(": persistently vulnerable: ");
-            s.push_str(&ev.summary());
-            if let Some(u) = &ev.upgrade_to {
+            s.push_str(&summary);
+            if let Some(u) = rec.upgrade_to() {
                 s.push_str("; upgrade to ");
                 s.push_str(u);
             }

@@ -64,23 +64,68 @@ impl Store {
     /// Every stored record. A record that no longer parses (written by a newer version, damaged) is
     /// skipped with a warning rather than stopping the daemon; it stays in the table untouched.
     pub fn senders(&self) -> anyhow::Result<Vec<Record>> {
+        let mut out = Vec::new();
+        self.each_sender(|rec| out.push(rec))?;
+        Ok(out)
+    }
+
+    /// Hands every stored record to `f`, one at a time (a daemon with a million senders starts
+    /// without holding them all whole). Unreadable rows are skipped as in [`Store::senders`].
+    pub fn each_sender(&self, mut f: impl FnMut(Record)) -> anyhow::Result<()> {
         self.read(|db| {
             let txn = db.begin_read()?;
             let table = match txn.open_table(SENDERS) {
                 Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
                 Err(e) => return Err(e).context("opening the sender table"),
             };
-            let mut out = Vec::new();
             for item in table.iter()? {
                 let (k, v) = item?;
                 match serde_json::from_str::<Record>(v.value()) {
-                    Ok(rec) => out.push(rec),
+                    Ok(rec) => f(rec),
                     Err(e) => log::warn!("skipping unreadable sender record {}: {e}", k.value()),
                 }
             }
+            Ok(())
+        })
+    }
+
+    /// The stored records of `prefixes`, in their order (`None` where there is none), read in one
+    /// transaction. A record that no longer parses is an error here: the caller is about to change
+    /// it and must not replace it with a new one unknowingly.
+    pub fn senders_of(&self, prefixes: &[Prefix]) -> anyhow::Result<Vec<Option<Record>>> {
+        self.read(|db| {
+            let txn = db.begin_read()?;
+            let table = match txn.open_table(SENDERS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => {
+                    return Ok(prefixes.iter().map(|_| None).collect())
+                }
+                Err(e) => return Err(e).context("opening the sender table"),
+            };
+            let mut out = Vec::with_capacity(prefixes.len());
+            for p in prefixes {
+                let key = p.to_string();
+                let rec = match table.get(key.as_str())? {
+                    Some(v) => {
+                        Some(serde_json::from_str::<Record>(v.value()).with_context(|| {
+                            format!("the stored sender record {key} does not parse")
+                        })?)
+                    }
+                    None => None,
+                };
+                out.push(rec);
+            }
             Ok(out)
         })
+    }
+
+    /// The stored record of one prefix.
+    pub fn sender(&self, prefix: &Prefix) -> anyhow::Result<Option<Record>> {
+        Ok(self
+            .senders_of(std::slice::from_ref(prefix))?
+            .pop()
+            .flatten())
     }
 }
 

@@ -77,9 +77,7 @@ impl<K: Kernel> Engine<K> {
         // Every rule of an import is the template's: packed once, shared by all.
         let any = Prefix::host(std::net::Ipv4Addr::UNSPECIFIED.into());
         let packed = self.operator.pack(template.rule(any));
-        for p in &prefixes {
-            self.operator.insert_packed(*p, packed.clone());
-        }
+        self.operator.insert_packed(&prefixes, packed);
         // Operator entries, shared with the fleet like a single block or unset.
         for p in stale.iter().chain(rules.iter().map(|r| &r.prefix)) {
             self.touch(Touched::Rule { prefix: *p });
@@ -189,9 +187,11 @@ impl<K: Kernel> Engine<K> {
             };
             match self.kernel.upsert_many(writing) {
                 Ok(()) => {
-                    for (i, fp) in fresh {
-                        self.applied.insert(put[i].prefix, fp);
-                    }
+                    let run = fresh
+                        .into_iter()
+                        .map(|(i, fp)| (put[i].prefix, fp))
+                        .collect();
+                    super::sorted::insert_run(&mut self.applied, run);
                 }
                 Err(err) => {
                     // Some were written, some not: the per-prefix timers below retry each one.

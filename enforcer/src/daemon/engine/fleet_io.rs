@@ -42,8 +42,12 @@ impl<K: Kernel> Engine<K> {
         &self.store
     }
 
-    pub fn record(&self, p: &Prefix) -> Option<&Record> {
-        self.records.get(p)
+    /// The whole stored record of `p` (`None` when the engine holds no sender there).
+    pub fn record(&self, p: &Prefix) -> anyhow::Result<Option<Record>> {
+        if !self.records.contains_key(p) {
+            return Ok(None);
+        }
+        self.load(p).map(Some)
     }
 
     pub fn operator_rule(&self, p: &Prefix) -> Option<Rule> {
@@ -69,11 +73,11 @@ impl<K: Kernel> Engine<K> {
                 catch_up(&self.policy, &mut rec, now);
                 rec.log(now, why);
                 self.store.put_sender(&rec)?;
-                self.records.insert(p, rec);
+                self.keep(&rec);
             }
             None => {
                 self.store.remove_sender(&p)?;
-                if self.records.remove(&p).is_some() {
+                if self.drop_record(&p) {
                     log::info!("{why}: sender {p} forgotten");
                 }
             }

@@ -77,10 +77,12 @@ impl OperatorRules {
         self.map.insert(prefix, packed).map(|old| old.rule(prefix))
     }
 
-    /// Inserts or replaces the rule for `prefix` with one [`OperatorRules::pack`] made (a bulk
-    /// import packs its template once and clones it per prefix).
-    pub fn insert_packed(&mut self, prefix: Prefix, rule: OpRule) {
-        self.map.insert(prefix, rule);
+    /// Inserts or replaces the rules of `prefixes` (sorted, no duplicates) with one
+    /// [`OperatorRules::pack`] made (a bulk import packs its template once and clones it per
+    /// prefix).
+    pub fn insert_packed(&mut self, prefixes: &[Prefix], rule: OpRule) {
+        let run = prefixes.iter().map(|p| (*p, rule.clone())).collect();
+        super::sorted::insert_run(&mut self.map, run);
     }
 
     /// The packed form of `rule` (its prefix is not kept), its list name shared with the rules
@@ -106,6 +108,15 @@ impl OperatorRules {
             reason: rule.reason.map(String::into_boxed_str),
             list,
         }
+    }
+
+    /// Replaces every rule with `rules` (each packed by [`OperatorRules::pack`]), built in one go:
+    /// a B-tree filled from a sorted run has full nodes, one filled by inserts in order half-empty
+    /// ones.
+    pub fn build(&mut self, mut rules: Vec<(Prefix, OpRule)>) {
+        rules.sort_unstable_by_key(|(p, _)| *p);
+        rules.dedup_by_key(|(p, _)| *p);
+        self.map = rules.into_iter().collect();
     }
 
     pub fn remove(&mut self, prefix: &Prefix) -> Option<Rule> {

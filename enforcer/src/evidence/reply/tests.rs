@@ -143,29 +143,77 @@ fn templates_are_checked() {
     assert!(check_template("open {host").is_err());
 }
 
+/// `n` as the board hands it out for the record at `prefix`.
+fn on(n: &Notice, prefix: &str) -> Option<Notice> {
+    let mut n = n.clone();
+    n.rule.prefix = prefix.parse().unwrap();
+    Some(n)
+}
+
 #[test]
 fn board_looks_up_by_aggregate() {
     let b = Board::default();
     let n = stage5();
-    b.set("10.200.0.0/24".parse().unwrap(), Some(n.clone()));
-    assert_eq!(b.lookup("10.200.0.77".parse().unwrap()), Some(n.clone()));
+    b.set(
+        "10.200.0.0/24".parse().unwrap(),
+        Some(std::sync::Arc::new(n.clone())),
+    );
+    assert_eq!(
+        b.lookup("10.200.0.77".parse().unwrap()),
+        on(&n, "10.200.0.0/24")
+    );
     assert_eq!(b.lookup("10.200.1.1".parse().unwrap()), None);
     assert_eq!(b.lookup("fd00:200::1".parse().unwrap()), None);
     // Records of two aggregations (a reload changed it): the most specific one answers.
     let mut host = stage5();
     host.stage = 3;
-    b.set("10.200.0.9/32".parse().unwrap(), Some(host.clone()));
-    b.set("fd00:200::/64".parse().unwrap(), Some(n.clone()));
-    assert_eq!(b.lookup("10.200.0.9".parse().unwrap()), Some(host));
-    assert_eq!(b.lookup("10.200.0.8".parse().unwrap()), Some(n.clone()));
-    assert_eq!(b.lookup("fd00:200::7".parse().unwrap()), Some(n.clone()));
+    b.set(
+        "10.200.0.9/32".parse().unwrap(),
+        Some(std::sync::Arc::new(host.clone())),
+    );
+    b.set(
+        "fd00:200::/64".parse().unwrap(),
+        Some(std::sync::Arc::new(n.clone())),
+    );
+    assert_eq!(
+        b.lookup("10.200.0.9".parse().unwrap()),
+        on(&host, "10.200.0.9/32")
+    );
+    assert_eq!(
+        b.lookup("10.200.0.8".parse().unwrap()),
+        on(&n, "10.200.0.0/24")
+    );
+    assert_eq!(
+        b.lookup("fd00:200::7".parse().unwrap()),
+        on(&n, "fd00:200::/64")
+    );
     // Setting a notice again does not count it twice; clearing it clears its length.
-    b.set("10.200.0.0/24".parse().unwrap(), Some(n));
+    b.set(
+        "10.200.0.0/24".parse().unwrap(),
+        Some(std::sync::Arc::new(n)),
+    );
     b.set("10.200.0.0/24".parse().unwrap(), None);
     assert_eq!(b.lookup("10.200.0.8".parse().unwrap()), None);
     b.set("10.200.0.9/32".parse().unwrap(), None);
     b.set("fd00:200::/64".parse().unwrap(), None);
     assert!(b.is_empty());
+    assert_eq!(b.lookup("10.200.0.9".parse().unwrap()), None);
+    // A bulk replacement (start-up, reload) counts the lengths as the single sets do.
+    let shared = std::sync::Arc::new(stage5());
+    b.replace_all(vec![
+        ("10.200.0.0/24".parse().unwrap(), shared.clone()),
+        ("10.200.0.9/32".parse().unwrap(), shared),
+    ]);
+    assert_eq!(b.len(), 2);
+    assert_eq!(
+        b.lookup("10.200.0.9".parse().unwrap()),
+        on(&stage5(), "10.200.0.9/32")
+    );
+    assert_eq!(
+        b.lookup("10.200.0.1".parse().unwrap()),
+        on(&stage5(), "10.200.0.0/24")
+    );
+    b.replace_all(Vec::new());
     assert_eq!(b.lookup("10.200.0.9".parse().unwrap()), None);
 }
 
