@@ -259,12 +259,22 @@ fn print(rows: &[Measured], kernel: (f64, f64)) {
     );
     let kernel = std::process::Command::new("uname").arg("-r").output().ok();
     println!(
-        "\nMachine: {} CPUs; kernel {}.",
+        "\nMachine: {} CPUs; kernel {}; {}.",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0),
         kernel
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        today()
     );
+}
+
+/// `date -u +%F`: the day of the run.
+fn today() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%F"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
 }
