@@ -64,8 +64,9 @@ impl LabelSets {
         id
     }
 
-    fn get(&self, id: u16) -> &super::metrics::Labels {
-        &self.sets[usize::from(id).clamp(1, self.sets.len()) - 1]
+    /// The set of `id` (`None` for 0, no set yet).
+    fn get(&self, id: u16) -> Option<&super::metrics::Labels> {
+        self.sets.get(usize::from(id).checked_sub(1)?)
     }
 }
 
@@ -517,11 +518,8 @@ impl<K: Kernel> Engine<K> {
     fn drop_record(&mut self, p: &Prefix) -> bool {
         match self.records.remove(p) {
             Some(c) => {
-                if c.label != 0 {
-                    self.metrics
-                        .senders
-                        .get_or_create(self.label_sets.get(c.label))
-                        .dec();
+                if let Some(set) = self.label_sets.get(c.label) {
+                    self.metrics.senders.get_or_create(set).dec();
                 }
                 true
             }
@@ -1601,16 +1599,12 @@ impl<K: Kernel> Engine<K> {
         if new == old {
             return;
         }
-        if old != 0 {
-            self.metrics
-                .senders
-                .get_or_create(self.label_sets.get(old))
-                .dec();
+        if let Some(set) = self.label_sets.get(old) {
+            self.metrics.senders.get_or_create(set).dec();
         }
-        self.metrics
-            .senders
-            .get_or_create(self.label_sets.get(new))
-            .inc();
+        if let Some(set) = self.label_sets.get(new) {
+            self.metrics.senders.get_or_create(set).inc();
+        }
         if let Some(c) = self.records.get_mut(&p) {
             c.label = new;
         }

@@ -104,7 +104,9 @@ pub struct Compact {
     /// The daemon's metric label set for this sender (an index into its own table).
     pub label: u16,
     in_episode: bool,
-    /// Nearly every sender has none: no allocation then.
+    /// Nearly every sender has none: no allocation then, and a thin pointer (8 bytes where a
+    /// `Vec` takes 24 and a boxed slice 16).
+    #[allow(clippy::box_collection)]
     pauses: Option<Box<Vec<Pause>>>,
     summary: Option<Arc<Summary>>,
 }
