@@ -486,6 +486,12 @@ impl<K: Kernel> Engine<K> {
             .into_iter()
     }
 
+    /// How many distinct evidence summaries the senders share.
+    #[cfg(test)]
+    pub(crate) fn summaries_held(&self) -> usize {
+        self.summaries.len()
+    }
+
     /// How many senders the engine holds.
     pub fn sender_count(&self) -> usize {
         self.records.len()

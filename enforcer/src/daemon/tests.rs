@@ -462,6 +462,74 @@ fn aggregated_senders_share_one_entry_and_metrics_count_them() {
     );
 }
 
+/// The engine holds senders compact and reads the whole record from the store: what `sender`
+/// shows is the stored record, the series count each sender once through forget and reload, and a
+/// sender whose stored record has gone is an error, not a new empty record.
+#[test]
+fn compact_senders_read_the_store_and_count_once() {
+    let dir = TmpDir::new("compact");
+    let metrics = EngineMetrics::default();
+    let store = Store::open(&dir.0).unwrap();
+    let settings = EngineSettings {
+        policy: policy(),
+        ..EngineSettings::default()
+    };
+    let (mut e, _) = Engine::start(
+        settings.clone(),
+        store,
+        MemKernel::default(),
+        metrics.clone(),
+        T0,
+    )
+    .unwrap();
+    for n in 1..=3 {
+        ok(e.handle(evidence(&format!("10.200.0.{n}"), EX2013), T0));
+    }
+    e.tick(T0 + 10);
+    // Many sightings of one sender: its history grows in the store, not in the engine.
+    for t in 0..15 {
+        ok(e.handle(evidence("10.200.0.1", EX2013), T0 + 11 + t));
+    }
+    let d = ok(e.handle(
+        Request::Sender {
+            target: "10.200.0.1".into(),
+        },
+        T0 + 26,
+    ));
+    assert!(d["record"]["history"].as_array().unwrap().len() > 15, "{d}");
+    let enforcing2 = "engine_senders{state=\"enforcing\",stage=\"2\",stage_action=\"windows\"}";
+    let text = metrics_text(&metrics);
+    assert!(text.contains(&format!("{enforcing2} 3")), "{text}");
+    ok(e.handle(
+        Request::Forget {
+            target: "10.200.0.3".into(),
+        },
+        T0 + 26,
+    ));
+    assert!(metrics_text(&metrics).contains(&format!("{enforcing2} 2")));
+    e.reconfigure(settings, T0 + 27).unwrap();
+    assert!(
+        metrics_text(&metrics).contains(&format!("{enforcing2} 2")),
+        "a reload counts each once"
+    );
+    // The record vanishes from the store behind the engine's back: changing it is refused.
+    e.store().remove_sender(&host("10.200.0.2")).unwrap();
+    let err = internal(e.handle(
+        Request::Pause {
+            target: "10.200.0.2".into(),
+            days: 1,
+        },
+        T0 + 52,
+    ));
+    assert!(err.contains("missing from the store"), "{err}");
+    assert!(
+        e.store().sender(&host("10.200.0.2")).unwrap().is_none(),
+        "nothing was written"
+    );
+    // Senders with the same evidence share one summary.
+    assert_eq!(e.summaries_held(), 1);
+}
+
 #[test]
 fn an_operator_rule_on_a_covering_prefix_wins() {
     let dir = TmpDir::new("covering");
