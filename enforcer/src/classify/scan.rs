@@ -389,8 +389,6 @@ struct Buffers {
     header: Vec<u8>,
     scratch: Vec<u8>,
     tokens: smtp::Tokens,
-    /// Given back by [`recycle`] once the chain has been read.
-    chain: Chain,
 }
 
 /// Buffers larger than this are not kept (one huge input should not pin its memory).
@@ -398,6 +396,9 @@ const KEEP_BUFFER: usize = 64 * 1024;
 
 thread_local! {
     static BUFFERS: std::cell::Cell<Option<Buffers>> = const { std::cell::Cell::new(None) };
+    /// The last chain's buffers, given back by [`recycle`] once it has been read (a cell of its own:
+    /// small to move in and out).
+    static CHAIN: std::cell::Cell<Option<Chain>> = const { std::cell::Cell::new(None) };
 }
 
 pub(crate) fn scan(input: &[u8]) -> Scanned {
@@ -423,9 +424,7 @@ pub(crate) fn recycle(mut chain: Chain) {
         return;
     }
     chain.clear();
-    let mut bufs = BUFFERS.take().unwrap_or_default();
-    bufs.chain = chain;
-    BUFFERS.set(Some(bufs));
+    CHAIN.set(Some(chain));
 }
 
 fn scan_with(input: &[u8], bufs: &mut Buffers) -> Scanned {
@@ -434,7 +433,7 @@ fn scan_with(input: &[u8], bufs: &mut Buffers) -> Scanned {
             lines: 0,
             items: 0,
             candidates: Vec::new(),
-            chain: std::mem::take(&mut bufs.chain),
+            chain: CHAIN.take().unwrap_or_default(),
             org: OrgSignals::default(),
         },
         reply: std::mem::take(&mut bufs.reply),
