@@ -120,7 +120,8 @@ impl Chain {
         // strings, and this runs for both hosts of every hop.
         if h.is_ascii() {
             // SAFETY: every byte is ASCII (checked above), and ASCII is valid UTF-8.
-            self.names.push_str(unsafe { std::str::from_utf8_unchecked(h) });
+            self.names
+                .push_str(unsafe { std::str::from_utf8_unchecked(h) });
         } else {
             self.names.push_str(&String::from_utf8_lossy(h));
         }
@@ -129,7 +130,10 @@ impl Chain {
 
     /// Reads one Received field (`r`, read from `raw`) as the next older hop.
     pub(crate) fn push(&mut self, r: &TokensView<'_>, raw: &[u8]) {
-        let by = r.words(r.clause(ClauseKind::By)).next().map(|h| self.name(h));
+        let by = r
+            .words(r.clause(ClauseKind::By))
+            .next()
+            .map(|h| self.name(h));
         let (from, from_ip) = from_clause(r);
         let from = from.map(|h| self.name(h));
         let by_name = by.clone().map(|n| &self.names[n]);
