@@ -51,7 +51,7 @@ pub(crate) struct Hop<'a> {
     /// Exchange build in `id` (on-premises and online hops), or the IIS version in `SMTPSVC(…)`.
     pub build: Option<Build>,
     /// A product named by the hop's `by` comments, `with` clause or qmail preamble.
-    pub hint: &'a Option<(Product, Option<String>)>,
+    pub hint: &'a Hint,
     /// The field as read (made evidence text only for the hops that become evidence).
     pub text: &'a [u8],
 }
@@ -65,7 +65,7 @@ struct HopRecord {
     from: Option<Range<usize>>,
     from_ip: Option<IpAddr>,
     build: Option<Build>,
-    hint: Option<(Product, Option<String>)>,
+    hint: Hint,
     text: Range<usize>,
 }
 
@@ -402,12 +402,12 @@ fn blank_separated(mut rest: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
+/// A product named by a hop that is not Microsoft's, with its version when it says one.
+type Hint = Option<(Product, Option<String>)>;
+
 /// What a hop's `with` and `id` clauses and comments say: the kind of stamp, its build, and the product
 /// a non-Microsoft hop names. `by` is the hop's `by` host.
-fn read_hop(
-    r: &TokensView<'_>,
-    by: Option<&str>,
-) -> (HopKind, Option<Build>, Option<(Product, Option<String>)>) {
+fn read_hop(r: &TokensView<'_>, by: Option<&str>) -> (HopKind, Option<Build>, Hint) {
     let with = r.clause(ClauseKind::With);
     let with_words = r.words(with);
     let with_first = with_words.clone().next().unwrap_or_default();
@@ -570,10 +570,10 @@ impl<'a> Links<'a> {
         if h.from_ip.is_some_and(is_internal) {
             return false;
         }
-        let Some(by) = h.by.as_deref().and_then(org_key) else {
+        let Some(by) = h.by.and_then(org_key) else {
             return false;
         };
-        match h.from.as_deref().and_then(org_key) {
+        match h.from.and_then(org_key) {
             Some(from) => {
                 if self.same(from, by) {
                     return false;
@@ -637,10 +637,7 @@ fn route(hops: &[Hop<'_>], links: &Links<'_>) -> Route {
     };
     // Exchange Online relays outward only for its own tenant: below the entry, a hop into Microsoft's
     // service is the tenant's on-premises server handing over (hybrid), not another organisation.
-    let into_microsoft = |h: &Hop<'_>| {
-        h.by.as_deref()
-            .is_some_and(|b| is_microsoft_host(b.as_bytes()))
-    };
+    let into_microsoft = |h: &Hop<'_>| h.by.is_some_and(|b| is_microsoft_host(b.as_bytes()));
     let end = hops[entry + 1..]
         .iter()
         .position(|h| links.crosses(h) && !into_microsoft(h))
@@ -732,7 +729,7 @@ pub(crate) fn attribute(hops: &[Hop<'_>], signals: &OrgSignals) -> Vec<Candidate
             // Nothing the sending organisation wrote names its software; Exchange Online is still
             // known from the name the receiving side recorded.
             if let Some(f) = entry
-                .and_then(|e| e.from.as_deref())
+                .and_then(|e| e.from)
                 .filter(|f| is_exchange_online_host(f.as_bytes()))
             {
                 let e = entry.expect("entry is set when its from is");
