@@ -530,11 +530,9 @@ impl Scanner {
         }
         // A multi-line reply cut short by something else: read what there was as far as it goes.
         self.flush_reply();
-        if l.len() >= 5
-            && (l[..5].eq_ignore_ascii_case(b"EHLO ") || l[..5].eq_ignore_ascii_case(b"HELO "))
-        {
-            self.ehlo_command(l);
-        } else if let Some(n) = name_len {
+        // A header field line is never a command (a field name holds no space), so the command test is
+        // left for the lines that are no field: most lines of a header block are.
+        if let Some(n) = name_len {
             let name = &l[..n];
             self.out.items += 1;
             self.header_kind = Some(if name.eq_ignore_ascii_case(b"Received") {
@@ -552,6 +550,8 @@ impl Scanner {
             if self.header_kind != Some(HeaderKind::Other) {
                 self.header.extend_from_slice(&l[name.len() + 1..]);
             }
+        } else if is_command(l) {
+            self.ehlo_command(l);
         }
     }
 
