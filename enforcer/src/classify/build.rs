@@ -21,21 +21,30 @@ impl Build {
 
     /// Parses `a.b[.c[.d]]`; each part 1-9 decimal digits (leading zeros allowed). Nothing else may follow.
     pub fn parse(s: &[u8]) -> Option<Build> {
+        // One pass over the bytes, reading each part as it goes: this runs for the `id` of every
+        // Received hop and for comments that may hold a build, most of which are none.
         let mut parts = [0u32; 4];
         let mut len = 0usize;
-        for piece in s.split(|&b| b == b'.') {
-            if len == 4
-                || piece.is_empty()
-                || piece.len() > 9
-                || !piece.iter().all(u8::is_ascii_digit)
-            {
+        let mut digits = 0;
+        for &b in s {
+            if b == b'.' {
+                // An empty part, or a fifth one.
+                if digits == 0 || len == 3 {
+                    return None;
+                }
+                len += 1;
+                digits = 0;
+            } else if b.is_ascii_digit() && digits < 9 {
+                parts[len] = parts[len] * 10 + u32::from(b - b'0');
+                digits += 1;
+            } else {
                 return None;
             }
-            parts[len] = piece
-                .iter()
-                .fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'));
-            len += 1;
         }
+        if digits == 0 {
+            return None;
+        }
+        len += 1;
         (len >= 2).then_some(Build {
             parts,
             len: len as u8,
@@ -108,6 +117,41 @@ impl fmt::Display for Build {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// `Build::parse` as first written (split at dots, then each part checked): the reference the
+    /// one-pass reading keeps.
+    fn reference_parse(s: &[u8]) -> Option<Build> {
+        let mut parts = [0u32; 4];
+        let mut len = 0usize;
+        for piece in s.split(|&b| b == b'.') {
+            if len == 4
+                || piece.is_empty()
+                || piece.len() > 9
+                || !piece.iter().all(u8::is_ascii_digit)
+            {
+                return None;
+            }
+            parts[len] = piece
+                .iter()
+                .fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'));
+            len += 1;
+        }
+        (len >= 2).then_some(Build {
+            parts,
+            len: len as u8,
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn parse_matches_the_reference(s in prop_oneof![
+            "[0-9.]{0,24}",
+            "[0-9]{0,11}(\\.[0-9]{0,11}){0,5}",
+            "[0-9.a-zV ]{0,12}",
+        ]) {
+            prop_assert_eq!(Build::parse(s.as_bytes()), reference_parse(s.as_bytes()), "{}", s);
+        }
+    }
 
     #[test]
     fn forms() {

@@ -18,6 +18,7 @@
 
 use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ops::Range;
 
 use super::build::Build;
 use super::scan::{iis_era, Candidate, ERA_2007_ON};
@@ -37,20 +38,118 @@ pub(crate) enum HopKind {
     Other,
 }
 
+/// A Received hop as the chain rules read it, borrowed from the header block's [`Chain`].
 #[derive(Clone, Debug)]
-pub(crate) struct Hop {
+pub(crate) struct Hop<'a> {
     pub kind: HopKind,
-    pub by: Option<String>,
+    pub by: Option<&'a str>,
     /// The `from` host: the reverse-DNS name the receiving MTA looked up when it wrote one, else the name
     /// the client gave.
-    pub from: Option<String>,
+    pub from: Option<&'a str>,
     /// The client address the receiving MTA recorded in the `from` clause.
     pub from_ip: Option<IpAddr>,
     /// Exchange build in `id` (on-premises and online hops), or the IIS version in `SMTPSVC(…)`.
     pub build: Option<Build>,
     /// A product named by the hop's `by` comments, `with` clause or qmail preamble.
-    pub hint: Option<(Product, Option<String>)>,
-    pub text: String,
+    pub hint: &'a Hint,
+    /// The field as read (made evidence text only for the hops that become evidence).
+    pub text: &'a [u8],
+}
+
+/// What the scanner keeps of one hop: [`Hop`] with its host names and text as ranges of the
+/// [`Chain`]'s buffers.
+#[derive(Clone, Debug)]
+struct HopRecord {
+    kind: HopKind,
+    by: Option<Range<usize>>,
+    from: Option<Range<usize>>,
+    from_ip: Option<IpAddr>,
+    build: Option<Build>,
+    hint: Hint,
+    text: Range<usize>,
+}
+
+/// The Received hops of a header block, newest (top) first. Host names and field texts are kept in two
+/// buffers shared by all hops: a hop then costs no allocation of its own (three strings each before),
+/// and only the few hops that become evidence are made evidence text.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Chain {
+    records: Vec<HopRecord>,
+    /// Host names, lossy UTF-8.
+    names: String,
+    /// Field values as read.
+    raw: Vec<u8>,
+}
+
+impl Chain {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Bytes held (to decide whether keeping the buffers for the next header block is worth it).
+    pub(crate) fn capacity(&self) -> usize {
+        self.names.capacity() + self.raw.capacity() + self.records.capacity() * 128
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.records.clear();
+        self.names.clear();
+        self.raw.clear();
+    }
+
+    /// The hops, to be read by the chain rules.
+    pub(crate) fn hops(&self) -> Vec<Hop<'_>> {
+        self.records
+            .iter()
+            .map(|r| Hop {
+                kind: r.kind,
+                by: r.by.clone().map(|n| &self.names[n]),
+                from: r.from.clone().map(|n| &self.names[n]),
+                from_ip: r.from_ip,
+                build: r.build,
+                hint: &r.hint,
+                text: &self.raw[r.text.clone()],
+            })
+            .collect()
+    }
+
+    /// `h` (a host name) into `names`; where it is.
+    fn name(&mut self, h: &[u8]) -> Range<usize> {
+        let start = self.names.len();
+        // Host names are ASCII: a word-at-a-time test is cheaper than UTF-8 validation on these short
+        // strings, and this runs for both hosts of every hop.
+        if h.is_ascii() {
+            // SAFETY: every byte is ASCII (checked above), and ASCII is valid UTF-8.
+            self.names
+                .push_str(unsafe { std::str::from_utf8_unchecked(h) });
+        } else {
+            self.names.push_str(&String::from_utf8_lossy(h));
+        }
+        start..self.names.len()
+    }
+
+    /// Reads one Received field (`r`, read from `raw`) as the next older hop.
+    pub(crate) fn push(&mut self, r: &TokensView<'_>, raw: &[u8]) {
+        let by = r
+            .words(r.clause(ClauseKind::By))
+            .next()
+            .map(|h| self.name(h));
+        let (from, from_ip) = from_clause(r);
+        let from = from.map(|h| self.name(h));
+        let by_name = by.clone().map(|n| &self.names[n]);
+        let (kind, build, hint) = read_hop(r, by_name);
+        let start = self.raw.len();
+        self.raw.extend_from_slice(raw);
+        self.records.push(HopRecord {
+            kind,
+            by,
+            from,
+            from_ip,
+            build,
+            hint,
+            text: start..self.raw.len(),
+        });
+    }
 }
 
 /// What the header block says about organisations beyond host names: Exchange's own stamps.
@@ -64,20 +163,6 @@ pub(crate) struct OrgSignals {
     pub auth_internal: bool,
     /// `X-MS-Exchange-CrossTenant-FromEntityHeader: HybridOnPrem`.
     pub hybrid_on_prem: bool,
-}
-
-fn host(r: &TokensView<'_>, k: ClauseKind) -> Option<String> {
-    r.words(r.clause(k)).next().map(lossy)
-}
-
-fn lossy(h: &[u8]) -> String {
-    // Host names are ASCII: a word-at-a-time test is cheaper than UTF-8 validation on these short
-    // strings, and this runs for both hosts of every hop.
-    if h.is_ascii() {
-        // SAFETY: every byte is ASCII (checked above), and ASCII is valid UTF-8.
-        return unsafe { String::from_utf8_unchecked(h.to_vec()) };
-    }
-    String::from_utf8_lossy(h).into_owned()
 }
 
 /// An address as MTAs write it: `[192.0.2.1]`, `[IPv6:2001:db8::1]`, `192.0.2.1`, `[192.0.2.1]:25`,
@@ -270,7 +355,7 @@ pub(crate) fn is_internal(ip: IpAddr) -> bool {
 /// Who handed the message over, as the `from` clause records it: (name, address). The name is the
 /// reverse-DNS name in the comment when there is one (`from helo (rdns [addr])`, Exim's `from rdns
 /// ([addr] helo=…)`), else the name the client gave.
-fn from_clause(r: &TokensView<'_>) -> (Option<String>, Option<IpAddr>) {
+fn from_clause<'a>(r: &TokensView<'a>) -> (Option<&'a [u8]>, Option<IpAddr>) {
     let c = r.clause(ClauseKind::From);
     let mut words = r.words(c);
     let first = words.next();
@@ -298,9 +383,7 @@ fn from_clause(r: &TokensView<'_>) -> (Option<String>, Option<IpAddr>) {
             }
         }
     }
-    let name = rdns
-        .or(first.filter(|w| first_ip.is_none() && !w.eq_ignore_ascii_case(b"unknown")))
-        .map(lossy);
+    let name = rdns.or(first.filter(|w| first_ip.is_none() && !w.eq_ignore_ascii_case(b"unknown")));
     (name, ip)
 }
 
@@ -319,9 +402,12 @@ fn blank_separated(mut rest: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-pub(crate) fn hop(r: &TokensView<'_>, raw: &[u8]) -> Hop {
-    let by = host(r, ClauseKind::By);
-    let (from, from_ip) = from_clause(r);
+/// A product named by a hop that is not Microsoft's, with its version when it says one.
+type Hint = Option<(Product, Option<String>)>;
+
+/// What a hop's `with` and `id` clauses and comments say: the kind of stamp, its build, and the product
+/// a non-Microsoft hop names. `by` is the hop's `by` host.
+fn read_hop(r: &TokensView<'_>, by: Option<&str>) -> (HopKind, Option<Build>, Hint) {
     let with = r.clause(ClauseKind::With);
     let with_words = r.words(with);
     let with_first = with_words.clone().next().unwrap_or_default();
@@ -332,13 +418,8 @@ pub(crate) fn hop(r: &TokensView<'_>, raw: &[u8]) -> Hop {
             .any(|w| w.len() >= 7 && w[..7].eq_ignore_ascii_case(b"SMTPSVC"));
     let ms_smtp = microsoft && !iis && with_words.clone().any(|w| w.eq_ignore_ascii_case(b"SMTP"));
     let mapi = with_first.eq_ignore_ascii_case(b"mapi") && with_words.clone().count() == 1;
-    let online_host = by
-        .as_deref()
-        .is_some_and(|h| is_exchange_online_host(h.as_bytes()));
-    let ms_service_by = online_host
-        || by
-            .as_deref()
-            .is_some_and(|h| is_microsoft_host(h.as_bytes()));
+    let online_host = by.is_some_and(|h| is_exchange_online_host(h.as_bytes()));
+    let ms_service_by = online_host || by.is_some_and(|h| is_microsoft_host(h.as_bytes()));
     // Exchange Online's internal HTTP proxy hops.
     let https = ms_service_by
         && (with_first.eq_ignore_ascii_case(b"HTTPS") || with_first.eq_ignore_ascii_case(b"HTTP"));
@@ -427,18 +508,10 @@ pub(crate) fn hop(r: &TokensView<'_>, raw: &[u8]) -> Hop {
             }
         }
     }
-    Hop {
-        kind,
-        by,
-        from,
-        from_ip,
-        build,
-        hint,
-        text: evidence_text(raw),
-    }
+    (kind, build, hint)
 }
 
-fn is_ms(h: &Hop) -> bool {
+fn is_ms(h: &Hop<'_>) -> bool {
     h.kind != HopKind::Other
 }
 
@@ -493,14 +566,14 @@ impl<'a> Links<'a> {
     /// two Microsoft service hosts; organisations tied by Exchange's stamps; a Microsoft-stamped hop
     /// between the tenant and its on-premises servers when the message says `HybridOnPrem`. A hop whose
     /// `by` has no usable name, or that names no `from` at all, is not taken as a hand-off either.
-    pub(crate) fn crosses(&self, h: &Hop) -> bool {
+    pub(crate) fn crosses(&self, h: &Hop<'_>) -> bool {
         if h.from_ip.is_some_and(is_internal) {
             return false;
         }
-        let Some(by) = h.by.as_deref().and_then(org_key) else {
+        let Some(by) = h.by.and_then(org_key) else {
             return false;
         };
-        match h.from.as_deref().and_then(org_key) {
+        match h.from.and_then(org_key) {
             Some(from) => {
                 if self.same(from, by) {
                     return false;
@@ -541,8 +614,8 @@ pub(crate) fn org_domain(host: &str) -> Option<&str> {
     Some(&host[host.len() - cut..])
 }
 
-fn name(h: &Option<String>) -> &str {
-    h.as_deref().unwrap_or("an unnamed host")
+fn name<'a>(h: &Option<&'a str>) -> &'a str {
+    h.unwrap_or("an unnamed host")
 }
 
 /// The sending organisation's part of the chain (newest first), per the module's rule.
@@ -554,7 +627,7 @@ struct Route {
     end: usize,
 }
 
-fn route(hops: &[Hop], links: &Links<'_>) -> Route {
+fn route(hops: &[Hop<'_>], links: &Links<'_>) -> Route {
     let Some(entry) = hops.iter().position(|h| links.crosses(h)) else {
         return Route {
             entry: None,
@@ -564,10 +637,7 @@ fn route(hops: &[Hop], links: &Links<'_>) -> Route {
     };
     // Exchange Online relays outward only for its own tenant: below the entry, a hop into Microsoft's
     // service is the tenant's on-premises server handing over (hybrid), not another organisation.
-    let into_microsoft = |h: &Hop| {
-        h.by.as_deref()
-            .is_some_and(|b| is_microsoft_host(b.as_bytes()))
-    };
+    let into_microsoft = |h: &Hop<'_>| h.by.is_some_and(|b| is_microsoft_host(b.as_bytes()));
     let end = hops[entry + 1..]
         .iter()
         .position(|h| links.crosses(h) && !into_microsoft(h))
@@ -580,7 +650,7 @@ fn route(hops: &[Hop], links: &Links<'_>) -> Route {
 }
 
 /// Candidates from the header block's chain, plus notes on the hops that were not attributed.
-pub(crate) fn attribute(hops: &[Hop], signals: &OrgSignals) -> Vec<Candidate> {
+pub(crate) fn attribute(hops: &[Hop<'_>], signals: &OrgSignals) -> Vec<Candidate> {
     let mut out = Vec::with_capacity(hops.len() + 1);
     if hops.is_empty() {
         return out;
@@ -659,7 +729,7 @@ pub(crate) fn attribute(hops: &[Hop], signals: &OrgSignals) -> Vec<Candidate> {
             // Nothing the sending organisation wrote names its software; Exchange Online is still
             // known from the name the receiving side recorded.
             if let Some(f) = entry
-                .and_then(|e| e.from.as_deref())
+                .and_then(|e| e.from)
                 .filter(|f| is_exchange_online_host(f.as_bytes()))
             {
                 let e = entry.expect("entry is set when its from is");
@@ -678,14 +748,14 @@ pub(crate) fn attribute(hops: &[Hop], signals: &OrgSignals) -> Vec<Candidate> {
 }
 
 /// The first label of a host, which names the machine whatever domain it is written with.
-fn machine(h: &Hop) -> Option<&str> {
-    h.by.as_deref().map(|b| b.split('.').next().unwrap_or(b))
+fn machine<'a>(h: &Hop<'a>) -> Option<&'a str> {
+    h.by.map(|b| b.split('.').next().unwrap_or(b))
 }
 
 /// Candidates when the connecting server's address is known: the newest Received fields written by that
 /// server are its own (see the module's rule). `hops` newest first.
 pub(crate) fn attribute_connecting(
-    hops: &[Hop],
+    hops: &[Hop<'_>],
     signals: &OrgSignals,
     ip: IpAddr,
 ) -> Vec<Candidate> {
@@ -746,7 +816,7 @@ pub(crate) fn attribute_connecting(
 
 /// The candidate for a Microsoft hop `h` chosen as the sending server; `older` are the hops below it
 /// (listed when Exchange Online relays for on-premises servers).
-fn exchange_candidate(h: &Hop, older: &[Hop], why: &str, penalty: f64) -> Candidate {
+fn exchange_candidate(h: &Hop<'_>, older: &[Hop<'_>], why: &str, penalty: f64) -> Candidate {
     // Findings are written into strings sized up front: formatting them is a large part of classifying
     // a header block.
     let mut f = String::with_capacity(why.len() + 96);
@@ -807,7 +877,7 @@ fn exchange_candidate(h: &Hop, older: &[Hop], why: &str, penalty: f64) -> Candid
 }
 
 fn candidate(
-    h: &Hop,
+    h: &Hop<'_>,
     product: Product,
     build: Option<Build>,
     era: u16,
@@ -822,14 +892,14 @@ fn candidate(
         weight,
         evidence: EvidenceItem {
             kind: EvidenceKind::Received,
-            text: h.text.clone(),
+            text: evidence_text(h.text),
             finding,
         },
     }
 }
 
 /// Evidence that explains a decision without voting (weight 0).
-fn note(h: &Hop, finding: String) -> Candidate {
+fn note(h: &Hop<'_>, finding: String) -> Candidate {
     candidate(h, Product::Unknown, None, 0, 0.0, finding)
 }
 

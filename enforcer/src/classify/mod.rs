@@ -210,13 +210,17 @@ fn classify_anchored(
     as_of: Date,
     overrides: &SupportOverrides,
 ) -> Result<Classification, ClassifyError> {
-    let scanned = scan::scan(input);
-    if scanned.items == 0 {
-        return Err(ClassifyError::NoEvidence {
+    let mut scanned = scan::scan(input);
+    let chain = std::mem::take(&mut scanned.chain);
+    let out = if scanned.items == 0 {
+        Err(ClassifyError::NoEvidence {
             lines: scanned.lines,
-        });
-    }
-    Ok(resolve::resolve(scanned, anchor, as_of, overrides))
+        })
+    } else {
+        Ok(resolve::resolve(scanned, &chain, anchor, as_of, overrides))
+    };
+    scan::recycle(chain);
+    out
 }
 
 /// Loads the operator's catalog at `path` (validated; problems as `file:line: …`) and lays it over the

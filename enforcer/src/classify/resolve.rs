@@ -8,21 +8,26 @@ use time::{Date, Month};
 
 use super::build::Build;
 use super::catalog::ExVersion;
+use super::chain::Chain;
 use super::scan::{era_text, era_versions, Candidate, Era, Scanned, ERA_2000_2003};
 use super::support::{self, assess, end_of_support, upgrade_target, SupportOverrides};
 use super::{chain, Classification, EvidenceItem, EvidenceKind, Product, Status};
 
 /// `anchor`: the connecting server's address when it is known (see [`chain::attribute_connecting`]).
+/// `chain`: the header block's Received hops (taken out of `scanned`, so that their buffers can be kept
+/// for the next call).
 pub(crate) fn resolve(
     scanned: Scanned,
+    chain: &Chain,
     anchor: Option<IpAddr>,
     as_of: Date,
     ov: &SupportOverrides,
 ) -> Classification {
     let mut cands = scanned.candidates;
+    let hops = chain.hops();
     let from_chain = match anchor {
-        Some(ip) => chain::attribute_connecting(&scanned.hops, &scanned.org, ip),
-        None => chain::attribute(&scanned.hops, &scanned.org),
+        Some(ip) => chain::attribute_connecting(&hops, &scanned.org, ip),
+        None => chain::attribute(&hops, &scanned.org),
     };
     // A build in X-MimeOLE was written by the author's own Exchange: it describes the sending server
     // only when the chain's sending server is Microsoft's too (or the chain names none and no address

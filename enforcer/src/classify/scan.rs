@@ -6,7 +6,7 @@
 
 use super::build::Build;
 use super::catalog::ExVersion;
-use super::chain::{self, Hop, OrgSignals};
+use super::chain::{Chain, OrgSignals};
 use super::signature::{self, Hit, MsSignal};
 use super::{evidence_text, EvidenceItem, EvidenceKind, Product};
 use crate::smtp::{self, EhloResponse};
@@ -96,7 +96,7 @@ pub(crate) struct Scanned {
     pub items: usize,
     pub candidates: Vec<Candidate>,
     /// Received hops, newest (top) first.
-    pub hops: Vec<Hop>,
+    pub chain: Chain,
     /// Exchange's organisation stamps in the message's own header block.
     pub org: OrgSignals,
 }
@@ -396,6 +396,9 @@ const KEEP_BUFFER: usize = 64 * 1024;
 
 thread_local! {
     static BUFFERS: std::cell::Cell<Option<Buffers>> = const { std::cell::Cell::new(None) };
+    /// The last chain's buffers, given back by [`recycle`] once it has been read (a cell of its own:
+    /// small to move in and out).
+    static CHAIN: std::cell::Cell<Option<Chain>> = const { std::cell::Cell::new(None) };
 }
 
 pub(crate) fn scan(input: &[u8]) -> Scanned {
@@ -414,13 +417,23 @@ pub(crate) fn scan(input: &[u8]) -> Scanned {
     out
 }
 
+/// Gives the buffers of a chain that has been read back to this thread's scanner, which fills them
+/// again for the next header block instead of growing new ones hop by hop.
+pub(crate) fn recycle(mut chain: Chain) {
+    if chain.capacity() > KEEP_BUFFER {
+        return;
+    }
+    chain.clear();
+    CHAIN.set(Some(chain));
+}
+
 fn scan_with(input: &[u8], bufs: &mut Buffers) -> Scanned {
     let mut s = Scanner {
         out: Scanned {
             lines: 0,
             items: 0,
             candidates: Vec::new(),
-            hops: Vec::new(),
+            chain: CHAIN.take().unwrap_or_default(),
             org: OrgSignals::default(),
         },
         reply: std::mem::take(&mut bufs.reply),
@@ -475,7 +488,7 @@ impl Scanner {
             self.flush_header();
             // The first header block that has Received fields is the message's route; Received
             // fields further down belong to quoted or forwarded messages (bounces, attachments).
-            self.chain_closed |= !self.out.hops.is_empty();
+            self.chain_closed |= !self.out.chain.is_empty();
             return;
         }
         self.out.lines += 1;
@@ -517,11 +530,9 @@ impl Scanner {
         }
         // A multi-line reply cut short by something else: read what there was as far as it goes.
         self.flush_reply();
-        if l.len() >= 5
-            && (l[..5].eq_ignore_ascii_case(b"EHLO ") || l[..5].eq_ignore_ascii_case(b"HELO "))
-        {
-            self.ehlo_command(l);
-        } else if let Some(n) = name_len {
+        // A header field line is never a command (a field name holds no space), so the command test is
+        // left for the lines that are no field: most lines of a header block are.
+        if let Some(n) = name_len {
             let name = &l[..n];
             self.out.items += 1;
             self.header_kind = Some(if name.eq_ignore_ascii_case(b"Received") {
@@ -539,6 +550,8 @@ impl Scanner {
             if self.header_kind != Some(HeaderKind::Other) {
                 self.header.extend_from_slice(&l[name.len() + 1..]);
             }
+        } else if is_command(l) {
+            self.ehlo_command(l);
         }
     }
 
@@ -573,11 +586,13 @@ impl Scanner {
             return;
         };
         self.out.items += 1;
-        let domain = d.value.domain.to_vec();
-        if signature::is_exchange_online_host(&domain) {
+        // The finding is made while the command is still borrowed, so that the name is not copied out
+        // for the common case (a client that is no Exchange Online host).
+        let domain = d.value.domain;
+        if signature::is_exchange_online_host(domain) {
             let f = format!(
                 "the client names itself {}, an Exchange Online host",
-                String::from_utf8_lossy(&domain)
+                String::from_utf8_lossy(domain)
             );
             self.push(
                 Claim::bare(Product::ExchangeOnline, 0, 0.7),
@@ -588,10 +603,16 @@ impl Scanner {
         }
     }
 
+    /// Reads the reply gathered so far, if any. The test is inlined for the same reason as
+    /// [`Scanner::flush_header`]'s: it runs for every line that is not a reply.
+    #[inline]
     fn flush_reply(&mut self) {
-        if self.reply.is_empty() {
-            return;
+        if !self.reply.is_empty() {
+            self.read_reply();
         }
+    }
+
+    fn read_reply(&mut self) {
         let mut buf = std::mem::take(&mut self.reply);
         // A multi-line reply cut after a `220-` line (a tool that stops reading at the first line, a
         // paste that ends there): read it as if that line were its last.
@@ -747,26 +768,27 @@ impl Scanner {
         }
         // Each Exchange-only keyword allows some versions. They are combined all at once, so that their
         // order never matters; keywords that cannot all hold are reported as a conflict.
-        let mut seen: Vec<(String, Era)> = Vec::new();
+        const EXCHANGE_ONLY: [(&str, Era); 7] = [
+            ("XRDST", ERA_2013_ON),
+            ("XSHADOWREQUEST", ERA_2013_ON),
+            ("XSHADOW", ERA_2010_ON),
+            ("X-ANONYMOUSTLS", ERA_2007_ON),
+            // 2000 to 2010 advertise it, and so do 2013 and later next to XRDST/XSHADOWREQUEST.
+            ("XEXCH50", ERA_2000_ON),
+            ("X-LINK2STATE", ERA_2000_2003),
+            ("X-EXPS", ERA_2000_ON),
+        ];
+        // Keywords are named by the table's own (upper-case) spelling, which is what the advertised
+        // name reads as in upper case: no string is made per keyword.
+        let mut seen: Vec<(&str, Era)> = Vec::new();
         for k in &r.keywords {
             // Every Exchange-only keyword starts with X: most keywords need no comparison at all.
             if k.name.first().is_none_or(|b| b | 0x20 != b'x') {
                 continue;
             }
-            let allowed = match () {
-                _ if k.is("XRDST") || k.is("XSHADOWREQUEST") => ERA_2013_ON,
-                _ if k.is("XSHADOW") => ERA_2010_ON,
-                _ if k.is("X-ANONYMOUSTLS") => ERA_2007_ON,
-                // 2000 to 2010 advertise it, and so do 2013 and later next to XRDST/XSHADOWREQUEST.
-                _ if k.is("XEXCH50") => ERA_2000_ON,
-                _ if k.is("X-LINK2STATE") => ERA_2000_2003,
-                _ if k.is("X-EXPS") => ERA_2000_ON,
-                _ => continue,
-            };
-            seen.push((
-                String::from_utf8_lossy(k.name).to_ascii_uppercase(),
-                allowed,
-            ));
+            if let Some(known) = EXCHANGE_ONLY.iter().find(|(n, _)| k.is(n)) {
+                seen.push(*known);
+            }
         }
         if seen.is_empty() {
             self.ehlo_fingerprint(r, text);
@@ -774,11 +796,11 @@ impl Scanner {
         }
         seen.sort();
         seen.dedup();
-        let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = seen.iter().map(|(n, _)| *n).collect();
         let mut all = seen.iter().fold(Era::MAX, |a, (_, e)| a & e);
         // 2013 and later advertise XEXCH50 only next to XRDST/XSHADOWREQUEST: a whole EHLO response
         // with XEXCH50 and neither of them is 2010 or older.
-        let has = |k: &str| seen.iter().any(|(n, _)| n == k);
+        let has = |k: &str| seen.iter().any(|(n, _)| *n == k);
         let older =
             has("XEXCH50") && !has("XRDST") && !has("XSHADOWREQUEST") && all & !ERA_2013_ON != 0;
         if older {
@@ -918,13 +940,19 @@ impl Scanner {
         }
     }
 
+    /// Ends the open header field. The test is inlined into the line loop: it runs before nearly every
+    /// line, and most fields (all but Received and a few X- fields) and every transcript line need no
+    /// work, which spares them a call.
+    #[inline]
     fn flush_header(&mut self) {
-        let Some(kind) = self.header_kind.take() else {
-            return;
-        };
-        if kind == HeaderKind::Other {
-            return;
+        match self.header_kind.take() {
+            None | Some(HeaderKind::Other) => {}
+            Some(kind) => self.read_header(kind),
         }
+    }
+
+    /// The header field just ended, of a `kind` worth reading.
+    fn read_header(&mut self, kind: HeaderKind) {
         let raw = std::mem::take(&mut self.header);
         // Folded lines are stored without their line breaks (the scanner ends lines at LF, CRLF and a
         // lone CR), so the trimmed field is already what `smtp::unfold` would give.
@@ -934,7 +962,7 @@ impl Scanner {
             HeaderKind::Received if self.chain_closed => {}
             HeaderKind::Received => {
                 if let Ok(r) = self.tokens.fill(value) {
-                    self.out.hops.push(chain::hop(&r, value));
+                    self.out.chain.push(&r, value);
                 }
             }
             HeaderKind::MimeOle | HeaderKind::Mailer => {

@@ -134,6 +134,20 @@ fn simple(product: Product, text: &[u8], end: usize) -> Hit {
     }
 }
 
+/// The bytes a product name [`scan`] knows can start with, either case: `p`ostfix, `e`xim, `s`endmail,
+/// `q`mail, `o`pensmtpd, `d`omino, `m`daemon/`m`ailenable/`m`icrosoft, `h`mailserver/`h`araka, `z`imbra.
+static NAME_START: [bool; 256] = {
+    let mut t = [false; 256];
+    let firsts = *b"pesqodmhz";
+    let mut k = 0;
+    while k < firsts.len() {
+        t[firsts[k] as usize] = true;
+        t[firsts[k].to_ascii_uppercase() as usize] = true;
+        k += 1;
+    }
+    t
+};
+
 /// The first product the text names, if any.
 pub fn scan(text: &[u8]) -> Option<Hit> {
     let mut i = 0;
@@ -141,7 +155,9 @@ pub fn scan(text: &[u8]) -> Option<Hit> {
         let b = text[i];
         // Word starts only, and not inside a host name (`zimbra.example.com`, `mx.postfix.org`).
         let host_char = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_' | b'@');
-        if !b.is_ascii_alphabetic() || (i > 0 && host_char(text[i - 1])) {
+        // One table lookup turns away every byte that starts no product name (nearly all of them)
+        // before the dearer word-start test.
+        if !NAME_START[usize::from(b)] || (i > 0 && host_char(text[i - 1])) {
             i += 1;
             continue;
         }

@@ -33,20 +33,41 @@ impl ClauseKind {
     }
 
     fn of(word: &[u8]) -> Option<Self> {
-        const ALL: [ClauseKind; 6] = [
-            ClauseKind::From,
-            ClauseKind::By,
-            ClauseKind::Via,
-            ClauseKind::With,
-            ClauseKind::Id,
-            ClauseKind::For,
-        ];
-        if word.len() > 4 {
+        // This runs for every word of every Received field, and nearly all of them are no keyword: the
+        // word, two to four bytes, is packed into one number and compared whole (see [`packed`]).
+        if !(2..=4).contains(&word.len()) {
             return None;
         }
-        ALL.into_iter()
-            .find(|k| word.eq_ignore_ascii_case(k.keyword().as_bytes()))
+        const BY: u32 = packed(b"by");
+        const ID: u32 = packed(b"id");
+        const VIA: u32 = packed(b"via");
+        const FOR: u32 = packed(b"for");
+        const FROM: u32 = packed(b"from");
+        const WITH: u32 = packed(b"with");
+        match packed(word) {
+            BY => Some(ClauseKind::By),
+            ID => Some(ClauseKind::Id),
+            VIA => Some(ClauseKind::Via),
+            FOR => Some(ClauseKind::For),
+            FROM => Some(ClauseKind::From),
+            WITH => Some(ClauseKind::With),
+            _ => None,
+        }
     }
+}
+
+/// Up to four bytes as one number, each ORed with 0x20. A byte ORed with 0x20 is a given lower-case
+/// letter only when it is that letter in either case, so for the (all-letter) keywords equal numbers
+/// are an ASCII-case-insensitive match; and the first byte ORed with 0x20 is never 0, so words of
+/// different lengths never pack alike.
+const fn packed(w: &[u8]) -> u32 {
+    let mut n = 0;
+    let mut i = 0;
+    while i < w.len() {
+        n = n << 8 | (w[i] | 0x20) as u32;
+        i += 1;
+    }
+    n
 }
 
 /// One clause: its words (`Microsoft`, `SMTP`, `Server`) and its comments without the outer parentheses.
@@ -441,6 +462,23 @@ mod token_tests {
         #[test]
         fn tokens_agree_with_the_tree(v in proptest::collection::vec(proptest::sample::select(PIECES), 0..24)) {
             agree(&v.concat())?;
+        }
+
+        #[test]
+        fn clause_keywords_are_read_as_the_plain_comparison_reads_them(w in proptest::collection::vec(
+            prop_oneof![any::<u8>(), proptest::sample::select(b"byidviaforfromwithBYIDVIAFORFROMWITH".to_vec())],
+            0..6,
+        )) {
+            const ALL: [ClauseKind; 6] = [
+                ClauseKind::From,
+                ClauseKind::By,
+                ClauseKind::Via,
+                ClauseKind::With,
+                ClauseKind::Id,
+                ClauseKind::For,
+            ];
+            let want = ALL.into_iter().find(|k| w.eq_ignore_ascii_case(k.keyword().as_bytes()));
+            prop_assert_eq!(ClauseKind::of(&w), want);
         }
 
         #[test]
