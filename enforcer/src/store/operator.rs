@@ -60,8 +60,45 @@ impl Store {
         put: &[Rule],
         remove: &[Prefix],
     ) -> anyhow::Result<Vec<Prefix>> {
-        let remove_keys = sorted_keys(remove.iter());
         let put_keys = sorted_keys(put.iter().map(|r| &r.prefix));
+        self.bulk_change(&put_keys, remove, |i, _, value| {
+            serde_json::to_writer(value, &put[i]).map_err(Into::into)
+        })
+    }
+
+    /// [`Store::put_and_remove_rules`] for an import, where every rule is `template` (its own prefix
+    /// ignored) for one prefix of `put`: the rule is serialized once and each row's JSON is that
+    /// text with the row's prefix put in (a million `serde_json` runs were a fifth of the store's
+    /// time).
+    pub fn put_template_and_remove(
+        &self,
+        template: &Rule,
+        put: &[Prefix],
+        remove: &[Prefix],
+    ) -> anyhow::Result<Vec<Prefix>> {
+        let put_keys = sorted_keys(put.iter());
+        match Spliced::of(template)? {
+            Some(sp) => self.bulk_change(&put_keys, remove, |_, key, value| {
+                sp.write(key, value);
+                Ok(())
+            }),
+            None => self.bulk_change(&put_keys, remove, |i, _, value| {
+                let mut r = template.clone();
+                r.prefix = put[i];
+                serde_json::to_writer(value, &r).map_err(Into::into)
+            }),
+        }
+    }
+
+    /// One transaction: the rows of `remove` deleted, then a row per key of `put` with the value
+    /// `value(index in the input, key, buffer)` writes.
+    fn bulk_change(
+        &self,
+        put: &SortedKeys,
+        remove: &[Prefix],
+        value: impl Fn(usize, &str, &mut Vec<u8>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Vec<Prefix>> {
+        let remove_keys = sorted_keys(remove.iter());
         self.write(|db| {
             let tx = db.begin_write()?;
             let mut removed = Vec::new();
@@ -72,12 +109,12 @@ impl Store {
                         removed.push(i);
                     }
                 }
-                let mut value = Vec::with_capacity(256);
-                for (key, i) in put_keys.iter() {
-                    value.clear();
-                    serde_json::to_writer(&mut value, &put[i])?;
-                    // serde_json writes UTF-8.
-                    let text = std::str::from_utf8(&value).context("encoding the rule")?;
+                let mut buf = Vec::with_capacity(256);
+                for (key, i) in put.iter() {
+                    buf.clear();
+                    value(i, key, &mut buf)?;
+                    // serde_json writes UTF-8, and a key is ASCII.
+                    let text = std::str::from_utf8(&buf).context("encoding the rule")?;
                     t.insert(key, text)?;
                 }
             }
@@ -160,6 +197,37 @@ impl Store {
     }
 }
 
+/// A rule's JSON split around the text of its prefix: `head`, the prefix, `tail`.
+struct Spliced {
+    head: String,
+    tail: String,
+}
+
+impl Spliced {
+    /// `None` when the prefix's text is not found exactly once where the field is (it always is:
+    /// a string field's quotes are escaped, so `"prefix":"` cannot appear inside another value).
+    fn of(template: &Rule) -> anyhow::Result<Option<Self>> {
+        let text = serde_json::to_string(template)?;
+        let field = format!("\"prefix\":\"{}\"", template.prefix);
+        let mut at = text.match_indices(&field);
+        let (Some((start, _)), None) = (at.next(), at.next()) else {
+            return Ok(None);
+        };
+        let value_start = start + "\"prefix\":\"".len();
+        let value_end = start + field.len() - 1;
+        Ok(Some(Self {
+            head: text[..value_start].to_string(),
+            tail: text[value_end..].to_string(),
+        }))
+    }
+
+    fn write(&self, key: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.head.as_bytes());
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(self.tail.as_bytes());
+    }
+}
+
 /// The store keys of many prefixes, written into one buffer (a million keys without a million
 /// allocations), in the store's order.
 struct SortedKeys {
@@ -237,6 +305,43 @@ mod tests {
         assert_eq!(s.rules().unwrap().len(), 1);
         drop(s);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The spliced rows are exactly what serializing each rule writes, whatever the reason holds.
+    #[test]
+    fn template_rows_are_the_rules_json() {
+        let dir = tempdir("template");
+        let s = Store::open(&dir).unwrap();
+        let mut t = rule("0.0.0.0/32", Verdict::Reject);
+        t.reason = Some("\"prefix\":\"0.0.0.0/32\" \\ é".into());
+        t.list = Some("feed".into());
+        let put: Vec<Prefix> = ["192.0.2.0/24", "2001:db8::1", "198.51.100.7"]
+            .iter()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        s.put_template_and_remove(&t, &put, &[]).unwrap();
+        let mut want: Vec<Rule> = put
+            .iter()
+            .map(|p| Rule {
+                prefix: *p,
+                ..t.clone()
+            })
+            .collect();
+        want.sort_by_key(|r| r.prefix.to_string());
+        let mut got = s.rules().unwrap();
+        got.sort_by_key(|r| r.prefix.to_string());
+        assert_eq!(got, want);
+        let plain = rule("0.0.0.0/32", Verdict::Drop);
+        let sp = Spliced::of(&plain).unwrap().expect("found");
+        let mut out = Vec::new();
+        sp.write("192.0.2.0/24", &mut out);
+        let mut r = plain.clone();
+        r.prefix = "192.0.2.0/24".parse().unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            serde_json::to_string(&r).unwrap()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -32,6 +32,7 @@ const MIX: [(Kind, usize); 4] = [
 ];
 /// The refreshed list drops this many IPv4 hosts of the first and adds as many new ones.
 const CHANGED: usize = N / 10;
+/// Rounds of a full run; `BENCH_LOAD_ROUNDS` (`cargo xtask bench load --rounds N`) changes it.
 const ROUNDS: usize = 3;
 const TARGET_S: f64 = 5.0;
 /// Mixed prefix lengths, cycled.
@@ -303,6 +304,26 @@ struct Times {
 
 const TOOLS: [&str; 3] = ["enforcer", "ipset", "nft"];
 
+/// The rounds to run: [`ROUNDS`] unless `BENCH_LOAD_ROUNDS` says otherwise.
+fn rounds() -> Result<usize> {
+    match std::env::var("BENCH_LOAD_ROUNDS") {
+        Ok(v) => v
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .with_context(|| format!("BENCH_LOAD_ROUNDS={v}: give a number of rounds ≥ 1")),
+        Err(_) => Ok(ROUNDS),
+    }
+}
+
+/// Whether `tool` is timed: every tool unless `BENCH_LOAD_ONLY` (comma-separated, `cargo xtask
+/// bench load --only enforcer`) names a subset.
+fn timed_tool(tool: &str) -> bool {
+    std::env::var("BENCH_LOAD_ONLY")
+        .map(|only| only.split(',').any(|t| t.trim() == tool))
+        .unwrap_or(true)
+}
+
 fn run() -> Result<()> {
     let t = Instant::now();
     let l = lists();
@@ -340,10 +361,14 @@ fn run() -> Result<()> {
     );
     let mut times: [Times; 3] = Default::default();
     let mut breakdown = Vec::new();
-    for round in 0..ROUNDS {
+    let rounds = rounds()?;
+    for round in 0..rounds {
         // Interleaved: each round starts with another tool.
         for k in 0..TOOLS.len() {
             let tool = (round + k) % TOOLS.len();
+            if !timed_tool(TOOLS[tool]) {
+                continue;
+            }
             let tm = &mut times[tool];
             match TOOLS[tool] {
                 "enforcer" => {
@@ -393,7 +418,7 @@ fn run() -> Result<()> {
             );
         }
     }
-    print(&times, shape, &breakdown);
+    print(&times, rounds, shape, &breakdown);
     Ok(())
 }
 
@@ -531,11 +556,11 @@ fn spread(v: &[f64]) -> String {
 /// Which times of a tool a table row shows.
 type Step = fn(&Times) -> &Vec<f64>;
 
-fn print(times: &[Times; 3], shape: [usize; 4], breakdown: &[Breakdown]) {
+fn print(times: &[Times; 3], rounds: usize, shape: [usize; 4], breakdown: &[Breakdown]) {
     let [v4h, v6h, v4p, v6p] = shape;
     println!("## Bulk loading (`cargo xtask bench load`)\n");
     println!(
-        "Wall time of the whole command, median of {ROUNDS} interleaved rounds (each round starts with another tool; min–max in brackets). \
+        "Wall time of the whole command, median of {rounds} interleaved rounds (each round starts with another tool; min–max in brackets). \
          The list: {N} entries, {v4h} IPv4 hosts, {v6h} IPv6 hosts, {v4p} IPv4 prefixes (/16–/31) and {v6p} IPv6 prefixes (/32–/64), \
          interleaved, one per line. \
          enforcer: `enforcer import FILE --list {LIST}` into a running daemon (`enforcer run` on a veth in a private namespace, its own \

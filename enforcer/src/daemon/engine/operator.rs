@@ -77,10 +77,11 @@ impl OperatorRules {
         self.map.insert(prefix, packed).map(|old| old.rule(prefix))
     }
 
-    /// Inserts or replaces the rule for `prefix` with one [`OperatorRules::pack`] made (a bulk
-    /// import packs its template once and clones it per prefix).
-    pub fn insert_packed(&mut self, prefix: Prefix, rule: OpRule) {
-        self.map.insert(prefix, rule);
+    /// Inserts or replaces the rule for every prefix of `sorted` (ascending, unique) with one
+    /// [`OperatorRules::pack`] made: a bulk import packs its template once and clones it per
+    /// prefix, into the map in one ordered pass.
+    pub fn insert_sorted(&mut self, sorted: &[Prefix], rule: &OpRule) {
+        super::bulk::insert_sorted(&mut self.map, sorted, rule);
     }
 
     /// The packed form of `rule` (its prefix is not kept), its list name shared with the rules
@@ -146,20 +147,21 @@ impl OperatorRules {
         self.map.iter().map(|(p, r)| r.rule(*p))
     }
 
-    /// The prefixes of list `name` that are not in `keep` (what a new import of the list drops).
+    /// The prefixes of list `name` that are not in `keep` (sorted: what a new import of the list
+    /// drops), in order.
     pub fn stale(&self, name: &str, keep: &[Prefix]) -> Vec<Prefix> {
-        let held: Vec<Prefix> = self
-            .map
+        debug_assert!(keep.windows(2).all(|w| w[0] < w[1]), "keep is sorted");
+        // Both in order: one walk along `keep` beside the map's keys.
+        let mut keep = keep.iter().peekable();
+        self.map
             .iter()
             .filter(|(_, r)| r.list() == Some(name))
             .map(|(p, _)| *p)
-            .collect();
-        // A new list (the first import of a feed) needs no set of the million prefixes it keeps.
-        if held.is_empty() {
-            return held;
-        }
-        let keep: HashSet<&Prefix> = keep.iter().collect();
-        held.into_iter().filter(|p| !keep.contains(p)).collect()
+            .filter(|p| {
+                while keep.next_if(|k| *k < p).is_some() {}
+                keep.peek() != Some(&p)
+            })
+            .collect()
     }
 }
 
