@@ -325,6 +325,7 @@ fn timed_tool(tool: &str) -> bool {
 }
 
 fn run() -> Result<()> {
+    let load_at_start = tests::machine::load_average();
     let t = Instant::now();
     let l = lists();
     let files = Files::new()?;
@@ -418,7 +419,7 @@ fn run() -> Result<()> {
             );
         }
     }
-    print(&times, rounds, shape, &breakdown);
+    print(&times, rounds, shape, &breakdown, &load_at_start);
     Ok(())
 }
 
@@ -459,8 +460,8 @@ fn check_ipset(ns: &Netns) -> Result<()> {
     Ok(())
 }
 
-/// Parse time of the list in this process (the CLI and the daemon each parse it once): how much of
-/// `import` is reading text.
+/// Parse time of the list in this process (the CLI parses it once): how much of `import` is reading
+/// text.
 struct Breakdown {
     parse_s: f64,
     daemon_log: Vec<String>,
@@ -556,7 +557,13 @@ fn spread(v: &[f64]) -> String {
 /// Which times of a tool a table row shows.
 type Step = fn(&Times) -> &Vec<f64>;
 
-fn print(times: &[Times; 3], rounds: usize, shape: [usize; 4], breakdown: &[Breakdown]) {
+fn print(
+    times: &[Times; 3],
+    rounds: usize,
+    shape: [usize; 4],
+    breakdown: &[Breakdown],
+    load_at_start: &str,
+) {
     let [v4h, v6h, v4p, v6p] = shape;
     println!("## Bulk loading (`cargo xtask bench load`)\n");
     println!(
@@ -564,8 +571,9 @@ fn print(times: &[Times; 3], rounds: usize, shape: [usize; 4], breakdown: &[Brea
          The list: {N} entries, {v4h} IPv4 hosts, {v6h} IPv6 hosts, {v4p} IPv4 prefixes (/16–/31) and {v6p} IPv6 prefixes (/32–/64), \
          interleaved, one per line. \
          enforcer: `enforcer import FILE --list {LIST}` into a running daemon (`enforcer run` on a veth in a private namespace, its own \
-         pin and state directories, default `[capacity]`): the CLI reads and checks the file, the daemon stores it in one redb \
-         transaction and writes the kernel maps with BPF_MAP_UPDATE_BATCH; the command returns when both are done. \
+         pin and state directories, default `[capacity]`): the CLI reads and checks the file and sends the daemon the prefixes packed, the daemon stores them in one redb \
+         transaction and writes the kernel maps with BPF_MAP_UPDATE_BATCH (the entries new to the kernel while the store commits, \
+         removed again if the commit fails); the command returns when both are done. \
          ipset: `ipset restore` creating one `hash:net` set per family and adding every entry. nftables: `nft -f` of a table with one \
          `interval` set per family holding every entry, and the rules that use them. \
          Refresh: the list again with {CHANGED} IPv4 hosts replaced by others (enforcer: the same `import --list`, which \
@@ -622,7 +630,7 @@ fn print(times: &[Times; 3], rounds: usize, shape: [usize; 4], breakdown: &[Brea
     );
     let parse: Vec<f64> = breakdown.iter().map(|b| b.parse_s).collect();
     println!(
-        "\nParsing the 1,000,000-line file (`feed::parse`, done once by the CLI and once by the daemon) takes {:.2} s of that (median).",
+        "\nParsing the 1,000,000-line file (`feed::parse`, done once, by the CLI, which hands the daemon the checked prefixes in a packed binary form) takes {:.2} s of that (median).",
         median(&parse)
     );
     if let Some(b) = breakdown.first() {
@@ -636,7 +644,7 @@ fn print(times: &[Times; 3], rounds: usize, shape: [usize; 4], breakdown: &[Brea
     }
     let cpu = tests::machine::cpu_model();
     println!(
-        "\nMachine: {cpu}, {} CPUs; kernel {}; {}; {}; {}.",
+        "\nMachine: {cpu}, {} CPUs; kernel {}; {}; {}; {}; 1-minute load average {} at the start, {} at the end (the benchmark's own work included).",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .unwrap_or_default()
@@ -644,5 +652,7 @@ fn print(times: &[Times; 3], rounds: usize, shape: [usize; 4], breakdown: &[Brea
         tests::machine::tool_version("ipset", "version"),
         tests::machine::tool_version("nft", "--version"),
         tests::machine::tool_version("date", "-u"),
+        load_at_start,
+        tests::machine::load_average(),
     );
 }

@@ -88,23 +88,70 @@ pub(super) fn insert_sorted<V: Clone>(map: &mut BTreeMap<Prefix, V>, sorted: &[P
     *map = merged.collect();
 }
 
-/// Whether each prefix of `sorted` (ascending) is a key of `map`: one ordered walk of both when the
+/// `map` with `value` for every prefix of `sorted` and without those of `remove` (both ascending,
+/// unique), as a new map built in one ordered pass: `map` itself is left as it is, so this can run
+/// while the store commits and be thrown away if the commit fails.
+pub(super) fn merged<V: Clone>(
+    map: &BTreeMap<Prefix, V>,
+    sorted: &[Prefix],
+    value: &V,
+    remove: &[Prefix],
+) -> BTreeMap<Prefix, V> {
+    use std::cmp::Ordering;
+    let mut old = map.iter().peekable();
+    let mut new = sorted.iter().peekable();
+    let mut remove = remove.iter().peekable();
+    let merged = std::iter::from_fn(|| loop {
+        let (p, v) = match (old.peek(), new.peek()) {
+            (Some((o, _)), Some(n)) => match o.cmp(n) {
+                Ordering::Less => old.next().map(|(p, v)| (*p, v.clone()))?,
+                Ordering::Equal => {
+                    old.next();
+                    new.next().map(|p| (*p, value.clone()))?
+                }
+                Ordering::Greater => new.next().map(|p| (*p, value.clone()))?,
+            },
+            (Some(_), None) => old.next().map(|(p, v)| (*p, v.clone()))?,
+            (None, _) => new.next().map(|p| (*p, value.clone()))?,
+        };
+        while remove.next_if(|r| **r < p).is_some() {}
+        // A prefix both removed and added stays (with the new value).
+        if remove.peek() == Some(&&p) && sorted.binary_search(&p).is_err() {
+            continue;
+        }
+        return Some((p, v));
+    });
+    merged.collect()
+}
+
+/// The value `map` holds for each prefix of `sorted` (ascending): one ordered walk of both when the
 /// list is large, lookups when it is small.
-fn present_in<V>(map: &BTreeMap<Prefix, V>, sorted: &[Prefix]) -> Vec<bool> {
+fn values_in<'a, V>(map: &'a BTreeMap<Prefix, V>, sorted: &[Prefix]) -> Vec<Option<&'a V>> {
     if map.is_empty() {
-        return vec![false; sorted.len()];
+        return vec![None; sorted.len()];
     }
     if sorted.len() < map.len() / 16 {
-        return sorted.iter().map(|p| map.contains_key(p)).collect();
+        return sorted.iter().map(|p| map.get(p)).collect();
     }
-    let mut keys = map.keys().peekable();
+    let mut entries = map.iter().peekable();
     sorted
         .iter()
         .map(|p| {
-            while keys.next_if(|k| *k < p).is_some() {}
-            keys.peek() == Some(&p)
+            while entries.next_if(|(k, _)| *k < p).is_some() {}
+            entries.peek().filter(|(k, _)| *k == p).map(|(_, v)| *v)
         })
         .collect()
+}
+
+/// CPU time of the calling thread (what a step cost, whatever else the machine was running).
+fn thread_cpu() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec, which `ts` is.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// The kernel side of an import (or of a group of the fleet's rules with the same kernel entry), for
@@ -151,7 +198,7 @@ impl<K: Kernel> Engine<K> {
             Some(name) => self.operator.stale(name, &prefixes),
             None => Vec::new(),
         };
-        let present = present_in(&self.applied, &prefixes);
+        let there = values_in(&self.applied, &prefixes);
         // What does not fit is refused before anything is stored, as a single `block` is.
         let capacity = match self.kernel.capacity() {
             Ok(c) => c,
@@ -163,16 +210,16 @@ impl<K: Kernel> Engine<K> {
                 current[batch::map_of(p)] += 1;
             }
             // `check_room` asks about the removed prefixes, then the added ones, each in order.
-            let stale_present = present_in(&self.applied, &stale);
-            let mut removing = stale.iter().zip(&stale_present).peekable();
-            let mut adding = prefixes.iter().zip(&present).peekable();
+            let stale_there = values_in(&self.applied, &stale);
+            let mut removing = stale.iter().zip(&stale_there).peekable();
+            let mut adding = prefixes.iter().zip(&there).peekable();
             let applied = &self.applied;
             let is_present = |p: &Prefix| {
-                if let Some((_, &b)) = removing.next_if(|(q, _)| *q == p) {
-                    return b;
+                if let Some((_, v)) = removing.next_if(|(q, _)| *q == p) {
+                    return v.is_some();
                 }
-                if let Some((_, &b)) = adding.next_if(|(q, _)| *q == p) {
-                    return b;
+                if let Some((_, v)) = adding.next_if(|(q, _)| *q == p) {
+                    return v.is_some();
                 }
                 applied.contains_key(p)
             };
@@ -191,32 +238,55 @@ impl<K: Kernel> Engine<K> {
         if self.applied.is_empty() {
             fresh_new = prefixes.clone();
         } else {
-            for (p, there) in prefixes.iter().zip(&present) {
-                if !there {
-                    fresh_new.push(*p);
-                } else if self.applied.get(p) != Some(&fp) {
-                    fresh_replacing.push(*p);
+            for (p, v) in prefixes.iter().zip(&there) {
+                match v {
+                    None => fresh_new.push(*p),
+                    Some(&have) if have != fp => fresh_replacing.push(*p),
+                    Some(_) => {}
                 }
             }
         }
+        drop(there);
+        // Every rule of an import is the template's: packed once, shared by all.
+        let packed = self.operator.pack(rule.clone());
         let checked = started.elapsed();
         let overlap = fresh_new.len() >= OVERLAP_MIN;
-        let (stored, early_result, kernel_time) = if overlap {
+        // With an overlap, the engine's maps as they will be after the commit are also built
+        // alongside it (when the import is a large part of them), and dropped if it fails.
+        let mut next_operator = None;
+        let mut next_applied = None;
+        let (stored, early_result, kernel_time, store_time) = if overlap {
             let store = &self.store;
             let kernel = &mut self.kernel;
+            let operator = &self.operator;
+            let applied = &self.applied;
             std::thread::scope(|s| {
-                let commit = s.spawn(|| store.put_template_and_remove(&rule, &prefixes, &stale));
-                let t = Instant::now();
+                let commit = s.spawn(|| {
+                    let cpu = thread_cpu();
+                    let r = store.put_template_and_remove(&rule, &prefixes, &stale);
+                    (r, thread_cpu() - cpu)
+                });
+                let cpu = thread_cpu();
                 let written = kernel.upsert_same(&rule, &fresh_new);
-                let kernel_time = t.elapsed();
-                let stored = commit
-                    .join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the store commit panicked")));
-                (stored, written, kernel_time)
+                let kernel_time = thread_cpu() - cpu;
+                if prefixes.len() >= operator.len() / 4 {
+                    next_operator = Some(operator.merged(&prefixes, &packed, &stale));
+                }
+                if written.is_ok() && fresh_new.len() >= applied.len() / 4 {
+                    next_applied = Some(merged(applied, &fresh_new, &fp, &[]));
+                }
+                let (stored, store_time) = commit.join().unwrap_or_else(|_| {
+                    (
+                        Err(anyhow::anyhow!("the store commit panicked")),
+                        Default::default(),
+                    )
+                });
+                (stored, written, kernel_time, store_time)
             })
         } else {
+            let cpu = thread_cpu();
             let stored = self.store.put_template_and_remove(&rule, &prefixes, &stale);
-            (stored, Ok(()), std::time::Duration::ZERO)
+            (stored, Ok(()), Default::default(), thread_cpu() - cpu)
         };
         let committed = started.elapsed();
         if let Err(err) = stored {
@@ -235,18 +305,16 @@ impl<K: Kernel> Engine<K> {
             log::error!("bulk kernel write: {err:#}; retrying entry by entry");
             format!("{err:#}")
         });
-        for p in &stale {
-            self.operator.remove(p);
-        }
-        // Every rule of an import is the template's: packed once, shared by all.
-        let packed = self.operator.pack(rule.clone());
-        self.operator.insert_sorted(&prefixes, &packed);
-        // Operator entries, shared with the fleet like a single block or unset.
-        if self.sharing {
-            for p in stale.iter().chain(&prefixes) {
-                self.touch(Touched::Rule { prefix: *p });
+        match next_operator {
+            Some(map) => self.operator.replace(map),
+            None => {
+                for p in &stale {
+                    self.operator.remove(p);
+                }
+                self.operator.insert_sorted(&prefixes, &packed);
             }
         }
+        // Without an overlap every entry is written now; with one, those replacing an entry.
         let later = if overlap {
             fresh_replacing
         } else {
@@ -254,11 +322,26 @@ impl<K: Kernel> Engine<K> {
             fresh_new.sort_unstable();
             std::mem::take(&mut fresh_new)
         };
+        // The new kernel entries noted as written: in the map built alongside, or now.
+        let early: &[Prefix] = match next_applied {
+            Some(map) => {
+                self.applied = map;
+                &[]
+            }
+            None if overlap => &fresh_new,
+            None => &[],
+        };
+        // Operator entries, shared with the fleet like a single block or unset.
+        if self.sharing {
+            for p in stale.iter().chain(&prefixes) {
+                self.touch(Touched::Rule { prefix: *p });
+            }
+        }
         let written = self.apply_bulk(
             &[BulkPut {
                 rule: &rule,
                 all: &prefixes,
-                early: if overlap { &fresh_new } else { &[] },
+                early,
                 early_result,
                 later: &later,
             }],
@@ -266,7 +349,7 @@ impl<K: Kernel> Engine<K> {
             now,
         );
         log::info!(
-            "imported {} entries{} ({} removed from the list) in {:.2} s: checked {:.2} s, stored {:.2} s (kernel {:.2} s of it, alongside), then {:.2} s",
+            "imported {} entries{} ({} removed from the list) in {:.2} s: checked {:.2} s, then {:.2} s for the store commit ({:.2} s CPU) and the new kernel entries alongside ({:.2} s CPU), then {:.2} s for the rest",
             prefixes.len(),
             template
                 .list
@@ -277,6 +360,7 @@ impl<K: Kernel> Engine<K> {
             started.elapsed().as_secs_f64(),
             checked.as_secs_f64(),
             (committed - checked).as_secs_f64(),
+            store_time.as_secs_f64(),
             kernel_time.as_secs_f64(),
             (started.elapsed() - committed).as_secs_f64(),
         );
@@ -494,8 +578,17 @@ mod tests {
             }
             insert_sorted(&mut map, &new, &2);
             assert_eq!(map, want, "{n}");
-            let present = present_in(&map, &ps(&["0.0.0.0", "0.0.0.1", "0.0.0.2", "0.0.0.5"]));
-            assert_eq!(present, [true, false, true, false]);
+            let there = values_in(&map, &ps(&["0.0.0.0", "0.0.0.1", "0.0.0.2", "0.0.0.5"]));
+            assert_eq!(there, [Some(&2), None, Some(&1), None]);
+            let gone = ps(&["0.0.0.0", "0.0.0.2", "0.0.0.8"]);
+            let next = merged(&map, &ps(&["0.0.0.0", "0.0.0.9"]), &3, &gone);
+            let mut want = map.clone();
+            // Removed unless added again in the same step.
+            want.remove(&gone[1]);
+            want.remove(&gone[2]);
+            want.insert(ps(&["0.0.0.0"])[0], 3);
+            want.insert(ps(&["0.0.0.9"])[0], 3);
+            assert_eq!(next, want, "{n}");
         }
     }
 }

@@ -109,6 +109,22 @@ impl OperatorRules {
         }
     }
 
+    /// The rules as they would be with `rule` for every prefix of `sorted` and none for those of
+    /// `remove` (both ascending), as a new map for [`OperatorRules::replace`]; these are unchanged.
+    pub fn merged(
+        &self,
+        sorted: &[Prefix],
+        rule: &OpRule,
+        remove: &[Prefix],
+    ) -> BTreeMap<Prefix, OpRule> {
+        super::bulk::merged(&self.map, sorted, rule, remove)
+    }
+
+    /// Takes a map [`OperatorRules::merged`] built (its list names come from [`OperatorRules::pack`]).
+    pub fn replace(&mut self, map: BTreeMap<Prefix, OpRule>) {
+        self.map = map;
+    }
+
     pub fn remove(&mut self, prefix: &Prefix) -> Option<Rule> {
         self.map.remove(prefix).map(|old| old.rule(*prefix))
     }
