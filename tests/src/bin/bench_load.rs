@@ -610,14 +610,19 @@ fn print(
                 "n/a".to_string()
             }
         };
+        // A tool left out (`--only`) has no times.
+        let cell = |v: &[f64], m: f64| {
+            if v.is_empty() {
+                "not run".to_string()
+            } else {
+                format!("{} ({})", secs(m), spread(v))
+            }
+        };
         println!(
-            "| {name} | {} ({}) | {} ({}) | {} ({}) | {} | {} | {target} |",
-            secs(me),
-            spread(e),
-            secs(mi),
-            spread(i),
-            secs(mn),
-            spread(n),
+            "| {name} | {} | {} | {} | {} | {} | {target} |",
+            cell(e, me),
+            cell(i, mi),
+            cell(n, mn),
             ratio(me, mi),
             ratio(me, mn)
         );
