@@ -35,3 +35,12 @@ pub fn tool_version(cmd: &str, arg: &str) -> String {
         })
         .unwrap_or_default()
 }
+
+/// The 1-minute load average from /proc/loadavg ("?" when unreadable): a benchmark prints it at its
+/// start and end, so a reader sees whether the machine was shared while it ran.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split(' ').next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}

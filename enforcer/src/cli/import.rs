@@ -155,7 +155,9 @@ pub fn import(
         expires_at,
         reason: template.reason.clone(),
         list: template.list.clone(),
-        entries: feed::to_text(&feed.prefixes),
+        entries: String::new(),
+        // Parsed and checked here: the daemon takes the prefixes as they are, not the text again.
+        packed: Some(feed::pack(&feed.prefixes)),
     };
     let removed = match super::entry::via_daemon(&opts.dirs, req)? {
         Some(v) => {
@@ -216,12 +218,11 @@ fn import_direct(
     {
         return usage(full.to_string());
     }
-    let rules: Vec<_> = prefixes.iter().map(|p| template.rule(*p)).collect();
-    store.put_and_remove_rules(&rules, &stale)?;
-    let entries: Vec<_> = rules
-        .iter()
-        .map(|r| (r.prefix, r.to_kernel(clock)))
-        .collect();
+    let any = Prefix::host(std::net::Ipv4Addr::UNSPECIFIED.into());
+    let rule = template.rule(any);
+    store.put_template_and_remove(&rule, prefixes, &stale)?;
+    let entry = rule.to_kernel(clock);
+    let entries: Vec<_> = prefixes.iter().map(|p| (*p, entry)).collect();
     let kernel = maps
         .upsert_many(&entries)
         .and_then(|()| maps.remove_many(&stale));
@@ -250,7 +251,8 @@ pub fn unset(
         }
     }
     let req = Request::RemoveRules {
-        entries: prefixes.as_deref().map(feed::to_text),
+        entries: None,
+        packed: prefixes.as_deref().map(feed::pack),
         list: list.map(str::to_string),
     };
     let (removed, missing) = match super::entry::via_daemon(dirs, req)? {

@@ -87,11 +87,13 @@ pub enum Request {
     },
     /// Every rule the daemon keeps in the kernel: operator rules and engine entries.
     Rules {},
-    /// Bulk import (`enforcer import`, `block --from`): one operator rule per line of `entries` (the
-    /// list format of `crate::feed`, parsed again by the daemon), all with the same verdict (a
-    /// `crate::rule::Verdict` as JSON), expiry and reason, in one store transaction and batched map
-    /// writes. With `list`, the entries of that named list not in `entries` are removed in the
-    /// same step.
+    /// Bulk import (`enforcer import`, `block --from`): one operator rule per prefix, all with the
+    /// same verdict (a `crate::rule::Verdict` as JSON), expiry and reason, in one store
+    /// transaction and batched map writes. The prefixes come either as `entries` (the list format
+    /// of `crate::feed`, parsed by the daemon) or, as the CLI sends them, `packed`
+    /// (`crate::feed::pack`: the list the CLI already parsed and checked, not parsed twice); not
+    /// both. With `list`, the entries of that named list not among them are removed in the same
+    /// step.
     Import {
         verdict: serde_json::Value,
         #[serde(default)]
@@ -100,13 +102,18 @@ pub enum Request {
         reason: Option<String>,
         #[serde(default)]
         list: Option<String>,
+        #[serde(default)]
         entries: String,
+        #[serde(default)]
+        packed: Option<String>,
     },
     /// Bulk removal (`unset --from FILE`, `unset --list NAME`): the operator rules for the prefixes
-    /// in `entries`, or every rule of the named list.
+    /// in `entries` or `packed` (as for `import`), or every rule of the named list.
     RemoveRules {
         #[serde(default)]
         entries: Option<String>,
+        #[serde(default)]
+        packed: Option<String>,
         #[serde(default)]
         list: Option<String>,
     },

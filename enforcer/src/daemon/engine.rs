@@ -8,7 +8,6 @@
 //! kernel, then the reply.
 
 mod bulk;
-mod sorted;
 
 use super::kernel::Kernel;
 use super::metrics::EngineMetrics;
@@ -776,9 +775,24 @@ impl<K: Kernel> Engine<K> {
                 reason,
                 list,
                 entries,
-            } => self.import(verdict, expires_at, reason, list, &entries, now),
-            Request::RemoveRules { entries, list } => {
-                self.remove_rules(entries.as_deref(), list.as_deref(), now)
+                packed,
+            } => match bulk::prefixes(Some(&entries), packed.as_deref(), "import") {
+                Ok(prefixes) => self.import(verdict, expires_at, reason, list, prefixes, now),
+                Err(reply) => reply,
+            },
+            Request::RemoveRules {
+                entries,
+                packed,
+                list,
+            } => {
+                let prefixes = match (&entries, &packed) {
+                    (None, None) => None,
+                    _ => match bulk::prefixes(entries.as_deref(), packed.as_deref(), "unset") {
+                        Ok(p) => Some(p),
+                        Err(reply) => return reply,
+                    },
+                };
+                self.remove_rules(prefixes, list.as_deref(), now)
             }
             // Answered by the runner when the fleet is configured.
             Request::FleetStatus {} => Reply::usage(
@@ -1618,10 +1632,11 @@ impl<K: Kernel> Engine<K> {
 }
 
 /// What the engine remembers of an entry it wrote: a hash of what the kernel and the policy core
-/// act on (prefix, verdict, expiry, who made it). Reasons and creation times are the store's.
+/// act on (verdict, expiry, who made it). Reasons and creation times are the store's; the prefix is
+/// the key it is kept under, so every entry of an import has the same fingerprint, hashed once.
 fn written(rule: &Rule) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (rule.prefix, &rule.verdict, rule.expires_at, &rule.source).hash(&mut h);
+    (&rule.verdict, rule.expires_at, &rule.source).hash(&mut h);
     h.finish()
 }
 

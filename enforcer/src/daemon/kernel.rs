@@ -32,9 +32,14 @@ pub trait Kernel {
     fn capacity(&self) -> anyhow::Result<Option<[u32; 4]>> {
         Ok(None)
     }
-    /// Many entries at once (`enforcer import`); stops at the first failure.
-    fn upsert_many(&mut self, rules: &[Rule]) -> anyhow::Result<()> {
-        rules.iter().try_for_each(|r| self.upsert(r))
+    /// `rule`'s entry for each of `prefixes` (its own prefix ignored), many at once (`enforcer
+    /// import`); stops at the first failure.
+    fn upsert_same(&mut self, rule: &Rule, prefixes: &[Prefix]) -> anyhow::Result<()> {
+        let mut r = rule.clone();
+        prefixes.iter().try_for_each(|p| {
+            r.prefix = *p;
+            self.upsert(&r)
+        })
     }
     /// Removes many entries at once; missing ones are not an error.
     fn remove_many(&mut self, prefixes: &[Prefix]) -> anyhow::Result<()> {
@@ -90,12 +95,10 @@ impl Kernel for PinnedKernel {
         self.0.capacity().map(Some)
     }
 
-    fn upsert_many(&mut self, rules: &[Rule]) -> anyhow::Result<()> {
-        let clock = Clock::now();
-        let entries: Vec<_> = rules
-            .iter()
-            .map(|r| (r.prefix, r.to_kernel(&clock)))
-            .collect();
+    fn upsert_same(&mut self, rule: &Rule, prefixes: &[Prefix]) -> anyhow::Result<()> {
+        // The kernel form depends on the verdict and expiry only: converted once.
+        let entry = rule.to_kernel(&Clock::now());
+        let entries: Vec<_> = prefixes.iter().map(|p| (*p, entry)).collect();
         self.0.upsert_many(&entries)
     }
 

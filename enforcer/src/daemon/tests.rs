@@ -628,6 +628,7 @@ fn import(list: Option<&str>, entries: &str, verdict: Verdict, expires_at: Optio
         reason: Some("feed".into()),
         list: list.map(str::to_string),
         entries: entries.into(),
+        packed: None,
     }
 }
 
@@ -691,6 +692,62 @@ fn an_imported_list_is_replaced_in_one_step_and_survives_restart() {
     assert_eq!(listed, ["10.9.0.0/16", "192.0.2.0/24", "2001:db8::/32"]);
 }
 
+/// A large import writes its new kernel entries while the store commits; when the commit fails
+/// they are taken out again, so the kernel, the rules and the reply are as if nothing was tried.
+#[test]
+fn a_failed_store_commit_of_a_large_import_leaves_the_kernel_as_it_was() {
+    let dir = TmpDir::new("importfail");
+    let (mut e, _) = start(&dir, MemKernel::default(), T0);
+    let hosts = |from: u32, n: u32| -> Vec<Prefix> {
+        (from..from + n)
+            .map(|k| Prefix::host(std::net::Ipv4Addr::from(0x0a00_0000 + k).into()))
+            .collect()
+    };
+    let packed = |ps: &[Prefix], verdict: Verdict| Request::Import {
+        verdict: serde_json::to_value(verdict).unwrap(),
+        expires_at: None,
+        reason: None,
+        list: Some("feed".into()),
+        entries: String::new(),
+        packed: Some(crate::feed::pack(ps)),
+    };
+    // Nothing there yet: the failed first import leaves nothing behind.
+    e.store().fail_writes(true);
+    let r = e.handle(packed(&hosts(0, 6000), Verdict::Drop), T0);
+    assert!(!r.ok && !r.usage, "{r:?}");
+    assert!(e.kernel().entries.is_empty());
+    assert_eq!(e.operator_prefixes().count(), 0);
+    // The list stored, then a refresh (half new, half kept, as a reject) that fails to commit.
+    e.store().fail_writes(false);
+    let r = ok(e.handle(packed(&hosts(0, 6000), Verdict::Drop), T0));
+    assert_eq!(r["imported"].as_u64(), Some(6000));
+    let before = e.kernel().entries.clone();
+    assert_eq!(before.len(), 6000);
+    e.store().fail_writes(true);
+    let r = e.handle(packed(&hosts(3000, 6000), Verdict::Reject), T0 + 1);
+    assert!(!r.ok && !r.usage, "{r:?}");
+    assert_eq!(e.kernel().entries, before);
+    assert_eq!(e.operator_prefixes().count(), 6000);
+    // Once the store works again, the same refresh goes through as one step.
+    e.store().fail_writes(false);
+    let r = ok(e.handle(packed(&hosts(3000, 6000), Verdict::Reject), T0 + 2));
+    assert_eq!(r["removed"].as_u64(), Some(3000));
+    let kernel = &e.kernel().entries;
+    assert_eq!(kernel.len(), 6000);
+    assert!(kernel.values().all(|r| r.verdict == Verdict::Reject));
+    assert_eq!(
+        kernel.keys().copied().collect::<Vec<_>>(),
+        hosts(3000, 6000)
+    );
+    let rules = e.store().rules().unwrap();
+    assert_eq!(rules.len(), 6000);
+    assert!(rules.iter().all(|r| r.verdict == Verdict::Reject));
+    // What the engine believes it wrote matches the kernel: nothing to retry.
+    let writes = e.kernel().writes;
+    e.tick(T0 + 60);
+    assert_eq!(e.kernel().writes, writes);
+}
+
 #[test]
 fn bulk_removal_brings_engine_entries_back_and_bad_imports_change_nothing() {
     let dir = TmpDir::new("bulkrm");
@@ -714,6 +771,7 @@ fn bulk_removal_brings_engine_entries_back_and_bad_imports_change_nothing() {
     let r = ok(e.handle(
         Request::RemoveRules {
             entries: None,
+            packed: None,
             list: Some("partners".into()),
         },
         T0 + 33,
@@ -730,6 +788,7 @@ fn bulk_removal_brings_engine_entries_back_and_bad_imports_change_nothing() {
     let r = ok(e.handle(
         Request::RemoveRules {
             entries: Some("192.0.2.1\n192.0.2.3\n".into()),
+            packed: None,
             list: None,
         },
         T0 + 35,
@@ -760,6 +819,7 @@ fn bulk_removal_brings_engine_entries_back_and_bad_imports_change_nothing() {
     usage(e.handle(
         Request::RemoveRules {
             entries: None,
+            packed: None,
             list: None,
         },
         T0 + 36,

@@ -44,24 +44,33 @@ pub fn map_of(p: &Prefix) -> usize {
 
 /// Refuses a bulk change before anything is written when the maps could not hold the result.
 /// `current` = entries each map holds now ([`map_of`] order), `present` = whether a prefix has an
-/// entry, `capacity` = what each map holds at most ([`BatchMaps::capacity`]). The error names the
-/// first prefix that would not fit.
+/// entry (asked for each removed prefix, then each added one, in order), `capacity` = what each map
+/// holds at most ([`BatchMaps::capacity`]). The error names the first prefix that would not fit.
 pub fn check_room(
     current: [usize; 4],
-    present: impl Fn(&Prefix) -> bool,
+    mut present: impl FnMut(&Prefix) -> bool,
     adding: &[Prefix],
     removing: &[Prefix],
     capacity: [u32; 4],
 ) -> Result<(), super::MapFull> {
     let mut counts = current.map(|c| c as i64);
-    // Only a replaced list removes anything: a plain import skips building the set.
-    let adding_set: std::collections::HashSet<&Prefix> = if removing.is_empty() {
+    // Only a replaced list removes anything: a plain import skips this. A parsed list is sorted,
+    // so no set of a million prefixes is needed to look them up.
+    let sorted = !removing.is_empty() && adding.windows(2).all(|w| w[0] < w[1]);
+    let adding_set: std::collections::HashSet<&Prefix> = if removing.is_empty() || sorted {
         Default::default()
     } else {
         adding.iter().collect()
     };
+    let added = |p: &Prefix| {
+        if sorted {
+            adding.binary_search(p).is_ok()
+        } else {
+            adding_set.contains(p)
+        }
+    };
     for p in removing {
-        if present(p) && !adding_set.contains(p) {
+        if present(p) && !added(p) {
             counts[map_of(p)] -= 1;
         }
     }

@@ -720,6 +720,7 @@ fn import(list: Option<&str>, entries: &str) -> Request {
         reason: Some("feed".into()),
         list: list.map(str::to_string),
         entries: entries.into(),
+        packed: None,
     }
 }
 
@@ -780,6 +781,7 @@ fn bulk_import_list_replacement_and_bulk_unset_travel_like_single_entries() {
     ok(b.engine.handle(
         Request::RemoveRules {
             entries: None,
+            packed: None,
             list: Some("feed".into()),
         },
         T0 + 2,
@@ -796,6 +798,7 @@ fn bulk_import_list_replacement_and_bulk_unset_travel_like_single_entries() {
     ok(a.engine.handle(
         Request::RemoveRules {
             entries: Some(feed(20_000, 3)),
+            packed: None,
             list: None,
         },
         T0 + 4,
@@ -834,6 +837,7 @@ fn without_a_fleet_the_engine_keeps_no_changes_for_one() {
     ok(engine.handle(
         Request::RemoveRules {
             entries: None,
+            packed: None,
             list: Some("feed".into()),
         },
         T0,

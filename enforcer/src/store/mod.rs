@@ -34,6 +34,9 @@ pub struct Store {
     /// `None` after a failed write closed it; reopened on the next access.
     db: Mutex<Option<Database>>,
     path: PathBuf,
+    /// Unit tests: every write fails while set (what a full disk does).
+    #[cfg(test)]
+    failing: std::sync::atomic::AtomicBool,
 }
 
 /// The state directory cannot be created or used (permissions, a file in the way, read-only).
@@ -187,6 +190,8 @@ impl Store {
         let store = Self {
             db: Mutex::new(Some(db)),
             path,
+            #[cfg(test)]
+            failing: Default::default(),
         };
         store.init_tables()?;
         Ok(store)
@@ -249,6 +254,10 @@ impl Store {
     /// database is reopened, so a failure closes it, reopens it and tries once more; if that fails
     /// too the error says so and the next write starts again from a fresh open.
     pub(crate) fn write<R>(&self, f: impl Fn(&Database) -> anyhow::Result<R>) -> anyhow::Result<R> {
+        #[cfg(test)]
+        if self.failing.load(std::sync::atomic::Ordering::Relaxed) {
+            anyhow::bail!("injected store failure");
+        }
         match self.read(&f) {
             Ok(r) => Ok(r),
             Err(first) => {
@@ -266,6 +275,12 @@ impl Store {
                 })
             }
         }
+    }
+
+    /// Unit tests: makes every write fail (`true`) or work again.
+    #[cfg(test)]
+    pub(crate) fn fail_writes(&self, on: bool) {
+        self.failing.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Creates every table so readers never meet a missing one.

@@ -60,8 +60,45 @@ impl Store {
         put: &[Rule],
         remove: &[Prefix],
     ) -> anyhow::Result<Vec<Prefix>> {
-        let remove_keys = sorted_keys(remove.iter());
         let put_keys = sorted_keys(put.iter().map(|r| &r.prefix));
+        self.bulk_change(&put_keys, remove, |i, _, value| {
+            serde_json::to_writer(value, &put[i]).map_err(Into::into)
+        })
+    }
+
+    /// [`Store::put_and_remove_rules`] for an import, where every rule is `template` (its own prefix
+    /// ignored) for one prefix of `put`: the rule is serialized once and each row's JSON is that
+    /// text with the row's prefix put in (a million `serde_json` runs were a fifth of the store's
+    /// time).
+    pub fn put_template_and_remove(
+        &self,
+        template: &Rule,
+        put: &[Prefix],
+        remove: &[Prefix],
+    ) -> anyhow::Result<Vec<Prefix>> {
+        let put_keys = sorted_keys(put.iter());
+        match Spliced::of(template)? {
+            Some(sp) => self.bulk_change(&put_keys, remove, |_, key, value| {
+                sp.write(key, value);
+                Ok(())
+            }),
+            None => self.bulk_change(&put_keys, remove, |i, _, value| {
+                let mut r = template.clone();
+                r.prefix = put[i];
+                serde_json::to_writer(value, &r).map_err(Into::into)
+            }),
+        }
+    }
+
+    /// One transaction: the rows of `remove` deleted, then a row per key of `put` with the value
+    /// `value(index in the input, key, buffer)` writes.
+    fn bulk_change(
+        &self,
+        put: &SortedKeys,
+        remove: &[Prefix],
+        value: impl Fn(usize, &str, &mut Vec<u8>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Vec<Prefix>> {
+        let remove_keys = sorted_keys(remove.iter());
         self.write(|db| {
             let tx = db.begin_write()?;
             let mut removed = Vec::new();
@@ -72,12 +109,12 @@ impl Store {
                         removed.push(i);
                     }
                 }
-                let mut value = Vec::with_capacity(256);
-                for (key, i) in put_keys.iter() {
-                    value.clear();
-                    serde_json::to_writer(&mut value, &put[i])?;
-                    // serde_json writes UTF-8.
-                    let text = std::str::from_utf8(&value).context("encoding the rule")?;
+                let mut buf = Vec::with_capacity(256);
+                for (key, i) in put.iter() {
+                    buf.clear();
+                    value(i, key, &mut buf)?;
+                    // serde_json writes UTF-8, and a key is ASCII.
+                    let text = std::str::from_utf8(&buf).context("encoding the rule")?;
                     t.insert(key, text)?;
                 }
             }
@@ -160,6 +197,37 @@ impl Store {
     }
 }
 
+/// A rule's JSON split around the text of its prefix: `head`, the prefix, `tail`.
+struct Spliced {
+    head: String,
+    tail: String,
+}
+
+impl Spliced {
+    /// `None` when the prefix's text is not found exactly once where the field is (it always is:
+    /// a string field's quotes are escaped, so `"prefix":"` cannot appear inside another value).
+    fn of(template: &Rule) -> anyhow::Result<Option<Self>> {
+        let text = serde_json::to_string(template)?;
+        let field = format!("\"prefix\":\"{}\"", template.prefix);
+        let mut at = text.match_indices(&field);
+        let (Some((start, _)), None) = (at.next(), at.next()) else {
+            return Ok(None);
+        };
+        let value_start = start + "\"prefix\":\"".len();
+        let value_end = start + field.len() - 1;
+        Ok(Some(Self {
+            head: text[..value_start].to_string(),
+            tail: text[value_end..].to_string(),
+        }))
+    }
+
+    fn write(&self, key: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.head.as_bytes());
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(self.tail.as_bytes());
+    }
+}
+
 /// The store keys of many prefixes, written into one buffer (a million keys without a million
 /// allocations), in the store's order.
 struct SortedKeys {
@@ -178,19 +246,66 @@ impl SortedKeys {
 }
 
 fn sorted_keys<'a>(prefixes: impl ExactSizeIterator<Item = &'a Prefix>) -> SortedKeys {
-    use std::fmt::Write as _;
     let mut text = String::with_capacity(prefixes.len() * 20);
-    let mut spans = Vec::with_capacity(prefixes.len());
+    // (first 16 bytes of the key as a big-endian number, start, end, index): most keys differ in
+    // their first 16 bytes, so most comparisons are one integer compare instead of two slices'.
+    let mut order = Vec::with_capacity(prefixes.len());
     for (i, p) in prefixes.enumerate() {
         let start = text.len();
-        let _ = write!(text, "{p}");
+        write_key(&mut text, p);
+        let key = &text.as_bytes()[start..];
+        let mut head = [0u8; 16];
+        let n = key.len().min(16);
+        head[..n].copy_from_slice(&key[..n]);
         // A million keys are ~20 MB: far inside u32.
-        spans.push((start as u32, text.len() as u32, i as u32));
+        order.push((
+            u128::from_be_bytes(head),
+            start as u32,
+            text.len() as u32,
+            i as u32,
+        ));
     }
-    spans.sort_unstable_by(|x, y| {
-        text[x.0 as usize..x.1 as usize].cmp(&text[y.0 as usize..y.1 as usize])
+    // Keys are ASCII with no NUL, so zero padding sorts a shorter key before its extensions, as
+    // string order does.
+    order.sort_unstable_by(|x, y| {
+        x.0.cmp(&y.0).then_with(|| {
+            text.as_bytes()[x.1 as usize..x.2 as usize]
+                .cmp(&text.as_bytes()[y.1 as usize..y.2 as usize])
+        })
     });
+    let spans = order.into_iter().map(|(_, a, b, i)| (a, b, i)).collect();
     SortedKeys { text, spans }
+}
+
+/// `p`'s store key (its `Display` form) appended to `text`; IPv4 without the formatting machinery
+/// (a million keys).
+fn write_key(text: &mut String, p: &Prefix) {
+    use std::fmt::Write as _;
+    match p.addr() {
+        std::net::IpAddr::V4(a) => {
+            for (k, octet) in a.octets().into_iter().enumerate() {
+                if k > 0 {
+                    text.push('.');
+                }
+                push_decimal(text, octet);
+            }
+            text.push('/');
+            push_decimal(text, p.len());
+        }
+        std::net::IpAddr::V6(_) => {
+            let _ = write!(text, "{p}");
+        }
+    }
+}
+
+fn push_decimal(text: &mut String, n: u8) {
+    if n >= 100 {
+        text.push(char::from(b'0' + n / 100));
+    }
+    if n >= 10 {
+        text.push(char::from(b'0' + n / 10 % 10));
+    }
+    text.push(char::from(b'0' + n % 10));
 }
 
 #[cfg(test)]
@@ -237,6 +352,71 @@ mod tests {
         assert_eq!(s.rules().unwrap().len(), 1);
         drop(s);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The spliced rows are exactly what serializing each rule writes, whatever the reason holds.
+    #[test]
+    fn keys_are_display_forms_in_string_order() {
+        let ps: Vec<Prefix> = [
+            "0.0.0.0/0",
+            "255.255.255.255",
+            "10.0.0.0/8",
+            "10.100.200.0/24",
+            "1.2.3.4",
+            "100.64.0.0/10",
+            "2001:db8::1",
+            "2001:db8::/32",
+            "::/0",
+            "10.0.0.0/16",
+        ]
+        .iter()
+        .map(|p| p.parse().unwrap())
+        .collect();
+        let keys = sorted_keys(ps.iter());
+        let got: Vec<(String, usize)> = keys.iter().map(|(k, i)| (k.to_string(), i)).collect();
+        let mut want: Vec<(String, usize)> = ps
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.to_string(), i))
+            .collect();
+        want.sort();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn template_rows_are_the_rules_json() {
+        let dir = tempdir("template");
+        let s = Store::open(&dir).unwrap();
+        let mut t = rule("0.0.0.0/32", Verdict::Reject);
+        t.reason = Some("\"prefix\":\"0.0.0.0/32\" \\ é".into());
+        t.list = Some("feed".into());
+        let put: Vec<Prefix> = ["192.0.2.0/24", "2001:db8::1", "198.51.100.7"]
+            .iter()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        s.put_template_and_remove(&t, &put, &[]).unwrap();
+        let mut want: Vec<Rule> = put
+            .iter()
+            .map(|p| Rule {
+                prefix: *p,
+                ..t.clone()
+            })
+            .collect();
+        want.sort_by_key(|r| r.prefix.to_string());
+        let mut got = s.rules().unwrap();
+        got.sort_by_key(|r| r.prefix.to_string());
+        assert_eq!(got, want);
+        let plain = rule("0.0.0.0/32", Verdict::Drop);
+        let sp = Spliced::of(&plain).unwrap().expect("found");
+        let mut out = Vec::new();
+        sp.write("192.0.2.0/24", &mut out);
+        let mut r = plain.clone();
+        r.prefix = "192.0.2.0/24".parse().unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            serde_json::to_string(&r).unwrap()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

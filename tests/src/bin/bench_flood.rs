@@ -692,6 +692,7 @@ fn setup() -> Result<Bench> {
 }
 
 fn run() -> Result<()> {
+    let load_at_start = tests::machine::load_average();
     if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
         bail!("the flood benchmark pins the generator and the receiver to two different CPUs: this machine has one");
     }
@@ -735,7 +736,7 @@ fn run() -> Result<()> {
             drop(installed);
         }
     }
-    print(&samples);
+    print(&samples, &load_at_start);
     Ok(())
 }
 
@@ -762,7 +763,7 @@ fn pct(v: &[f64], p: f64) -> f64 {
     v[rank.clamp(1, v.len()) - 1]
 }
 
-fn print(samples: &[[Vec<Sample>; 2]]) {
+fn print(samples: &[[Vec<Sample>; 2]], load_at_start: &str) {
     let ns_of =
         |ci: usize, gi: usize| median(samples[ci][gi].iter().map(|s| s.ns_per_pkt).collect());
     let floor = ALL.iter().position(|c| *c == Floor).expect("listed");
@@ -832,7 +833,7 @@ fn print(samples: &[[Vec<Sample>; 2]]) {
     }
     let cpu = tests::machine::cpu_model();
     println!(
-        "Machine: {cpu}, {} CPUs; kernel {}; {}; {}; {}; {}; {}.",
+        "Machine: {cpu}, {} CPUs; kernel {}; {}; {}; {}; {}; {}; 1-minute load average {} at the start, {} at the end (the benchmark's own work included).",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .unwrap_or_default()
@@ -842,5 +843,7 @@ fn print(samples: &[[Vec<Sample>; 2]]) {
         tests::machine::tool_version("ipset", "version"),
         tests::machine::tool_version("trafgen", "--version"),
         tests::machine::tool_version("date", "-u"),
+        load_at_start,
+        tests::machine::load_average(),
     );
 }

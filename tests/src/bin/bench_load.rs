@@ -32,6 +32,7 @@ const MIX: [(Kind, usize); 4] = [
 ];
 /// The refreshed list drops this many IPv4 hosts of the first and adds as many new ones.
 const CHANGED: usize = N / 10;
+/// Rounds of a full run; `BENCH_LOAD_ROUNDS` (`cargo xtask bench load --rounds N`) changes it.
 const ROUNDS: usize = 3;
 const TARGET_S: f64 = 5.0;
 /// Mixed prefix lengths, cycled.
@@ -303,7 +304,28 @@ struct Times {
 
 const TOOLS: [&str; 3] = ["enforcer", "ipset", "nft"];
 
+/// The rounds to run: [`ROUNDS`] unless `BENCH_LOAD_ROUNDS` says otherwise.
+fn rounds() -> Result<usize> {
+    match std::env::var("BENCH_LOAD_ROUNDS") {
+        Ok(v) => v
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .with_context(|| format!("BENCH_LOAD_ROUNDS={v}: give a number of rounds ≥ 1")),
+        Err(_) => Ok(ROUNDS),
+    }
+}
+
+/// Whether `tool` is timed: every tool unless `BENCH_LOAD_ONLY` (comma-separated, `cargo xtask
+/// bench load --only enforcer`) names a subset.
+fn timed_tool(tool: &str) -> bool {
+    std::env::var("BENCH_LOAD_ONLY")
+        .map(|only| only.split(',').any(|t| t.trim() == tool))
+        .unwrap_or(true)
+}
+
 fn run() -> Result<()> {
+    let load_at_start = tests::machine::load_average();
     let t = Instant::now();
     let l = lists();
     let files = Files::new()?;
@@ -340,10 +362,14 @@ fn run() -> Result<()> {
     );
     let mut times: [Times; 3] = Default::default();
     let mut breakdown = Vec::new();
-    for round in 0..ROUNDS {
+    let rounds = rounds()?;
+    for round in 0..rounds {
         // Interleaved: each round starts with another tool.
         for k in 0..TOOLS.len() {
             let tool = (round + k) % TOOLS.len();
+            if !timed_tool(TOOLS[tool]) {
+                continue;
+            }
             let tm = &mut times[tool];
             match TOOLS[tool] {
                 "enforcer" => {
@@ -393,7 +419,7 @@ fn run() -> Result<()> {
             );
         }
     }
-    print(&times, shape, &breakdown);
+    print(&times, rounds, shape, &breakdown, &load_at_start);
     Ok(())
 }
 
@@ -434,8 +460,8 @@ fn check_ipset(ns: &Netns) -> Result<()> {
     Ok(())
 }
 
-/// Parse time of the list in this process (the CLI and the daemon each parse it once): how much of
-/// `import` is reading text.
+/// Parse time of the list in this process (the CLI parses it once): how much of `import` is reading
+/// text.
 struct Breakdown {
     parse_s: f64,
     daemon_log: Vec<String>,
@@ -531,16 +557,23 @@ fn spread(v: &[f64]) -> String {
 /// Which times of a tool a table row shows.
 type Step = fn(&Times) -> &Vec<f64>;
 
-fn print(times: &[Times; 3], shape: [usize; 4], breakdown: &[Breakdown]) {
+fn print(
+    times: &[Times; 3],
+    rounds: usize,
+    shape: [usize; 4],
+    breakdown: &[Breakdown],
+    load_at_start: &str,
+) {
     let [v4h, v6h, v4p, v6p] = shape;
     println!("## Bulk loading (`cargo xtask bench load`)\n");
     println!(
-        "Wall time of the whole command, median of {ROUNDS} interleaved rounds (each round starts with another tool; min–max in brackets). \
+        "Wall time of the whole command, median of {rounds} interleaved rounds (each round starts with another tool; min–max in brackets). \
          The list: {N} entries, {v4h} IPv4 hosts, {v6h} IPv6 hosts, {v4p} IPv4 prefixes (/16–/31) and {v6p} IPv6 prefixes (/32–/64), \
          interleaved, one per line. \
          enforcer: `enforcer import FILE --list {LIST}` into a running daemon (`enforcer run` on a veth in a private namespace, its own \
-         pin and state directories, default `[capacity]`): the CLI reads and checks the file, the daemon stores it in one redb \
-         transaction and writes the kernel maps with BPF_MAP_UPDATE_BATCH; the command returns when both are done. \
+         pin and state directories, default `[capacity]`): the CLI reads and checks the file and sends the daemon the prefixes packed, the daemon stores them in one redb \
+         transaction and writes the kernel maps with BPF_MAP_UPDATE_BATCH (the entries new to the kernel while the store commits, \
+         removed again if the commit fails); the command returns when both are done. \
          ipset: `ipset restore` creating one `hash:net` set per family and adding every entry. nftables: `nft -f` of a table with one \
          `interval` set per family holding every entry, and the rules that use them. \
          Refresh: the list again with {CHANGED} IPv4 hosts replaced by others (enforcer: the same `import --list`, which \
@@ -577,14 +610,19 @@ fn print(times: &[Times; 3], shape: [usize; 4], breakdown: &[Breakdown]) {
                 "n/a".to_string()
             }
         };
+        // A tool left out (`--only`) has no times.
+        let cell = |v: &[f64], m: f64| {
+            if v.is_empty() {
+                "not run".to_string()
+            } else {
+                format!("{} ({})", secs(m), spread(v))
+            }
+        };
         println!(
-            "| {name} | {} ({}) | {} ({}) | {} ({}) | {} | {} | {target} |",
-            secs(me),
-            spread(e),
-            secs(mi),
-            spread(i),
-            secs(mn),
-            spread(n),
+            "| {name} | {} | {} | {} | {} | {} | {target} |",
+            cell(e, me),
+            cell(i, mi),
+            cell(n, mn),
             ratio(me, mi),
             ratio(me, mn)
         );
@@ -597,7 +635,7 @@ fn print(times: &[Times; 3], shape: [usize; 4], breakdown: &[Breakdown]) {
     );
     let parse: Vec<f64> = breakdown.iter().map(|b| b.parse_s).collect();
     println!(
-        "\nParsing the 1,000,000-line file (`feed::parse`, done once by the CLI and once by the daemon) takes {:.2} s of that (median).",
+        "\nParsing the 1,000,000-line file (`feed::parse`, done once, by the CLI, which hands the daemon the checked prefixes in a packed binary form) takes {:.2} s of that (median).",
         median(&parse)
     );
     if let Some(b) = breakdown.first() {
@@ -611,7 +649,7 @@ fn print(times: &[Times; 3], shape: [usize; 4], breakdown: &[Breakdown]) {
     }
     let cpu = tests::machine::cpu_model();
     println!(
-        "\nMachine: {cpu}, {} CPUs; kernel {}; {}; {}; {}.",
+        "\nMachine: {cpu}, {} CPUs; kernel {}; {}; {}; {}; 1-minute load average {} at the start, {} at the end (the benchmark's own work included).",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .unwrap_or_default()
@@ -619,5 +657,7 @@ fn print(times: &[Times; 3], shape: [usize; 4], breakdown: &[Breakdown]) {
         tests::machine::tool_version("ipset", "version"),
         tests::machine::tool_version("nft", "--version"),
         tests::machine::tool_version("date", "-u"),
+        load_at_start,
+        tests::machine::load_average(),
     );
 }

@@ -2,7 +2,8 @@
 //! and takes merged records and operator entries from the fleet through the same path as a local
 //! change (store commit first, then the kernel).
 
-use super::{catch_up, Engine};
+use super::bulk::BulkPut;
+use super::{catch_up, written, Engine};
 use crate::daemon::kernel::Kernel;
 use crate::net::Prefix;
 use crate::policy::Record;
@@ -139,11 +140,41 @@ impl<K: Kernel> Engine<K> {
         for p in &gone {
             self.operator.remove(p);
         }
-        for r in &put {
-            self.operator.insert(r.prefix, r.clone());
+        // Grouped by kernel entry (verdict and expiry), each group's prefixes in order; within a
+        // group only those whose entry differs are written.
+        let mut groups: std::collections::HashMap<u64, (Rule, Vec<Prefix>, Vec<Prefix>)> =
+            std::collections::HashMap::new();
+        for r in put {
+            let fp = written(&r);
+            let stale = self.applied.get(&r.prefix) != Some(&fp);
+            let p = r.prefix;
+            let group = groups
+                .entry(fp)
+                .or_insert_with(|| (r.clone(), Vec::new(), Vec::new()));
+            group.1.push(p);
+            if stale {
+                group.2.push(p);
+            }
+            self.operator.insert(p, r);
         }
+        for (_, all, later) in groups.values_mut() {
+            all.sort_unstable();
+            all.dedup();
+            later.sort_unstable();
+            later.dedup();
+        }
+        let puts: Vec<BulkPut<'_>> = groups
+            .values()
+            .map(|(rule, all, later)| BulkPut {
+                rule,
+                all,
+                early: &[],
+                early_result: Ok(()),
+                later,
+            })
+            .collect();
         // A failed kernel write is logged there and retried by the per-prefix timers.
-        let _ = self.apply_bulk(&put, &gone, now);
+        let _ = self.apply_bulk(&puts, &gone, now);
         self.metrics
             .next_change
             .set(self.next_wakeup().unwrap_or(0));

@@ -77,12 +77,11 @@ impl OperatorRules {
         self.map.insert(prefix, packed).map(|old| old.rule(prefix))
     }
 
-    /// Inserts or replaces the rules of `prefixes` (sorted, no duplicates) with one
-    /// [`OperatorRules::pack`] made (a bulk import packs its template once and clones it per
-    /// prefix).
-    pub fn insert_packed(&mut self, prefixes: &[Prefix], rule: OpRule) {
-        let run = prefixes.iter().map(|p| (*p, rule.clone())).collect();
-        super::sorted::insert_run(&mut self.map, run);
+    /// Inserts or replaces the rule for every prefix of `sorted` (ascending, unique) with one
+    /// [`OperatorRules::pack`] made: a bulk import packs its template once and clones it per
+    /// prefix, into the map in one ordered pass.
+    pub fn insert_sorted(&mut self, sorted: &[Prefix], rule: &OpRule) {
+        super::bulk::insert_sorted(&mut self.map, sorted, rule);
     }
 
     /// The packed form of `rule` (its prefix is not kept), its list name shared with the rules
@@ -108,6 +107,22 @@ impl OperatorRules {
             reason: rule.reason.map(String::into_boxed_str),
             list,
         }
+    }
+
+    /// The rules as they would be with `rule` for every prefix of `sorted` and none for those of
+    /// `remove` (both ascending), as a new map for [`OperatorRules::replace`]; these are unchanged.
+    pub fn merged(
+        &self,
+        sorted: &[Prefix],
+        rule: &OpRule,
+        remove: &[Prefix],
+    ) -> BTreeMap<Prefix, OpRule> {
+        super::bulk::merged(&self.map, sorted, rule, remove)
+    }
+
+    /// Takes a map [`OperatorRules::merged`] built (its list names come from [`OperatorRules::pack`]).
+    pub fn replace(&mut self, map: BTreeMap<Prefix, OpRule>) {
+        self.map = map;
     }
 
     /// Replaces every rule with `rules` (each packed by [`OperatorRules::pack`]), built in one go:
@@ -157,20 +172,21 @@ impl OperatorRules {
         self.map.iter().map(|(p, r)| r.rule(*p))
     }
 
-    /// The prefixes of list `name` that are not in `keep` (what a new import of the list drops).
+    /// The prefixes of list `name` that are not in `keep` (sorted: what a new import of the list
+    /// drops), in order.
     pub fn stale(&self, name: &str, keep: &[Prefix]) -> Vec<Prefix> {
-        let held: Vec<Prefix> = self
-            .map
+        debug_assert!(keep.windows(2).all(|w| w[0] < w[1]), "keep is sorted");
+        // Both in order: one walk along `keep` beside the map's keys.
+        let mut keep = keep.iter().peekable();
+        self.map
             .iter()
             .filter(|(_, r)| r.list() == Some(name))
             .map(|(p, _)| *p)
-            .collect();
-        // A new list (the first import of a feed) needs no set of the million prefixes it keeps.
-        if held.is_empty() {
-            return held;
-        }
-        let keep: HashSet<&Prefix> = keep.iter().collect();
-        held.into_iter().filter(|p| !keep.contains(p)).collect()
+            .filter(|p| {
+                while keep.next_if(|k| *k < p).is_some() {}
+                keep.peek() != Some(&p)
+            })
+            .collect()
     }
 }
 
