@@ -390,6 +390,15 @@ mod token_tests {
     use super::*;
     use proptest::prelude::*;
 
+    const ALL_CLAUSES: [ClauseKind; 6] = [
+        ClauseKind::From,
+        ClauseKind::By,
+        ClauseKind::Via,
+        ClauseKind::With,
+        ClauseKind::Id,
+        ClauseKind::For,
+    ];
+
     /// The flat reading must say exactly what the tree says.
     fn agree(value: &[u8]) -> Result<(), TestCaseError> {
         let mut t = Tokens::default();
@@ -399,14 +408,7 @@ mod token_tests {
             (Err(a), Err(b)) => prop_assert_eq!(a, b),
             (Ok(r), Ok(v)) => {
                 prop_assert_eq!(v.preamble().collect::<Vec<_>>(), r.preamble.clone());
-                for k in [
-                    ClauseKind::From,
-                    ClauseKind::By,
-                    ClauseKind::Via,
-                    ClauseKind::With,
-                    ClauseKind::Id,
-                    ClauseKind::For,
-                ] {
+                for k in ALL_CLAUSES {
                     let c = v.clause(k);
                     prop_assert_eq!(c.is_some(), r.clause(k).is_some());
                     let want = r.clause(k);
@@ -469,15 +471,7 @@ mod token_tests {
             prop_oneof![any::<u8>(), proptest::sample::select(b"byidviaforfromwithBYIDVIAFORFROMWITH".to_vec())],
             0..6,
         )) {
-            const ALL: [ClauseKind; 6] = [
-                ClauseKind::From,
-                ClauseKind::By,
-                ClauseKind::Via,
-                ClauseKind::With,
-                ClauseKind::Id,
-                ClauseKind::For,
-            ];
-            let want = ALL.into_iter().find(|k| w.eq_ignore_ascii_case(k.keyword().as_bytes()));
+            let want = ALL_CLAUSES.into_iter().find(|k| w.eq_ignore_ascii_case(k.keyword().as_bytes()));
             prop_assert_eq!(ClauseKind::of(&w), want);
         }
 
