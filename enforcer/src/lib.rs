@@ -12,6 +12,7 @@ pub mod error;
 pub mod evidence;
 pub mod feed;
 pub mod fleet;
+pub mod interner;
 pub mod listing;
 pub mod logging;
 pub mod metrics;

@@ -19,6 +19,7 @@ use crate::duration::Span;
 use crate::evidence::milter::session::Sighting;
 use crate::evidence::reply::{Board, Notice};
 use crate::evidence::Channel;
+use crate::interner::Interner;
 use crate::listing::{self, Filter, PageHead, Source, PAGE};
 use crate::net::Prefix;
 use crate::policy::{
@@ -177,9 +178,7 @@ pub struct Engine<K: Kernel> {
     /// The `enforcer_engine_senders` label sets; each record holds the index of its own.
     label_sets: LabelSets,
     /// Notices by (stage, kernel rule, evidence): the board's entries point at these.
-    notices: HashMap<NoticeKey, Arc<Notice>>,
-    /// Size of `notices` after it was last pruned.
-    notices_pruned: usize,
+    notices: Interner<NoticeKey, Notice>,
     metrics: EngineMetrics,
     /// Wall clock minus boot clock (ns) when the kernel entries were last converted.
     clock_offset: Option<i128>,
@@ -237,8 +236,7 @@ impl<K: Kernel> Engine<K> {
             timers: BTreeSet::new(),
             due: BTreeMap::new(),
             label_sets: LabelSets::default(),
-            notices: HashMap::new(),
-            notices_pruned: 0,
+            notices: Interner::default(),
             metrics,
             clock_offset: None,
             board: settings.board,
@@ -491,11 +489,6 @@ impl<K: Kernel> Engine<K> {
         self.summaries.len()
     }
 
-    /// How many senders the engine holds.
-    pub fn sender_count(&self) -> usize {
-        self.records.len()
-    }
-
     /// The compact sender held for `p`, with its prefix.
     fn held(&self, p: &Prefix) -> Option<Held<'_>> {
         self.records.get(p).map(|c| c.at(*p))
@@ -545,8 +538,7 @@ impl<K: Kernel> Engine<K> {
             .collect();
         for chunk in behind.chunks(CHUNK) {
             let mut changed = Vec::with_capacity(chunk.len());
-            for rec in self.store.senders_of(chunk)?.into_iter().flatten() {
-                let mut rec = rec;
+            for mut rec in self.store.senders_of(chunk)?.into_iter().flatten() {
                 if catch_up(&self.policy, &mut rec, now) {
                     changed.push(rec);
                 }
@@ -1548,40 +1540,26 @@ impl<K: Kernel> Engine<K> {
             RuleSource::Operator => return None,
         };
         let summary = self.records.get(&p).and_then(|c| c.summary_arc());
-        let key = (
-            stage,
-            written(&Rule {
-                prefix: SHARED,
-                ..rule.clone()
-            }),
-            summary.clone(),
-        );
-        if let Some(n) = self.notices.get(&key) {
-            return Some(n.clone());
-        }
-        // Notices of stages and builds no sender is at any more go before the set doubles.
-        if self.notices.len() >= 2 * self.notices_pruned.max(64) {
-            self.notices.retain(|_, n| Arc::strong_count(n) > 1);
-            self.notices_pruned = self.notices.len();
-        }
-        let n = Arc::new(Notice {
-            // Shared: the board puts the sender's own prefix in what it hands out.
-            rule: Rule {
-                prefix: SHARED,
-                reason: None,
-                created_at: 0,
-                ..rule
-            },
-            stage,
-            build: summary
-                .as_ref()
-                .and_then(|s| s.build.as_deref().map(str::to_string)),
-            upgrade_to: summary
-                .as_ref()
-                .and_then(|s| s.upgrade_to.as_deref().map(str::to_string)),
-        });
-        self.notices.insert(key, n.clone());
-        Some(n)
+        // The fingerprint leaves the prefix out, so it is the same for every sender at this stage.
+        let key = (stage, written(&rule), summary);
+        Some(self.notices.share(key, |(_, _, summary)| {
+            Notice {
+                // Shared: the board puts the sender's own prefix in what it hands out.
+                rule: Rule {
+                    prefix: SHARED,
+                    reason: None,
+                    created_at: 0,
+                    ..rule
+                },
+                stage,
+                build: summary
+                    .as_ref()
+                    .and_then(|s| s.build.as_deref().map(str::to_string)),
+                upgrade_to: summary
+                    .as_ref()
+                    .and_then(|s| s.upgrade_to.as_deref().map(str::to_string)),
+            }
+        }))
     }
 
     /// Publishes `p`'s notice for the MTA listeners.

@@ -9,7 +9,6 @@
 use super::record::{Episode, Pause, Record};
 use crate::net::Prefix;
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::sync::Arc;
 
 /// The inputs of [`super::Policy::stage_at`], [`super::Policy::next_change`] and
@@ -48,7 +47,7 @@ impl Facts for Record {
 
 /// What a notice and a kernel entry's reason say of a sender's evidence. Thousands of senders
 /// running the same build share one.
-#[derive(Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Summary {
     /// [`super::Evidence::summary`].
     pub text: Box<str>,
@@ -57,43 +56,8 @@ pub struct Summary {
     pub upgrade_to: Option<Box<str>>,
 }
 
-/// One [`Summary`] per distinct evidence: [`Summaries::share`] hands out the copy already held.
-#[derive(Debug, Default)]
-pub struct Summaries {
-    held: HashSet<Arc<Summary>>,
-    /// Size after the last [`Summaries::prune`], so pruning costs O(1) amortised per insert.
-    pruned_at: usize,
-}
-
-impl Summaries {
-    pub fn share(&mut self, s: Summary) -> Arc<Summary> {
-        if let Some(held) = self.held.get(&s) {
-            return held.clone();
-        }
-        // Evidence text comes from senders: drop what no sender uses any more before the set grows
-        // past twice what it held, so a stream of distinct banners cannot grow it for good.
-        if self.held.len() >= 2 * self.pruned_at.max(64) {
-            self.prune();
-        }
-        let s = Arc::new(s);
-        self.held.insert(s.clone());
-        s
-    }
-
-    /// Forgets summaries no sender holds any more.
-    pub fn prune(&mut self) {
-        self.held.retain(|s| Arc::strong_count(s) > 1);
-        self.pruned_at = self.held.len();
-    }
-
-    pub fn len(&self) -> usize {
-        self.held.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.held.is_empty()
-    }
-}
+/// One [`Summary`] per distinct evidence, shared by every sender that has it.
+pub type Summaries = crate::interner::Interner<Summary, Summary>;
 
 /// A sender as the daemon keeps it in memory: what [`Facts`] needs, without the prefix (the key of
 /// the map that holds it).
@@ -122,7 +86,7 @@ impl Compact {
             in_episode: ep.is_some(),
             pauses: (!rec.pauses.is_empty()).then(|| Box::new(rec.pauses.clone())),
             summary: rec.evidence.as_ref().map(|e| {
-                summaries.share(Summary {
+                let s = Summary {
                     text: e.summary().into(),
                     build: e
                         .build
@@ -130,7 +94,8 @@ impl Compact {
                         .or(e.version.as_ref())
                         .map(|b| b.as_str().into()),
                     upgrade_to: e.upgrade_to.as_deref().map(Into::into),
-                })
+                };
+                summaries.share(s, Summary::clone)
             }),
         }
     }
@@ -140,10 +105,6 @@ impl Compact {
         let label = self.label;
         *self = Compact::of(rec, summaries);
         self.label = label;
-    }
-
-    pub fn summary(&self) -> Option<&Summary> {
-        self.summary.as_deref()
     }
 
     pub fn summary_arc(&self) -> Option<Arc<Summary>> {
@@ -200,27 +161,5 @@ mod tests {
             "{}",
             std::mem::size_of::<Compact>()
         );
-    }
-
-    #[test]
-    fn summaries_are_shared_and_pruned() {
-        let mut s = Summaries::default();
-        let mk = |t: &str| Summary {
-            text: t.into(),
-            build: None,
-            upgrade_to: None,
-        };
-        let a = s.share(mk("a"));
-        let b = s.share(mk("a"));
-        assert!(Arc::ptr_eq(&a, &b));
-        drop(s.share(mk("gone")));
-        s.prune();
-        assert_eq!(s.len(), 1, "only the one still held");
-        // Distinct texts nobody keeps never pile up past the pruning bound.
-        for n in 0..10_000 {
-            drop(s.share(mk(&n.to_string())));
-        }
-        assert!(s.len() <= 129, "{}", s.len());
-        drop((a, b));
     }
 }

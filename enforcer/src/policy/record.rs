@@ -220,9 +220,4 @@ impl Record {
             last_seen: now,
         });
     }
-
-    /// The pause in force at `now`, if any.
-    pub fn active_pause(&self, now: i64) -> Option<&Pause> {
-        self.pauses.iter().rev().find(|p| p.active_at(now))
-    }
 }
