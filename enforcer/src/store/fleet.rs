@@ -6,7 +6,7 @@
 //! - `fleet_meta`: the last stream id applied, the hybrid logical clock, the Redis data epoch, the
 //!   next queue sequence number.
 
-use super::Store;
+use super::{read_table, Store};
 use crate::fleet::codec::{Change, Item};
 use anyhow::Context as _;
 use redb::{
@@ -98,12 +98,8 @@ impl Store {
     pub fn fleet_known_many<S: AsRef<str>>(&self, keys: &[S]) -> anyhow::Result<Vec<Option<Item>>> {
         self.read(|db| {
             let tx = db.begin_read()?;
-            let t = match tx.open_table(KNOWN) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => {
-                    return Ok(keys.iter().map(|_| None).collect())
-                }
-                Err(e) => return Err(e).context("opening the fleet_known table"),
+            let Some(t) = read_table(&tx, KNOWN)? else {
+                return Ok(keys.iter().map(|_| None).collect());
             };
             keys.iter()
                 .map(|key| {
@@ -126,10 +122,8 @@ impl Store {
     ) -> anyhow::Result<Vec<(String, Option<Item>)>> {
         self.read(|db| {
             let tx = db.begin_read()?;
-            let t = match tx.open_table(KNOWN) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(e).context("opening the fleet_known table"),
+            let Some(t) = read_table(&tx, KNOWN)? else {
+                return Ok(Vec::new());
             };
             let rows = match after {
                 Some(a) => {
@@ -168,10 +162,8 @@ impl Store {
     ) -> anyhow::Result<Vec<(u64, Change)>> {
         self.read(|db| {
             let tx = db.begin_read()?;
-            let t = match tx.open_table(OUTBOX) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(e).context("opening the fleet_outbox table"),
+            let Some(t) = read_table(&tx, OUTBOX)? else {
+                return Ok(Vec::new());
             };
             let mut out = Vec::new();
             for row in t.range(after.saturating_add(1)..)?.take(limit) {
@@ -196,10 +188,9 @@ impl Store {
     pub fn fleet_outbox_len(&self) -> anyhow::Result<u64> {
         self.read(|db| {
             let tx = db.begin_read()?;
-            match tx.open_table(OUTBOX) {
-                Ok(t) => Ok(t.len()?),
-                Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-                Err(e) => Err(e).context("opening the fleet_outbox table"),
+            match read_table(&tx, OUTBOX)? {
+                Some(t) => Ok(t.len()?),
+                None => Ok(0),
             }
         })
     }
@@ -207,10 +198,8 @@ impl Store {
     pub fn fleet_meta(&self, key: &str) -> anyhow::Result<Option<String>> {
         self.read(|db| {
             let tx = db.begin_read()?;
-            let t = match tx.open_table(META) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-                Err(e) => return Err(e).context("opening the fleet_meta table"),
+            let Some(t) = read_table(&tx, META)? else {
+                return Ok(None);
             };
             Ok(t.get(key)?.map(|v| v.value().to_string()))
         })

@@ -296,3 +296,17 @@ impl Store {
 
 #[cfg(test)]
 mod tests;
+
+/// `def` opened in a read transaction; `None` when the table does not exist (a database made by a
+/// version before the table).
+pub(crate) fn read_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &redb::ReadTransaction,
+    def: redb::TableDefinition<K, V>,
+) -> anyhow::Result<Option<redb::ReadOnlyTable<K, V>>> {
+    use redb::TableHandle as _;
+    match txn.open_table(def) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("opening the {} table", def.name())),
+    }
+}

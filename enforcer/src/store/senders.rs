@@ -5,7 +5,7 @@
 //! commit returns), and the daemon replies to the CLI only after the commit: a change the CLI was told
 //! succeeded survives `kill -9` of the daemon at any moment.
 
-use super::Store;
+use super::{read_table, Store};
 use crate::net::Prefix;
 use crate::policy::Record;
 use anyhow::Context;
@@ -74,10 +74,8 @@ impl Store {
     pub fn each_sender(&self, mut f: impl FnMut(Record)) -> anyhow::Result<()> {
         self.read(|db| {
             let txn = db.begin_read()?;
-            let table = match txn.open_table(SENDERS) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
-                Err(e) => return Err(e).context("opening the sender table"),
+            let Some(table) = read_table(&txn, SENDERS)? else {
+                return Ok(());
             };
             for item in table.iter()? {
                 let (k, v) = item?;
@@ -96,12 +94,8 @@ impl Store {
     pub fn senders_of(&self, prefixes: &[Prefix]) -> anyhow::Result<Vec<Option<Record>>> {
         self.read(|db| {
             let txn = db.begin_read()?;
-            let table = match txn.open_table(SENDERS) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => {
-                    return Ok(prefixes.iter().map(|_| None).collect())
-                }
-                Err(e) => return Err(e).context("opening the sender table"),
+            let Some(table) = read_table(&txn, SENDERS)? else {
+                return Ok(prefixes.iter().map(|_| None).collect());
             };
             let mut out = Vec::with_capacity(prefixes.len());
             for p in prefixes {
