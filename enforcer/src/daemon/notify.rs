@@ -29,13 +29,7 @@ pub fn notify(state: &str) {
 
 /// `RELOADING=1` with the monotonic timestamp systemd ≥ 253 expects next to it.
 pub fn reloading() {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into `ts`.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    let usec = ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000;
+    let usec = crate::datapath::clock::read(libc::CLOCK_MONOTONIC) / 1_000;
     notify(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"));
 }
 

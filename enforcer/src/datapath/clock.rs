@@ -52,7 +52,8 @@ impl Clock {
     }
 }
 
-fn read(clock: libc::clockid_t) -> i128 {
+/// Nanoseconds on `clock` (any `CLOCK_*` id).
+pub fn read(clock: libc::clockid_t) -> i128 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -70,22 +70,8 @@ pub(super) fn insert_sorted<V: Clone>(map: &mut BTreeMap<Prefix, V>, sorted: &[P
         }
         return;
     }
-    let old = std::mem::take(map);
-    let mut old = old.into_iter().peekable();
-    let mut new = sorted.iter().peekable();
-    let merged = std::iter::from_fn(|| match (old.peek(), new.peek()) {
-        (Some((o, _)), Some(n)) => match o.cmp(n) {
-            std::cmp::Ordering::Less => old.next(),
-            std::cmp::Ordering::Equal => {
-                old.next();
-                new.next().map(|p| (*p, value.clone()))
-            }
-            std::cmp::Ordering::Greater => new.next().map(|p| (*p, value.clone())),
-        },
-        (Some(_), None) => old.next(),
-        (None, _) => new.next().map(|p| (*p, value.clone())),
-    });
-    *map = merged.collect();
+    // The old entries are moved into the new map, not copied.
+    *map = merge(std::mem::take(map).into_iter(), sorted, value, &[]);
 }
 
 /// `map` with `value` for every prefix of `sorted` and without those of `remove` (both ascending,
@@ -97,21 +83,37 @@ pub(super) fn merged<V: Clone>(
     value: &V,
     remove: &[Prefix],
 ) -> BTreeMap<Prefix, V> {
+    merge(
+        map.iter().map(|(p, v)| (*p, v.clone())),
+        sorted,
+        value,
+        remove,
+    )
+}
+
+/// The entries of `old` (ascending) with `value` for every prefix of `sorted` and without those of
+/// `remove` (both ascending, unique), built into a map in one ordered pass.
+fn merge<V: Clone>(
+    old: impl Iterator<Item = (Prefix, V)>,
+    sorted: &[Prefix],
+    value: &V,
+    remove: &[Prefix],
+) -> BTreeMap<Prefix, V> {
     use std::cmp::Ordering;
-    let mut old = map.iter().peekable();
+    let mut old = old.peekable();
     let mut new = sorted.iter().peekable();
     let mut remove = remove.iter().peekable();
     let merged = std::iter::from_fn(|| loop {
         let (p, v) = match (old.peek(), new.peek()) {
             (Some((o, _)), Some(n)) => match o.cmp(n) {
-                Ordering::Less => old.next().map(|(p, v)| (*p, v.clone()))?,
+                Ordering::Less => old.next()?,
                 Ordering::Equal => {
                     old.next();
                     new.next().map(|p| (*p, value.clone()))?
                 }
                 Ordering::Greater => new.next().map(|p| (*p, value.clone()))?,
             },
-            (Some(_), None) => old.next().map(|(p, v)| (*p, v.clone()))?,
+            (Some(_), None) => old.next()?,
             (None, _) => new.next().map(|p| (*p, value.clone()))?,
         };
         while remove.next_if(|r| **r < p).is_some() {}
@@ -145,13 +147,8 @@ fn values_in<'a, V>(map: &'a BTreeMap<Prefix, V>, sorted: &[Prefix]) -> Vec<Opti
 
 /// CPU time of the calling thread (what a step cost, whatever else the machine was running).
 fn thread_cpu() -> std::time::Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec, which `ts` is.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    let ns = crate::datapath::clock::read(libc::CLOCK_THREAD_CPUTIME_ID);
+    std::time::Duration::from_nanos(u64::try_from(ns).unwrap_or(0))
 }
 
 /// The kernel side of an import (or of a group of the fleet's rules with the same kernel entry), for
